@@ -1,0 +1,13 @@
+# The platform's image: gateway and stream workers (see compose.yaml).
+FROM python:3.11-slim
+
+RUN useradd --system --create-home --uid 10001 iot
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY iot_gateway ./iot_gateway
+COPY streams ./streams
+RUN pip install --no-cache-dir .
+
+USER iot
+ENTRYPOINT []
+CMD ["iotctl", "--help"]

@@ -1,0 +1,55 @@
+# The one task runner: CI (.ci/run) and people call the same targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+IOTCTL := $(BIN)/iotctl
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap venv up down status run test lint typecheck unit integration e2e clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+bootstrap: ## install missing system packages (Debian; as root)
+	@scripts/bootstrap.sh
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing Python dependencies into $(VENV) ..." >&2
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/.installed ## create .venv with the project installed (editable)
+
+up: bootstrap venv ## start Kafka, Mosquitto and PostgreSQL (idempotent)
+	@$(IOTCTL) dev up
+
+down: ## stop everything `make up` started
+	@if [ -x $(IOTCTL) ]; then $(IOTCTL) dev down; else echo "nothing to stop (no .venv)"; fi
+
+status: venv ## each service's endpoint and whether it answers
+	@$(IOTCTL) dev status
+
+run: up ## bring everything up and show what to look at
+	@scripts/run.sh
+
+lint: venv ## ruff (lint and format check)
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+typecheck: venv ## mypy --strict on iot_gateway/ and streams/
+	@$(BIN)/mypy
+
+unit: venv ## fast tests that need no services
+	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test: up lint typecheck ## bring everything up, then lint, type-check and run every test
+	@$(BIN)/pytest tests $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+clean: down ## stop services and delete .local/ (all local data)
+	rm -rf .local

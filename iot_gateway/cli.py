@@ -1,0 +1,44 @@
+"""``iotctl``: the platform's one command-line entry point.
+
+Exit codes: 0 success, 1 the operation failed (the message says what to do next),
+2 the command line was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from iot_gateway.devstack import cli as dev_cli
+from iot_gateway.devstack.errors import DevStackError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``iotctl`` parser; each feature package adds its own subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="iotctl",
+        description="Operate the IoT telemetry platform: local services, gateway, streams.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dev_cli.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one ``iotctl`` command and returns its exit code."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except DevStackError as exc:
+        print(f"iotctl: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

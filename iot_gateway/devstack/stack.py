@@ -1,0 +1,133 @@
+"""Bring the local services up, take them down, and report on them.
+
+``up`` is idempotent: a service already running and answering is left alone; the others are
+prepared and started together, then awaited. ``down`` stops exactly the processes ``up``
+started, found through their pid files.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from iot_gateway.devstack.errors import PortInUseError, ServiceStartError
+from iot_gateway.devstack.kafka import Kafka
+from iot_gateway.devstack.mosquitto import Mosquitto
+from iot_gateway.devstack.postgres import Postgres
+from iot_gateway.devstack.process import port_open, running_pid, spawn, stop, tail
+from iot_gateway.devstack.service import Progress, Service
+from iot_gateway.devstack.settings import DevStackSettings
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    """One service as ``iotctl dev status`` reports it."""
+
+    name: str
+    endpoint: str
+    pid: int | None
+    answers: bool
+    detail: str
+    log_file: str
+
+
+def services(settings: DevStackSettings) -> list[Service]:
+    """The local services, in start order."""
+    return [Postgres(settings), Mosquitto(settings), Kafka(settings)]
+
+
+def _start(service: Service, progress: Progress) -> int | None:
+    """Starts ``service`` unless it is already running; returns the pid it got, if started."""
+    if running_pid_of(service) is not None:
+        return None
+    if port_open(service.settings.host, service.port):
+        raise PortInUseError(
+            f"{service.name}: port {service.port} is in use by a process `iotctl dev up` did not "
+            f"start; stop it or choose another port with {service.env_port_variable}=..."
+        )
+    service.prepare(progress)
+    pid = spawn(service.launch(), service.handle)
+    progress(f"{service.name}: started (pid {pid}), log {service.log_file}")
+    return pid
+
+
+def running_pid_of(service: Service) -> int | None:
+    """The pid of ``service`` if the dev stack started it and it still runs."""
+    return running_pid(service.handle)
+
+
+def _await(pending: list[Service], timeout_s: float, progress: Progress) -> None:
+    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    while pending:
+        for service in list(pending):
+            if running_pid_of(service) is None:
+                raise ServiceStartError(
+                    f"{service.name} exited during start-up; the end of {service.log_file}:\n"
+                    + tail(service.log_file)
+                )
+            probe = service.probe(timeout_s=1.0)
+            if probe.answers:
+                progress(
+                    f"{service.name}: answers after {time.monotonic() - started:.1f}s "
+                    f"({probe.detail})"
+                )
+                pending.remove(service)
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(service.name for service in pending)
+            raise ServiceStartError(
+                f"{names} did not answer within {timeout_s:.0f}s; see "
+                + ", ".join(str(service.log_file) for service in pending)
+            )
+        if pending:
+            time.sleep(0.25)
+
+
+def up(settings: DevStackSettings, progress: Progress) -> list[ServiceStatus]:
+    """Starts every service that is not running, waits until all answer, then initializes."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    stack = services(settings)
+    to_wait: list[Service] = []
+    for service in stack:
+        if _start(service, progress) is not None or not service.probe(timeout_s=1.0).answers:
+            to_wait.append(service)
+        else:
+            progress(f"{service.name}: already running")
+    _await(to_wait, settings.start_timeout_s, progress)
+    for service in stack:
+        service.after_start(progress)
+    return status(settings)
+
+
+def down(settings: DevStackSettings, progress: Progress) -> list[str]:
+    """Stops, in reverse start order, every service process ``up`` started; names them."""
+    stopped = []
+    for service in reversed(services(settings)):
+        if stop(service.handle):
+            progress(f"{service.name}: stopped")
+            stopped.append(service.name)
+        else:
+            progress(f"{service.name}: was not running")
+    return stopped
+
+
+def status(settings: DevStackSettings) -> list[ServiceStatus]:
+    """Each service's endpoint, pid and whether it answers its own protocol."""
+    report = []
+    for service in services(settings):
+        probe = service.probe()
+        pid = running_pid_of(service)
+        detail = probe.detail
+        if probe.answers and pid is None:
+            detail += " (not started by iotctl dev up)"
+        report.append(
+            ServiceStatus(
+                name=service.name,
+                endpoint=service.endpoint,
+                pid=pid,
+                answers=probe.answers,
+                detail=detail,
+                log_file=str(service.log_file),
+            )
+        )
+    return report

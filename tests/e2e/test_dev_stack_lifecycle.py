@@ -1,0 +1,98 @@
+"""`iotctl dev up` / `down` on a second, isolated stack: idempotent, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _iotctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "iot_gateway.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def _alive_in_groups(groups: set[int]) -> list[str]:
+    """Processes (not zombies) whose process group is one of ``groups``."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        state, pgid = fields[0], int(fields[3])
+        if pgid in groups and state != "Z":
+            alive.append(f"{entry.name}: {stat[:80]}")
+    return alive
+
+
+def test_up_is_idempotent_and_down_leaves_no_process_behind(tmp_path: Path) -> None:
+    kafka, controller, mqtt, pg = _free_ports(4)
+    env = {
+        **os.environ,
+        "IOT_LOCAL_DIR": str(tmp_path / "state"),
+        "IOT_KAFKA_PORT": str(kafka),
+        "IOT_KAFKA_CONTROLLER_PORT": str(controller),
+        "IOT_MQTT_PORT": str(mqtt),
+        "IOT_PG_PORT": str(pg),
+        "IOT_KAFKA_HEAP": "512m",
+    }
+    first = _iotctl(env, "dev", "up", "--json")
+    try:
+        assert first.returncode == 0, first.stderr
+        services = {item["name"]: item for item in json.loads(first.stdout)["services"]}
+        assert set(services) == {"kafka", "mosquitto", "postgres"}
+        assert all(item["answers"] and item["pid"] for item in services.values())
+        assert services["kafka"]["endpoint"] == f"127.0.0.1:{kafka}"
+
+        second = _iotctl(env, "dev", "up", "--json")
+        assert second.returncode == 0, second.stderr
+        again = {item["name"]: item["pid"] for item in json.loads(second.stdout)["services"]}
+        assert again == {name: item["pid"] for name, item in services.items()}
+        assert "already running" in second.stderr
+    finally:
+        groups = {
+            int(item["pid"])
+            for item in json.loads(first.stdout or '{"services": []}')["services"]
+            if item["pid"]
+        }
+        stopped = _iotctl(env, "dev", "down", "--json")
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert sorted(json.loads(stopped.stdout)["stopped"]) == ["kafka", "mosquitto", "postgres"]
+    assert _alive_in_groups(groups) == []
+    status = _iotctl(env, "dev", "status", "--json")
+    assert status.returncode == 1
+    assert not any(item["answers"] for item in json.loads(status.stdout)["services"])
+    for service in ("postgres", "mosquitto"):  # folders moved out of reach of /tmp's 0700 dirs
+        target = (tmp_path / "state" / service).resolve()
+        if not target.is_relative_to(tmp_path):
+            shutil.rmtree(target.parent)

@@ -1,0 +1,105 @@
+"""compose.yaml cannot run here (no Docker engine), so check that it is coherent with the repo."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from iot_gateway.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+BUILT = sorted(name for name, service in SERVICES.items() if "build" in service)
+KAFKA = sorted(name for name, service in SERVICES.items() if "apache/kafka" in service["image"])
+
+# Services whose command a later capability adds; xfail_strict turns this list into an error
+# the moment the command exists, so it cannot go stale.
+NOT_YET_IMPLEMENTED = {
+    "gateway": "the ingest gateway adds `iotctl gateway run` and config/gateway.yaml",
+    "worker": "the stream processors add `iotctl streams worker` and config/streams.yaml",
+}
+
+
+def _bind_mounts(service: dict[str, Any]) -> list[tuple[Path, str]]:
+    mounts = []
+    for volume in service.get("volumes", []):
+        source, target, *_ = volume.split(":")
+        if source.startswith((".", "/")):
+            mounts.append(((ROOT / source).resolve(), target))
+    return mounts
+
+
+def test_topology_has_every_component() -> None:
+    assert set(SERVICES) >= {"mosquitto", "postgres", "schema-registry", "gateway", "worker"}
+    assert len(KAFKA) == 3
+    assert SERVICES["gateway"]["deploy"]["replicas"] == 2
+    assert SERVICES["worker"]["deploy"]["replicas"] == 2
+
+
+def test_kafka_is_a_three_node_kraft_quorum_with_rf3_and_min_isr2() -> None:
+    node_ids = set()
+    for name in KAFKA:
+        env = SERVICES[name]["environment"]
+        node_ids.add(env["KAFKA_NODE_ID"])
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        voters = dict(v.split("@") for v in env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(","))
+        assert sorted(voters.values()) == sorted(f"{n}:9093" for n in KAFKA)
+        assert voters[str(env["KAFKA_NODE_ID"])] == f"{name}:9093"
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == 3
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == 2
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == 2
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3
+        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
+    assert node_ids == {1, 2, 3}
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_bind_mount_source_exists_in_the_repo(name: str) -> None:
+    for source, target in _bind_mounts(SERVICES[name]):
+        assert source.exists(), f"{name} mounts {source} at {target}, which is not in the repo"
+        assert source.is_relative_to(ROOT)
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_built_images_copy_only_what_exists(name: str) -> None:
+    build = SERVICES[name]["build"]
+    context = ROOT / build["context"]
+    dockerfile = context / build.get("dockerfile", "Dockerfile")
+    assert dockerfile.is_file()
+    copies = re.findall(r"^COPY\s+(.+)\s+\S+$", dockerfile.read_text(), flags=re.MULTILINE)
+    sources = [source for line in copies for source in line.split()]
+    assert sources
+    assert all((context / source).exists() for source in sources), sources
+
+
+def _config_paths(service: dict[str, Any], argv: list[str]) -> list[Path]:
+    """Maps each container path named on the command line back into the repo."""
+    paths = []
+    for arg in argv:
+        for source, target in _bind_mounts(service):
+            if arg.startswith(target.rstrip("/") + "/"):
+                paths.append(source / arg.removeprefix(target.rstrip("/") + "/"))
+    return paths
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(reason=NOT_YET_IMPLEMENTED[n], strict=True))
+        if n in NOT_YET_IMPLEMENTED
+        else n
+        for n in BUILT
+    ],
+)
+def test_commands_of_built_services_exist_with_their_config_files(name: str) -> None:
+    argv = SERVICES[name]["command"]
+    assert argv[0] == "iotctl"
+    build_parser().parse_args(argv[1:])  # exits (SystemExit 2) on an unknown command
+    for path in _config_paths(SERVICES[name], argv):
+        assert path.is_file(), f"{name} names {path}, which is not in the repo"

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from iot_gateway.devstack import DevStackSettings, SettingsError
+from iot_gateway.devstack.kafka import new_cluster_id
+
+
+def test_defaults_are_the_usual_ports_and_a_local_dir_in_the_checkout() -> None:
+    settings = DevStackSettings.from_env({})
+    assert (settings.kafka_port, settings.mqtt_port, settings.pg_port) == (9092, 1883, 5432)
+    assert settings.state_dir == settings.project_dir / ".local"
+    assert (settings.project_dir / "pyproject.toml").is_file()
+
+
+def test_every_setting_is_overridable_by_its_iot_variable(tmp_path: Path) -> None:
+    settings = DevStackSettings.from_env(
+        {
+            "IOT_KAFKA_PORT": "19092",
+            "IOT_MQTT_PORT": "11883",
+            "IOT_PG_PORT": "15432",
+            "IOT_LOCAL_DIR": str(tmp_path),
+            "IOT_KAFKA_HEAP": "256m",
+            "IOT_START_TIMEOUT_S": "12.5",
+        }
+    )
+    assert settings.kafka_bootstrap == "127.0.0.1:19092"
+    assert settings.mqtt_url == "mqtt://127.0.0.1:11883"
+    assert settings.pg_port == 15432
+    assert settings.state_dir == tmp_path
+    assert settings.kafka_heap == "256m"
+    assert settings.start_timeout_s == 12.5
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("IOT_KAFKA_PORT", "kafka", "is not an integer"),
+        ("IOT_MQTT_PORT", "70000", "is not a TCP port"),
+        ("IOT_PG_PORT", "0", "is not a TCP port"),
+        ("IOT_KAFKA_PARTITIONS", "-3", "must be positive"),
+        ("IOT_START_TIMEOUT_S", "soon", "is not a number"),
+    ],
+)
+def test_malformed_values_name_the_variable(variable: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=f"{variable}.*{message}"):
+        DevStackSettings.from_env({variable: value})
+
+
+def test_the_password_is_masked_when_printed() -> None:
+    settings = DevStackSettings.from_env({"IOT_PG_PASSWORD": "s3cret-value"})
+    assert "s3cret-value" in settings.pg_dsn()
+    assert "s3cret-value" not in settings.pg_dsn(masked=True)
+    assert "s3cret-value" not in repr(settings)
+
+
+def test_kraft_cluster_ids_are_distinct_22_char_base64_uuids() -> None:
+    ids = {new_cluster_id() for _ in range(200)}
+    assert len(ids) == 200
+    for cluster_id in ids:
+        assert len(cluster_id) == 22
+        assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
