@@ -4,8 +4,10 @@ FROM python:3.11-slim
 RUN useradd --system --create-home --uid 10001 iot
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY config ./config
 COPY iot_gateway ./iot_gateway
 COPY streams ./streams
+COPY schemas ./schemas
 RUN pip install --no-cache-dir .
 
 USER iot

@@ -34,7 +34,8 @@ down: ## stop everything `make up` started
 status: venv ## each service's endpoint and whether it answers
 	@$(IOTCTL) dev status
 
-run: up ## bring everything up and show what to look at
+run: bootstrap venv ## bring everything up with simulated devices and show where to look
+	@IOT_SIMULATE=true $(IOTCTL) dev up
 	@scripts/run.sh
 
 lint: venv ## ruff (lint and format check)

@@ -10,10 +10,17 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from iot_gateway.avro import AvroError
 from iot_gateway.devstack import cli as dev_cli
 from iot_gateway.devstack.errors import DevStackError
+from iot_gateway.gateway import cli as gateway_cli
+from iot_gateway.gateway.errors import GatewayError
+from iot_gateway.registry import cli as schemas_cli
 
 Handler = Callable[[argparse.Namespace], int]
+
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (AvroError, DevStackError, GatewayError)
+"""Error roots whose message is for the user: printed without a traceback, exit status 1."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dev_cli.register(commands)
+    gateway_cli.register(commands)
+    schemas_cli.register(commands)
     return parser
 
 
@@ -33,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except DevStackError as exc:
+    except EXPECTED_ERRORS as exc:
         print(f"iotctl: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
-# `make run`: the stack is up (make up ran first); show what runs and where to look.
+# `make run`: everything is up (make up ran first with IOT_SIMULATE=true); show where to look.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iotctl=.venv/bin/iotctl
-$iotctl dev status
-kafka="${IOT_HOST:-127.0.0.1}:${IOT_KAFKA_PORT:-9092}"
+$iotctl dev status || true
+host="${IOT_HOST:-127.0.0.1}"
+kafka="$host:${IOT_KAFKA_PORT:-9092}"
 mqtt_port="${IOT_MQTT_PORT:-1883}"
+gateway="http://$host:${IOT_GATEWAY_HTTP_PORT:-9464}"
 cat <<TXT
 
-The platform's infrastructure is running. Try it:
+The platform is running: Mosquitto, Kafka, PostgreSQL, the gateway, and simulated devices
+publishing to devices/<id>/telemetry. Where to look:
 
-  Publish a reading as a device would (MQTT 5, QoS 1):
-    mosquitto_pub -h ${IOT_HOST:-127.0.0.1} -p $mqtt_port -V mqttv5 -q 1 \\
-      -t devices/dev-001/telemetry -m '{"seq": 1, "ts": 1767225600000, "metrics": {"temp_c": 21.5}}'
+  Gateway counters (received, produced, DLQ by reason, in flight):
+    curl -s $gateway/stats          (Prometheus: $gateway/metrics)
 
-  Watch the device topics:
-    mosquitto_sub -h ${IOT_HOST:-127.0.0.1} -p $mqtt_port -V mqttv5 -t 'devices/#' -v
+  Publish your own reading as a device would (MQTT 5, QoS 1):
+    mosquitto_pub -h $host -p $mqtt_port -V mqttv5 -q 1 -t devices/my-device/telemetry \\
+      -m '{"seq": 1, "metrics": {"temp_c": 21.5}}'
 
-  List the Kafka topics the platform owns:
-    kcat -b $kafka -L | grep iot.
+  Watch the readings arrive in Kafka (Avro, key = device id) and the rejected ones in the DLQ:
+    kcat -b $kafka -C -t iot.telemetry.v1 -o -5 -e -f 'key=%k headers=%h\n'
+    kcat -b $kafka -C -t iot.telemetry.dlq -o beginning -e -f '%h  %s\n'
 
-  Service state as JSON:       .venv/bin/iotctl dev status --json
-  Logs:                        .local/logs/
-  Stop everything:             make down
+  Schemas in the embedded registry:   .venv/bin/iotctl schemas show
+  Service state as JSON:              .venv/bin/iotctl dev status --json
+  Logs:                               .local/logs/
+  Stop everything:                    make down
 TXT

@@ -42,10 +42,19 @@ class LaunchSpec:
 
 
 def _cmdline(pid: int) -> str | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
+    """The process's command line; None if there is no such process.
+
+    A process in the middle of ``exec`` briefly shows an empty command line, so an empty
+    answer is asked again for up to a second before it is believed.
+    """
+    for _ in range(50):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        if raw or _is_zombie(pid):
+            break
+        time.sleep(0.02)
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
@@ -60,6 +69,11 @@ def _is_zombie(pid: int) -> bool:
 # Popen objects of services this process started: kept so that they are not collected (and
 # warned about) while the service runs on; services outlive ``iotctl`` and are not waited for.
 _DETACHED: list[subprocess.Popen[bytes]] = []
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` exists and has not exited (a zombie has exited)."""
+    return not _is_zombie(pid)
 
 
 def running_pid(handle: ProcessHandle) -> int | None:

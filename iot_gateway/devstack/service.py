@@ -32,6 +32,10 @@ class Service(ABC):
     """
 
     name: str
+    stage = 0
+    """Start order: every service of a stage answers before the next stage starts."""
+    listens = True
+    """Whether the service binds ``port`` (so a taken port means someone else is there)."""
 
     def __init__(self, settings: DevStackSettings) -> None:
         self.settings = settings

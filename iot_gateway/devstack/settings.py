@@ -45,6 +45,13 @@ class DevStackSettings:
     pg_database: str = "iot"
     pg_user: str = "iot"
     pg_password: str = field(default="iot", repr=False)
+    gateway_http_port: int = 9464
+    apps: bool = True
+    """Also run the platform's own processes (gateway, ...), not only the servers."""
+    simulate: bool = False
+    """Also run simulated devices (``make run`` turns this on)."""
+    simulator_devices: int = 200
+    simulator_rate: float = 200.0
     start_timeout_s: float = 90.0
 
     @property
@@ -99,4 +106,10 @@ def _convert(name: str, type_name: str, raw: str) -> object:
             raise SettingsError(f"{variable}={raw!r} is not a number") from None
     if "Path" in type_name:
         return Path(raw).expanduser().resolve()
+    if type_name == "bool":
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{variable}={raw!r} is not a boolean (true/false)")
     return raw

@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from iot_gateway.devstack.apps import GatewayApp, SimulatorApp
 from iot_gateway.devstack.errors import PortInUseError, ServiceStartError
 from iot_gateway.devstack.kafka import Kafka
 from iot_gateway.devstack.mosquitto import Mosquitto
 from iot_gateway.devstack.postgres import Postgres
-from iot_gateway.devstack.process import port_open, running_pid, spawn, stop, tail
+from iot_gateway.devstack.process import alive, port_open, running_pid, spawn, stop, tail
 from iot_gateway.devstack.service import Progress, Service
 from iot_gateway.devstack.settings import DevStackSettings
 
@@ -31,16 +32,24 @@ class ServiceStatus:
     log_file: str
 
 
-def services(settings: DevStackSettings) -> list[Service]:
-    """The local services, in start order."""
-    return [Postgres(settings), Mosquitto(settings), Kafka(settings)]
+def services(settings: DevStackSettings, *, every_kind: bool = False) -> list[Service]:
+    """The local services in start order: servers, then the platform's processes.
+
+    ``every_kind`` lists them all whatever the settings enable (``down`` stops them all).
+    """
+    chosen: list[Service] = [Postgres(settings), Mosquitto(settings), Kafka(settings)]
+    if settings.apps or every_kind:
+        chosen.append(GatewayApp(settings))
+    if settings.simulate or every_kind:
+        chosen.append(SimulatorApp(settings))
+    return chosen
 
 
 def _start(service: Service, progress: Progress) -> int | None:
     """Starts ``service`` unless it is already running; returns the pid it got, if started."""
     if running_pid_of(service) is not None:
         return None
-    if port_open(service.settings.host, service.port):
+    if service.listens and port_open(service.settings.host, service.port):
         raise PortInUseError(
             f"{service.name}: port {service.port} is in use by a process `iotctl dev up` did not "
             f"start; stop it or choose another port with {service.env_port_variable}=..."
@@ -56,12 +65,13 @@ def running_pid_of(service: Service) -> int | None:
     return running_pid(service.handle)
 
 
-def _await(pending: list[Service], timeout_s: float, progress: Progress) -> None:
+def _await(pending: dict[Service, int | None], timeout_s: float, progress: Progress) -> None:
+    """Waits until each service answers; ``pending`` maps it to the pid we just started."""
     deadline = time.monotonic() + timeout_s
     started = time.monotonic()
     while pending:
-        for service in list(pending):
-            if running_pid_of(service) is None:
+        for service, pid in list(pending.items()):
+            if (pid is None and running_pid_of(service) is None) or (pid and not alive(pid)):
                 raise ServiceStartError(
                     f"{service.name} exited during start-up; the end of {service.log_file}:\n"
                     + tail(service.log_file)
@@ -72,7 +82,7 @@ def _await(pending: list[Service], timeout_s: float, progress: Progress) -> None
                     f"{service.name}: answers after {time.monotonic() - started:.1f}s "
                     f"({probe.detail})"
                 )
-                pending.remove(service)
+                del pending[service]
         if pending and time.monotonic() > deadline:
             names = ", ".join(service.name for service in pending)
             raise ServiceStartError(
@@ -84,25 +94,32 @@ def _await(pending: list[Service], timeout_s: float, progress: Progress) -> None
 
 
 def up(settings: DevStackSettings, progress: Progress) -> list[ServiceStatus]:
-    """Starts every service that is not running, waits until all answer, then initializes."""
+    """Starts every service that is not running, stage by stage, and waits until all answer.
+
+    Servers (stage 0) start together and are initialized (topics, database) before the
+    platform's own processes (stage 1), which need them, start.
+    """
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     stack = services(settings)
-    to_wait: list[Service] = []
-    for service in stack:
-        if _start(service, progress) is not None or not service.probe(timeout_s=1.0).answers:
-            to_wait.append(service)
-        else:
-            progress(f"{service.name}: already running")
-    _await(to_wait, settings.start_timeout_s, progress)
-    for service in stack:
-        service.after_start(progress)
+    for stage in sorted({service.stage for service in stack}):
+        members = [service for service in stack if service.stage == stage]
+        to_wait: dict[Service, int | None] = {}
+        for service in members:
+            pid = _start(service, progress)
+            if pid is not None or not service.probe(timeout_s=1.0).answers:
+                to_wait[service] = pid
+            else:
+                progress(f"{service.name}: already running")
+        _await(to_wait, settings.start_timeout_s, progress)
+        for service in members:
+            service.after_start(progress)
     return status(settings)
 
 
 def down(settings: DevStackSettings, progress: Progress) -> list[str]:
     """Stops, in reverse start order, every service process ``up`` started; names them."""
     stopped = []
-    for service in reversed(services(settings)):
+    for service in reversed(services(settings, every_kind=True)):
         if stop(service.handle):
             progress(f"{service.name}: stopped")
             stopped.append(service.name)
@@ -114,9 +131,12 @@ def down(settings: DevStackSettings, progress: Progress) -> list[str]:
 def status(settings: DevStackSettings) -> list[ServiceStatus]:
     """Each service's endpoint, pid and whether it answers its own protocol."""
     report = []
-    for service in services(settings):
-        probe = service.probe()
+    enabled = {service.name for service in services(settings)}
+    for service in services(settings, every_kind=True):
         pid = running_pid_of(service)
+        if service.name not in enabled and pid is None:
+            continue
+        probe = service.probe()
         detail = probe.detail
         if probe.answers and pid is None:
             detail += " (not started by iotctl dev up)"

@@ -1,0 +1,167 @@
+"""Errors of the Avro package: one root, one class per thing that can be wrong.
+
+Every class carries a machine-readable ``reason`` (a short snake_case string, stable across
+releases) for DLQ headers and metric labels; the message says what was wrong and, for bad
+frames, at which byte offset of the frame. None of these errors is retriable: the same bytes or
+the same schema fail the same way every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from iot_gateway.avro.compatibility import Incompatibility
+
+
+class AvroError(Exception):
+    """Root of every error raised by :mod:`iot_gateway.avro`."""
+
+    reason: ClassVar[str] = "avro_error"
+    retriable: ClassVar[bool] = False
+
+
+class SchemaParseError(AvroError):
+    """A schema is not valid Avro (bad JSON, unknown type, invalid default, ...)."""
+
+    reason = "schema_invalid"
+
+
+class CatalogError(AvroError):
+    """``schemas/`` is inconsistent: missing file, bad ``subjects.yaml``, gap in versions."""
+
+    reason = "catalog_invalid"
+
+
+class SchemaNotRegisteredError(AvroError):
+    """The schema has no id under the subject (encode side: register it first)."""
+
+    reason = "schema_not_registered"
+
+
+class IncompatibleSchemaError(AvroError):
+    """A new schema version breaks the subject's compatibility mode.
+
+    ``incompatibilities`` lists every violation found; the message names the first field and
+    the reason.
+    """
+
+    reason = "schema_incompatible"
+
+    def __init__(self, message: str, incompatibilities: Sequence[Incompatibility]) -> None:
+        super().__init__(message)
+        self.incompatibilities: tuple[Incompatibility, ...] = tuple(incompatibilities)
+
+
+class SerdeError(AvroError):
+    """A frame could not be decoded, or a record could not be encoded.
+
+    ``offset`` is the byte offset in the frame where the problem was detected, when known.
+    """
+
+    reason = "serde_error"
+
+    def __init__(self, message: str, *, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+# --- framing -------------------------------------------------------------------------------
+
+
+class FrameTooShortError(SerdeError):
+    """Fewer than 5 bytes: no room for the magic byte and the 4-byte schema id."""
+
+    reason = "frame_too_short"
+
+
+class BadMagicByteError(SerdeError):
+    """The first byte is not 0, so this is not the Confluent wire format."""
+
+    reason = "bad_magic_byte"
+
+
+class UnknownSchemaIdError(SerdeError):
+    """The schema id in the frame is not known to the schema lookup."""
+
+    reason = "unknown_schema_id"
+
+    def __init__(self, message: str, *, schema_id: int) -> None:
+        super().__init__(message, offset=1)
+        self.schema_id = schema_id
+
+
+# --- Avro binary body ----------------------------------------------------------------------
+
+
+class TruncatedDataError(SerdeError):
+    """The data ends before the value the writer schema announces is complete."""
+
+    reason = "truncated"
+
+
+class TrailingBytesError(SerdeError):
+    """Bytes remain after the complete value: the frame is longer than its record."""
+
+    reason = "trailing_bytes"
+
+
+class InvalidVarintError(SerdeError):
+    """A zig-zag varint is longer than allowed (10 bytes for long, 5 for int) or out of range."""
+
+    reason = "invalid_varint"
+
+
+class NegativeLengthError(SerdeError):
+    """A string/bytes length or an array/map block byte size is negative."""
+
+    reason = "negative_length"
+
+
+class InvalidBlockSizeError(SerdeError):
+    """An array/map block's byte size does not match the bytes its items occupy."""
+
+    reason = "invalid_block_size"
+
+
+class InvalidUnionIndexError(SerdeError):
+    """A union branch index is negative or not below the number of branches."""
+
+    reason = "invalid_union_index"
+
+
+class InvalidEnumIndexError(SerdeError):
+    """An enum index is negative or not below the number of symbols."""
+
+    reason = "invalid_enum_index"
+
+
+class InvalidBooleanError(SerdeError):
+    """A boolean byte is neither 0 nor 1."""
+
+    reason = "invalid_boolean"
+
+
+class InvalidUtf8Error(SerdeError):
+    """A string (or map key) is not valid UTF-8."""
+
+    reason = "invalid_utf8"
+
+
+class LimitExceededError(SerdeError):
+    """A configured limit (frame size, total collection items, nesting depth) was exceeded."""
+
+    reason = "limit_exceeded"
+
+
+class SchemaResolutionError(SerdeError):
+    """Well-formed data that the requested reader schema cannot read (incompatible schemas)."""
+
+    reason = "schema_resolution"
+
+
+class RecordInvalidError(SerdeError):
+    """Encode side: the record does not match the writer schema."""
+
+    reason = "record_invalid"

@@ -1,0 +1,143 @@
+"""The platform's own processes in the local stack, started after the servers they need."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from iot_gateway.devstack.process import LaunchSpec, ProcessHandle, running_pid
+from iot_gateway.devstack.service import Probe, Progress, Service
+
+
+def http_probe(url: str, timeout_s: float) -> Probe:
+    """GETs ``url``; answers when it returns 200 (the body's JSON is the detail)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - loopback
+            body = response.read(2048).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return Probe(False, f"HTTP {exc.code} from {url}")
+    except (OSError, urllib.error.URLError) as exc:
+        return Probe(False, f"no answer from {url}: {getattr(exc, 'reason', exc)}")
+    try:
+        detail = json.dumps(json.loads(body), separators=(",", ":"))
+    except ValueError:
+        detail = body[:200]
+    return Probe(True, detail)
+
+
+class GatewayApp(Service):
+    """``iotctl gateway run`` with ``config/gateway.yaml``, pointed at the local servers."""
+
+    name = "gateway"
+    stage = 1
+
+    @property
+    def port(self) -> int:
+        return self.settings.gateway_http_port
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.settings.host}:{self.port}"
+
+    @property
+    def env_port_variable(self) -> str:
+        return "IOT_GATEWAY_HTTP_PORT"
+
+    @property
+    def config_file(self) -> Path:
+        return self.settings.project_dir / "config" / "gateway.yaml"
+
+    def prepare(self, progress: Progress) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def handle(self) -> ProcessHandle:
+        # SIGTERM: stop taking messages, wait for in-flight records, disconnect.
+        return ProcessHandle(self.pid_file, "gateway run", signal.SIGTERM, 45.0)
+
+    def launch(self) -> LaunchSpec:
+        s = self.settings
+        env = dict(os.environ)
+        env.update(
+            {
+                "IOT_GATEWAY_MQTT__HOST": s.host,
+                "IOT_GATEWAY_MQTT__PORT": str(s.mqtt_port),
+                "IOT_GATEWAY_KAFKA__BOOTSTRAP": s.kafka_bootstrap,
+                "IOT_GATEWAY_HTTP__HOST": s.host,
+                "IOT_GATEWAY_HTTP__PORT": str(self.port),
+            }
+        )
+        return LaunchSpec(
+            argv=[
+                sys.executable,
+                "-m",
+                "iot_gateway.cli",
+                "gateway",
+                "run",
+                "--config",
+                str(self.config_file),
+            ],
+            log_file=self.log_file,
+            env=env,
+        )
+
+    def probe(self, timeout_s: float = 2.0) -> Probe:
+        """Ready when connected to the broker and to Kafka (``/readyz``)."""
+        return http_probe(f"{self.endpoint}/readyz", timeout_s)
+
+
+class SimulatorApp(Service):
+    """``iotctl simulate`` in the background: devices publishing for ``make run``."""
+
+    name = "simulator"
+    stage = 2
+    listens = False
+
+    @property
+    def port(self) -> int:
+        return self.settings.mqtt_port
+
+    @property
+    def endpoint(self) -> str:
+        s = self.settings
+        return f"{s.simulator_devices} devices, {s.simulator_rate:g} msg/s -> {s.mqtt_url}"
+
+    def prepare(self, progress: Progress) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def handle(self) -> ProcessHandle:
+        return ProcessHandle(self.pid_file, "simulate --devices", signal.SIGTERM, 20.0)
+
+    def launch(self) -> LaunchSpec:
+        s = self.settings
+        return LaunchSpec(
+            argv=[
+                sys.executable,
+                "-m",
+                "iot_gateway.cli",
+                "simulate",
+                "--devices",
+                str(s.simulator_devices),
+                "--rate",
+                f"{s.simulator_rate:g}",
+                "--host",
+                s.host,
+                "--port",
+                str(s.mqtt_port),
+                "--state",
+                str(self.home / "sim.json"),
+                "--quiet",
+            ],
+            log_file=self.log_file,
+        )
+
+    def probe(self, timeout_s: float = 2.0) -> Probe:
+        """A simulator has no endpoint: it answers while its process runs."""
+        pid = running_pid(self.handle)
+        return Probe(pid is not None, "publishing" if pid else "not running")

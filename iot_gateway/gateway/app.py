@@ -1,0 +1,69 @@
+"""One gateway process: register the routes' schemas, serve HTTP, bridge until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from iot_gateway.avro import AvroSchema, RegisteredSchema, SchemaCatalog
+from iot_gateway.gateway.bridge import Gateway
+from iot_gateway.gateway.codecs import SubjectCodec
+from iot_gateway.gateway.config import GatewayConfig
+from iot_gateway.gateway.downlink import Downlink
+from iot_gateway.gateway.http import build_app
+
+log = logging.getLogger("iot_gateway.gateway")
+
+
+class GatewayRegistry(Protocol):
+    """What the gateway needs of a schema registry (see ``iot_gateway.registry``)."""
+
+    async def register(self, subject: str, schema: AvroSchema) -> RegisteredSchema: ...
+
+    async def decode(self, frame: bytes) -> Any:
+        """Decodes a Confluent frame, fetching its writer schema once if it is new."""
+        ...
+
+
+async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gateway:
+    """Registers each route's latest schema (idempotent) and wires codecs and the downlink."""
+    catalog = SchemaCatalog.load(config.schemas_dir)
+    codecs = {}
+    for route in config.routes:
+        registered = await registry.register(route.subject, catalog.latest(route.subject))
+        codecs[route.subject] = SubjectCodec(registered)
+        log.info("route %s: %s as schema id %d", route.name, route.subject, registered.schema_id)
+    gateway = Gateway(config, codecs)
+    if config.downlink.enabled:
+
+        async def decode_command(frame: bytes) -> dict[str, Any]:
+            value = await registry.decode(frame)
+            if not isinstance(value, dict):
+                raise TypeError("a command must be an Avro record")
+            return value
+
+        gateway.add_session_task(Downlink(config, decode_command, gateway.metrics))
+    return gateway
+
+
+async def serve(config: GatewayConfig, registry: GatewayRegistry) -> None:
+    """Runs the gateway and its HTTP endpoints until SIGTERM or SIGINT, then drains."""
+    gateway = await build_gateway(config, registry)
+    runner = web.AppRunner(build_app(gateway), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http.host, config.http.port)
+    await site.start()
+    log.info("http on %s:%d (/metrics /healthz /readyz /stats)", config.http.host, config.http.port)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, gateway.stop)
+    try:
+        await gateway.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()

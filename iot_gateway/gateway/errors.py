@@ -1,0 +1,19 @@
+"""Errors of the gateway."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of the gateway's errors; ``retriable`` says whether trying again can help."""
+
+    retriable = False
+
+
+class ConfigError(GatewayError):
+    """The gateway configuration is invalid; the message names the key and the problem."""
+
+
+class UpstreamUnavailableError(GatewayError):
+    """Kafka or the broker cannot be reached right now."""
+
+    retriable = True

@@ -1,0 +1,261 @@
+"""Simulated devices: many MQTT 5 clients publishing realistic readings with sequence numbers.
+
+Each device is its own MQTT connection (client id = device id), publishes QoS 1 to
+``devices/<id>/telemetry`` on a fixed schedule, and counts a reading as delivered when the
+broker's PUBACK arrives. Sequence numbers continue across runs (kept in a state file), so
+event ids (``<device>:<seq>``) never repeat by accident. Optional injection of duplicates
+(the same reading published twice) and bad payloads exercises the DLQ and deduplication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import aiomqtt
+
+BAD_PAYLOADS: tuple[tuple[str, bytes], ...] = (
+    ("invalid_json", b'{"metrics": {"temp_c": 21.5}'),
+    ("invalid_utf8", b'{"metrics": {"temp_c": 21.5}, "attributes": {"x": "\xff\xfe"}}'),
+    ("not_an_object", b"[1, 2, 3]"),
+    ("schema_mismatch", b'{"metrics": {"temp_c": "warm"}}'),
+)
+"""Injected bad inputs and the DLQ reason the gateway must give each."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationSettings:
+    """What to simulate; ``rate`` is messages per second across all devices."""
+
+    devices: int = 10
+    rate: float = 10.0
+    duration_s: float | None = None
+    count: int | None = None
+    """Stop after this many publishes in total (whichever of duration/count comes first)."""
+    host: str = "127.0.0.1"
+    port: int = 1883
+    prefix: str = "sim"
+    topic_template: str = "devices/{device_id}/telemetry"
+    duplicate_ratio: float = 0.0
+    bad_ratio: float = 0.0
+    state_file: Path | None = None
+    ledger: Path | None = None
+    """Append one JSON line per PUBACKed publish: device_id, seq, kind (ok/duplicate/bad)."""
+    seed: int | None = None
+    connect_concurrency: int = 50
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class SimulationReport:
+    """What happened: publishes attempted and acknowledged by the broker, by kind."""
+
+    attempted: int = 0
+    acked: int = 0
+    failed: int = 0
+    acked_by_kind: dict[str, int] = field(default_factory=dict)
+    connect_failures: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.acked / self.seconds if self.seconds else 0.0
+
+
+class _Device:
+    """One device's readings: a slow random walk per metric, seq strictly increasing."""
+
+    def __init__(self, device_id: str, seq: int, rng: random.Random) -> None:
+        self.device_id = device_id
+        self.seq = seq
+        self._rng = rng
+        self._temp = rng.uniform(15, 30)
+        self._humidity = rng.uniform(30, 70)
+        self._battery = rng.uniform(60, 100)
+
+    def reading(self, now_ms: int) -> dict[str, object]:
+        self.seq += 1
+        rng = self._rng
+        self._temp += rng.gauss(0, 0.3)
+        self._humidity = min(100.0, max(0.0, self._humidity + rng.gauss(0, 0.5)))
+        self._battery = max(0.0, self._battery - rng.uniform(0, 0.01))
+        if rng.random() < 0.002:  # an occasional spike, so alert rules have something to see
+            self._temp += rng.choice((-1, 1)) * rng.uniform(15, 25)
+        return {
+            "seq": self.seq,
+            "ts": now_ms,
+            "metrics": {
+                "temp_c": round(self._temp, 2),
+                "humidity_pct": round(self._humidity, 2),
+                "battery_pct": round(self._battery, 3),
+            },
+            "attributes": {"fw": "1.4.2"},
+        }
+
+
+def _load_state(path: Path | None) -> dict[str, int]:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _save_state(path: Path | None, devices: list[_Device]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = _load_state(path) | {device.device_id: device.seq for device in devices}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, sort_keys=True))
+    tmp.replace(path)
+
+
+class Simulation:
+    """Runs ``settings`` until the duration or count is reached, or ``stop()``."""
+
+    def __init__(
+        self, settings: SimulationSettings, progress: Callable[[SimulationReport], None] | None
+    ) -> None:
+        self.settings = settings
+        self.report = SimulationReport()
+        self._progress = progress
+        self._stopping = asyncio.Event()
+        rng = random.Random(settings.seed)  # noqa: S311 - simulated readings, not secrets
+        state = _load_state(settings.state_file)
+        self._devices = [
+            _Device(name, state.get(name, 0), random.Random(rng.random()))  # noqa: S311
+            for name in (f"{settings.prefix}-{i:05d}" for i in range(settings.devices))
+        ]
+        self._rng = rng
+        self._budget = settings.count
+        self._ledger: IO[str] | None = None
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> SimulationReport:
+        started = time.monotonic()
+        self._ledger = self.settings.ledger.open("a") if self.settings.ledger else None
+        connect_slots = asyncio.Semaphore(self.settings.connect_concurrency)
+        deadline = (
+            started + self.settings.duration_s if self.settings.duration_s is not None else None
+        )
+        ticker = asyncio.create_task(self._tick(started))
+        try:
+            await asyncio.gather(
+                *(self._run_device(d, connect_slots, started, deadline) for d in self._devices)
+            )
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            if self._ledger:
+                self._ledger.close()
+            _save_state(self.settings.state_file, self._devices)
+            self.report.seconds = time.monotonic() - started
+        return self.report
+
+    async def _tick(self, started: float) -> None:
+        while self._progress is not None:
+            await asyncio.sleep(1.0)
+            self.report.seconds = time.monotonic() - started
+            self._progress(self.report)
+
+    def _take_budget(self) -> bool:
+        if self._budget is None:
+            return True
+        if self._budget <= 0:
+            return False
+        self._budget -= 1
+        return True
+
+    async def _run_device(
+        self,
+        device: _Device,
+        connect_slots: asyncio.Semaphore,
+        started: float,
+        deadline: float | None,
+    ) -> None:
+        settings = self.settings
+        interval = settings.devices / settings.rate
+        # Spread the devices' schedules over one interval so load is even.
+        next_at = started + self._rng.uniform(0, interval)
+        async with connect_slots:
+            client = aiomqtt.Client(
+                settings.host,
+                settings.port,
+                identifier=device.device_id,
+                username=settings.username,
+                password=settings.password,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                timeout=15,
+            )
+            try:
+                await client.__aenter__()
+            except aiomqtt.MqttError:
+                self.report.connect_failures += 1
+                return
+        try:
+            topic = settings.topic_template.format(device_id=device.device_id)
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    return
+                if next_at > now:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), next_at - now)
+                    continue
+                next_at += interval
+                if not self._take_budget():
+                    return
+                await self._publish_one(client, device, topic)
+        finally:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.__aexit__(None, None, None)
+
+    async def _publish_one(self, client: aiomqtt.Client, device: _Device, topic: str) -> None:
+        roll = self._rng.random()
+        settings = self.settings
+        if roll < settings.bad_ratio:
+            kind, payload = self._rng.choice(BAD_PAYLOADS)
+            seq = None
+        else:
+            reading = device.reading(int(time.time() * 1000))
+            seq = device.seq
+            payload = json.dumps(reading, separators=(",", ":")).encode()
+            kind = "ok"
+        copies = 2 if kind == "ok" and roll > 1 - settings.duplicate_ratio else 1
+        for copy in range(copies):
+            label = "duplicate" if copy else kind
+            self.report.attempted += 1
+            try:
+                await client.publish(topic, payload, qos=1)
+            except aiomqtt.MqttError:
+                self.report.failed += 1
+                continue
+            self.report.acked += 1
+            self.report.acked_by_kind[label] = self.report.acked_by_kind.get(label, 0) + 1
+            if self._ledger is not None:
+                entry = {"device_id": device.device_id, "seq": seq, "kind": label}
+                self._ledger.write(json.dumps(entry) + "\n")
+
+
+def format_progress(report: SimulationReport) -> str:
+    """One line of progress for a terminal."""
+    rate = report.rate if math.isfinite(report.rate) else 0.0
+    return (
+        f"{report.seconds:6.1f}s  acked {report.acked:>9,}  failed {report.failed:>6,}  "
+        f"{rate:>9,.0f} msg/s"
+    )

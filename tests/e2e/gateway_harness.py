@@ -1,0 +1,178 @@
+"""Gateway processes for end-to-end tests: real `iotctl gateway run`, killed for real."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+SUBJECT = "iot.telemetry.v1-value"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def create_topics(bootstrap: str, *names: str, partitions: int = 6) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+    finally:
+        await admin.close()
+
+
+def write_config(
+    path: Path, *, prefix: str, topic: str, dlq: str, mqtt_port: int, bootstrap: str
+) -> Path:
+    """A gateway config confined to ``prefix/devices/+/telemetry`` and the test's topics."""
+    config: dict[str, Any] = {
+        "mqtt": {
+            "port": mqtt_port,
+            "share_group": prefix,
+            "filters": [f"{prefix}/devices/+/telemetry/#"],
+            "session_expiry_s": 600,
+            "receive_maximum": 500,
+        },
+        "kafka": {"bootstrap": bootstrap, "dlq_topic": dlq, "request_timeout_ms": 10_000},
+        "routes": [
+            {
+                "name": "telemetry",
+                "filter": f"{prefix}/devices/+/telemetry",
+                "kafka_topic": topic,
+                "subject": SUBJECT,
+            }
+        ],
+        "limits": {"device_rate_per_s": 10_000, "device_burst": 10_000},
+        "downlink": {"enabled": False},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class GatewayProcess:
+    """One ``iotctl gateway run`` process with its own client id and HTTP port."""
+
+    def __init__(self, config: Path, client_id: str, log: Path) -> None:
+        self.config, self.client_id, self.log = config, client_id, log
+        self.http_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "IOT_GATEWAY_MQTT__CLIENT_ID": self.client_id,
+            "IOT_GATEWAY_HTTP__PORT": str(self.http_port),
+        }
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "iot_gateway.cli",
+                    "gateway",
+                    "run",
+                    "--config",
+                    str(self.config),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stats(self) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.http_port}/stats"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return dict(json.loads(response.read()))
+
+    def ready(self) -> bool:
+        try:
+            return bool(self.stats()["ready"])
+        except OSError:
+            return False
+
+    async def wait_ready(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not await asyncio.to_thread(self.ready):
+            assert self.process is not None
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"gateway not ready: {self.log.read_text()[-3000:]}"
+            await asyncio.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: no draining, no goodbye; whatever was in flight is the broker's to resend."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(60)
+
+    def rss_kib(self) -> int:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
+async def read_headers(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[dict[str, bytes]]], bool],
+    timeout_s: float,
+) -> list[dict[str, bytes]]:
+    """The headers of every record in ``topic``, read until ``done(seen)`` or time is up."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    seen: list[dict[str, bytes]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not done(seen) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            seen.extend(dict(r.headers) for records in batch.values() for r in records)
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def event_ids(bootstrap: str, topic: str, wanted: set[str], timeout_s: float) -> list[str]:
+    """Every event_id in ``topic`` (with repeats), read until ``wanted`` are all seen."""
+
+    def done(seen: list[dict[str, bytes]]) -> bool:
+        return wanted <= {h["event_id"].decode() for h in seen}
+
+    seen = await read_headers(bootstrap, topic, done, timeout_s)
+    return [headers["event_id"].decode() for headers in seen]
+
+
+def ledger_ids(ledger: Path) -> tuple[set[str], int]:
+    """The event ids of acknowledged good publishes, and the count of acknowledged bad ones."""
+    good: set[str] = set()
+    bad = 0
+    for line in ledger.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["kind"] in ("ok", "duplicate"):
+            good.add(f"{entry['device_id']}:{entry['seq']}")
+        else:
+            bad += 1
+    return good, bad

@@ -1,0 +1,90 @@
+"""The running platform (`make up`): a reading from mosquitto_pub, decoded with the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from iot_gateway.devstack import DevStackSettings
+from iot_gateway.registry.factory import open_registry
+from iot_gateway.topics import TELEMETRY, TELEMETRY_DLQ
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+
+async def _find(settings: DevStackSettings, topic: str, device_id: str) -> list[object]:
+    """Records keyed by ``device_id`` in ``topic`` (its partition only), from the start."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    found: list[object] = []
+    try:
+        async with asyncio.timeout(30):
+            while not found:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                found.extend(r for rs in batch.values() for r in rs if r.key == device_id.encode())
+    finally:
+        await consumer.stop()
+    return found
+
+
+def _publish(settings: DevStackSettings, topic: str, payload: bytes) -> None:
+    subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            settings.host,
+            "-p",
+            str(settings.mqtt_port),
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-s",
+        ],
+        input=payload,
+        check=True,
+        timeout=10,
+    )
+
+
+async def test_mosquitto_pub_reading_reaches_kafka_and_decodes_with_the_registry(
+    settings: DevStackSettings,
+) -> None:
+    device_id = f"e2e-{uuid.uuid4().hex[:12]}"
+    reading = {"seq": 5, "ts": 1767225600123, "metrics": {"temp_c": 19.25, "rpm": 900}}
+    await asyncio.to_thread(
+        _publish, settings, f"devices/{device_id}/telemetry", json.dumps(reading).encode()
+    )
+    [record] = await _find(settings, TELEMETRY.name, device_id)
+    headers = dict(record.headers)  # type: ignore[attr-defined]
+    assert headers["event_id"] == f"{device_id}:5".encode()
+    assert headers["mqtt_topic"] == f"devices/{device_id}/telemetry".encode()
+    async with open_registry("embedded", settings.kafka_bootstrap) as registry:
+        value = await registry.decode(record.value)  # type: ignore[attr-defined]
+    assert value["device_id"] == device_id
+    assert value["metrics"] == {"temp_c": 19.25, "rpm": 900.0}
+    assert value["ts"] == reading["ts"]
+    assert value["seq"] == 5
+
+
+async def test_a_bad_reading_lands_in_the_dlq_with_its_reason(settings: DevStackSettings) -> None:
+    device_id = f"e2e-{uuid.uuid4().hex[:12]}"
+    payload = b'{"metrics": {"temp_c": "warm"}}'
+    await asyncio.to_thread(_publish, settings, f"devices/{device_id}/telemetry", payload)
+    [record] = await _find(settings, TELEMETRY_DLQ.name, device_id)
+    headers = dict(record.headers)  # type: ignore[attr-defined]
+    assert headers["reason"] == b"schema_mismatch"
+    assert b"temp_c" in headers["detail"]
+    assert record.value == payload  # type: ignore[attr-defined]

@@ -1,0 +1,213 @@
+"""The gateway's per-message decision: every bad input is a Rejected with its reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from iot_gateway.avro import InMemorySchemas, SchemaCatalog, decode
+from iot_gateway.gateway.codecs import SubjectCodec
+from iot_gateway.gateway.config import LimitSettings, RouteSettings
+from iot_gateway.gateway.ingest import (
+    REASONS,
+    Accepted,
+    Ingest,
+    Rejected,
+    event_id_for,
+)
+from iot_gateway.gateway.ratelimit import DeviceRateLimiter
+
+SUBJECT = "iot.telemetry.v1-value"
+ROUTES = (
+    RouteSettings(
+        name="telemetry",
+        filter="devices/+/telemetry",
+        kafka_topic="iot.telemetry.v1",
+        subject=SUBJECT,
+    ),
+    RouteSettings(
+        name="telemetry-avro",
+        filter="devices/+/telemetry/avro",
+        kafka_topic="iot.telemetry.v1",
+        subject=SUBJECT,
+        payload_format="avro",
+    ),
+)
+NOW = 1_767_225_600_000
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def schemas() -> InMemorySchemas:
+    return InMemorySchemas()
+
+
+@pytest.fixture
+def clock() -> _Clock:
+    return _Clock()
+
+
+@pytest.fixture
+def ingest(schemas: InMemorySchemas, clock: _Clock) -> Ingest:
+    registered = schemas.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT))
+    limits = LimitSettings(max_payload_bytes=512, device_rate_per_s=10, device_burst=5)
+    limiter = DeviceRateLimiter(limits.device_rate_per_s, limits.device_burst, clock)
+    return Ingest(ROUTES, {SUBJECT: SubjectCodec(registered)}, limits, limiter)
+
+
+def _json(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+def test_a_valid_reading_becomes_a_framed_avro_record_keyed_by_device(
+    ingest: Ingest, schemas: InMemorySchemas
+) -> None:
+    payload = _json({"seq": 7, "ts": NOW - 5, "metrics": {"temp_c": 21.5}})
+    result = ingest.process("devices/dev-1/telemetry", payload, NOW)
+    assert isinstance(result, Accepted)
+    assert (result.kafka_topic, result.key, result.event_id) == (
+        "iot.telemetry.v1",
+        b"dev-1",
+        "dev-1:7",
+    )
+    assert dict(result.headers)["event_id"] == b"dev-1:7"
+    assert dict(result.headers)["mqtt_topic"] == b"devices/dev-1/telemetry"
+    record = decode(result.value, schemas)
+    assert record == {
+        "event_id": "dev-1:7",
+        "device_id": "dev-1",
+        "ts": NOW - 5,
+        "received_at": NOW,
+        "seq": 7,
+        "metrics": {"temp_c": 21.5},
+        "attributes": {},
+    }
+
+
+def test_without_seq_the_event_id_is_a_content_hash_and_ts_defaults_to_receipt(
+    ingest: Ingest, schemas: InMemorySchemas
+) -> None:
+    payload = _json({"metrics": {"rpm": 1200}})
+    first = ingest.process("devices/dev-2/telemetry", payload, NOW)
+    again = ingest.process("devices/dev-2/telemetry", payload, NOW + 1000)
+    assert isinstance(first, Accepted)
+    assert isinstance(again, Accepted)
+    assert (
+        first.event_id
+        == again.event_id
+        == event_id_for("dev-2", None, "devices/dev-2/telemetry", payload)
+    )
+    assert decode(first.value, schemas)["ts"] == NOW
+
+
+def test_avro_passthrough_is_validated_and_restamped(
+    ingest: Ingest, schemas: InMemorySchemas
+) -> None:
+    codec = SubjectCodec(schemas.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT)))
+    framed = codec.encode(
+        {
+            "event_id": "ignored",
+            "device_id": "dev-3",
+            "ts": NOW,
+            "received_at": 0,
+            "seq": 3,
+            "metrics": {"v": 1.0},
+            "attributes": {},
+        }
+    )
+    result = ingest.process("devices/dev-3/telemetry/avro", framed[5:], NOW)
+    assert isinstance(result, Accepted)
+    record = decode(result.value, schemas)
+    assert (record["event_id"], record["received_at"]) == ("dev-3:3", NOW)
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason", "detail"),
+    [
+        ("sensors/dev-1/telemetry", b"{}", "unknown_route", "no route"),
+        ("devices/dev-1/telemetry" + "/x" * 200, b"{}", "invalid_topic", "levels"),
+        ("devices/dev-1/telemetry/extra", b"{}", "unknown_route", "no route"),
+        ("devices//telemetry", b'{"metrics": {}}', "invalid_device_id", "empty"),
+        ("devices/d\x01v/telemetry", b'{"metrics": {}}', "invalid_device_id", "control"),
+        ("devices/" + "d" * 129 + "/telemetry", b"{}", "invalid_device_id", "longer than"),
+        ("devices/dev-1/telemetry", b"x" * 513, "payload_too_large", "513 bytes"),
+        ("devices/dev-1/telemetry", b'{"metrics": {"t": 1}, "x": "\xff"}', "invalid_utf8", "UTF-8"),
+        ("devices/dev-1/telemetry", b'{"metrics": ', "invalid_json", "Expecting value"),
+        ("devices/dev-1/telemetry", b'{"metrics": {"t": NaN}}', "invalid_json", "NaN"),
+        ("devices/dev-1/telemetry", b"[1, 2]", "not_an_object", "list"),
+        ("devices/dev-1/telemetry", b'{"metrics": {"t": "hot"}}', "schema_mismatch", "metrics.t"),
+        ("devices/dev-1/telemetry", b'{"metrics": {"t": true}}', "schema_mismatch", "metrics.t"),
+        ("devices/dev-1/telemetry", b'{"temp": 1}', "schema_mismatch", "unknown field"),
+        ("devices/dev-1/telemetry", b'{"seq": -1, "metrics": {}}', "schema_mismatch", "seq"),
+        ("devices/dev-1/telemetry", b'{"seq": 1.5, "metrics": {}}', "schema_mismatch", "seq"),
+        ("devices/dev-1/telemetry", b'{"seq": 1}', "schema_mismatch", "metrics"),
+        (
+            "devices/dev-1/telemetry",
+            b'{"event_id": "x", "metrics": {}}',
+            "schema_mismatch",
+            "event_id",
+        ),
+        (
+            "devices/dev-1/telemetry",
+            b'{"device_id": "dev-2", "metrics": {}}',
+            "device_mismatch",
+            "dev-2",
+        ),
+        ("devices/dev-1/telemetry/avro", b"\x02\x04", "invalid_avro", ""),
+    ],
+)
+def test_each_bad_input_class_is_rejected_with_its_reason(
+    ingest: Ingest, topic: str, payload: bytes, reason: str, detail: str
+) -> None:
+    result = ingest.process(topic, payload, NOW)
+    assert isinstance(result, Rejected), result
+    assert result.reason == reason
+    assert result.reason in REASONS
+    assert detail in result.detail
+    headers = dict(result.headers(topic, NOW))
+    assert headers["reason"] == reason.encode()
+    assert headers["mqtt_topic"] == topic.encode()
+
+
+def test_a_flooding_device_is_limited_without_starving_others(
+    ingest: Ingest, clock: _Clock
+) -> None:
+    payload = _json({"metrics": {"t": 1}})
+    outcomes = [ingest.process("devices/flood/telemetry", payload, NOW) for _ in range(8)]
+    assert [isinstance(o, Accepted) for o in outcomes] == [True] * 5 + [False] * 3
+    assert {o.reason for o in outcomes if isinstance(o, Rejected)} == {"rate_limited"}
+    assert isinstance(ingest.process("devices/calm/telemetry", payload, NOW), Accepted)
+    clock.now += 0.1  # 10 msg/s refills one token per 100 ms
+    assert isinstance(ingest.process("devices/flood/telemetry", payload, NOW), Accepted)
+
+
+@given(
+    st.binary(max_size=300), st.sampled_from(["devices/d/telemetry", "devices/d/telemetry/avro"])
+)
+def test_no_payload_makes_ingest_raise(payload: bytes, topic: str) -> None:
+    schemas = InMemorySchemas()
+    registered = schemas.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT))
+    limits = LimitSettings()
+    limiter = DeviceRateLimiter(1e9, 1e9, lambda: 0.0)
+    ingest = Ingest(ROUTES, {SUBJECT: SubjectCodec(registered)}, limits, limiter)
+    result = ingest.process(topic, payload, NOW)
+    assert isinstance(result, Accepted | Rejected)
+    if isinstance(result, Rejected):
+        assert result.reason in REASONS
+
+
+def test_routes_need_a_device_level(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="has no '\\+' level"):
+        RouteSettings(name="r", filter="devices/all", kafka_topic="t", subject="s")
