@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 IOTCTL := $(BIN)/iotctl
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap venv up down status run test lint typecheck unit integration e2e clean
+.PHONY: help bootstrap venv up down status run test lint typecheck schemas-check unit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,7 +48,10 @@ typecheck: venv ## mypy --strict on iot_gateway/ and streams/
 unit: venv ## fast tests that need no services
 	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: up lint typecheck ## bring everything up, then lint, type-check and run every test
+schemas-check: venv ## every schema parses; each subject's history is compatible under its mode
+	@$(IOTCTL) schemas check
+
+test: up lint typecheck schemas-check ## bring everything up, lint, type-check, run every test
 	@$(BIN)/pytest tests $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 

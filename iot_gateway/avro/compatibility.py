@@ -27,6 +27,7 @@ shown by a test in ``tests/unit/test_avro_compatibility.py``:
 
 from __future__ import annotations
 
+import ast
 import enum
 import functools
 import json
@@ -257,9 +258,22 @@ class _Checker(ReaderWriterCompatibilityChecker):
         if result.compatibility is not SchemaCompatibilityType.incompatible:
             return []
         deeper = self.found[since:]
-        messages = sorted(result.messages - {i.message for i in deeper})
+        messages = sorted({_stable(m) for m in result.messages} - {i.message for i in deeper})
         types = Counter(t.value for t in result.incompatibilities)
         types.subtract(i.reason for i in deeper)
         reasons = sorted(t for t, n in types.items() if n > 0)
         reason = "+".join(reasons) if reasons else "incompatible"
         return [Incompatibility(path, reason, message) for message in messages]
+
+
+def _stable(message: str) -> str:
+    """The avro checker reports missing enum symbols as ``str(set)``, whose order follows the
+    hash seed; list them sorted so every process words a rejection the same way."""
+    if message.startswith("{'") and message.endswith("'}"):
+        try:
+            symbols = ast.literal_eval(message)
+        except (ValueError, SyntaxError):
+            return message
+        if isinstance(symbols, set):
+            return "writer symbols the reader lacks: " + ", ".join(sorted(map(str, symbols)))
+    return message

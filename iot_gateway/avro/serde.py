@@ -8,9 +8,9 @@ Decoding never trusts the bytes. Two paths, chosen per frame:
   writer schema's compiled reader (see ``_binary``) checks and decodes in one pass. This is
   the hot path; it costs about what fastavro alone costs, so safety is free here.
 * **Schema resolution** (reader differs from writer): the compiled checker validates the whole
-  frame first, then fastavro decodes it with the reader schema. Pre-scan plus fastavro costs
-  two to three times the hot path (about 14 us for the telemetry record on the 2-core dev
-  machine, above the 10 us target; see ``bench/results/avro_codec.json``). That is accepted:
+  frame first, then fastavro decodes it with the reader schema. Pre-scan plus fastavro with
+  resolution costs about 2.5 times the hot path (about 15 us for the telemetry record on the
+  2-core dev machine, above the 10 us target; see ``bench/results/avro_codec.json``). Accepted:
   resolution only happens while producers and consumers straddle a schema change, and a
   resolver of our own would duplicate fastavro's resolution rules. If it ever matters, the
   fix is to compile resolution into the generated reader, not to drop the pre-scan.

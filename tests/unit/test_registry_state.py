@@ -253,11 +253,6 @@ def test_fold_decisions_do_not_depend_on_the_processes_hash_seed() -> None:
     assert kinds == ["accepted", "accepted", "rejected", "accepted", "rejected"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="iot_gateway.avro.compatibility: the missing_enum_symbols message is the repr of a "
-    "Python set, so its order follows the hash seed; the decision is the same everywhere",
-)
 def test_rejection_messages_do_not_depend_on_the_processes_hash_seed() -> None:
     runs = _fold_in_processes_with_different_hash_seeds()
     messages = [[o.get("messages") for o in run] for run in runs]
