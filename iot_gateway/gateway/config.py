@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from iot_gateway.gateway.errors import ConfigError
+from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.policy.topics import validate_topic_filter
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -56,20 +57,15 @@ class MqttSettings(BaseModel):
         return value.replace("{hostname}", socket.gethostname())
 
 
-class KafkaSettings(BaseModel):
-    """The idempotent, acks=all producer (and the downlink consumer)."""
+class KafkaSettings(KafkaClientSettings):
+    """The idempotent, acks=all producer (and the downlink consumer), and how they connect."""
 
     model_config = _STRICT
-    bootstrap: str = "127.0.0.1:9092"
     dlq_topic: str = "iot.telemetry.dlq"
     linger_ms: int = Field(5, ge=0)
     max_batch_bytes: int = Field(512 * 1024, ge=1024)
     request_timeout_ms: int = Field(30_000, ge=1_000)
     client_id: str = "iot-gateway"
-    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
 
 
 class RouteSettings(BaseModel):

@@ -56,18 +56,12 @@ class Downlink:
         settings, kafka = self._config.downlink, self._config.kafka
         consumer = AIOKafkaConsumer(
             settings.kafka_topic,
-            bootstrap_servers=kafka.bootstrap,
             group_id=settings.group_id,
             client_id=f"{kafka.client_id}-{self._config.mqtt.client_id}-downlink",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
-            security_protocol=kafka.security_protocol,
-            sasl_mechanism=kafka.sasl_mechanism or "PLAIN",
-            sasl_plain_username=kafka.sasl_username,
-            sasl_plain_password=(
-                kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
-            ),
+            **kafka.aiokafka_kwargs(),
         )
         await consumer.start()
         try:

@@ -48,6 +48,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.registry._base import StateBackedRegistry
 from iot_gateway.registry.errors import (
     RegistryError,
@@ -74,14 +75,15 @@ class EmbeddedSchemaRegistry(StateBackedRegistry):
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: KafkaClientSettings | str,
         *,
         topic: str = DEFAULT_TOPIC,
         replication_factor: int | None = None,
         request_timeout_s: float = 30.0,
         client_id: str = "iot-schema-registry",
     ) -> None:
-        self._bootstrap = bootstrap_servers
+        self._kafka = KafkaClientSettings(bootstrap=kafka) if isinstance(kafka, str) else kafka
+        self._bootstrap = self._kafka.bootstrap
         self._topic = topic
         self._tp = TopicPartition(topic, 0)
         self._replication_factor = replication_factor
@@ -117,7 +119,7 @@ class EmbeddedSchemaRegistry(StateBackedRegistry):
         try:
             await self._ensure_topic()
             self._producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap,
+                **self._kafka.aiokafka_kwargs(),
                 client_id=self._client_id,
                 enable_idempotence=True,
                 acks="all",
@@ -125,7 +127,7 @@ class EmbeddedSchemaRegistry(StateBackedRegistry):
             )
             await self._producer.start()
             self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
+                **self._kafka.aiokafka_kwargs(),
                 client_id=self._client_id,
                 group_id=None,
                 enable_auto_commit=False,
@@ -138,7 +140,7 @@ class EmbeddedSchemaRegistry(StateBackedRegistry):
             # Its own connection: a broker answers one request per connection at a time, so
             # asking the fold consumer would wait behind its long-polling fetch.
             self._offsets = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
+                **self._kafka.aiokafka_kwargs(),
                 client_id=self._client_id,
                 group_id=None,
                 enable_auto_commit=False,
@@ -264,7 +266,7 @@ class EmbeddedSchemaRegistry(StateBackedRegistry):
 
     async def _ensure_topic(self) -> None:
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._bootstrap,
+            **self._kafka.aiokafka_kwargs(),
             client_id=self._client_id,
             request_timeout_ms=int(self._timeout * 1000),
         )

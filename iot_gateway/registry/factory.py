@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.registry.cache import SchemaCache
 from iot_gateway.registry.confluent import ConfluentSchemaRegistry
 from iot_gateway.registry.embedded import DEFAULT_TOPIC, EmbeddedSchemaRegistry
@@ -17,23 +18,23 @@ EMBEDDED = "embedded"
 
 def create_registry(
     url: str,
-    kafka_bootstrap: str,
+    kafka: KafkaClientSettings | str,
     *,
     topic: str = DEFAULT_TOPIC,
     auth: tuple[str, str] | None = None,
     timeout_s: float = 30.0,
 ) -> SchemaRegistry:
-    """The adapter for ``url``: ``"embedded"`` (the log in ``topic`` at ``kafka_bootstrap``)
+    """The adapter for ``url``: ``"embedded"`` (the log in ``topic`` of the ``kafka`` cluster)
     or a Confluent-compatible base URL. Not started yet."""
     if url == EMBEDDED:
-        return EmbeddedSchemaRegistry(kafka_bootstrap, topic=topic, request_timeout_s=timeout_s)
+        return EmbeddedSchemaRegistry(kafka, topic=topic, request_timeout_s=timeout_s)
     return ConfluentSchemaRegistry(url, auth=auth, timeout_s=timeout_s)
 
 
 @contextlib.asynccontextmanager
 async def open_registry(
     url: str,
-    kafka_bootstrap: str,
+    kafka: KafkaClientSettings | str,
     *,
     topic: str = DEFAULT_TOPIC,
     auth: tuple[str, str] | None = None,
@@ -42,7 +43,5 @@ async def open_registry(
     """Starts the registry for ``url`` (see :func:`create_registry`) and yields its
     :class:`SchemaCache` (``register``, ``lookup``, ``decode``; the port is ``.registry``).
     Closes it on exit, also on error."""
-    async with create_registry(
-        url, kafka_bootstrap, topic=topic, auth=auth, timeout_s=timeout_s
-    ) as registry:
+    async with create_registry(url, kafka, topic=topic, auth=auth, timeout_s=timeout_s) as registry:
         yield SchemaCache(registry)

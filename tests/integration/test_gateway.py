@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
 
+import aiomqtt
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from iot_gateway.avro import InMemorySchemas, SchemaCatalog, decode
+from iot_gateway.avro import InMemorySchemas, SchemaCatalog, decode, encode
 from iot_gateway.devstack import DevStackSettings
 from iot_gateway.gateway.bridge import Gateway
 from iot_gateway.gateway.codecs import SubjectCodec
 from iot_gateway.gateway.config import GatewayConfig
+from iot_gateway.gateway.downlink import Downlink
 
 SUBJECT = "iot.telemetry.v1-value"
 
@@ -45,17 +51,14 @@ async def _consume(bootstrap: str, topic: str, count: int) -> list[object]:
     return records
 
 
+@dataclass(frozen=True, slots=True)
 class Harness:
-    def __init__(
-        self, gateway: Gateway, schemas: InMemorySchemas, prefix: str, topic: str, dlq: str
-    ) -> None:
-        self.gateway, self.schemas, self.prefix, self.topic, self.dlq = (
-            gateway,
-            schemas,
-            prefix,
-            topic,
-            dlq,
-        )
+    gateway: Gateway
+    schemas: InMemorySchemas
+    prefix: str
+    topic: str
+    dlq: str
+    commands: str
 
 
 @pytest.fixture
@@ -63,8 +66,8 @@ async def harness(
     settings: DevStackSettings, unique: Callable[[str], str]
 ) -> AsyncIterator[Harness]:
     prefix = unique("mqtt").replace(".", "-")
-    topic, dlq = unique("telemetry"), unique("dlq")
-    await _topics(settings.kafka_bootstrap, topic, dlq)
+    topic, dlq, commands = unique("telemetry"), unique("dlq"), unique("commands")
+    await _topics(settings.kafka_bootstrap, topic, dlq, commands)
     config = GatewayConfig(
         mqtt={
             "host": settings.host,
@@ -84,17 +87,26 @@ async def harness(
             }
         ],
         limits={"max_payload_bytes": 1024},
-        downlink={"enabled": False},
+        downlink={
+            "kafka_topic": commands,
+            "group_id": unique("downlink"),
+            "mqtt_topic": f"{prefix}/devices/{{device_id}}/commands",
+        },
     )
     schemas = InMemorySchemas()
     codec = SubjectCodec(schemas.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT)))
     gateway = Gateway(config, {SUBJECT: codec})
+
+    async def decode_command(frame: bytes) -> dict[str, Any]:
+        return dict(decode(frame, schemas))
+
+    gateway.add_session_task(Downlink(config, decode_command, gateway.metrics))
     task = asyncio.create_task(gateway.run())
     async with asyncio.timeout(20):
         while not gateway.ready:  # noqa: ASYNC110 - readiness is a flag, polled like /readyz
             await asyncio.sleep(0.05)
     try:
-        yield Harness(gateway, schemas, prefix, topic, dlq)
+        yield Harness(gateway, schemas, prefix, topic, dlq, commands)
     finally:
         gateway.stop()
         with contextlib.suppress(asyncio.CancelledError):
@@ -167,3 +179,58 @@ async def test_bad_inputs_land_in_the_dlq_with_reasons_and_the_gateway_keeps_goi
     assert raw[b"invalid_utf8"] == cases[1][1]  # the raw bytes, untouched
     good = await _consume(settings.kafka_bootstrap, harness.topic, 1)
     assert dict(good[0].headers)["event_id"] == b"dev-1:1"  # type: ignore[attr-defined]
+
+
+async def test_downlink_commands_reach_the_device_topic_expired_and_garbage_do_not(
+    settings: DevStackSettings, harness: Harness
+) -> None:
+    command_schema = SchemaCatalog.load().latest("iot.commands.v1-value")
+    registered = harness.schemas.register("iot.commands.v1-value", command_schema)
+    now = int(time.time() * 1000)
+
+    def command(command_id: str, expires_at: int | None) -> bytes:
+        return encode(
+            {
+                "command_id": command_id,
+                "device_id": "dev-9",
+                "name": "reboot",
+                "params": {"delay_s": "5"},
+                "issued_at": now,
+                "expires_at": expires_at,
+            },
+            registered,
+        )
+
+    device_topic = f"{harness.prefix}/devices/dev-9/commands"
+    async with aiomqtt.Client(
+        settings.host, settings.mqtt_port, protocol=aiomqtt.ProtocolVersion.V5
+    ) as device:
+        await device.subscribe(device_topic, qos=1)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for value in (
+                command("c-expired", now - 1000),
+                b"\x00garbage",
+                command("c-1", now + 60_000),
+                command("c-2", None),
+            ):
+                await producer.send_and_wait(harness.commands, value=value, key=b"dev-9")
+        finally:
+            await producer.stop()
+        received = []
+        async with asyncio.timeout(20):
+            async for message in device.messages:
+                assert isinstance(message.payload, bytes)
+                received.append(json.loads(message.payload))
+                if len(received) == 2:
+                    break
+    assert [c["command_id"] for c in received] == ["c-1", "c-2"]
+    assert received[0]["params"] == {"delay_s": "5"}
+    samples = {
+        s.labels["outcome"]: s.value
+        for family in harness.gateway.metrics.registry.collect()
+        for s in family.samples
+        if s.name == "iot_gateway_downlink_total"
+    }
+    assert samples == {"delivered": 2.0, "expired": 1.0, "invalid": 1.0}
