@@ -15,11 +15,24 @@ from iot_gateway.devstack import cli as dev_cli
 from iot_gateway.devstack.errors import DevStackError
 from iot_gateway.gateway import cli as gateway_cli
 from iot_gateway.gateway.errors import GatewayError
+from iot_gateway.policy import cli as policy_cli
+from iot_gateway.policy.errors import PolicyError
 from iot_gateway.registry import cli as schemas_cli
+from iot_gateway.security import cli as security_cli
+from iot_gateway.security.errors import SecurityError
+from streams.errors import StreamsError
+from streams.worker import cli as streams_cli
 
 Handler = Callable[[argparse.Namespace], int]
 
-EXPECTED_ERRORS: tuple[type[Exception], ...] = (AvroError, DevStackError, GatewayError)
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    StreamsError,
+    AvroError,
+    DevStackError,
+    GatewayError,
+    PolicyError,
+    SecurityError,
+)
 """Error roots whose message is for the user: printed without a traceback, exit status 1."""
 
 
@@ -33,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev_cli.register(commands)
     gateway_cli.register(commands)
     schemas_cli.register(commands)
+    policy_cli.register(commands)
+    security_cli.register(commands)
+    streams_cli.register(commands)
     return parser
 
 

@@ -141,3 +141,60 @@ class SimulatorApp(Service):
         """A simulator has no endpoint: it answers while its process runs."""
         pid = running_pid(self.handle)
         return Probe(pid is not None, "publishing" if pid else "not running")
+
+
+class StreamsWorkerApp(Service):
+    """``iotctl streams worker`` with ``config/streams.yaml`` and its SQLite store in .local."""
+
+    name = "worker"
+    stage = 1
+
+    @property
+    def port(self) -> int:
+        return self.settings.worker_http_port
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.settings.host}:{self.port}"
+
+    @property
+    def env_port_variable(self) -> str:
+        return "IOT_WORKER_HTTP_PORT"
+
+    def prepare(self, progress: Progress) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def handle(self) -> ProcessHandle:
+        return ProcessHandle(self.pid_file, "streams worker", signal.SIGTERM, 45.0)
+
+    def launch(self) -> LaunchSpec:
+        s = self.settings
+        env = dict(os.environ)
+        env.update(
+            {
+                "IOT_STREAMS_KAFKA__BOOTSTRAP": s.kafka_bootstrap,
+                "IOT_STREAMS_STORE": f"sqlite:///{self.home / 'state.db'}",
+                "IOT_STREAMS_HTTP__HOST": s.host,
+                "IOT_STREAMS_HTTP__PORT": str(self.port),
+                "IOT_STREAMS_ALERT_RULES": str(s.project_dir / "config" / "alerts.example.yaml"),
+            }
+        )
+        return LaunchSpec(
+            argv=[
+                sys.executable,
+                "-m",
+                "iot_gateway.cli",
+                "streams",
+                "worker",
+                "--config",
+                str(s.project_dir / "config" / "streams.yaml"),
+            ],
+            log_file=self.log_file,
+            env=env,
+            cwd=s.project_dir,
+        )
+
+    def probe(self, timeout_s: float = 2.0) -> Probe:
+        """Ready once the store, registry and relay are up (``/readyz``)."""
+        return http_probe(f"{self.endpoint}/readyz", timeout_s)

@@ -1,4 +1,11 @@
-"""Mosquitto 2 from Debian's packages, with a project-owned config and persistence on."""
+"""Mosquitto 2 from Debian's packages, with a project-owned config and persistence on.
+
+Secured mode (``IOT_SECURE=true``, off by default) refuses anonymous clients, reads a
+password_file and an acl_file generated from the security policy, and adds a TLS listener
+(``IOT_MQTTS_PORT``) with a certificate of the project's local CA; the probe logs in as the
+stack's admin. The security package is imported only in secured mode, so the default config
+is byte-for-byte that of the unsecured stack.
+"""
 
 from __future__ import annotations
 
@@ -69,7 +76,43 @@ class Mosquitto(Service):
         ]
         if user is not None:
             lines.append(f"user {user}")
+        if self.settings.secure:
+            lines = self._secured(lines, user)
         (self.home / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+
+    def _secured(self, lines: list[str], user: str | None) -> list[str]:
+        """``lines`` with a TLS listener, passwords and ACLs instead of anonymous access."""
+        from iot_gateway.policy import PolicyError  # noqa: PLC0415 - secured mode only
+        from iot_gateway.security import SecuredStack, SecurityError  # noqa: PLC0415
+
+        try:
+            stack = SecuredStack(self.settings)
+            stack.require_servers_only()
+            layout = stack.prepare_broker(user)
+        except (PolicyError, SecurityError) as exc:
+            raise ServiceStartError(f"mosquitto: cannot secure the broker: {exc}") from exc
+        tls = layout.tls
+        secured = [
+            f"listener {self.settings.mqtts_port} {self.settings.host}",
+            "protocol mqtt",
+            f"cafile {tls.ca_cert}",
+            f"certfile {tls.server_cert}",
+            f"keyfile {tls.server_key}",
+            "allow_anonymous false",
+            f"password_file {layout.password_file}",
+            f"acl_file {layout.acl_file}",
+        ]
+        at = lines.index("allow_anonymous true")
+        return [*lines[:at], *secured, *lines[at + 1 :]]
+
+    def _credentials(self) -> tuple[str, str] | None:
+        """The admin's username and password when secured (None before the first start)."""
+        if not self.settings.secure:
+            return None
+        from iot_gateway.security import ADMIN, SecuredStack  # noqa: PLC0415 - secured mode only
+
+        credential = SecuredStack(self.settings).secrets.get(ADMIN)
+        return None if credential is None else (credential.principal, credential.password)
 
     @property
     def handle(self) -> ProcessHandle:
@@ -79,12 +122,15 @@ class Mosquitto(Service):
         return LaunchSpec(argv=["mosquitto", "-c", self.config_file], log_file=self.log_file)
 
     def probe(self, timeout_s: float = 2.0) -> Probe:
-        """Connects with MQTT 5 and waits for CONNACK."""
+        """Connects with MQTT 5 (as the admin when secured) and waits for CONNACK."""
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"iotctl-probe-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv5,
         )
+        credentials = self._credentials()
+        if credentials is not None:
+            client.username_pw_set(*credentials)
         reason: list[str] = []
         client.on_connect = lambda _c, _u, _f, code, _p: reason.append(str(code))
         try:

@@ -46,6 +46,7 @@ class DevStackSettings:
     pg_user: str = "iot"
     pg_password: str = field(default="iot", repr=False)
     gateway_http_port: int = 9464
+    worker_http_port: int = 9465
     apps: bool = True
     """Also run the platform's own processes (gateway, ...), not only the servers."""
     simulate: bool = False
@@ -53,6 +54,14 @@ class DevStackSettings:
     simulator_devices: int = 200
     simulator_rate: float = 200.0
     start_timeout_s: float = 90.0
+    secure: bool = False
+    """Authenticate and authorize everything from the security policy (``IOT_SECURE=true``):
+    Kafka on SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs, Mosquitto with passwords, an
+    acl_file and a TLS listener. Off by default; off, every generated config is unchanged."""
+    mqtts_port: int = 8883
+    """Mosquitto's TLS listener (secure mode only), with a certificate of the local CA."""
+    policy_file: Path | None = None
+    """The security policy in secure mode; ``config/policy.yaml`` of the project by default."""
 
     @property
     def state_dir(self) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from iot_gateway.devstack.apps import GatewayApp, SimulatorApp
+from iot_gateway.devstack.apps import GatewayApp, SimulatorApp, StreamsWorkerApp
 from iot_gateway.devstack.errors import PortInUseError, ServiceStartError
 from iot_gateway.devstack.kafka import Kafka
 from iot_gateway.devstack.mosquitto import Mosquitto
@@ -39,7 +39,7 @@ def services(settings: DevStackSettings, *, every_kind: bool = False) -> list[Se
     """
     chosen: list[Service] = [Postgres(settings), Mosquitto(settings), Kafka(settings)]
     if settings.apps or every_kind:
-        chosen.append(GatewayApp(settings))
+        chosen += [GatewayApp(settings), StreamsWorkerApp(settings)]
     if settings.simulate or every_kind:
         chosen.append(SimulatorApp(settings))
     return chosen

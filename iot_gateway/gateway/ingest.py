@@ -2,6 +2,9 @@
 
 ``Ingest.process`` never raises for bad input: every problem becomes a ``Rejected`` with a
 machine-readable ``reason`` (used in DLQ headers and metrics) and a human-readable ``detail``.
+
+Everything decided by the topic alone (its route, its device id, or why it is rejected) is
+remembered per topic in a bounded table, so a device's steady stream pays for it once.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,6 +38,9 @@ REASONS = (
     "invalid_avro",
 )
 """Every reason a message can be rejected for; metrics are labelled with these."""
+
+TOPIC_CACHE_SIZE = 65_536
+"""Topics whose routing decision is remembered; the oldest is forgotten first."""
 
 STAMPED = ("event_id", "device_id", "received_at")
 """Fields the gateway sets; a payload may carry ``device_id`` only if it is the topic's."""
@@ -120,9 +127,12 @@ def device_id_problem(device_id: str, max_length: int) -> str | None:
         return f"device id longer than {max_length} characters"
     if any(char in device_id for char in "+#/"):
         return "device id contains a wildcard or '/'"
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in device_id):
+    if _CONTROL.search(device_id):
         return "device id contains a control character"
     return None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Ingest:
@@ -144,6 +154,7 @@ class Ingest:
         self._limits = limits
         self._rate_limiter = rate_limiter
         self._authorize = authorize
+        self._topics: dict[str, _TopicDecision] = {}
 
     def route_for(self, topic: str) -> RouteSettings | None:
         """The first route whose filter matches ``topic``; TopicError if it is no topic name."""
@@ -154,16 +165,15 @@ class Ingest:
 
     def process(self, topic: str, payload: bytes, received_at: int) -> Accepted | Rejected:
         """Decides one message; never raises for anything the message contains."""
-        try:
-            route = self.route_for(topic)
-        except TopicError as exc:
-            return Rejected("invalid_topic", str(exc))
-        if route is None:
-            return Rejected("unknown_route", f"no route matches topic {topic!r}")
-        device_id = topic.split("/")[route.device_level or 0]  # set by RouteSettings
-        problem = device_id_problem(device_id, self._limits.max_device_id_length)
-        if problem:
-            return Rejected("invalid_device_id", problem, route.name, None)
+        decision = self._topics.get(topic)
+        if decision is None:
+            decision = self._decide_topic(topic)
+            if len(self._topics) >= TOPIC_CACHE_SIZE:
+                del self._topics[next(iter(self._topics))]
+            self._topics[topic] = decision
+        if isinstance(decision, Rejected):
+            return decision
+        route, device_id, device_key, topic_bytes = decision
         if len(payload) > self._limits.max_payload_bytes:
             return Rejected(
                 "payload_too_large",
@@ -185,7 +195,23 @@ class Ingest:
         parsed = self._parse(route, codec, payload)
         if isinstance(parsed, Rejected):
             return Rejected(parsed.reason, parsed.detail, route.name, device_id)
-        return self._stamp_and_encode(route, codec, parsed, device_id, topic, payload, received_at)
+        return self._stamp_and_encode(
+            route, codec, parsed, (device_id, device_key, topic_bytes), topic, payload, received_at
+        )
+
+    def _decide_topic(self, topic: str) -> _TopicDecision:
+        """What the topic alone decides: its route and device id, or why it is rejected."""
+        try:
+            route = self.route_for(topic)
+        except TopicError as exc:
+            return Rejected("invalid_topic", str(exc))
+        if route is None:
+            return Rejected("unknown_route", f"no route matches topic {topic!r}")
+        device_id = topic.split("/")[route.device_level or 0]  # set by RouteSettings
+        problem = device_id_problem(device_id, self._limits.max_device_id_length)
+        if problem:
+            return Rejected("invalid_device_id", problem, route.name, None)
+        return route, device_id, device_id.encode(), topic.encode()
 
     def _parse(
         self, route: RouteSettings, codec: RecordCodec, payload: bytes
@@ -200,7 +226,7 @@ class Ingest:
         except UnicodeDecodeError as exc:
             return Rejected("invalid_utf8", f"payload is not UTF-8 (byte {exc.start})")
         try:
-            document = json.loads(text, parse_constant=_reject_constant)
+            document = _JSON.decode(text)
         except ValueError as exc:
             return Rejected("invalid_json", str(exc))
         if not isinstance(document, dict):
@@ -212,11 +238,12 @@ class Ingest:
         route: RouteSettings,
         codec: RecordCodec,
         record: dict[str, Any],
-        device_id: str,
+        device: tuple[str, bytes, bytes],
         topic: str,
         payload: bytes,
         received_at: int,
     ) -> Accepted | Rejected:
+        device_id, device_key, topic_bytes = device
         claimed = record.get("device_id", device_id)
         if claimed != device_id:
             return Rejected(
@@ -229,8 +256,8 @@ class Ingest:
             for field in ("event_id", "received_at"):
                 if field in record:
                     return _mismatch(route, device_id, f"{field} is set by the gateway")
-            unknown = sorted(set(record) - codec.field_names)
-            if unknown:
+            if not codec.field_names.issuperset(record):
+                unknown = sorted(set(record) - codec.field_names)
                 return _mismatch(route, device_id, f"unknown field(s) {', '.join(unknown)}")
         seq = record.get("seq")
         if seq is not None and (type(seq) is not int or seq < 0):
@@ -251,13 +278,13 @@ class Ingest:
         return Accepted(
             route=route.name,
             kafka_topic=route.kafka_topic,
-            key=device_id.encode(),
+            key=device_key,
             value=value,
             headers=(
                 ("event_id", event_id.encode()),
-                ("device_id", device_id.encode()),
-                ("mqtt_topic", topic.encode()),
-                ("content_type", b"application/vnd.confluent.avro"),
+                ("device_id", device_key),
+                ("mqtt_topic", topic_bytes),
+                ("content_type", _AVRO_CONTENT_TYPE),
             ),
             event_id=event_id,
             device_id=device_id,
@@ -279,3 +306,12 @@ def _metrics_problem(metrics: object) -> str | None:
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
+
+
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+"""What ``json.loads(text, parse_constant=...)`` builds per call, built once."""
+
+_AVRO_CONTENT_TYPE = b"application/vnd.confluent.avro"
+
+_TopicDecision = tuple[RouteSettings, str, bytes, bytes] | Rejected
+"""(route, device id, device id as bytes, topic as bytes), or the topic's rejection."""

@@ -40,6 +40,11 @@ class GatewayMetrics:
         self.kafka_connected = Gauge(
             "iot_gateway_kafka_connected", "1 while the Kafka producer runs", registry=r
         )
+        self.mqtt_paused = Gauge(
+            "iot_gateway_mqtt_reading_paused",
+            "1 while the broker's socket is not read: receive_maximum messages are in flight",
+            registry=r,
+        )
         self.reconnects = Counter(
             "iot_gateway_reconnects", "reconnections, by side", ["side"], registry=r
         )

@@ -21,6 +21,26 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 SUBJECT = "iot.telemetry.v1-value"
 
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def track(process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """Remembers a process a test started, so that it is killed if the test fails."""
+    _STARTED.append(process)
+    return process
+
+
+def kill_leftovers() -> None:
+    """SIGKILLs and reaps every tracked process still running (after each test)."""
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -80,19 +100,21 @@ class GatewayProcess:
             "IOT_GATEWAY_HTTP__PORT": str(self.http_port),
         }
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "iot_gateway.cli",
-                    "gateway",
-                    "run",
-                    "--config",
-                    str(self.config),
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+            self.process = track(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "iot_gateway.cli",
+                        "gateway",
+                        "run",
+                        "--config",
+                        str(self.config),
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             )
 
     def stats(self) -> dict[str, Any]:

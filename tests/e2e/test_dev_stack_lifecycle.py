@@ -55,7 +55,7 @@ def _alive_in_groups(groups: set[int]) -> list[str]:
 
 
 def test_up_is_idempotent_and_down_leaves_no_process_behind(tmp_path: Path) -> None:
-    kafka, controller, mqtt, pg, gateway = _free_ports(5)
+    kafka, controller, mqtt, pg, gateway, worker = _free_ports(6)
     env = {
         **os.environ,
         "IOT_LOCAL_DIR": str(tmp_path / "state"),
@@ -64,13 +64,14 @@ def test_up_is_idempotent_and_down_leaves_no_process_behind(tmp_path: Path) -> N
         "IOT_MQTT_PORT": str(mqtt),
         "IOT_PG_PORT": str(pg),
         "IOT_GATEWAY_HTTP_PORT": str(gateway),
+        "IOT_WORKER_HTTP_PORT": str(worker),
         "IOT_KAFKA_HEAP": "512m",
     }
     first = _iotctl(env, "dev", "up", "--json")
     try:
         assert first.returncode == 0, first.stderr
         services = {item["name"]: item for item in json.loads(first.stdout)["services"]}
-        assert set(services) == {"kafka", "mosquitto", "postgres", "gateway"}
+        assert set(services) == {"kafka", "mosquitto", "postgres", "gateway", "worker"}
         assert all(item["answers"] and item["pid"] for item in services.values())
         assert services["kafka"]["endpoint"] == f"127.0.0.1:{kafka}"
 
@@ -93,6 +94,7 @@ def test_up_is_idempotent_and_down_leaves_no_process_behind(tmp_path: Path) -> N
         "kafka",
         "mosquitto",
         "postgres",
+        "worker",
     ]
     assert _alive_in_groups(groups) == []
     status = _iotctl(env, "dev", "status", "--json")

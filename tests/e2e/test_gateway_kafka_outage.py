@@ -7,7 +7,9 @@ nothing else.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 
 from iot_gateway.devstack import DevStackSettings, down, up
 from iot_gateway.devstack.kafka import Kafka
-from iot_gateway.devstack.process import stop
+from iot_gateway.devstack.process import running_pid, stop
 from iot_gateway.simulator import Simulation, SimulationSettings
 from tests.e2e.gateway_harness import (
     GatewayProcess,
@@ -54,9 +56,12 @@ def isolated(tmp_path: Path) -> Iterator[DevStackSettings]:
                 shutil.rmtree(target.parent, ignore_errors=True)
 
 
+@pytest.mark.parametrize("outage", ["stopped", "frozen"])
 async def test_kafka_outage_under_load_loses_nothing_and_memory_stays_bounded(
-    isolated: DevStackSettings, tmp_path: Path
+    isolated: DevStackSettings, tmp_path: Path, outage: str
 ) -> None:
+    """``stopped``: the broker shuts down (connections refused); ``frozen``: SIGSTOP, so
+    connections stay open and requests hang, as with a broker that is up but not answering."""
     prefix, topic, dlq = "outage", "outage.telemetry", "outage.dlq"
     await create_topics(isolated.kafka_bootstrap, topic, dlq)
     config = write_config(
@@ -87,22 +92,36 @@ async def test_kafka_outage_under_load_loses_nothing_and_memory_stays_bounded(
     running = asyncio.create_task(simulation.run())
     await asyncio.sleep(4)
     baseline = gateway.rss_kib()
-    assert await asyncio.to_thread(stop, Kafka(isolated).handle)
+    kafka = Kafka(isolated).handle
+    kafka_pid = running_pid(kafka)
+    assert kafka_pid is not None
+    if outage == "stopped":
+        assert await asyncio.to_thread(stop, kafka)
+    else:
+        os.kill(kafka_pid, signal.SIGSTOP)
     stopped_at = time.monotonic()
-    peak = baseline
+    peak, in_flight = baseline, 0.0
     while time.monotonic() - stopped_at < OUTAGE_S:
         peak = max(peak, gateway.rss_kib())
+        metrics = (await asyncio.to_thread(gateway.stats))["metrics"]
+        in_flight = max(in_flight, metrics["iot_gateway_in_flight"])
         assert gateway.process is not None
         assert gateway.process.poll() is None
         await asyncio.sleep(0.5)
-    await asyncio.to_thread(up, isolated, lambda _: None)
+    if outage == "stopped":
+        await asyncio.to_thread(up, isolated, lambda _: None)
+    else:
+        os.kill(kafka_pid, signal.SIGCONT)
     report = await running
     assert report.failed == 0
 
     good, _ = ledger_ids(ledger)
     seen = await event_ids(isolated.kafka_bootstrap, topic, good, timeout_s=90)
     assert not good - set(seen), f"{len(good - set(seen))} acknowledged readings lost"
-    # Held back by the MQTT 5 Receive Maximum, the backlog waits in the broker, not in us.
+    # Held back at receive_maximum (500 in write_config), the backlog waits in the broker.
+    # In flight never exceeds receive_maximum (500 in write_config): the broker's Receive
+    # Maximum, or failing that the gateway's own InboundFlow, keeps the backlog in the broker.
+    assert in_flight <= 500
     assert peak - baseline < 64 * 1024, f"RSS grew from {baseline} KiB to {peak} KiB"
     assert gateway.ready()  # it reconnected by itself
     assert gateway.terminate() == 0

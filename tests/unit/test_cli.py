@@ -31,12 +31,24 @@ def test_a_wrong_command_line_exits_two(capsys: pytest.CaptureFixture[str]) -> N
 def test_status_json_reports_each_service_down_and_exits_one(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: object
 ) -> None:
-    for variable in ("IOT_KAFKA_PORT", "IOT_MQTT_PORT", "IOT_PG_PORT", "IOT_GATEWAY_HTTP_PORT"):
+    for variable in (
+        "IOT_KAFKA_PORT",
+        "IOT_MQTT_PORT",
+        "IOT_PG_PORT",
+        "IOT_GATEWAY_HTTP_PORT",
+        "IOT_WORKER_HTTP_PORT",
+    ):
         monkeypatch.setenv(variable, str(_closed_port()))
     monkeypatch.setenv("IOT_LOCAL_DIR", str(tmp_path))
     assert main(["dev", "status", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)["services"]
-    assert [item["name"] for item in report] == ["postgres", "mosquitto", "kafka", "gateway"]
+    assert [item["name"] for item in report] == [
+        "postgres",
+        "mosquitto",
+        "kafka",
+        "gateway",
+        "worker",
+    ]
     assert not any(item["answers"] for item in report)
     assert all(item["pid"] is None for item in report)
 

@@ -1,0 +1,58 @@
+"""The one error root of the ``streams`` package.
+
+Every error a caller of ``streams`` can see derives from :class:`StreamsError`. Store adapters
+translate driver errors at their edge (``raise StoreError(...) from exc``), so callers never
+catch ``sqlite3`` or ``psycopg`` types. ``retriable`` tells whether repeating the same call
+(after reloading state where the error says so) can succeed.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "PositionConflictError",
+    "StoreError",
+    "StoreUnavailableError",
+    "StreamsError",
+]
+
+
+class StreamsError(Exception):
+    """Root of every error raised by ``streams``."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class ConfigError(StreamsError):
+    """A configuration file or value is invalid; the message names the field. Never retriable."""
+
+
+class StoreError(StreamsError):
+    """The store failed; nothing of the failed transaction was committed.
+
+    ``retriable`` is True for transient failures (connection lost, lock timeout, serialization
+    failure, deadlock): repeat the whole unit of work. False means a bug or a corrupt store.
+    """
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached or is locked by another process. Always retriable."""
+
+    retriable = True
+
+
+class PositionConflictError(StoreError):
+    """Another worker applied events of a partition since this worker last read its position.
+
+    Raised by a batch commit whose expected inbox offsets no longer match the store (the fence
+    that protects a partition that moved to another worker during a rebalance). Nothing was
+    written. Retriable after the caller drops its cached state and seeks to
+    ``Store.positions(group)``; :class:`~streams.processor.BatchProcessor` drops its cache itself.
+    """
+
+    retriable = True

@@ -1,0 +1,67 @@
+"""An idempotent consumer of ``iot.alerts.v1``: raised alerts become downlink commands.
+
+For each RAISED alert of a configured rule it appends one command to ``iot.commands.v1``
+through the outbox, in the same store transaction that records the alert's ``event_id``
+(``TrackingStore.apply_once``): a redelivered alert is skipped, so each alert yields exactly
+one command, whose ``command_id`` is derived from the alert's id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from streams.domain import DerivedEvent, derived_event_id
+from streams.store.port import OnceResult, StoreTransaction, TrackingStore
+
+__all__ = ["COMMANDS_TOPIC", "AlertCommandNotifier"]
+
+COMMANDS_TOPIC = "iot.commands.v1"
+
+
+class AlertCommandNotifier:
+    """Sends ``commands[rule]`` to the device whenever that rule raises an alert."""
+
+    def __init__(
+        self,
+        store: TrackingStore,
+        commands: Mapping[str, str],
+        *,
+        consumer: str = "alert-command-notifier",
+    ) -> None:
+        self._store = store
+        self._commands = dict(commands)
+        self._consumer = consumer
+
+    def handle(self, alert: Mapping[str, object]) -> OnceResult[DerivedEvent | None]:
+        """Processes one decoded alert record; ``applied`` False means it was a duplicate.
+
+        ``value`` is the command appended, or None when the alert needs none (cleared, or a
+        rule without a command). Store errors propagate; the alert can then be redelivered.
+        """
+        event_id = str(alert["event_id"])
+        command = self._command_for(alert, event_id)
+
+        def effect(tx: StoreTransaction) -> DerivedEvent | None:
+            if command is not None:
+                tx.append_outbox([command])
+            return command
+
+        return self._store.apply_once(self._consumer, event_id, effect)
+
+    def _command_for(self, alert: Mapping[str, object], event_id: str) -> DerivedEvent | None:
+        name = self._commands.get(str(alert["rule"]))
+        if name is None or alert["state"] != "RAISED":
+            return None
+        command_id = derived_event_id("command", self._consumer, event_id)
+        device_id = str(alert["device_id"])
+        ts = alert["ts"]
+        issued_at = ts if isinstance(ts, int) else 0
+        payload: dict[str, object] = {
+            "command_id": command_id,
+            "device_id": device_id,
+            "name": name,
+            "params": {"rule": str(alert["rule"]), "alert_event_id": event_id},
+            "issued_at": issued_at,
+            "expires_at": None,
+        }
+        return DerivedEvent(command_id, COMMANDS_TOPIC, device_id, "command", issued_at, payload)

@@ -1,0 +1,236 @@
+"""The batch processor: inbox filtering, projections and outbox in one store transaction.
+
+:meth:`BatchProcessor.apply` is the whole consistency core of a stream worker, independent
+of faust and Kafka: hand it the decoded events of a batch with their positions, in log order
+per partition, and it commits their effects exactly once.
+
+Guarantees:
+
+* **Exactly-once effects.** An event at or below its partition's stored offset is skipped
+  (``old_offset``); an event whose id was already applied is skipped (``duplicate_event_id``,
+  and counted in the device's ``duplicates``); an event with a ``seq`` too far below the
+  device's sequence window is skipped (``seq_out_of_window``, counted per device). Everything
+  else is applied once, and offsets, projection rows and outbox rows commit together or not
+  at all.
+* **Write-through cache.** Device state, open windows, alert states and inbox offsets are
+  cached in memory and loaded from the store on first use. If a commit fails for any reason
+  (crash simulation, lost connection, :class:`~streams.errors.PositionConflictError`) the whole
+  cache is dropped, so the next batch starts from what the store holds; redeliver the batch
+  (or seek to :meth:`BatchProcessor.assign`'s offsets) and nothing is applied twice.
+* **Rebalances.** Call :meth:`BatchProcessor.assign` when partitions are assigned (it returns
+  where to seek) and :meth:`BatchProcessor.revoke` when they are revoked. A worker that missed
+  a revocation is fenced by the store (PositionConflictError), never applies a partition twice.
+
+Assumes a device's events live on one partition (Kafka key = device id), so that one worker
+owns a device at a time. Not thread-safe: one thread drives one processor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+from streams.domain import DerivedEvent, Position, TelemetryEvent, TopicPartition
+from streams.inbox import PartitionInbox, RecentIds
+from streams.projections.alerts import AlertRule
+from streams.projections.device import Admission, SeqWindow
+from streams.projections.projector import Projector
+from streams.projections.windows import DEFAULT_WINDOWS, WindowSpec
+from streams.store.port import BatchWrite, OffsetAdvance, RecentId, Store
+
+__all__ = ["BatchProcessor", "BatchResult", "SkipReason"]
+
+
+class SkipReason(StrEnum):
+    """Why an event of a batch was not applied (metric label values)."""
+
+    OLD_OFFSET = "old_offset"
+    DUPLICATE_EVENT_ID = "duplicate_event_id"
+    SEQ_OUT_OF_WINDOW = "seq_out_of_window"
+
+
+_EMPTY: Mapping[SkipReason, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What a committed batch did; ``positions`` are the partitions' new last applied offsets."""
+
+    applied: int
+    skipped: Mapping[SkipReason, int] = field(default_factory=lambda: _EMPTY)
+    derived: tuple[DerivedEvent, ...] = ()
+    positions: Mapping[TopicPartition, int] = field(default_factory=dict)
+    commit_seconds: float = 0.0
+
+
+class BatchProcessor:
+    """Applies batches of telemetry exactly once to one store for one consumer group."""
+
+    def __init__(
+        self,
+        store: Store,
+        group: str,
+        *,
+        windows: Sequence[WindowSpec] = DEFAULT_WINDOWS,
+        rules: Sequence[AlertRule] = (),
+        seq_window: SeqWindow | None = None,
+        recent_ids: int = 65_536,
+    ) -> None:
+        """``recent_ids`` bounds the per-partition set of seq-less ids (see streams.inbox)."""
+        self.store = store
+        self.group = group
+        self._projector = Projector(windows, rules, seq_window)
+        self._horizon_ms = max((spec.grace_ms for spec in windows), default=0)
+        self._recent_capacity = recent_ids
+        self._partitions: dict[tuple[str, int], PartitionInbox] = {}
+        self._device_partition: dict[str, tuple[str, int]] = {}
+
+    # -- assignment -------------------------------------------------------------------------
+
+    def assign(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """Drops cached state of newly assigned partitions; returns the offset to seek to.
+
+        The offset is the stored last applied offset + 1, or None when nothing was applied
+        (start from the consumer's reset policy, normally the earliest offset).
+        """
+        assigned = [TopicPartition(*tp) for tp in partitions]
+        self.revoke(assigned)
+        stored = self.store.positions(self.group)
+        return {tp: (stored[tp] + 1 if tp in stored else None) for tp in assigned}
+
+    def revoke(self, partitions: Iterable[TopicPartition]) -> None:
+        """Forgets the cached state of revoked partitions and of their devices."""
+        gone = {(tp[0], tp[1]) for tp in partitions}
+        for tp in gone:
+            self._partitions.pop(tp, None)
+        devices = [d for d, tp in self._device_partition.items() if tp in gone]
+        self._projector.drop(devices)
+        for device_id in devices:
+            del self._device_partition[device_id]
+
+    def reset(self) -> None:
+        """Forgets every cached state; the next batch reloads from the store."""
+        self._partitions.clear()
+        self._device_partition.clear()
+        self._projector.clear()
+
+    # -- applying ---------------------------------------------------------------------------
+
+    def apply(self, batch: Sequence[tuple[Position, TelemetryEvent]]) -> BatchResult:
+        """Applies a batch in ONE store transaction; returns once it committed.
+
+        Events of a partition must come in offset order (as a consumer delivers them).
+        Raises :class:`~streams.errors.StoreError`: then nothing of the batch is committed,
+        the cache is dropped, and the caller must redeliver the same batch or seek to
+        :meth:`assign`'s offsets before anything else (moving on would skip its events).
+        """
+        if not batch:
+            return BatchResult(applied=0)
+        try:
+            write, result = self._prepare(batch)
+            if write is None:
+                return result
+            started = time.perf_counter()
+            self.store.commit_batch(write)
+        except BaseException:
+            self.reset()
+            raise
+        return BatchResult(
+            applied=result.applied,
+            skipped=result.skipped,
+            derived=result.derived,
+            positions=result.positions,
+            commit_seconds=time.perf_counter() - started,
+        )
+
+    def _prepare(
+        self, batch: Sequence[tuple[Position, TelemetryEvent]]
+    ) -> tuple[BatchWrite | None, BatchResult]:
+        """Filters and projects the batch in memory; returns the write and its result."""
+        parts = self._load(batch)
+        projector = self._projector
+        device_partition = self._device_partition
+        touched: dict[tuple[str, int], PartitionInbox] = {}
+        old = duplicate = out_of_window = applied = 0
+        for position, event in batch:
+            tp = (position.topic, position.partition)
+            inbox = parts[tp]
+            if position.offset <= inbox.offset:
+                old += 1
+                continue
+            inbox.offset = position.offset
+            touched[tp] = inbox
+            device_partition[event.device_id] = tp
+            seen = False
+            if event.seq is None:
+                recent = inbox.recent
+                seen = event.event_id in recent
+                if not seen:
+                    recent.add(event.event_id)
+            admission = projector.apply(event, duplicate=seen)
+            if admission is Admission.NEW:
+                applied += 1
+            elif admission is Admission.DUPLICATE:
+                duplicate += 1
+            else:
+                out_of_window += 1
+        changes = projector.take_changes()
+        write = None
+        if touched:
+            offsets = [
+                OffsetAdvance(
+                    tp[0],
+                    tp[1],
+                    None if inbox.committed < 0 else inbox.committed,
+                    inbox.offset,
+                    inbox.recent.count,
+                )
+                for tp, inbox in touched.items()
+            ]
+            recent_ids = [
+                RecentId(tp[0], tp[1], slot, n, event_id)
+                for tp, inbox in touched.items()
+                for slot, n, event_id in inbox.recent.take_new()
+            ]
+            write = BatchWrite(
+                group=self.group,
+                offsets=offsets,
+                recent_ids=recent_ids,
+                devices=changes.devices,
+                windows=changes.windows,
+                alerts=changes.alerts,
+                outbox=changes.derived,
+            )
+            for inbox in touched.values():  # what the next batch expects the store to hold
+                inbox.committed = inbox.offset
+        counts = (
+            (SkipReason.OLD_OFFSET, old),
+            (SkipReason.DUPLICATE_EVENT_ID, duplicate),
+            (SkipReason.SEQ_OUT_OF_WINDOW, out_of_window),
+        )
+        result = BatchResult(
+            applied=applied,
+            skipped=MappingProxyType({reason: n for reason, n in counts if n}),
+            derived=tuple(changes.derived),
+            positions={TopicPartition(*tp): inbox.offset for tp, inbox in touched.items()},
+        )
+        return write, result
+
+    def _load(
+        self, batch: Sequence[tuple[Position, TelemetryEvent]]
+    ) -> dict[tuple[str, int], PartitionInbox]:
+        parts = self._partitions
+        for tp in {(position.topic, position.partition) for position, _ in batch}:
+            if tp not in parts:
+                state = self.store.load_inbox(self.group, TopicPartition(*tp))
+                committed = -1 if state.offset is None else state.offset
+                recent = RecentIds(self._recent_capacity, state.recent_count, state.recent_ids)
+                parts[tp] = PartitionInbox(committed, recent)
+        unknown = self._projector.unknown(event.device_id for _, event in batch)
+        if unknown:
+            loaded = self.store.load_devices(unknown, self._horizon_ms)
+            self._projector.load(unknown, loaded.devices, loaded.windows, loaded.alerts)
+        return parts

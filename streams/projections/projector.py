@@ -1,0 +1,254 @@
+"""The projector: applies admitted telemetry events to the in-memory projections.
+
+It is a deterministic fold over the log: the same events in the same order give the same
+state and the same derived events, whatever the wall clock says. It caches the state of the
+devices it has seen and tracks what changed since :meth:`Projector.take_changes`, so a caller
+can write exactly the changed rows (write-through). It does no I/O; the caller loads cached
+devices from the store (:meth:`Projector.load`) before applying their events and drops the
+whole cache (:meth:`Projector.clear`) when a write of its changes failed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from streams.domain import DerivedEvent, TelemetryEvent
+from streams.projections.alerts import AlertRule, AlertState, alert_event
+from streams.projections.device import Admission, DeviceState, DeviceTracker, LatestValue, SeqWindow
+from streams.projections.windows import DEFAULT_WINDOWS, WindowAggregate, WindowSpec
+
+__all__ = ["ProjectionChanges", "Projector"]
+
+_WindowKey = tuple[str, str, int, int]  # device_id, metric, size_ms, start_ms
+_NEVER = 2**62
+_new_tuple = tuple.__new__  # builds named-tuple rows without their Python-level __new__
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionChanges:
+    """Rows changed since the last take, and the derived events, in log order."""
+
+    devices: Sequence[DeviceState]
+    windows: Sequence[WindowAggregate]
+    alerts: Sequence[AlertState]
+    derived: Sequence[DerivedEvent]
+
+
+class Projector:
+    """Device state, windowed aggregates and alerts for the devices it caches; not thread-safe."""
+
+    def __init__(
+        self,
+        windows: Sequence[WindowSpec] = DEFAULT_WINDOWS,
+        rules: Sequence[AlertRule] = (),
+        seq_window: SeqWindow | None = None,
+    ) -> None:
+        if len({spec.size_ms for spec in windows}) != len(windows):
+            raise ValueError("window sizes must be distinct")
+        if len({spec.name for spec in windows}) != len(windows):
+            raise ValueError("window names must be distinct")
+        self.windows = tuple(windows)
+        self.rules = tuple(rules)
+        self.seq_window = seq_window or SeqWindow()
+        self._spec_by_size = {spec.size_ms: spec for spec in windows}
+        self._rules_by_metric: dict[str, tuple[AlertRule, ...]] = {}
+        for rule in rules:
+            self._rules_by_metric[rule.metric] = (*self._rules_by_metric.get(rule.metric, ()), rule)
+        self._trackers: dict[str, DeviceTracker] = {}
+        self._absent: set[str] = set()
+        # window key -> [device_id, metric, size_ms, start_ms, count, min, max, sum]
+        self._windows: dict[_WindowKey, list[Any]] = {}
+        self._alerts: dict[tuple[str, str], AlertState] = {}
+        self._dirty_devices: dict[str, DeviceTracker] = {}
+        self._dirty_windows: dict[_WindowKey, list[Any]] = {}
+        self._dirty_alerts: dict[tuple[str, str], AlertState] = {}
+        self._derived: list[DerivedEvent] = []
+
+    # -- cache management -------------------------------------------------------------------
+
+    def unknown(self, device_ids: Iterable[str]) -> list[str]:
+        """The ids among ``device_ids`` that must be loaded before their events are applied."""
+        trackers, absent = self._trackers, self._absent
+        return [d for d in dict.fromkeys(device_ids) if d not in trackers and d not in absent]
+
+    def load(
+        self,
+        requested: Iterable[str],
+        states: Iterable[DeviceState],
+        windows: Iterable[WindowAggregate],
+        alerts: Iterable[AlertState],
+    ) -> None:
+        """Caches stored state; ``requested`` ids without a state are known to be new."""
+        for state in states:
+            self._trackers[state.device_id] = DeviceTracker.from_state(state)
+        for device_id in requested:
+            if device_id not in self._trackers:
+                self._absent.add(device_id)
+        for row in windows:
+            tracker = self._trackers.get(row.device_id)
+            spec = self._spec_by_size.get(row.size_ms)
+            if tracker is None or spec is None or spec.is_closed(row.start_ms, tracker.last_seen):
+                continue
+            key = (row.device_id, row.metric, row.size_ms, row.start_ms)
+            self._windows[key] = list(row)
+            tracker.window_keys.add(key)
+            tracker.next_close = min(
+                tracker.next_close, row.start_ms + spec.size_ms + spec.grace_ms
+            )
+        names = {rule.name for rule in self.rules}
+        for alert in alerts:
+            if alert.rule in names and alert.device_id in self._trackers:
+                self._alerts[(alert.device_id, alert.rule)] = alert
+
+    def drop(self, device_ids: Iterable[str]) -> None:
+        """Forgets cached devices (e.g. their partition moved to another worker)."""
+        for device_id in device_ids:
+            tracker = self._trackers.pop(device_id, None)
+            self._absent.discard(device_id)
+            if tracker is not None:
+                for key in tracker.window_keys:
+                    self._windows.pop(key, None)
+            for rule in self.rules:
+                self._alerts.pop((device_id, rule.name), None)
+
+    def clear(self) -> None:
+        """Forgets every cached device and every pending change."""
+        self._trackers.clear()
+        self._absent.clear()
+        self._windows.clear()
+        self._alerts.clear()
+        self._dirty_devices.clear()
+        self._dirty_windows.clear()
+        self._dirty_alerts.clear()
+        self._derived.clear()
+
+    # -- applying ---------------------------------------------------------------------------
+
+    def apply(  # noqa: PLR0912, PLR0915 - the hot path, inlined on purpose
+        self, event: TelemetryEvent, *, duplicate: bool = False
+    ) -> Admission:
+        """Applies one event unless it is a duplicate; every outcome is counted per device.
+
+        ``duplicate`` is the caller's verdict for events without ``seq`` (the recent-id
+        set); events with ``seq`` are judged by the device's sequence window. Only a NEW event
+        changes values, windows and alerts.
+        """
+        device_id = event.device_id
+        ts = event.ts
+        tracker = self._trackers.get(device_id)
+        if tracker is None:
+            tracker = self._trackers[device_id] = DeviceTracker(device_id, ts)
+            self._absent.discard(device_id)
+        self._dirty_devices[device_id] = tracker
+        if duplicate:
+            tracker.duplicates += 1
+            return Admission.DUPLICATE
+        if event.seq is not None:
+            admission = tracker.admit(event.seq, self.seq_window)
+            if admission is Admission.DUPLICATE:
+                tracker.duplicates += 1
+                return admission
+            if admission is Admission.OUT_OF_WINDOW:
+                tracker.out_of_window += 1
+                return admission
+        watermark = tracker.last_seen
+        tracker.count += 1
+        if ts > watermark:
+            tracker.last_seen = ts
+        elif ts < tracker.first_seen:
+            tracker.first_seen = ts
+        open_windows: list[tuple[int, int]] = []
+        for spec in self.windows:
+            size = spec.size_ms
+            start = ts - ts % size
+            closes = start + size + spec.grace_ms
+            if closes <= watermark:
+                tracker.late[spec.name] = tracker.late.get(spec.name, 0) + 1
+            else:
+                open_windows.append((size, start))
+                if closes < tracker.next_close:  # noqa: PLR1730 - hot path
+                    tracker.next_close = closes
+        metrics = tracker.metrics
+        windows = self._windows
+        dirty_windows = self._dirty_windows
+        isfinite = math.isfinite
+        for name, value in event.metrics.items():
+            if not isfinite(value):
+                tracker.invalid_values += 1
+                continue
+            current = metrics.get(name)
+            if current is None or ts >= current[1]:
+                metrics[name] = _new_tuple(LatestValue, (value, ts))
+                rules = self._rules_by_metric.get(name)
+                if rules is not None:
+                    self._evaluate(device_id, rules, value, ts, event.event_id)
+            for size, start in open_windows:
+                key = (device_id, name, size, start)
+                acc = windows.get(key)
+                if acc is None:
+                    acc = windows[key] = [device_id, name, size, start, 1, value, value, value]
+                    tracker.window_keys.add(key)
+                else:
+                    acc[4] += 1
+                    if value < acc[5]:  # noqa: PLR1730 - cheaper than min() per value
+                        acc[5] = value
+                    if value > acc[6]:  # noqa: PLR1730
+                        acc[6] = value
+                    acc[7] += value
+                dirty_windows[key] = acc
+        return Admission.NEW
+
+    def _evaluate(
+        self, device_id: str, rules: tuple[AlertRule, ...], value: float, ts: int, cause: str
+    ) -> None:
+        for rule in rules:
+            key = (device_id, rule.name)
+            state = self._alerts.get(key)
+            active = state is not None and state.active
+            new = rule.transition(active, value)
+            if new is None:
+                continue
+            state = AlertState(device_id, rule.name, new, ts, value, cause)
+            self._alerts[key] = self._dirty_alerts[key] = state
+            self._derived.append(alert_event(rule, state))
+
+    # -- write-through ------------------------------------------------------------------------
+
+    def take_changes(self) -> ProjectionChanges:
+        """Returns and forgets what changed since the last take; evicts windows now closed."""
+        changes = ProjectionChanges(
+            devices=[tracker.snapshot() for tracker in self._dirty_devices.values()],
+            windows=[_new_tuple(WindowAggregate, acc) for acc in self._dirty_windows.values()],
+            alerts=list(self._dirty_alerts.values()),
+            derived=list(self._derived),
+        )
+        for tracker in self._dirty_devices.values():
+            if tracker.last_seen >= tracker.next_close:
+                self._evict_closed(tracker)
+        self._dirty_devices.clear()
+        self._dirty_windows.clear()
+        self._dirty_alerts.clear()
+        self._derived.clear()
+        return changes
+
+    def _evict_closed(self, tracker: DeviceTracker) -> None:
+        watermark = tracker.last_seen
+        next_close = _NEVER
+        for key in list(tracker.window_keys):
+            spec = self._spec_by_size[key[2]]
+            closes = key[3] + spec.size_ms + spec.grace_ms
+            if closes <= watermark:
+                tracker.window_keys.discard(key)
+                del self._windows[key]
+            elif closes < next_close:
+                next_close = closes
+        tracker.next_close = next_close
+
+    # -- reads (tests and replay) -----------------------------------------------------------
+
+    def device(self, device_id: str) -> DeviceState | None:
+        tracker = self._trackers.get(device_id)
+        return None if tracker is None else tracker.snapshot()

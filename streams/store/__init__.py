@@ -1,0 +1,41 @@
+"""The Store port and its adapters (SQLite: embedded, one worker; PostgreSQL: scale-out)."""
+
+from streams.store.port import (
+    BatchWrite,
+    InboxState,
+    InboxStore,
+    LoadedDevices,
+    OffsetAdvance,
+    OnceResult,
+    OutboxClaim,
+    OutboxRecord,
+    OutboxStore,
+    Projection,
+    ProjectionStore,
+    RecentId,
+    Store,
+    StoreTransaction,
+    TrackingStore,
+)
+from streams.store.postgres import PostgresStore
+from streams.store.sqlite import SqliteStore
+
+__all__ = [
+    "BatchWrite",
+    "InboxState",
+    "InboxStore",
+    "LoadedDevices",
+    "OffsetAdvance",
+    "OnceResult",
+    "OutboxClaim",
+    "OutboxRecord",
+    "OutboxStore",
+    "PostgresStore",
+    "Projection",
+    "ProjectionStore",
+    "RecentId",
+    "SqliteStore",
+    "Store",
+    "StoreTransaction",
+    "TrackingStore",
+]

@@ -1,0 +1,95 @@
+"""The SQLite adapter's schema and statements, in one place; ``{p}`` is the table prefix."""
+
+from __future__ import annotations
+
+from streams.store import _codec
+
+SCHEMA_VERSION = "1"
+
+# The whole schema of this adapter; {p} is the table prefix.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS {p}meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {p}inbox_offsets (
+    group_id TEXT NOT NULL, topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL,
+    last_offset INTEGER NOT NULL, recent_count INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, kafka_partition)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {p}inbox_recent_ids (
+    group_id TEXT NOT NULL, topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL,
+    slot INTEGER NOT NULL, n INTEGER NOT NULL, event_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, topic, kafka_partition, slot)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {p}devices (
+    device_id TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+    count INTEGER NOT NULL, first_seq INTEGER, last_seq INTEGER, seq_floor INTEGER,
+    gaps TEXT NOT NULL, missing INTEGER NOT NULL, lost INTEGER NOT NULL,
+    duplicates INTEGER NOT NULL, out_of_window INTEGER NOT NULL,
+    invalid_values INTEGER NOT NULL, late TEXT NOT NULL, metrics TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {p}windows (
+    device_id TEXT NOT NULL, metric TEXT NOT NULL, size_ms INTEGER NOT NULL,
+    start_ms INTEGER NOT NULL, count INTEGER NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+    sum REAL NOT NULL,
+    PRIMARY KEY (device_id, metric, size_ms, start_ms)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {p}alert_states (
+    device_id TEXT NOT NULL, rule TEXT NOT NULL, active INTEGER NOT NULL,
+    since INTEGER NOT NULL, value REAL NOT NULL, cause_event_id TEXT NOT NULL,
+    PRIMARY KEY (device_id, rule)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {p}outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+    topic TEXT NOT NULL, msg_key TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,
+    payload TEXT NOT NULL, published_at INTEGER);
+CREATE INDEX IF NOT EXISTS {p}outbox_unpublished ON {p}outbox (seq) WHERE published_at IS NULL;
+CREATE INDEX IF NOT EXISTS {p}outbox_published
+    ON {p}outbox (published_at) WHERE published_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {p}tracking (
+    consumer TEXT NOT NULL, event_id TEXT NOT NULL,
+    PRIMARY KEY (consumer, event_id)) WITHOUT ROWID;
+"""
+
+
+# Every statement of this adapter; {p} is the table prefix.
+_STATEMENTS = {
+    "set_version": "INSERT OR IGNORE INTO {p}meta VALUES ('schema_version', ?)",
+    "version": "SELECT value FROM {p}meta WHERE key = 'schema_version'",
+    "positions": "SELECT topic, kafka_partition, last_offset FROM {p}inbox_offsets "
+    "WHERE group_id = ?",
+    "offset": "SELECT last_offset, recent_count FROM {p}inbox_offsets "
+    "WHERE group_id = ? AND topic = ? AND kafka_partition = ?",
+    "recent_ids": "SELECT n, event_id FROM {p}inbox_recent_ids "
+    "WHERE group_id = ? AND topic = ? AND kafka_partition = ?",
+    "insert_offset": "INSERT INTO {p}inbox_offsets VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    "update_offset": "UPDATE {p}inbox_offsets SET last_offset = ?, recent_count = ? "
+    "WHERE group_id = ? AND topic = ? AND kafka_partition = ? AND last_offset = ?",
+    "upsert_recent": "INSERT OR REPLACE INTO {p}inbox_recent_ids VALUES (?, ?, ?, ?, ?, ?)",
+    "upsert_device": "INSERT OR REPLACE INTO {p}devices ({device_cols}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "upsert_window": "INSERT OR REPLACE INTO {p}windows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "upsert_alert": "INSERT OR REPLACE INTO {p}alert_states VALUES (?, ?, ?, ?, ?, ?)",
+    "append_outbox": "INSERT INTO {p}outbox ({outbox_cols}) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (event_id) DO NOTHING",
+    "load_devices": "SELECT {device_cols} FROM {p}devices "
+    "WHERE device_id IN (SELECT value FROM json_each(?))",
+    "load_windows": "SELECT w.* FROM {p}windows w JOIN {p}devices d USING (device_id) "
+    "WHERE w.device_id IN (SELECT value FROM json_each(?)) "
+    "AND w.start_ms + w.size_ms > d.last_seen - ?",
+    "load_alerts": "SELECT * FROM {p}alert_states "
+    "WHERE device_id IN (SELECT value FROM json_each(?))",
+    "device": "SELECT {device_cols} FROM {p}devices WHERE device_id = ?",
+    "devices": "SELECT {device_cols} FROM {p}devices",
+    "windows": "SELECT * FROM {p}windows WHERE ? IS NULL OR device_id = ?",
+    "alerts": "SELECT * FROM {p}alert_states WHERE ? IS NULL OR device_id = ?",
+    "unpublished": "SELECT seq, {outbox_cols} FROM {p}outbox "
+    "WHERE published_at IS NULL ORDER BY seq",
+    "mark_published": "UPDATE {p}outbox SET published_at = ? "
+    "WHERE seq IN (SELECT value FROM json_each(?)) AND published_at IS NULL",
+    "prune": "DELETE FROM {p}outbox WHERE published_at IS NOT NULL AND published_at < ?",
+    "backlog": "SELECT count(*) FROM {p}outbox WHERE published_at IS NULL",
+    "track": "INSERT INTO {p}tracking VALUES (?, ?) ON CONFLICT DO NOTHING",
+}
+
+
+def statements(prefix: str) -> dict[str, str]:
+    names = {
+        "p": prefix,
+        "device_cols": ", ".join(_codec.DEVICE_COLUMNS),
+        "outbox_cols": ", ".join(_codec.OUTBOX_COLUMNS),
+    }
+    return {key: template.format(**names) for key, template in _STATEMENTS.items()}

@@ -1,0 +1,281 @@
+"""The Store port: what the stream processors need from durable storage.
+
+Adapters: :mod:`streams.store.sqlite` (embedded default: one worker, WAL) and
+:mod:`streams.store.postgres` (scale-out: several workers share the partitions). Every method
+either succeeds or raises :class:`~streams.errors.StoreError` with nothing of its transaction
+committed; driver errors never escape an adapter. Store instances are synchronous and safe to
+share between threads (each serializes its own connections); call them from a worker thread
+in asyncio code (``asyncio.to_thread``).
+
+The store, not Kafka's committed offset, is the source of truth: a worker seeks each assigned
+partition to ``positions(group)[tp] + 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Generic, NamedTuple, Protocol, Self, TypeVar
+
+from streams.domain import DerivedEvent, TopicPartition
+from streams.projections.alerts import AlertState
+from streams.projections.device import DeviceState
+from streams.projections.windows import WindowAggregate
+
+__all__ = [
+    "BatchWrite",
+    "InboxState",
+    "InboxStore",
+    "LoadedDevices",
+    "OffsetAdvance",
+    "OnceResult",
+    "OutboxClaim",
+    "OutboxRecord",
+    "OutboxStore",
+    "Projection",
+    "ProjectionStore",
+    "RecentId",
+    "Store",
+    "StoreTransaction",
+    "TrackingStore",
+]
+
+T = TypeVar("T")
+
+
+class Projection(StrEnum):
+    """The projections a store keeps; the argument of ``state_hash``."""
+
+    DEVICES = "devices"
+    WINDOWS = "windows"
+    ALERTS = "alerts"
+
+
+class OffsetAdvance(NamedTuple):
+    """Move a partition's inbox offset from ``expected`` (None: never applied) to ``offset``."""
+
+    topic: str
+    partition: int
+    expected: int | None
+    offset: int
+    recent_count: int
+
+
+class RecentId(NamedTuple):
+    """One slot of a partition's recent-id ring; ``n`` numbers the ids in arrival order."""
+
+    topic: str
+    partition: int
+    slot: int
+    n: int
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InboxState:
+    """A partition's stored inbox: last applied offset and its recent-id ring."""
+
+    offset: int | None
+    recent_count: int
+    recent_ids: Sequence[tuple[int, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchWrite:
+    """Everything one batch changes, committed atomically by ``InboxStore.commit_batch``."""
+
+    group: str
+    offsets: Sequence[OffsetAdvance]
+    recent_ids: Sequence[RecentId]
+    devices: Sequence[DeviceState]
+    windows: Sequence[WindowAggregate]
+    alerts: Sequence[AlertState]
+    outbox: Sequence[DerivedEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedDevices:
+    """Stored state of some devices: their rows, open windows and alert states."""
+
+    devices: Sequence[DeviceState]
+    windows: Sequence[WindowAggregate]
+    alerts: Sequence[AlertState]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """An outbox row: ``seq`` orders rows (per key, the order of their committed appends)."""
+
+    seq: int
+    event: DerivedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class OnceResult(Generic[T]):
+    """Outcome of ``apply_once``: ``applied`` False means a duplicate was skipped."""
+
+    applied: bool
+    value: T | None = None
+
+
+class InboxStore(Protocol):
+    """Offsets, the applied-id inbox and the atomic batch commit."""
+
+    def positions(self, group: str) -> dict[TopicPartition, int]:
+        """Last applied offset per partition of ``group`` (seek to offset + 1)."""
+        ...
+
+    def load_inbox(self, group: str, tp: TopicPartition) -> InboxState:
+        """The stored inbox of one partition (offset None when nothing was applied)."""
+        ...
+
+    def commit_batch(self, write: BatchWrite) -> None:
+        """Commits offsets, recent ids, projection rows and outbox rows in ONE transaction.
+
+        First it moves each partition's offset from ``expected`` to ``offset`` (a compare-and-
+        set, in (topic, partition) order); if any stored offset differs it writes nothing and
+        raises :class:`~streams.errors.PositionConflictError`. Rows are full replacements (upserts).
+        Outbox rows get increasing ``seq`` in the given order; an ``event_id`` already in the
+        outbox is ignored. On PostgreSQL the commit notifies outbox listeners.
+        """
+        ...
+
+
+class ProjectionStore(Protocol):
+    """Reads of the projections, and their canonical hash."""
+
+    def load_devices(self, device_ids: Sequence[str], horizon_ms: int) -> LoadedDevices:
+        """Rows of the given devices, with windows ending after ``last_seen - horizon_ms``."""
+        ...
+
+    def device(self, device_id: str) -> DeviceState | None: ...
+
+    def devices(self) -> list[DeviceState]:
+        """Every device, ordered by device id."""
+        ...
+
+    def windows(self, device_id: str | None = None) -> list[WindowAggregate]:
+        """Window rows (of one device or all), ordered by device, metric, size, start."""
+        ...
+
+    def alert_states(self, device_id: str | None = None) -> list[AlertState]:
+        """Alert states (of one device or all), ordered by device, rule."""
+        ...
+
+    def state_hash(self, projection: Projection) -> str:
+        """SHA-256 of the projection's canonical rows in primary-key (code point) order.
+
+        Equal for equal state whatever the adapter, so replays can be verified byte for byte.
+        """
+        ...
+
+
+class OutboxClaim(Protocol):
+    """Outbox rows claimed by one relay; use as a context manager.
+
+    Leaving the block without :meth:`mark_published` (or with an exception) releases the rows
+    unpublished, to be claimed again: publication is at least once, consumers dedupe on
+    ``event_id``.
+    """
+
+    @property
+    def records(self) -> Sequence[OutboxRecord]:
+        """The claimed rows in ``seq`` order (so in per-key order)."""
+        ...
+
+    def mark_published(self, seqs: Sequence[int] | None = None) -> None:
+        """Marks rows published (all claimed ones by default) and ends the claim."""
+        ...
+
+    def release(self) -> None:
+        """Ends the claim without marking anything; idempotent."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class OutboxStore(Protocol):
+    """The transactional outbox's read side, for relays."""
+
+    def claim(self, limit: int) -> OutboxClaim:
+        """Claims up to ``limit`` unpublished rows, whole key prefixes in per-key order.
+
+        A claimed key is exclusive until the claim ends: no other claim gets any row of that
+        key, so several relays never reorder a key (PostgreSQL: the oldest unpublished row of
+        each key is locked ``FOR UPDATE SKIP LOCKED``; SQLite: one process owns the store).
+        """
+        ...
+
+    def prune_outbox(self, older_than_ms: int) -> int:
+        """Deletes rows published more than ``older_than_ms`` ago; returns how many."""
+        ...
+
+    def outbox_backlog(self) -> int:
+        """How many rows are not yet published."""
+        ...
+
+    def wait_for_outbox(self, timeout: float) -> bool:
+        """Blocks until an outbox append commits (True) or ``timeout`` seconds pass (False).
+
+        The first call subscribes (PostgreSQL: LISTEN); an append committed before it may go
+        unnoticed, so relays call it once with timeout 0 before their first claim. Spurious
+        True returns are possible; a relay simply claims again.
+        """
+        ...
+
+
+class StoreTransaction(Protocol):
+    """The transaction an ``apply_once`` effect writes in (adapter-specific SQL dialect)."""
+
+    @property
+    def paramstyle(self) -> str:
+        """``qmark`` (SQLite) or ``format`` (PostgreSQL, ``%s``)."""
+        ...
+
+    def table(self, name: str) -> str:
+        """``name`` qualified with the store's prefix or schema, quoted for SQL."""
+        ...
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Runs one statement in the transaction; returns its rows (empty if none)."""
+        ...
+
+    def append_outbox(self, events: Sequence[DerivedEvent]) -> None:
+        """Appends derived events to the outbox, committed with the effect."""
+        ...
+
+
+class TrackingStore(Protocol):
+    """The idempotent consumer for derived topics."""
+
+    def apply_once(
+        self, consumer: str, event_id: str, effect: Callable[[StoreTransaction], T]
+    ) -> OnceResult[T]:
+        """Runs ``effect`` and records (consumer, event_id) in ONE transaction, at most once.
+
+        A recorded (consumer, event_id) (unique constraint) skips the effect and returns
+        ``OnceResult(applied=False)``. If the effect raises, nothing is recorded and its
+        exception propagates, so the event can be retried.
+        """
+        ...
+
+
+class Store(InboxStore, ProjectionStore, OutboxStore, TrackingStore, Protocol):
+    """A complete store; adapters implement this."""
+
+    def migrate(self) -> None:
+        """Creates the schema if missing (idempotent; safe to call from several workers)."""
+        ...
+
+    def close(self) -> None:
+        """Closes the store's connections; releases an open claim."""
+        ...

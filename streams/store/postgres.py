@@ -1,0 +1,416 @@
+"""PostgreSQL adapter of the Store port (psycopg 3): scale-out, several workers and relays.
+
+All tables live in one schema (``schema``), so a shadow store for replay rebuilds is another
+schema of the same database. Batch writes are one transaction of set-based statements
+(``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE``: one round trip per table,
+whatever the batch size). The partition fence is the first statement of every batch: a
+compare-and-set of the inbox offset row, which also row-locks the partition until commit, so
+two workers can never both apply a partition's events (the second gets
+:class:`~streams.errors.PositionConflictError`). Appends ``pg_notify`` the schema's channel at
+commit; relays ``LISTEN`` on it (:meth:`PostgresStore.wait_for_outbox`).
+
+Each store instance uses up to three connections (batches and reads; an outbox claim; LISTEN),
+each guarded by its own lock. A broken connection is reopened on the next call.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import psycopg
+
+from streams.domain import DerivedEvent, TopicPartition
+from streams.errors import PositionConflictError, StoreError, StoreUnavailableError
+from streams.projections.alerts import AlertState
+from streams.projections.canonical import hash_rows
+from streams.projections.device import DeviceState
+from streams.projections.windows import WindowAggregate
+from streams.store import _codec
+from streams.store._pg_sql import (
+    DEVICE_TYPES,
+    SCHEMA_VERSION,
+    WINDOW_TYPES,
+    Staged,
+    Statements,
+)
+from streams.store.port import (
+    BatchWrite,
+    InboxState,
+    LoadedDevices,
+    OnceResult,
+    OutboxRecord,
+    Projection,
+    StoreTransaction,
+)
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,48}$")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _translate(exc: psycopg.Error, action: str) -> StoreError:
+    message = f"postgres {action} failed: {type(exc).__name__}: {exc}".strip()
+    if isinstance(exc, psycopg.errors.TransactionRollback | psycopg.errors.LockNotAvailable):
+        return StoreError(message, retriable=True)  # serialization failure, deadlock, lock
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return StoreUnavailableError(message)
+    return StoreError(message, retriable=False)
+
+
+def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[Any]]:
+    """Rows to one list per column (the arrays ``unnest`` takes)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+class _Connection:
+    """One lazily (re)opened autocommit connection and the lock that serializes its users."""
+
+    def __init__(self, dsn: str, connect_timeout: float) -> None:
+        self._dsn = dsn
+        self._timeout = connect_timeout
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self.lock = threading.RLock()
+
+    def get(self) -> psycopg.Connection[tuple[Any, ...]]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(
+                self._dsn, autocommit=True, connect_timeout=max(1, int(self._timeout))
+            )
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class PostgresStore:
+    """The Store port on one schema of a PostgreSQL database (see the module docstring)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "streams",
+        connect_timeout: float = 10.0,
+        clock: Callable[[], int] = _now_ms,
+        failpoint: Callable[[str], None] | None = None,
+    ) -> None:
+        """``clock`` (epoch ms) stamps outbox publication only, never projection state.
+
+        ``failpoint`` is called with a step name inside the batch transaction
+        (``after_offsets``, ``after_projections``, ``before_commit``); raising there simulates
+        a crash mid-batch (tests and chaos drills).
+        """
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"invalid schema name {schema!r} (lower-case identifier)")
+        self.schema = schema
+        self._sql = Statements(schema)
+        self._clock = clock
+        self._failpoint = failpoint or (lambda _step: None)
+        self._main = _Connection(dsn, connect_timeout)
+        self._claims = _Connection(dsn, connect_timeout)
+        self._listen = _Connection(dsn, connect_timeout)
+        self._staged_on: object = None  # the connection whose staging tables exist
+        self._listening_on: object = None  # the connection that LISTENs (reconnects re-LISTEN)
+        self._claim_open = threading.Lock()  # held from claim() until the claim ends
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        with self._use(self._main, "migrate") as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._sql.channel,))
+            for statement in self._sql.schema:
+                conn.execute(statement)
+            conn.execute(self._sql.set_version, (SCHEMA_VERSION,))
+            row = conn.execute(self._sql.version).fetchone()
+        if row != (SCHEMA_VERSION,):
+            raise StoreError(f"store schema version {row} is not {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        for holder in (self._main, self._claims, self._listen):
+            with holder.lock:
+                holder.close()
+        self._listening_on = None
+
+    @contextmanager
+    def _use(self, holder: _Connection, action: str) -> Iterator[psycopg.Connection[Any]]:
+        with holder.lock:
+            try:
+                yield holder.get()
+            except psycopg.Error as exc:
+                error = _translate(exc, action)
+                if isinstance(error, StoreUnavailableError):
+                    holder.close()
+                raise error from exc
+
+    # -- inbox ------------------------------------------------------------------------------
+
+    def positions(self, group: str) -> dict[TopicPartition, int]:
+        with self._use(self._main, "positions") as conn:
+            rows = conn.execute(self._sql.positions, (group,)).fetchall()
+        return {TopicPartition(topic, part): offset for topic, part, offset in rows}
+
+    def load_inbox(self, group: str, tp: TopicPartition) -> InboxState:
+        with self._use(self._main, "load_inbox") as conn:
+            row = conn.execute(self._sql.offset, (group, *tp)).fetchone()
+            ids = conn.execute(self._sql.recent_ids, (group, *tp)).fetchall()
+        if row is None:
+            return InboxState(None, 0, ())
+        return InboxState(row[0], row[1], [(n, event_id) for n, event_id in ids])
+
+    def commit_batch(self, write: BatchWrite) -> None:
+        sql = self._sql
+        with self._use(self._main, "commit_batch") as conn:
+            if conn is not self._staged_on:  # session-local, so outside the transaction
+                conn.execute(sql.devices_staged.stage)
+                conn.execute(sql.windows_staged.stage)
+                self._staged_on = conn
+            with conn.transaction():
+                self._commit_batch(conn, write)
+
+    def _commit_batch(self, conn: psycopg.Connection[Any], write: BatchWrite) -> None:
+        sql, fail, group = self._sql, self._failpoint, write.group
+        for adv in sorted(write.offsets, key=lambda a: (a.topic, a.partition)):
+            if adv.expected is None:
+                cur = conn.execute(
+                    sql.insert_offset,
+                    (group, adv.topic, adv.partition, adv.offset, adv.recent_count),
+                )
+            else:
+                cur = conn.execute(
+                    sql.update_offset,
+                    (
+                        adv.offset,
+                        adv.recent_count,
+                        group,
+                        adv.topic,
+                        adv.partition,
+                        adv.expected,
+                    ),
+                )
+            if cur.rowcount != 1:
+                raise PositionConflictError(
+                    f"{adv.topic}[{adv.partition}] moved past offset {adv.expected} "
+                    f"in group {group!r}: another worker applied it"
+                )
+        fail("after_offsets")
+        if write.recent_ids:
+            conn.execute(sql.upsert_recent, [group, *_columns(write.recent_ids, 5)], binary=True)
+        if write.devices:
+            rows = [_codec.device_row(state) for state in write.devices]
+            self._copy_upsert(conn, sql.devices_staged, DEVICE_TYPES, rows)
+        if write.windows:
+            self._copy_upsert(conn, sql.windows_staged, WINDOW_TYPES, write.windows)
+        if write.alerts:
+            rows = [_codec.alert_row(state) for state in write.alerts]
+            conn.execute(sql.upsert_alerts, _columns(rows, 6))
+        fail("after_projections")
+        if write.outbox:
+            rows = [_codec.outbox_row(event) for event in write.outbox]
+            conn.execute(sql.append_outbox, _columns(rows, 6))
+            conn.execute(sql.notify, (sql.channel,))
+        fail("before_commit")
+
+    def _copy_upsert(
+        self,
+        conn: psycopg.Connection[Any],
+        staged: Staged,
+        types: Sequence[str],
+        rows: Sequence[Sequence[object]],
+    ) -> None:
+        """Binary COPY into the session's staging table, then one INSERT ... ON CONFLICT."""
+        with conn.cursor().copy(staged.copy) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+        conn.execute(staged.merge)
+
+    # -- projections ------------------------------------------------------------------------
+
+    def load_devices(self, device_ids: Sequence[str], horizon_ms: int) -> LoadedDevices:
+        ids = list(device_ids)
+        with self._use(self._main, "load_devices") as conn:
+            devices = conn.execute(self._sql.load_devices, (ids,)).fetchall()
+            windows = conn.execute(self._sql.load_windows, (ids, horizon_ms)).fetchall()
+            alerts = conn.execute(self._sql.load_alerts, (ids,)).fetchall()
+        return LoadedDevices(
+            devices=[_codec.device_from_row(row) for row in devices],
+            windows=[WindowAggregate(*row) for row in windows],
+            alerts=[_codec.alert_from_row(row) for row in alerts],
+        )
+
+    def device(self, device_id: str) -> DeviceState | None:
+        with self._use(self._main, "device") as conn:
+            row = conn.execute(self._sql.device, (device_id,)).fetchone()
+        return None if row is None else _codec.device_from_row(row)
+
+    def devices(self) -> list[DeviceState]:
+        with self._use(self._main, "devices") as conn:
+            rows = conn.execute(self._sql.devices).fetchall()
+        return sorted(map(_codec.device_from_row, rows), key=lambda d: d.device_id)
+
+    def windows(self, device_id: str | None = None) -> list[WindowAggregate]:
+        with self._use(self._main, "windows") as conn:
+            rows = conn.execute(self._sql.windows, (device_id, device_id)).fetchall()
+        return sorted(WindowAggregate(*row) for row in rows)
+
+    def alert_states(self, device_id: str | None = None) -> list[AlertState]:
+        with self._use(self._main, "alert_states") as conn:
+            rows = conn.execute(self._sql.alerts, (device_id, device_id)).fetchall()
+        return sorted(map(_codec.alert_from_row, rows), key=lambda a: (a.device_id, a.rule))
+
+    def state_hash(self, projection: Projection) -> str:
+        if projection is Projection.DEVICES:
+            return hash_rows(self.devices())
+        if projection is Projection.WINDOWS:
+            return hash_rows(self.windows())
+        return hash_rows(self.alert_states())
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def claim(self, limit: int) -> _PgClaim:
+        """Locks the head row of up to ``limit`` keys (SKIP LOCKED), then their next rows.
+
+        The claim holds its transaction (and the row locks) open on this store's claim
+        connection until it ends; one open claim per store instance.
+        """
+        if not self._claim_open.acquire(blocking=False):
+            raise StoreError("an outbox claim is already open on this store instance")
+        try:
+            with self._use(self._claims, "claim") as conn:
+                conn.execute("BEGIN")
+                try:
+                    keys = [key for (key,) in conn.execute(self._sql.claim_heads, (limit,))]
+                    rows = conn.execute(self._sql.claim_rows, (keys, limit)).fetchall()
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except BaseException:
+            self._claim_open.release()
+            raise
+        records = [OutboxRecord(row[0], _codec.event_from_row(row[1:])) for row in rows]
+        return _PgClaim(self, records)
+
+    def _end_claim(self, seqs: Sequence[int]) -> None:
+        try:
+            with self._use(self._claims, "mark_published") as conn:
+                try:
+                    if seqs:
+                        conn.execute(self._sql.mark_published, (self._clock(), list(seqs)))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if not conn.broken:
+                        conn.execute("ROLLBACK")
+                    raise
+        finally:
+            self._claim_open.release()
+
+    def prune_outbox(self, older_than_ms: int) -> int:
+        with self._use(self._main, "prune_outbox") as conn:
+            cur = conn.execute(self._sql.prune, (self._clock() - older_than_ms,))
+        return cur.rowcount
+
+    def outbox_backlog(self) -> int:
+        with self._use(self._main, "outbox_backlog") as conn:
+            row = conn.execute(self._sql.backlog).fetchone()
+        return int(row[0]) if row else 0
+
+    def wait_for_outbox(self, timeout: float) -> bool:
+        with self._use(self._listen, "wait_for_outbox") as conn:
+            if conn is not self._listening_on:
+                conn.execute(self._sql.listen)
+                self._listening_on = conn
+            woken = False
+            for _ in conn.notifies(timeout=timeout, stop_after=1):
+                woken = True
+            if woken:  # drain what else queued up: one claim serves them all
+                for _ in conn.notifies(timeout=0.0):
+                    pass
+        return woken
+
+    # -- idempotent consumer ----------------------------------------------------------------
+
+    def apply_once(
+        self, consumer: str, event_id: str, effect: Callable[[StoreTransaction], T]
+    ) -> OnceResult[T]:
+        with self._use(self._main, "apply_once") as conn, conn.transaction():
+            cur = conn.execute(self._sql.track, (consumer, event_id))
+            if cur.rowcount == 0:
+                return OnceResult(applied=False)
+            tx = _PgTransaction(conn, self._sql)
+            value = effect(tx)
+        return OnceResult(applied=True, value=value)
+
+
+class _PgClaim:
+    def __init__(self, store: PostgresStore, records: list[OutboxRecord]) -> None:
+        self._store: PostgresStore | None = store
+        self._records = records
+
+    @property
+    def records(self) -> Sequence[OutboxRecord]:
+        return self._records
+
+    def mark_published(self, seqs: Sequence[int] | None = None) -> None:
+        if self._store is None:
+            raise StoreError("outbox claim already ended")
+        store, self._store = self._store, None
+        store._end_claim([r.seq for r in self._records] if seqs is None else seqs)
+
+    def release(self) -> None:
+        if self._store is not None:
+            store, self._store = self._store, None
+            store._end_claim(())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class _PgTransaction:
+    paramstyle = "format"
+
+    def __init__(self, conn: psycopg.Connection[Any], sql: Statements) -> None:
+        self._conn = conn
+        self._sql = sql
+
+    def table(self, name: str) -> str:
+        return self._sql.table(name)
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        try:
+            cur = self._conn.execute(sql, params)
+            return cur.fetchall() if cur.description is not None else []
+        except psycopg.Error as exc:
+            raise _translate(exc, "apply_once effect") from exc
+
+    def append_outbox(self, events: Sequence[DerivedEvent]) -> None:
+        if not events:
+            return
+        rows = [_codec.outbox_row(event) for event in events]
+        try:
+            self._conn.execute(self._sql.append_outbox, _columns(rows, 6))
+            self._conn.execute(self._sql.notify, (self._sql.channel,))
+        except psycopg.Error as exc:
+            raise _translate(exc, "append_outbox") from exc

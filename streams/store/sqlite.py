@@ -1,0 +1,346 @@
+"""SQLite adapter of the Store port: the embedded default for one worker.
+
+The database runs in WAL mode with ``synchronous=NORMAL`` by default: a process crash
+(kill -9) loses nothing committed; a power loss may lose the last transactions, which is still
+exactly-once, because offsets, projections and outbox rows are lost *together* and the events
+are consumed again from the older stored offset. Every write is one ``BEGIN IMMEDIATE``
+transaction. One process owns a store file (one worker, one relay); threads of that process
+may share a :class:`SqliteStore` (it serializes them). ``prefix`` namespaces every table, so a
+shadow store for replay rebuilds can live in the same file.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from streams.domain import DerivedEvent, TopicPartition
+from streams.errors import PositionConflictError, StoreError, StoreUnavailableError
+from streams.projections.alerts import AlertState
+from streams.projections.canonical import hash_rows
+from streams.projections.device import DeviceState
+from streams.projections.windows import WindowAggregate
+from streams.store import _codec
+from streams.store._sqlite_sql import SCHEMA, SCHEMA_VERSION, statements
+from streams.store.port import (
+    BatchWrite,
+    InboxState,
+    LoadedDevices,
+    OnceResult,
+    OutboxRecord,
+    Projection,
+    StoreTransaction,
+)
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+_PREFIX = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _translate(exc: sqlite3.Error, action: str) -> StoreError:
+    message = f"sqlite {action} failed: {exc}"
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return StoreUnavailableError(message)
+    return StoreError(message, retriable=False)
+
+
+class SqliteStore:
+    """The Store port on one SQLite file (see the module docstring for durability)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        prefix: str = "",
+        synchronous: str = "NORMAL",
+        busy_timeout_s: float = 5.0,
+        clock: Callable[[], int] = _now_ms,
+        failpoint: Callable[[str], None] | None = None,
+    ) -> None:
+        """``clock`` (epoch ms) stamps outbox publication only, never projection state.
+
+        ``failpoint`` is called with a step name inside the batch transaction
+        (``after_offsets``, ``after_projections``, ``before_commit``); raising there simulates
+        a crash mid-batch (tests and chaos drills).
+        """
+        if not _PREFIX.match(prefix):
+            raise ValueError(f"invalid table prefix {prefix!r}")
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"invalid synchronous mode {synchronous!r}")
+        self._p = prefix
+        self._clock = clock
+        self._failpoint = failpoint or (lambda _step: None)
+        self._lock = threading.RLock()
+        self._appended = threading.Event()
+        self._held_keys: set[str] = set()
+        try:
+            self._conn = sqlite3.connect(
+                str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            for pragma in (
+                "journal_mode=WAL",
+                f"synchronous={synchronous.upper()}",
+                "temp_store=MEMORY",
+                "cache_size=-65536",
+            ):
+                self._conn.execute(f"PRAGMA {pragma}")
+        except sqlite3.Error as exc:
+            raise _translate(exc, "open") from exc
+        self._sql = statements(prefix)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        with self._guard("migrate"):
+            self._conn.executescript(SCHEMA.format(p=self._p))
+            with self._transaction() as cur:
+                cur.execute(self._sql["set_version"], (SCHEMA_VERSION,))
+                row = cur.execute(self._sql["version"]).fetchone()
+        if row != (SCHEMA_VERSION,):
+            raise StoreError(f"store schema version {row} is not {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise _translate(exc, action) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            with suppress(sqlite3.Error):
+                self._conn.rollback()
+            raise
+        cur.execute("COMMIT")
+
+    # -- inbox ------------------------------------------------------------------------------
+
+    def positions(self, group: str) -> dict[TopicPartition, int]:
+        with self._guard("positions"):
+            rows = self._conn.execute(self._sql["positions"], (group,)).fetchall()
+        return {TopicPartition(topic, part): offset for topic, part, offset in rows}
+
+    def load_inbox(self, group: str, tp: TopicPartition) -> InboxState:
+        with self._guard("load_inbox"):
+            row = self._conn.execute(self._sql["offset"], (group, *tp)).fetchone()
+            ids = self._conn.execute(self._sql["recent_ids"], (group, *tp)).fetchall()
+        if row is None:
+            return InboxState(None, 0, ())
+        return InboxState(row[0], row[1], [(n, event_id) for n, event_id in ids])
+
+    def commit_batch(self, write: BatchWrite) -> None:
+        sql, fail = self._sql, self._failpoint
+        with self._guard("commit_batch"), self._transaction() as cur:
+            for adv in sorted(write.offsets, key=lambda a: (a.topic, a.partition)):
+                if adv.expected is None:
+                    cur.execute(
+                        sql["insert_offset"],
+                        (write.group, adv.topic, adv.partition, adv.offset, adv.recent_count),
+                    )
+                else:
+                    cur.execute(
+                        sql["update_offset"],
+                        (
+                            adv.offset,
+                            adv.recent_count,
+                            write.group,
+                            adv.topic,
+                            adv.partition,
+                            adv.expected,
+                        ),
+                    )
+                if cur.rowcount != 1:
+                    raise PositionConflictError(
+                        f"{adv.topic}[{adv.partition}] moved past offset {adv.expected} "
+                        f"in group {write.group!r}: another worker applied it"
+                    )
+            fail("after_offsets")
+            cur.executemany(sql["upsert_recent"], [(write.group, *r) for r in write.recent_ids])
+            cur.executemany(sql["upsert_device"], map(_codec.device_row, write.devices))
+            cur.executemany(sql["upsert_window"], write.windows)
+            cur.executemany(sql["upsert_alert"], map(_codec.alert_row, write.alerts))
+            fail("after_projections")
+            cur.executemany(sql["append_outbox"], map(_codec.outbox_row, write.outbox))
+            fail("before_commit")
+        if write.outbox:
+            self._appended.set()
+
+    # -- projections ------------------------------------------------------------------------
+
+    def load_devices(self, device_ids: Sequence[str], horizon_ms: int) -> LoadedDevices:
+        ids = _codec.dumps(list(device_ids))
+        with self._guard("load_devices"):
+            devices = self._conn.execute(self._sql["load_devices"], (ids,)).fetchall()
+            windows = self._conn.execute(self._sql["load_windows"], (ids, horizon_ms)).fetchall()
+            alerts = self._conn.execute(self._sql["load_alerts"], (ids,)).fetchall()
+        return LoadedDevices(
+            devices=[_codec.device_from_row(row) for row in devices],
+            windows=[WindowAggregate(*row) for row in windows],
+            alerts=[_codec.alert_from_row(row) for row in alerts],
+        )
+
+    def device(self, device_id: str) -> DeviceState | None:
+        with self._guard("device"):
+            row = self._conn.execute(self._sql["device"], (device_id,)).fetchone()
+        return None if row is None else _codec.device_from_row(row)
+
+    def devices(self) -> list[DeviceState]:
+        with self._guard("devices"):
+            rows = self._conn.execute(self._sql["devices"]).fetchall()
+        return sorted(map(_codec.device_from_row, rows), key=lambda d: d.device_id)
+
+    def windows(self, device_id: str | None = None) -> list[WindowAggregate]:
+        with self._guard("windows"):
+            rows = self._conn.execute(self._sql["windows"], (device_id, device_id)).fetchall()
+        return sorted(WindowAggregate(*row) for row in rows)
+
+    def alert_states(self, device_id: str | None = None) -> list[AlertState]:
+        with self._guard("alert_states"):
+            rows = self._conn.execute(self._sql["alerts"], (device_id, device_id)).fetchall()
+        return sorted(map(_codec.alert_from_row, rows), key=lambda a: (a.device_id, a.rule))
+
+    def state_hash(self, projection: Projection) -> str:
+        if projection is Projection.DEVICES:
+            return hash_rows(self.devices())
+        if projection is Projection.WINDOWS:
+            return hash_rows(self.windows())
+        return hash_rows(self.alert_states())
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def claim(self, limit: int) -> _SqliteClaim:
+        records: list[OutboxRecord] = []
+        keys: set[str] = set()
+        with self._guard("claim"):
+            for row in self._conn.execute(self._sql["unpublished"]):
+                if len(records) >= limit:
+                    break
+                key = row[3]
+                if key in self._held_keys:
+                    continue
+                keys.add(key)
+                records.append(OutboxRecord(row[0], _codec.event_from_row(row[1:])))
+            self._held_keys |= keys
+        return _SqliteClaim(self, records, keys)
+
+    def _end_claim(self, keys: set[str], seqs: Sequence[int]) -> None:
+        try:
+            if seqs:
+                with self._guard("mark_published"), self._transaction() as cur:
+                    cur.execute(self._sql["mark_published"], (self._clock(), _codec.dumps(seqs)))
+        finally:
+            with self._lock:
+                self._held_keys -= keys
+
+    def prune_outbox(self, older_than_ms: int) -> int:
+        with self._guard("prune_outbox"), self._transaction() as cur:
+            cur.execute(self._sql["prune"], (self._clock() - older_than_ms,))
+            return cur.rowcount
+
+    def outbox_backlog(self) -> int:
+        with self._guard("outbox_backlog"):
+            (count,) = self._conn.execute(self._sql["backlog"]).fetchone()
+        return int(count)
+
+    def wait_for_outbox(self, timeout: float) -> bool:
+        fired = self._appended.wait(timeout)
+        self._appended.clear()
+        return fired
+
+    # -- idempotent consumer ----------------------------------------------------------------
+
+    def apply_once(
+        self, consumer: str, event_id: str, effect: Callable[[StoreTransaction], T]
+    ) -> OnceResult[T]:
+        with self._guard("apply_once"), self._transaction() as cur:
+            cur.execute(self._sql["track"], (consumer, event_id))
+            if cur.rowcount == 0:
+                return OnceResult(applied=False)
+            tx = _SqliteTransaction(cur, self._p, self._sql["append_outbox"])
+            value = effect(tx)
+        if tx.appended:
+            self._appended.set()
+        return OnceResult(applied=True, value=value)
+
+
+class _SqliteClaim:
+    def __init__(self, store: SqliteStore, records: list[OutboxRecord], keys: set[str]) -> None:
+        self._store = store
+        self._records = records
+        self._keys: set[str] | None = keys
+
+    @property
+    def records(self) -> Sequence[OutboxRecord]:
+        return self._records
+
+    def mark_published(self, seqs: Sequence[int] | None = None) -> None:
+        if self._keys is None:
+            raise StoreError("outbox claim already ended")
+        keys, self._keys = self._keys, None
+        chosen = [r.seq for r in self._records] if seqs is None else list(seqs)
+        self._store._end_claim(keys, chosen)
+
+    def release(self) -> None:
+        if self._keys is not None:
+            keys, self._keys = self._keys, None
+            self._store._end_claim(keys, ())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class _SqliteTransaction:
+    paramstyle = "qmark"
+
+    def __init__(self, cur: sqlite3.Cursor, prefix: str, append_sql: str) -> None:
+        self._cur = cur
+        self._prefix = prefix
+        self._append_sql = append_sql
+        self.appended = False
+
+    def table(self, name: str) -> str:
+        return f'"{self._prefix}{name}"'
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._cur.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, "apply_once effect") from exc
+
+    def append_outbox(self, events: Sequence[DerivedEvent]) -> None:
+        try:
+            self._cur.executemany(self._append_sql, map(_codec.outbox_row, events))
+        except sqlite3.Error as exc:
+            raise _translate(exc, "append_outbox") from exc
+        self.appended = self.appended or bool(events)

@@ -1,0 +1,46 @@
+"""The worker's Prometheus metrics, in a registry of their own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class WorkerMetrics:
+    """Applied and skipped events, batch size and commit latency, lag, outbox backlog."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.applied = Counter("iot_streams_events_applied", "events applied", registry=r)
+        self.skipped = Counter(
+            "iot_streams_events_skipped", "events not applied, by reason", ["reason"], registry=r
+        )
+        self.batch_size = Histogram(
+            "iot_streams_batch_size",
+            "events per batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+            registry=r,
+        )
+        self.commit_latency = Histogram(
+            "iot_streams_commit_seconds",
+            "store transaction time per batch",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.lag = Gauge(
+            "iot_streams_consumer_lag", "end offset minus next offset", ["partition"], registry=r
+        )
+        self.outbox_backlog = Gauge(
+            "iot_streams_outbox_backlog", "outbox rows not yet published", registry=r
+        )
+        self.published = Counter(
+            "iot_streams_outbox_published", "outbox rows published", registry=r
+        )
+        self.publish_latency = Histogram(
+            "iot_streams_outbox_publish_seconds",
+            "time to publish one claimed outbox batch (acks=all)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.commands = Counter(
+            "iot_streams_notifier_commands", "commands sent for raised alerts", registry=r
+        )

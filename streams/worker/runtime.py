@@ -1,0 +1,243 @@
+"""What one stream worker does, independent of faust: decode, apply, relay, notify.
+
+The faust app (``streams.worker.app``) feeds batches of raw records to :meth:`handle` and
+partition assignments to :meth:`assigned`/:meth:`revoked`. Guarantees:
+
+- **The store is the source of truth.** Each batch commits in one store transaction
+  (``BatchProcessor``): effects, inbox offsets and outbox rows together. Records at or below
+  the stored offset, or with an event id already applied, are skipped, so whatever Kafka
+  redelivers (after a crash, a rebalance, a gateway duplicate) is applied at most once.
+- **Nothing is skipped by a failure.** A retriable store error retries the same batch with
+  backoff; any other error stops the worker before the batch is acknowledged to Kafka, so
+  the records are redelivered to whoever takes the partition.
+- **Bad records are data.** A record that does not decode as telemetry is counted
+  (``undecodable``), logged with its position, and passed over; it cannot block the partition.
+- **Derived events leave through the outbox** (``OutboxRelay``), at least once, in per-key
+  order, with stable event ids; the notifier consumes alerts as an idempotent consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from iot_gateway.avro import AvroError, SchemaCatalog
+from iot_gateway.registry.cache import SchemaCache
+from iot_gateway.registry.errors import RegistryError
+from iot_gateway.registry.factory import open_registry
+from streams.domain import Position, TelemetryEvent, TopicPartition
+from streams.errors import StoreError
+from streams.notifier import AlertCommandNotifier
+from streams.processor import BatchProcessor, BatchResult
+from streams.projections.alerts import load_alert_rules
+from streams.relay import OutboxRelay
+from streams.store.port import Store
+from streams.store.postgres import PostgresStore
+from streams.store.sqlite import SqliteStore
+from streams.worker.metrics import WorkerMetrics
+from streams.worker.publisher import KafkaOutboxPublisher
+from streams.worker.settings import WorkerSettings
+
+log = logging.getLogger("streams.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A consumed Kafka record as the runtime needs it."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+def open_store(url: str) -> Store:
+    """``sqlite:///path`` or a ``postgresql://`` DSN, migrated and ready."""
+    store: Store
+    if url.startswith("sqlite:///"):
+        store = SqliteStore(url.removeprefix("sqlite:///"))
+    elif url.startswith(("postgresql://", "postgres://")):
+        store = PostgresStore(url)
+    else:
+        raise ValueError(f"unknown store {url!r}: use sqlite:///PATH or postgresql://...")
+    store.migrate()
+    return store
+
+
+def telemetry_event(record: dict[str, Any]) -> TelemetryEvent:
+    """The domain event for a decoded ``Telemetry`` record."""
+    return TelemetryEvent(
+        event_id=record["event_id"],
+        device_id=record["device_id"],
+        ts=record["ts"],
+        received_at=record["received_at"],
+        seq=record.get("seq"),
+        metrics=record["metrics"],
+        attributes=record.get("attributes") or {},
+    )
+
+
+class WorkerRuntime:
+    """One worker's state: store, processor, registry, producer, relay and notifier."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.metrics = WorkerMetrics()
+        self.ready = False
+        self._stack = contextlib.AsyncExitStack()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.store: Store | None = None
+        self.processor: BatchProcessor | None = None
+        self.registry: SchemaCache | None = None
+
+    async def start(self) -> None:
+        """Opens the store (migrating it), the registry and the producer; starts the relay."""
+        settings = self.settings
+        self.store = store = await asyncio.to_thread(open_store, settings.store)
+        self._stack.callback(store.close)
+        self.registry = await self._stack.enter_async_context(
+            open_registry(settings.registry, settings.kafka)
+        )
+        rules = load_alert_rules(settings.alert_rules) if settings.alert_rules else ()
+        self.processor = BatchProcessor(store, settings.group, rules=rules)
+        if settings.relay:
+            producer = AIOKafkaProducer(
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=5,
+                client_id=f"{settings.group}-relay",
+                **settings.kafka.aiokafka_kwargs(),
+            )
+            await producer.start()
+            self._stack.push_async_callback(producer.stop)
+            publisher = KafkaOutboxPublisher(producer, self.registry, SchemaCatalog.load())
+            relay = OutboxRelay(store, publisher)
+            self._tasks.append(asyncio.create_task(self._run_relay(relay)))
+        if settings.notifier.enabled:
+            self._tasks.append(asyncio.create_task(self._run_notifier()))
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stack.aclose()
+
+    # -- partitions -------------------------------------------------------------------------
+
+    async def assigned(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where to seek each newly assigned partition: one past the store's last offset."""
+        assert self.processor is not None  # noqa: S101 - start() ran
+        offsets = await asyncio.to_thread(self.processor.assign, list(partitions))
+        return {tp: offset for tp, offset in offsets.items() if offset is not None}
+
+    async def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        assert self.processor is not None  # noqa: S101 - start() ran
+        await asyncio.to_thread(self.processor.revoke, list(partitions))
+
+    # -- telemetry --------------------------------------------------------------------------
+
+    async def handle(self, records: Sequence[RawRecord]) -> BatchResult:
+        """Decodes and applies one batch; returns once its store transaction committed."""
+        assert self.processor is not None  # noqa: S101 - start() ran
+        assert self.registry is not None  # noqa: S101
+        batch: list[tuple[Position, TelemetryEvent]] = []
+        for record in records:
+            position = Position(record.topic, record.partition, record.offset)
+            try:
+                value = await self.registry.decode(record.value or b"")
+                batch.append((position, telemetry_event(value)))
+            except (AvroError, RegistryError, ValueError, KeyError, TypeError) as exc:
+                self.metrics.skipped.labels("undecodable").inc()
+                log.warning("skipping undecodable record at %s: %s", position, exc)
+        result = await self._apply(batch)
+        self.metrics.applied.inc(result.applied)
+        for reason, count in result.skipped.items():
+            self.metrics.skipped.labels(str(reason)).inc(count)
+        self.metrics.batch_size.observe(len(records))
+        self.metrics.commit_latency.observe(result.commit_seconds)
+        return result
+
+    async def _apply(self, batch: list[tuple[Position, TelemetryEvent]]) -> BatchResult:
+        assert self.processor is not None  # noqa: S101
+        delay = 0.1
+        while True:
+            try:
+                return await asyncio.to_thread(self.processor.apply, batch)
+            except StoreError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("store unavailable (%s); retrying the batch in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- derived events ---------------------------------------------------------------------
+
+    async def _run_relay(self, relay: OutboxRelay) -> None:
+        assert self.store is not None  # noqa: S101
+        store = self.store
+        delay = 0.1
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                published = await relay.pump()
+            except Exception as exc:
+                log.warning("outbox relay: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            self.metrics.published.inc(published)
+            if published:
+                self.metrics.publish_latency.observe(time.perf_counter() - started)
+            else:
+                self.metrics.outbox_backlog.set(await asyncio.to_thread(store.outbox_backlog))
+                await asyncio.to_thread(store.wait_for_outbox, 0.5)
+
+    async def _run_notifier(self) -> None:
+        """Alerts -> downlink commands, each alert at most once (``apply_once``)."""
+        assert self.store is not None  # noqa: S101 - start() ran
+        settings = self.settings
+        notifier = AlertCommandNotifier(self.store, settings.notifier.commands)
+        while not self._stop.is_set():
+            consumer = AIOKafkaConsumer(
+                settings.alerts_topic,
+                group_id=settings.notifier.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                **settings.kafka.aiokafka_kwargs(),
+            )
+            try:
+                await consumer.start()
+                while not self._stop.is_set():
+                    batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                    for partition, records in batches.items():
+                        for record in records:
+                            await self._notify(notifier, record.value)
+                        await consumer.commit({partition: records[-1].offset + 1})
+            except (StoreError, OSError) as exc:
+                log.warning("notifier: %s; restarting", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                await consumer.stop()
+
+    async def _notify(self, notifier: AlertCommandNotifier, value: bytes | None) -> None:
+        assert self.registry is not None  # noqa: S101
+        try:
+            alert = await self.registry.decode(value or b"")
+        except (AvroError, RegistryError) as exc:
+            log.warning("notifier: skipping undecodable alert: %s", exc)
+            return
+        result = await asyncio.to_thread(notifier.handle, alert)
+        if result.applied and result.value is not None:
+            self.metrics.commands.inc()

@@ -1,0 +1,96 @@
+"""Stream worker settings: one YAML file (``config/streams.yaml``) plus ``IOT_STREAMS_*``.
+
+Environment variables win over the file, nested with ``__``:
+``IOT_STREAMS_STORE=postgresql://...``, ``IOT_STREAMS_KAFKA__BOOTSTRAP=host:9092``,
+``IOT_STREAMS_HTTP__PORT=9466`` for a second worker on the same host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from iot_gateway.kafka_client import KafkaClientSettings
+from streams.errors import ConfigError
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(BaseModel):
+    """Metrics (/metrics) and health (/healthz, /readyz) of the worker."""
+
+    model_config = _STRICT
+    host: str = "127.0.0.1"
+    port: int = Field(9465, ge=0, lt=65536)
+
+
+class NotifierSettings(BaseModel):
+    """The alert notifier: an idempotent consumer of alerts that sends downlink commands."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    group_id: str = "iot-streams-notifier"
+    commands: dict[str, str] = Field(default_factory=lambda: {"temperature-high": "cool_down"})
+    """Rule name -> command sent to the device when that rule raises an alert."""
+
+
+class WorkerSettings(BaseSettings):
+    """Everything one stream worker needs; frozen once loaded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IOT_STREAMS_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+    group: str = "iot-streams"
+    """The consumer group (and faust app id): workers of one group share the partitions."""
+    kafka: KafkaClientSettings = KafkaClientSettings()
+    telemetry_topic: str = "iot.telemetry.v1"
+    alerts_topic: str = "iot.alerts.v1"
+    store: str = "sqlite:///.local/streams/state.db"
+    """``sqlite:///PATH`` (one worker) or a ``postgresql://`` DSN (any number of workers)."""
+    registry: str = "embedded"
+    batch_max: int = Field(2000, ge=1)
+    batch_within_s: float = Field(0.05, gt=0)
+    session_timeout_s: float = Field(6.0, ge=6.0)
+    """How long a silent worker keeps its partitions (Kafka's group.min.session.timeout.ms is
+    6 s): the longest a crash can delay the partitions of the worker that died."""
+    alert_rules: Path | None = Path("config/alerts.example.yaml")
+    relay: bool = True
+    notifier: NotifierSettings = NotifierSettings()
+    http: HttpSettings = HttpSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings  # the environment wins over the file
+
+
+def load_worker_settings(path: Path | None) -> WorkerSettings:
+    """Reads ``path`` (or only the environment when None); errors name the key."""
+    raw: Any = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read worker config {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings")
+    try:
+        return WorkerSettings(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(f"{path or 'environment'}: {problems}") from exc

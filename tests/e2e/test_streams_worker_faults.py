@@ -1,0 +1,241 @@
+"""Exactly-once effects: a stream worker killed with SIGKILL ten times under load.
+
+The gateway and simulated devices feed a topic of the test's own; the worker (a real
+`iotctl streams worker` process on a SQLite store) is killed at random moments and restarted.
+Afterwards the projections must equal an oracle computed directly from the Kafka log, and
+every alert crossing must be in ``iot.alerts.v1`` at least once, exactly once after dedupe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from iot_gateway.devstack import DevStackSettings
+from iot_gateway.registry.factory import open_registry
+from streams.domain import TelemetryEvent
+from streams.projections.alerts import ALERTS_TOPIC, load_alert_rules
+from streams.projections.windows import DEFAULT_WINDOWS
+from streams.store.sqlite import SqliteStore
+from streams.worker.runtime import telemetry_event
+from tests.e2e.gateway_harness import (
+    GatewayProcess,
+    create_topics,
+    free_port,
+    read_headers,
+    track,
+    write_config,
+)
+from tests.unit.test_streams_oracle import oracle
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+
+RULES = """
+version: 1
+rules:
+  - {name: warm, metric: temp_c, above: 24.0, clear_below: 22.0}
+  - {name: dry, metric: humidity_pct, below: 45.0, clear_above: 48.0}
+"""
+
+
+def _applied(store: SqliteStore, group: str) -> int:
+    """How far the worker got: the sum of its stored offsets (-1 per unseen partition)."""
+    return sum(store.positions(group).values())
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = track(
+                subprocess.Popen(
+                    [sys.executable, "-m", "iot_gateway.cli", "streams", "worker"],
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(60)
+
+
+async def _end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+async def _log_events(bootstrap: str, topic: str, partitions: int) -> list[TelemetryEvent]:
+    """The whole topic, decoded, partition by partition (each device's events in order)."""
+    ends = await _end_offsets(bootstrap, topic, partitions)
+    events: list[TelemetryEvent] = []
+    async with open_registry("embedded", bootstrap) as registry:
+        for partition in range(partitions):
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                tp = TopicPartition(topic, partition)
+                consumer.assign([tp])
+                await consumer.seek_to_beginning(tp)
+                while await consumer.position(tp) < ends[partition]:
+                    batch = await consumer.getmany(tp, timeout_ms=1000)
+                    events.extend(
+                        [telemetry_event(await registry.decode(r.value)) for r in batch.get(tp, [])]
+                    )
+            finally:
+                await consumer.stop()
+    return events
+
+
+async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
+    settings: DevStackSettings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    prefix = unique("streams").replace(".", "-")
+    topic, dlq, partitions = f"{prefix}.telemetry", f"{prefix}.dlq", 6
+    await create_topics(settings.kafka_bootstrap, topic, dlq, partitions=partitions)
+    gateway = GatewayProcess(
+        write_config(
+            tmp_path / "gateway.yaml",
+            prefix=prefix,
+            topic=topic,
+            dlq=dlq,
+            mqtt_port=settings.mqtt_port,
+            bootstrap=settings.kafka_bootstrap,
+        ),
+        f"{prefix}-gw",
+        tmp_path / "gateway.log",
+    )
+    gateway.start()
+    await gateway.wait_ready()
+    rules_file = tmp_path / "alerts.yaml"
+    rules_file.write_text(RULES)
+    store_path = tmp_path / "state.db"
+    group = f"{prefix}-streams"
+    worker = WorkerProcess(
+        {
+            **os.environ,
+            "IOT_STREAMS_GROUP": group,
+            "IOT_STREAMS_TELEMETRY_TOPIC": topic,
+            "IOT_STREAMS_KAFKA__BOOTSTRAP": settings.kafka_bootstrap,
+            "IOT_STREAMS_STORE": f"sqlite:///{store_path}",
+            "IOT_STREAMS_ALERT_RULES": str(rules_file),
+            "IOT_STREAMS_NOTIFIER__ENABLED": "false",
+            "IOT_STREAMS_BATCH_MAX": "200",
+            "IOT_STREAMS_HTTP__PORT": str(free_port()),
+        },
+        tmp_path / "worker.log",
+    )
+    worker.start()
+    # The devices: `iotctl simulate` in a process of its own, publishing until told to stop.
+    with (tmp_path / "simulator.log").open("ab") as simulator_log:
+        simulator = subprocess.Popen(  # noqa: ASYNC220 - runs beside the test, not awaited
+            [
+                sys.executable,
+                "-m",
+                "iot_gateway.cli",
+                "simulate",
+                "--json",
+                "--quiet",
+                "--devices",
+                "12",
+                "--rate",
+                "150",
+                "--duration",
+                "300",
+                "--duplicates",
+                "0.05",
+                "--seed",
+                "5",
+                "--port",
+                str(settings.mqtt_port),
+                "--prefix",
+                f"{prefix}-dev",
+                "--topic",
+                f"{prefix}/devices/{{device_id}}/telemetry",
+                "--state",
+                str(tmp_path / "sim-state.json"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=simulator_log,
+        )
+    rng = random.Random(17)
+    store = SqliteStore(store_path)
+    store.migrate()  # idempotent, as the worker does it
+    kills = 0
+    while kills < 10:
+        # Wait until this worker is applying batches, then kill it at a random moment.
+        before = _applied(store, group)
+        deadline = time.monotonic() + 60
+        while _applied(store, group) <= before:
+            assert time.monotonic() < deadline, (
+                "the restarted worker never applied a batch; the gateway acknowledged "
+                f"{gateway.stats()['metrics'].get('iot_gateway_pubacks_total')} messages"
+            )
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(rng.uniform(0.05, 1.5))
+        worker.kill()
+        kills += 1
+        worker.start()
+    simulator.send_signal(signal.SIGTERM)  # the kills are done; what it published is the log
+    summary, _ = simulator.communicate(timeout=60)
+    report = json.loads(summary)
+    assert simulator.returncode == 0, report
+
+    # Let the last worker catch up with the whole log and drain its outbox.
+    ends = await _end_offsets(settings.kafka_bootstrap, topic, partitions)
+    deadline = time.monotonic() + 120
+    while True:
+        positions = {tp.partition: offset + 1 for tp, offset in store.positions(group).items()}
+        caught_up = all(positions.get(p, 0) >= end for p, end in ends.items() if end)
+        if caught_up and store.outbox_backlog() == 0:
+            break
+        assert time.monotonic() < deadline, f"worker stuck at {positions}, log ends {ends}"
+        await asyncio.sleep(0.5)
+    assert worker.terminate() == 0
+    assert gateway.terminate() == 0
+
+    events = await _log_events(settings.kafka_bootstrap, topic, partitions)
+    assert len(events) >= report["acked_by_kind"].get("ok", 0)
+    expected = oracle(events, windows=DEFAULT_WINDOWS, rules=load_alert_rules(rules_file))
+    assert store.devices() == expected.devices
+    assert store.windows() == expected.windows
+    assert store.alert_states() == expected.alerts
+    assert sum(d.duplicates for d in expected.devices) > 0  # duplicates were there to absorb
+
+    wanted = {d.event_id for d in expected.derived}
+    assert wanted, "the rules should have fired"
+    seen = await read_headers(
+        settings.kafka_bootstrap,
+        ALERTS_TOPIC,
+        lambda got: wanted <= {h["event_id"].decode() for h in got},
+        timeout_s=60,
+    )
+    published = [h["event_id"].decode() for h in seen if h["event_id"].decode() in wanted]
+    assert set(published) == wanted  # every crossing at least once, exactly once after dedupe
+    store.close()

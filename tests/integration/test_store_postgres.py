@@ -1,0 +1,107 @@
+"""The Store contract against PostgreSQL (a unique schema per test), plus what only the
+scale-out adapter promises: row-locked claims across store instances and LISTEN/NOTIFY."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from iot_gateway.devstack import DevStackSettings
+from streams import BatchProcessor, StoreError
+from streams.store import OutboxStore, PostgresStore, Projection, Store
+from tests.unit.test_streams_oracle import RULES, WINDOWS, apply_in_batches, make_log, random_events
+from tests.unit.test_streams_store_contract import OpenStore, StoreContract, alert_log
+
+
+def schema_name(unique: Callable[[str], str]) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", unique("s").lower())[:40]
+
+
+@pytest.fixture
+def pg_dsn(settings: DevStackSettings) -> str:
+    return settings.pg_dsn()
+
+
+@pytest.fixture
+def open_pg(pg_dsn: str, unique: Callable[[str], str]) -> Iterator[OpenStore]:
+    schema = schema_name(unique)
+    opened: list[PostgresStore] = []
+
+    def make(
+        *,
+        failpoint: Callable[[str], None] | None = None,
+        clock: Callable[[], int] | None = None,
+        shadow: bool = False,
+    ) -> Store:
+        extra: dict[str, Any] = {} if clock is None else {"clock": clock}
+        name = f"{schema}_shadow" if shadow else schema
+        store = PostgresStore(pg_dsn, schema=name, failpoint=failpoint, **extra)
+        store.migrate()
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for name in (schema, f"{schema}_shadow"):
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+class TestPostgresStore(StoreContract):
+    @pytest.fixture
+    def open_store(self, open_pg: OpenStore) -> OpenStore:
+        return open_pg
+
+    @pytest.fixture
+    def relay_pair(self, open_store: OpenStore) -> tuple[OutboxStore, OutboxStore]:
+        return open_store(), open_store()  # two relays = two connections, row locks between
+
+
+def test_one_store_instance_holds_one_claim_at_a_time(open_pg: OpenStore) -> None:
+    store = open_pg()
+    BatchProcessor(store, "workers", windows=WINDOWS, rules=RULES).apply(alert_log())
+    with store.claim(1), pytest.raises(StoreError, match="already open"):
+        store.claim(1)
+    with store.claim(1) as claim:
+        assert claim.records
+
+
+def test_concurrent_migrations_and_workers_share_one_schema(open_pg: OpenStore) -> None:
+    log = make_log(random_events(seed=11, count=200), partitions=4)
+    by_partition = {part: [item for item in log if item[0].partition == part] for part in range(4)}
+    errors: list[BaseException] = []
+
+    def worker(parts: list[int]) -> None:
+        try:
+            store = open_pg()
+            processor = BatchProcessor(store, "workers", windows=WINDOWS, rules=RULES)
+            for part in parts:
+                apply_in_batches(processor, by_partition[part], 17)
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(parts,)) for parts in ([0, 1], [2, 3])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    single = open_pg(shadow=True)
+    apply_in_batches(BatchProcessor(single, "workers", windows=WINDOWS, rules=RULES), log, 50)
+    reader = open_pg()
+    for projection in (Projection.DEVICES, Projection.WINDOWS, Projection.ALERTS):
+        assert reader.state_hash(projection) == single.state_hash(projection)
+
+
+def test_an_unreachable_server_is_a_retriable_store_error() -> None:
+    store = PostgresStore("postgresql://iot:iot@127.0.0.1:1/iot", connect_timeout=1)
+    with pytest.raises(StoreError) as failure:
+        store.positions("workers")
+    assert failure.value.retriable
+    assert isinstance(failure.value.__cause__, psycopg.Error)
