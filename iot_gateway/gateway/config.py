@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from iot_gateway.gateway.errors import ConfigError
 from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.policy.topics import validate_topic_filter
+from iot_gateway.settings_file import FileSettings, load_settings
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -122,7 +121,7 @@ class DownlinkSettings(BaseModel):
     mqtt_topic: str = "devices/{device_id}/commands"
 
 
-class GatewayConfig(BaseSettings):
+class GatewayConfig(FileSettings):
     """Everything one gateway process needs; frozen once loaded."""
 
     model_config = SettingsConfigDict(
@@ -137,17 +136,6 @@ class GatewayConfig(BaseSettings):
     schemas_dir: Path | None = None
     """Folder of the Avro schemas (``schemas/`` of the checkout by default)."""
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return env_settings, init_settings  # the environment wins over the file
-
     @property
     def subscriptions(self) -> list[str]:
         """The shared subscriptions: ``$share/<group>/<filter>`` for each of ``mqtt.filters``."""
@@ -156,19 +144,4 @@ class GatewayConfig(BaseSettings):
 
 def load_config(path: Path) -> GatewayConfig:
     """Reads and validates ``path``; every problem is a ConfigError naming the key."""
-    try:
-        raw: Any = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read gateway config {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings")
-    try:
-        return GatewayConfig(**raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+    return load_settings(GatewayConfig, path, ConfigError)

@@ -8,13 +8,12 @@ Environment variables win over the file, nested with ``__``:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
 
 from iot_gateway.kafka_client import KafkaClientSettings
+from iot_gateway.settings_file import FileSettings, load_settings
 from streams.errors import ConfigError
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -38,7 +37,7 @@ class NotifierSettings(BaseModel):
     """Rule name -> command sent to the device when that rule raises an alert."""
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(FileSettings):
     """Everything one stream worker needs; frozen once loaded."""
 
     model_config = SettingsConfigDict(
@@ -62,35 +61,7 @@ class WorkerSettings(BaseSettings):
     notifier: NotifierSettings = NotifierSettings()
     http: HttpSettings = HttpSettings()
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return env_settings, init_settings  # the environment wins over the file
-
 
 def load_worker_settings(path: Path | None) -> WorkerSettings:
     """Reads ``path`` (or only the environment when None); errors name the key."""
-    raw: Any = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read worker config {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path} must hold a mapping of settings")
-    try:
-        return WorkerSettings(**raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigError(f"{path or 'environment'}: {problems}") from exc
+    return load_settings(WorkerSettings, path, ConfigError)
