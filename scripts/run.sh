@@ -8,13 +8,20 @@ host="${IOT_HOST:-127.0.0.1}"
 kafka="$host:${IOT_KAFKA_PORT:-9092}"
 mqtt_port="${IOT_MQTT_PORT:-1883}"
 gateway="http://$host:${IOT_GATEWAY_HTTP_PORT:-9464}"
+worker="http://$host:${IOT_WORKER_HTTP_PORT:-9465}"
 cat <<TXT
 
-The platform is running: Mosquitto, Kafka, PostgreSQL, the gateway, and simulated devices
-publishing to devices/<id>/telemetry. Where to look:
+The platform is running: Mosquitto, Kafka, PostgreSQL, the gateway, a stream worker, and
+simulated devices publishing to devices/<id>/telemetry. Where to look:
 
   Gateway counters (received, produced, DLQ by reason, in flight):
     curl -s $gateway/stats          (Prometheus: $gateway/metrics)
+
+  Stream worker (events applied exactly once, skipped duplicates, alerts published):
+    curl -s $worker/metrics | grep -E '^iot_streams_(events|outbox)'
+
+  Alerts derived from the readings (temperature-high, humidity-high, battery-low):
+    kcat -b $kafka -C -t iot.alerts.v1 -o beginning -e -f 'key=%k headers=%h\n'
 
   Publish your own reading as a device would (MQTT 5, QoS 1):
     mosquitto_pub -h $host -p $mqtt_port -V mqttv5 -q 1 -t devices/my-device/telemetry \\
