@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -123,6 +124,9 @@ class WorkerRuntime:
             self._tasks.append(asyncio.create_task(self._run_relay(relay)))
         if settings.notifier.enabled:
             self._tasks.append(asyncio.create_task(self._run_notifier()))
+        # Everything built so far lives as long as the worker: keep the collector from
+        # scanning it on every collection of the per-batch garbage.
+        gc.freeze()
         self.ready = True
 
     async def stop(self) -> None:
