@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 IOTCTL := $(BIN)/iotctl
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap venv up down status run test lint typecheck schemas-check unit clean
+.PHONY: help bootstrap venv up down status run test lint typecheck schemas-check unit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,11 @@ schemas-check: venv ## every schema parses; each subject's history is compatible
 test: up lint typecheck schemas-check ## bring everything up, lint, type-check, run every test
 	@$(BIN)/pytest tests $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+bench: up ## run the benchmarks (several minutes); JSON and charts in bench/results/
+	@$(BIN)/python -m bench.avro_codec
+	@$(BIN)/python -m bench.stream_store
+	@$(BIN)/python -m bench.gateway_ingest
 
 clean: down ## stop services and delete .local/ (all local data)
 	rm -rf .local

@@ -62,6 +62,7 @@ class KafkaSettings(KafkaClientSettings):
     model_config = _STRICT
     dlq_topic: str = "iot.telemetry.dlq"
     linger_ms: int = Field(5, ge=0)
+    """How long a batch of received messages waits for more before it is produced."""
     max_batch_bytes: int = Field(512 * 1024, ge=1024)
     request_timeout_ms: int = Field(30_000, ge=1_000)
     client_id: str = "iot-gateway"
