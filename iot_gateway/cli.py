@@ -20,6 +20,7 @@ from iot_gateway.policy.errors import PolicyError
 from iot_gateway.registry import cli as schemas_cli
 from iot_gateway.security import cli as security_cli
 from iot_gateway.security.errors import SecurityError
+from streams import replay_cli
 from streams.errors import StreamsError
 from streams.worker import cli as streams_cli
 
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy_cli.register(commands)
     security_cli.register(commands)
     streams_cli.register(commands)
+    replay_cli.register(commands)
     return parser
 
 

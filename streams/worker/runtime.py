@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -63,13 +64,24 @@ def open_store(url: str) -> Store:
     """``sqlite:///path`` or a ``postgresql://`` DSN, migrated and ready."""
     store: Store
     if url.startswith("sqlite:///"):
-        store = SqliteStore(url.removeprefix("sqlite:///"))
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = SqliteStore(path)
     elif url.startswith(("postgresql://", "postgres://")):
         store = PostgresStore(url)
     else:
         raise ValueError(f"unknown store {url!r}: use sqlite:///PATH or postgresql://...")
     store.migrate()
     return store
+
+
+UNDECODABLE = (AvroError, RegistryError, ValueError, KeyError, TypeError)
+"""What decoding a record as telemetry raises for a record that is not telemetry."""
+
+
+async def decode_telemetry(registry: SchemaCache, value: bytes | None) -> TelemetryEvent:
+    """A record's value as a telemetry event; raises one of ``UNDECODABLE`` if it is not one."""
+    return telemetry_event(await registry.decode(value or b""))
 
 
 def telemetry_event(record: dict[str, Any]) -> TelemetryEvent:
@@ -159,9 +171,8 @@ class WorkerRuntime:
         for record in records:
             position = Position(record.topic, record.partition, record.offset)
             try:
-                value = await self.registry.decode(record.value or b"")
-                batch.append((position, telemetry_event(value)))
-            except (AvroError, RegistryError, ValueError, KeyError, TypeError) as exc:
+                batch.append((position, await decode_telemetry(self.registry, record.value)))
+            except UNDECODABLE as exc:
                 self.metrics.skipped.labels("undecodable").inc()
                 log.warning("skipping undecodable record at %s: %s", position, exc)
         result = await self._apply(batch)

@@ -48,7 +48,7 @@ class WorkerSettings(FileSettings):
     kafka: KafkaClientSettings = KafkaClientSettings()
     telemetry_topic: str = "iot.telemetry.v1"
     alerts_topic: str = "iot.alerts.v1"
-    store: str = "sqlite:///.local/streams/state.db"
+    store: str = "sqlite:///.local/worker/state.db"
     """``sqlite:///PATH`` (one worker) or a ``postgresql://`` DSN (any number of workers)."""
     registry: str = "embedded"
     batch_max: int = Field(2000, ge=1)
