@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.registry.cache import SchemaCache
 from iot_gateway.registry.factory import open_registry
 from streams.domain import Position, TelemetryEvent
@@ -28,7 +29,16 @@ from streams.store.port import Projection, Store
 from streams.worker.runtime import UNDECODABLE, decode_telemetry
 from streams.worker.settings import WorkerSettings
 
-__all__ = ["Progress", "RebuildReport", "Verification", "rebuild", "state_hashes", "verify"]
+__all__ = [
+    "CopyReport",
+    "Progress",
+    "RebuildReport",
+    "Verification",
+    "copy_slice",
+    "rebuild",
+    "state_hashes",
+    "verify",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +126,12 @@ async def _partitions(settings: WorkerSettings) -> list[int]:
     admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
     await admin.start()
     try:
+        # Listing first: describing a missing topic may create it where auto-creation is on.
+        if settings.telemetry_topic not in await admin.list_topics():
+            raise ConfigError(f"unknown topic {settings.telemetry_topic!r}")
         [description] = await admin.describe_topics([settings.telemetry_topic])
     finally:
         await admin.close()
-    if description.get("error_code") or not description.get("partitions"):
-        raise ConfigError(f"unknown topic {settings.telemetry_topic!r}")
     return sorted(int(p["partition"]) for p in description["partitions"])
 
 
@@ -204,3 +215,76 @@ async def rebuild(
         end={tp.partition: offset for tp, offset in end.items()},
         hashes=state_hashes(shadow),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CopyReport:
+    """What ``copy_slice`` read and re-published."""
+
+    read: int
+    copied: int
+    seconds: float
+
+
+async def copy_slice(
+    kafka: KafkaClientSettings,
+    topic: str,
+    target: str,
+    *,
+    from_ms: int | None = None,
+    to_ms: int | None = None,
+    device_id: str | None = None,
+    rate: float | None = None,
+) -> CopyReport:
+    """Re-publishes the records of ``topic`` between the two times (optionally one device's)
+    to ``target``, keeping keys, headers (so event ids) and timestamps, at most ``rate``/s.
+
+    The producer is idempotent with acks=all; the copy is at least once: consumers of the
+    target dedupe by the ``event_id`` header as they do for the original topic.
+    """
+    if from_ms is not None and to_ms is not None and to_ms <= from_ms:
+        raise ConfigError("--to must come after --from")
+    if topic == target:
+        raise ConfigError("the target must differ from the topic")
+    settings = WorkerSettings(kafka=kafka, telemetry_topic=topic)
+    tps = [TopicPartition(topic, p) for p in await _partitions(settings)]
+    await _partitions(settings.model_copy(update={"telemetry_topic": target}))
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **kafka.aiokafka_kwargs())
+    producer = AIOKafkaProducer(enable_idempotence=True, acks="all", **kafka.aiokafka_kwargs())
+    await consumer.start()
+    await producer.start()
+    started = time.monotonic()
+    read = copied = 0
+    key = device_id.encode() if device_id is not None else None
+    try:
+        consumer.assign(tps)
+        start = await _offsets(consumer, tps, from_ms, end=False)
+        end = await _offsets(consumer, tps, to_ms, end=True)
+        for tp in tps:
+            consumer.seek(tp, start[tp])
+        while pending := [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            fetched = await consumer.getmany(*pending, timeout_ms=1000, max_records=1000)
+            for tp, records in fetched.items():
+                for record in records:
+                    if record.offset >= end[tp]:
+                        break
+                    read += 1
+                    if key is not None and record.key != key:
+                        continue
+                    await producer.send(
+                        target,
+                        value=record.value,
+                        key=record.key,
+                        headers=list(record.headers),
+                        timestamp_ms=record.timestamp,
+                    )
+                    copied += 1
+                    if rate:
+                        ahead = copied / rate - (time.monotonic() - started)
+                        if ahead > 0:
+                            await asyncio.sleep(ahead)
+        await producer.flush()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return CopyReport(read, copied, time.monotonic() - started)

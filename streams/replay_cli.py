@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from streams.errors import ConfigError
-from streams.replay import Progress, rebuild, state_hashes, verify
+from streams.replay import Progress, copy_slice, rebuild, state_hashes, verify
 from streams.worker.runtime import open_store
 from streams.worker.settings import load_worker_settings
 
@@ -109,6 +109,29 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_copy(args: argparse.Namespace) -> int:
+    settings = load_worker_settings(args.config)
+    report = asyncio.run(
+        copy_slice(
+            settings.kafka,
+            args.topic,
+            args.target,
+            from_ms=args.from_,
+            to_ms=args.to,
+            device_id=args.device,
+            rate=args.rate,
+        )
+    )
+    if args.json:
+        print(json.dumps(dataclasses.asdict(report)))
+    else:
+        print(
+            f"copied {report.copied:,} of {report.read:,} records from {args.topic} to "
+            f"{args.target} in {report.seconds:.1f}s"
+        )
+    return 0
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds ``state hash`` and ``replay rebuild``."""
     state = commands.add_parser("state", help="the stream processors' state")
@@ -146,3 +169,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     build.add_argument("--verify", action="store_true", help="compare shadow and live hashes")
     build.add_argument("--json", action="store_true", help="print the report as JSON")
     build.set_defaults(handler=_cmd_rebuild)
+
+    copy = replay_actions.add_parser(
+        "copy",
+        help="re-publish a slice of a topic, keeping keys, headers and event ids",
+        description="Copy the records of TOPIC between --from and --to (optionally of one "
+        "device) to --target, with an idempotent producer, at most --rate records/s.",
+    )
+    copy.add_argument("--config", type=Path, default=Path("config/streams.yaml"))
+    copy.add_argument("--topic", required=True)
+    copy.add_argument("--target", required=True)
+    copy.add_argument("--from", dest="from_", type=_time_ms, default=None)
+    copy.add_argument("--to", type=_time_ms, default=None)
+    copy.add_argument("--device", help="only this device's records (the Kafka key)")
+    copy.add_argument("--rate", type=float, help="records per second at most")
+    copy.add_argument("--json", action="store_true", help="print the report as JSON")
+    copy.set_defaults(handler=_cmd_copy)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from iot_gateway.avro import SchemaCatalog, encode
@@ -16,7 +16,7 @@ from iot_gateway.devstack import DevStackSettings
 from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.registry.factory import open_registry
 from streams.errors import ConfigError
-from streams.replay import rebuild, verify
+from streams.replay import copy_slice, rebuild, verify
 from streams.store.sqlite import SqliteStore
 from streams.worker.settings import WorkerSettings
 
@@ -91,7 +91,7 @@ async def test_verify_names_the_corrupted_device(log: WorkerSettings, tmp_path: 
 
 
 async def test_bad_ranges_and_unknown_topics_change_nothing(
-    log: WorkerSettings, tmp_path: Path
+    log: WorkerSettings, tmp_path: Path, unique: Callable[[str], str]
 ) -> None:
     store = SqliteStore(tmp_path / "s.db")
     store.migrate()
@@ -101,5 +101,37 @@ async def test_bad_ranges_and_unknown_topics_change_nothing(
     with pytest.raises(ConfigError, match="after --from"):
         await rebuild(log, store, from_ms=BASE + 10_000, to_ms=BASE)
     with pytest.raises(ConfigError, match="unknown topic"):
-        await rebuild(log.model_copy(update={"telemetry_topic": "no.such.topic"}), store)
+        await rebuild(log.model_copy(update={"telemetry_topic": unique("missing")}), store)
     assert store.devices() == []
+
+
+async def test_copy_keeps_keys_headers_and_event_ids_for_one_device(
+    log: WorkerSettings, settings: DevStackSettings, unique: Callable[[str], str]
+) -> None:
+    target = unique("copy")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(target, 1, 1)])
+    finally:
+        await admin.close()
+    report = await copy_slice(log.kafka, log.telemetry_topic, target, device_id="dev-4", rate=5000)
+    assert (report.read, report.copied) == (1500, 150)
+    consumer = AIOKafkaConsumer(
+        target, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    copied = []
+    try:
+        while len(copied) < 150:
+            batch = await consumer.getmany(timeout_ms=1000)
+            copied += [r for rs in batch.values() for r in rs]
+    finally:
+        await consumer.stop()
+    assert {r.key for r in copied} == {b"dev-4"}
+    async with open_registry("embedded", settings.kafka_bootstrap) as registry:
+        first = await registry.decode(copied[0].value)
+    assert first["device_id"] == "dev-4"
+    assert [r.timestamp for r in copied] == sorted(r.timestamp for r in copied)
+    with pytest.raises(ConfigError, match="differ"):
+        await copy_slice(log.kafka, target, target)
