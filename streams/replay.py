@@ -31,10 +31,12 @@ from streams.worker.settings import WorkerSettings
 
 __all__ = [
     "CopyReport",
+    "Plan",
     "Progress",
     "RebuildReport",
     "Verification",
     "copy_slice",
+    "plan",
     "rebuild",
     "state_hashes",
     "verify",
@@ -121,6 +123,68 @@ async def _offsets(
     return {tp: (stamped[tp].offset if stamped[tp] is not None else ends[tp]) for tp in tps}
 
 
+async def _check_retention(
+    consumer: AIOKafkaConsumer, start: dict[TopicPartition, int], from_ms: int
+) -> None:
+    """ConfigError when records after ``from_ms`` were already deleted by retention."""
+    beginnings = await consumer.beginning_offsets(list(start))
+    for tp, offset in start.items():
+        if offset != beginnings[tp] or offset == 0:
+            continue
+        consumer.seek(tp, offset)
+        fetched = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
+        first = fetched.get(tp)
+        if first and first[0].timestamp > from_ms:
+            raise ConfigError(
+                f"--from is before retention: partition {tp.partition} starts at offset "
+                f"{offset}, written at {first[0].timestamp} ms"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which offsets a rebuild reads: ``start`` inclusive, ``end`` exclusive, per partition."""
+
+    start: dict[int, int]
+    end: dict[int, int]
+
+    @property
+    def records(self) -> int:
+        return sum(max(0, self.end[p] - self.start[p]) for p in self.start)
+
+
+async def plan(
+    settings: WorkerSettings, from_ms: int | None = None, to_ms: int | None = None
+) -> Plan:
+    """The offsets a rebuild from ``from_ms`` to ``to_ms`` would read; nothing is applied.
+
+    ConfigError for a time in the future, ``to`` not after ``from``, an unknown topic, or a
+    ``from`` before retention.
+    """
+    now_ms = time.time_ns() // 1_000_000
+    if from_ms is not None and from_ms > now_ms:
+        raise ConfigError("--from lies in the future")
+    if to_ms is not None and from_ms is not None and to_ms <= from_ms:
+        raise ConfigError("--to must come after --from")
+    tps = [TopicPartition(settings.telemetry_topic, p) for p in await _partitions(settings)]
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False, group_id=None, **settings.kafka.aiokafka_kwargs()
+    )
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        start = await _offsets(consumer, tps, from_ms, end=False)
+        end = await _offsets(consumer, tps, to_ms, end=True)
+        if from_ms is not None:
+            await _check_retention(consumer, start, from_ms)
+    finally:
+        await consumer.stop()
+    return Plan(
+        {tp.partition: offset for tp, offset in start.items()},
+        {tp.partition: offset for tp, offset in end.items()},
+    )
+
+
 async def _partitions(settings: WorkerSettings) -> list[int]:
     """The telemetry topic's partitions; ConfigError if the topic does not exist."""
     admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
@@ -164,11 +228,7 @@ async def rebuild(
 ) -> RebuildReport:
     """Applies the telemetry log's records from ``from_ms`` (None: earliest) up to ``to_ms``
     (None: the end offsets when the rebuild starts) into ``shadow``, in batches."""
-    now_ms = time.time_ns() // 1_000_000
-    if from_ms is not None and from_ms > now_ms:
-        raise ConfigError("--from lies in the future")
-    if to_ms is not None and from_ms is not None and to_ms <= from_ms:
-        raise ConfigError("--to must come after --from")
+    chosen = await plan(settings, from_ms, to_ms)
     rules = load_alert_rules(settings.alert_rules) if settings.alert_rules else ()
     processor = BatchProcessor(shadow, f"replay-{uuid.uuid4().hex[:8]}", rules=rules)
     consumer = AIOKafkaConsumer(
@@ -177,16 +237,16 @@ async def rebuild(
     await consumer.start()
     started = time.monotonic()
     events = undecodable = 0
+    topic = settings.telemetry_topic
     try:
-        partitions = await _partitions(settings)
-        tps = [TopicPartition(settings.telemetry_topic, p) for p in partitions]
+        tps = [TopicPartition(topic, p) for p in sorted(chosen.start)]
+        start = {tp: chosen.start[tp.partition] for tp in tps}
+        end = {tp: chosen.end[tp.partition] for tp in tps}
         consumer.assign(tps)
-        start = await _offsets(consumer, tps, from_ms, end=False)
-        end = await _offsets(consumer, tps, to_ms, end=True)
         for tp in tps:
             consumer.seek(tp, start[tp])
         async with open_registry(settings.registry, settings.kafka) as registry:
-            total = sum(max(0, end[tp] - start[tp]) for tp in tps)
+            total = chosen.records
             last_report = time.monotonic()
             while True:
                 pending = [tp for tp in tps if await consumer.position(tp) < end[tp]]
@@ -211,8 +271,8 @@ async def rebuild(
         events=events,
         undecodable=undecodable,
         seconds=time.monotonic() - started,
-        start={tp.partition: offset for tp, offset in start.items()},
-        end={tp.partition: offset for tp, offset in end.items()},
+        start=chosen.start,
+        end=chosen.end,
         hashes=state_hashes(shadow),
     )
 

@@ -11,7 +11,16 @@ from datetime import datetime
 from pathlib import Path
 
 from streams.errors import ConfigError
-from streams.replay import Progress, copy_slice, rebuild, state_hashes, verify
+from streams.replay import (
+    Plan,
+    Progress,
+    Verification,
+    copy_slice,
+    plan,
+    rebuild,
+    state_hashes,
+    verify,
+)
 from streams.worker.runtime import open_store
 from streams.worker.settings import load_worker_settings
 
@@ -61,8 +70,34 @@ def _print_progress(update: Progress) -> None:
     )
 
 
+def _print_plan(args: argparse.Namespace, topic: str, chosen: Plan) -> int:
+    if args.json:
+        print(json.dumps(dataclasses.asdict(chosen) | {"records": chosen.records}))
+        return 0
+    print(f"would apply {chosen.records:,} records of {topic}:")
+    for partition in sorted(chosen.start):
+        first, end = chosen.start[partition], chosen.end[partition]
+        print(f"  partition {partition}: offsets {first:,}..{end:,}")
+    return 0
+
+
+def _print_verification(check: Verification) -> None:
+    verdict = "equal to the live store" if check.ok else "DIFFERENT from the live store"
+    print(f"verify: {verdict}")
+    for name, same in check.equal.items():
+        print(f"  {name:<8} {'same' if same else 'differs'}")
+    if not check.ok:
+        print("  differing devices: " + ", ".join(check.differing_devices))
+
+
 def _cmd_rebuild(args: argparse.Namespace) -> int:
     settings = load_worker_settings(args.config)
+    if args.dry_run:
+        return _print_plan(
+            args, settings.telemetry_topic, asyncio.run(plan(settings, args.from_, args.to))
+        )
+    if not args.shadow:
+        raise ConfigError("give --shadow STORE_URL (a new store to rebuild into), or --dry-run")
     if args.shadow == (args.store or settings.store):
         raise ConfigError("the shadow store must not be the live store")
     shadow = open_store(args.shadow)
@@ -86,6 +121,14 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
                 check = verify(live, shadow)
             finally:
                 live.close()
+            if args.projection != "all":
+                check = dataclasses.replace(
+                    check,
+                    equal={args.projection: check.equal[args.projection]},
+                    differing_devices=check.differing_devices
+                    if not check.equal[args.projection]
+                    else [],
+                )
             result["verify"] = dataclasses.asdict(check)
             status = 0 if check.ok else 1
     finally:
@@ -100,12 +143,7 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
         for name, digest in report.hashes.items():
             print(f"  {name:<8} {digest}")
         if args.verify:
-            verdict = "equal to the live store" if status == 0 else "DIFFERENT from the live store"
-            print(f"verify: {verdict}")
-            for name, same in result["verify"]["equal"].items():  # type: ignore[index]
-                print(f"  {name:<8} {'same' if same else 'differs'}")
-            if status:
-                print("  differing devices: " + ", ".join(check.differing_devices))
+            _print_verification(check)
     return status
 
 
@@ -161,11 +199,27 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     build.add_argument("--config", type=Path, default=Path("config/streams.yaml"))
     build.add_argument("--store", help="the live store URL (default: the worker's)")
-    build.add_argument("--shadow", required=True, help="a new store URL to rebuild into")
+    build.add_argument("--shadow", help="a new store URL to rebuild into")
     build.add_argument(
-        "--from", dest="from_", type=_time_ms, default=None, help="earliest | TIME (default)"
+        "--projection",
+        default="all",
+        choices=["all", "devices", "windows", "alerts"],
+        help="what --verify compares (every projection is rebuilt: they share one pass)",
     )
-    build.add_argument("--to", type=_time_ms, default=None, help="TIME (default: the log's end)")
+    build.add_argument(
+        "--dry-run", action="store_true", help="print the offsets it would read; apply nothing"
+    )
+    build.add_argument(
+        "--from",
+        dest="from_",
+        type=_time_ms,
+        default=None,
+        metavar="TIME",
+        help="earliest (default), epoch ms or ISO-8601 with zone",
+    )
+    build.add_argument(
+        "--to", type=_time_ms, default=None, metavar="TIME", help="default: the log's end"
+    )
     build.add_argument("--verify", action="store_true", help="compare shadow and live hashes")
     build.add_argument("--json", action="store_true", help="print the report as JSON")
     build.set_defaults(handler=_cmd_rebuild)
@@ -179,8 +233,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     copy.add_argument("--config", type=Path, default=Path("config/streams.yaml"))
     copy.add_argument("--topic", required=True)
     copy.add_argument("--target", required=True)
-    copy.add_argument("--from", dest="from_", type=_time_ms, default=None)
-    copy.add_argument("--to", type=_time_ms, default=None)
+    copy.add_argument("--from", dest="from_", type=_time_ms, default=None, metavar="TIME")
+    copy.add_argument("--to", type=_time_ms, default=None, metavar="TIME")
     copy.add_argument("--device", help="only this device's records (the Kafka key)")
     copy.add_argument("--rate", type=float, help="records per second at most")
     copy.add_argument("--json", action="store_true", help="print the report as JSON")

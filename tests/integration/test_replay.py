@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -135,3 +140,59 @@ async def test_copy_keeps_keys_headers_and_event_ids_for_one_device(
     assert [r.timestamp for r in copied] == sorted(r.timestamp for r in copied)
     with pytest.raises(ConfigError, match="differ"):
         await copy_slice(log.kafka, target, target)
+
+
+def _iotctl(log: WorkerSettings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "IOT_STREAMS_TELEMETRY_TOPIC": log.telemetry_topic,
+        "IOT_STREAMS_KAFKA__BOOTSTRAP": log.kafka.bootstrap,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "iot_gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_the_cli_plans_rebuilds_verifies_and_refuses_bad_ranges(
+    log: WorkerSettings, tmp_path: Path
+) -> None:
+    planned = await asyncio.to_thread(_iotctl, log, "replay", "rebuild", "--dry-run", "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["records"] == 1500
+    live = f"sqlite:///{tmp_path / 'live.db'}"
+    built = await asyncio.to_thread(_iotctl, log, "replay", "rebuild", "--shadow", live, "--json")
+    assert built.returncode == 0, built.stderr
+    checked = await asyncio.to_thread(
+        _iotctl,
+        log,
+        "replay",
+        "rebuild",
+        "--store",
+        live,
+        "--shadow",
+        f"sqlite:///{tmp_path / 'shadow.db'}",
+        "--verify",
+        "--json",
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["verify"]["equal"] == {
+        "devices": True,
+        "windows": True,
+        "alerts": True,
+    }
+    hashed = await asyncio.to_thread(_iotctl, log, "state", "hash", "--store", live, "--json")
+    assert json.loads(hashed.stdout) == json.loads(built.stdout)["hashes"]
+    future = await asyncio.to_thread(
+        _iotctl, log, "replay", "rebuild", "--dry-run", "--from", "2099-01-01T00:00Z"
+    )
+    assert future.returncode == 1
+    assert "future" in future.stderr
+    garbled = await asyncio.to_thread(
+        _iotctl, log, "replay", "rebuild", "--dry-run", "--from", "yesterday"
+    )
+    assert garbled.returncode == 2
