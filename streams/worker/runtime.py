@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -61,14 +62,19 @@ class RawRecord:
 
 
 def open_store(url: str) -> Store:
-    """``sqlite:///path`` or a ``postgresql://`` DSN, migrated and ready."""
+    """``sqlite:///path`` or a ``postgresql://`` DSN (``?schema=NAME`` picks the schema,
+    ``streams`` by default), migrated and ready."""
     store: Store
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
         store = SqliteStore(path)
     elif url.startswith(("postgresql://", "postgres://")):
-        store = PostgresStore(url)
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        schema = query.pop("schema", ["streams"])[-1]
+        dsn = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+        store = PostgresStore(dsn, schema=schema)
     else:
         raise ValueError(f"unknown store {url!r}: use sqlite:///PATH or postgresql://...")
     store.migrate()
