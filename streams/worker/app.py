@@ -115,7 +115,10 @@ def build_app(settings: WorkerSettings) -> WorkerApp:
             await runtime.handle(records)
             last = {(r.topic, r.partition): r.offset for r in records}
             for (name, partition), offset in last.items():
-                highwater = app.consumer.highwater(TP(name, partition))
+                try:
+                    highwater = app.consumer.highwater(TP(name, partition))
+                except (AssertionError, KeyError):  # revoked while its batch was applied
+                    continue
                 if highwater is not None:
                     lag = max(0, highwater - offset - 1)
                     runtime.metrics.lag.labels(str(partition)).set(lag)

@@ -115,6 +115,10 @@ class WorkerRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.store: Store | None = None
         self.processor: BatchProcessor | None = None
+        # One batch, assignment or revocation at a time: the processor is not thread-safe,
+        # and a batch must only apply partitions this worker still owns.
+        self._lock = asyncio.Lock()
+        self._assignment: set[TopicPartition] = set()
         self.registry: SchemaCache | None = None
 
     async def start(self) -> None:
@@ -160,12 +164,18 @@ class WorkerRuntime:
     async def assigned(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """Where to seek each newly assigned partition: one past the store's last offset."""
         assert self.processor is not None  # noqa: S101 - start() ran
-        offsets = await asyncio.to_thread(self.processor.assign, list(partitions))
+        parts = list(partitions)
+        async with self._lock:
+            self._assignment.update(parts)
+            offsets = await asyncio.to_thread(self.processor.assign, parts)
         return {tp: offset for tp, offset in offsets.items() if offset is not None}
 
     async def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         assert self.processor is not None  # noqa: S101 - start() ran
-        await asyncio.to_thread(self.processor.revoke, list(partitions))
+        parts = list(partitions)
+        async with self._lock:
+            self._assignment.difference_update(parts)
+            await asyncio.to_thread(self.processor.revoke, parts)
 
     # -- telemetry --------------------------------------------------------------------------
 
@@ -190,17 +200,26 @@ class WorkerRuntime:
         return result
 
     async def _apply(self, batch: list[tuple[Position, TelemetryEvent]]) -> BatchResult:
+        """Applies the batch's events of partitions this worker owns; retries store errors
+        that are retriable (a partition fenced by its new owner is dropped on the retry)."""
         assert self.processor is not None  # noqa: S101
         delay = 0.1
         while True:
-            try:
-                return await asyncio.to_thread(self.processor.apply, batch)
-            except StoreError as exc:
-                if not exc.retriable:
-                    raise
-                log.warning("store unavailable (%s); retrying the batch in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            async with self._lock:
+                mine = [
+                    item
+                    for item in batch
+                    if TopicPartition(item[0].topic, item[0].partition) in self._assignment
+                ]
+                try:
+                    return await asyncio.to_thread(self.processor.apply, mine)
+                except StoreError as exc:
+                    if not exc.retriable:
+                        raise
+                    failure = exc
+            log.warning("store: %s; retrying the batch in %.1fs", failure, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     # -- derived events ---------------------------------------------------------------------
 

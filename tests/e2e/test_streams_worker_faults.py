@@ -20,15 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from iot_gateway.devstack import DevStackSettings
-from iot_gateway.registry.factory import open_registry
-from streams.domain import TelemetryEvent
 from streams.projections.alerts import ALERTS_TOPIC, load_alert_rules
 from streams.projections.windows import DEFAULT_WINDOWS
 from streams.store.sqlite import SqliteStore
-from streams.worker.runtime import telemetry_event
 from tests.e2e.gateway_harness import (
     GatewayProcess,
     create_topics,
@@ -37,16 +33,10 @@ from tests.e2e.gateway_harness import (
     track,
     write_config,
 )
+from tests.e2e.streams_harness import RULES, end_offsets, log_events
 from tests.unit.test_streams_oracle import oracle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
-
-RULES = """
-version: 1
-rules:
-  - {name: warm, metric: temp_c, above: 24.0, clear_below: 22.0}
-  - {name: dry, metric: humidity_pct, below: 45.0, clear_above: 48.0}
-"""
 
 
 def _applied(store: SqliteStore, group: str) -> int:
@@ -79,38 +69,6 @@ class WorkerProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(60)
-
-
-async def _end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
-    finally:
-        await consumer.stop()
-    return {tp.partition: offset for tp, offset in ends.items()}
-
-
-async def _log_events(bootstrap: str, topic: str, partitions: int) -> list[TelemetryEvent]:
-    """The whole topic, decoded, partition by partition (each device's events in order)."""
-    ends = await _end_offsets(bootstrap, topic, partitions)
-    events: list[TelemetryEvent] = []
-    async with open_registry("embedded", bootstrap) as registry:
-        for partition in range(partitions):
-            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-            await consumer.start()
-            try:
-                tp = TopicPartition(topic, partition)
-                consumer.assign([tp])
-                await consumer.seek_to_beginning(tp)
-                while await consumer.position(tp) < ends[partition]:
-                    batch = await consumer.getmany(tp, timeout_ms=1000)
-                    events.extend(
-                        [telemetry_event(await registry.decode(r.value)) for r in batch.get(tp, [])]
-                    )
-            finally:
-                await consumer.stop()
-    return events
 
 
 async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
@@ -208,7 +166,7 @@ async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
     assert simulator.returncode == 0, report
 
     # Let the last worker catch up with the whole log and drain its outbox.
-    ends = await _end_offsets(settings.kafka_bootstrap, topic, partitions)
+    ends = await end_offsets(settings.kafka_bootstrap, topic, partitions)
     deadline = time.monotonic() + 120
     while True:
         positions = {tp.partition: offset + 1 for tp, offset in store.positions(group).items()}
@@ -220,7 +178,7 @@ async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
     assert worker.terminate() == 0
     assert gateway.terminate() == 0
 
-    events = await _log_events(settings.kafka_bootstrap, topic, partitions)
+    events = await log_events(settings.kafka_bootstrap, topic, partitions)
     assert len(events) >= report["acked_by_kind"].get("ok", 0)
     expected = oracle(events, windows=DEFAULT_WINDOWS, rules=load_alert_rules(rules_file))
     assert store.devices() == expected.devices

@@ -1,0 +1,316 @@
+"""Scale-out failover: two stream workers on PostgreSQL, one killed with SIGKILL mid-run.
+
+The gateway and simulated devices feed a topic of the test's own (6 partitions); two real
+`iotctl streams worker` processes share it in one consumer group and one PostgreSQL store.
+Once both apply batches, one is killed: its partitions must move to the survivor, which
+catches up with the whole log. The projections must then equal an oracle computed directly
+from the Kafka log, and every alert crossing must be in ``iot.alerts.v1`` at least once,
+exactly once after dedupe.
+
+The store gets a PostgreSQL schema of its own (``?schema=`` on the store URL), dropped
+afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from iot_gateway.devstack import DevStackSettings
+from streams.projections.alerts import ALERTS_TOPIC, load_alert_rules
+from streams.projections.windows import DEFAULT_WINDOWS
+from streams.store.postgres import PostgresStore
+from tests.e2e.gateway_harness import (
+    GatewayProcess,
+    create_topics,
+    read_headers,
+    track,
+    write_config,
+)
+from tests.e2e.streams_harness import RULES, end_offsets, log_events
+from tests.unit.test_streams_oracle import oracle
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+PARTITIONS = 6
+
+_ASSIGNED = re.compile(r"assigned \[([0-9, ]*)\]")
+
+
+class PostgresWorker:
+    """One worker process of the group; its HTTP port serves ``/metrics``."""
+
+    def __init__(self, env: dict[str, str], schema: str, log: Path, http_port: int) -> None:
+        self.http_port = http_port
+        self.env = {**env, "IOT_STREAMS_HTTP__PORT": str(self.http_port)}
+        self.schema, self.log = schema, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = track(
+                subprocess.Popen(
+                    [sys.executable, "-m", "iot_gateway.cli", "streams", "worker"],
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+    def applied(self) -> float:
+        """``iot_streams_events_applied_total`` of this process (0 until it serves HTTP)."""
+        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return 0.0
+        for line in text.splitlines():
+            if line.startswith("iot_streams_events_applied_total "):
+                return float(line.split()[1])
+        return 0.0
+
+    def assigned(self) -> set[int]:
+        """The partitions of the last assignment this worker logged."""
+        found = _ASSIGNED.findall(self.log.read_text(errors="replace"))
+        return {int(p) for p in found[-1].split(",") if p.strip()} if found else set()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(60)
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free ports (all bound at once, so no two are the same)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _shared(first: set[int], second: set[int]) -> bool:
+    """Both hold partitions, none twice, all of them between them."""
+    return bool(first and second) and first.isdisjoint(second) and len(first | second) == PARTITIONS
+
+
+def _positions(store: PostgresStore, group: str) -> dict[int, int]:
+    """Next offset to apply per partition, as the store says."""
+    return {tp.partition: offset + 1 for tp, offset in store.positions(group).items()}
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float, what: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(condition):
+        assert time.monotonic() < deadline, what()
+        await asyncio.sleep(0.2)
+
+
+async def test_two_postgres_workers_one_killed_partitions_move_and_projections_hold(
+    settings: DevStackSettings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    prefix = unique("pgfail").replace(".", "-")
+    topic, dlq = f"{prefix}.telemetry", f"{prefix}.dlq"
+    await create_topics(settings.kafka_bootstrap, topic, dlq, partitions=PARTITIONS)
+    dsn = settings.pg_dsn()
+    schema = f"e2e_failover_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(dsn, schema=schema)
+    store.migrate()  # the same migration the workers run (idempotent, advisory-locked)
+    try:
+        await _run(settings, prefix, topic, dlq, schema, store, tmp_path)
+    finally:
+        store.close()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def _run(
+    settings: DevStackSettings,
+    prefix: str,
+    topic: str,
+    dlq: str,
+    schema: str,
+    store: PostgresStore,
+    tmp_path: Path,
+) -> None:
+    gateway = GatewayProcess(
+        write_config(
+            tmp_path / "gateway.yaml",
+            prefix=prefix,
+            topic=topic,
+            dlq=dlq,
+            mqtt_port=settings.mqtt_port,
+            bootstrap=settings.kafka_bootstrap,
+        ),
+        f"{prefix}-gw",
+        tmp_path / "gateway.log",
+    )
+    gateway.start()
+    await gateway.wait_ready()
+    rules_file = tmp_path / "alerts.yaml"
+    rules_file.write_text(RULES)
+    group = f"{prefix}-streams"
+    env = {
+        **os.environ,
+        "IOT_STREAMS_GROUP": group,
+        "IOT_STREAMS_TELEMETRY_TOPIC": topic,
+        "IOT_STREAMS_KAFKA__BOOTSTRAP": settings.kafka_bootstrap,
+        "IOT_STREAMS_STORE": f"{settings.pg_dsn()}?schema={schema}",
+        "IOT_STREAMS_ALERT_RULES": str(rules_file),
+        "IOT_STREAMS_NOTIFIER__ENABLED": "false",
+        "IOT_STREAMS_BATCH_MAX": "200",
+    }
+    ports = _free_ports(2)
+    workers = [PostgresWorker(env, schema, tmp_path / f"worker-{n}.log", ports[n]) for n in (0, 1)]
+    for worker in workers:
+        worker.start()
+
+    def logs() -> str:
+        """Each worker's crashes and assignments, for failure messages."""
+        return "\n".join(
+            f"worker-{n}: {line[:300]}"
+            for n, worker in enumerate(workers)
+            for line in worker.log.read_text(errors="replace").splitlines()
+            if "Crashed" in line or "Error" in line or "assigned [" in line
+        )
+
+    # The group settles (each worker holds partitions) before the devices publish.
+    await _until(
+        lambda: _shared(workers[0].assigned(), workers[1].assigned()),
+        60,
+        lambda: f"the workers should share the partitions\n{logs()}",
+    )
+    with (tmp_path / "simulator.log").open("ab") as simulator_log:
+        simulator = track(
+            subprocess.Popen(  # noqa: ASYNC220 - runs beside the test, not awaited
+                [
+                    sys.executable,
+                    "-m",
+                    "iot_gateway.cli",
+                    "simulate",
+                    "--json",
+                    "--quiet",
+                    "--devices",
+                    "18",
+                    "--rate",
+                    "180",
+                    "--duration",
+                    "150",
+                    "--duplicates",
+                    "0.05",
+                    "--seed",
+                    "11",
+                    "--port",
+                    str(settings.mqtt_port),
+                    "--prefix",
+                    f"{prefix}-dev",
+                    "--topic",
+                    f"{prefix}/devices/{{device_id}}/telemetry",
+                    "--state",
+                    str(tmp_path / "sim-state.json"),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=simulator_log,
+            )
+        )
+
+    # Both workers own partitions and apply batches; the store's positions grow.
+    await _until(
+        lambda: all(w.applied() > 0 for w in workers) and all(w.assigned() for w in workers),
+        90,
+        lambda: f"both workers should apply batches: {[w.applied() for w in workers]}\n{logs()}",
+    )
+    before = sum(_positions(store, group).values())
+    await _until(
+        lambda: sum(_positions(store, group).values()) > before,
+        30,
+        lambda: f"store positions stuck at {_positions(store, group)}",
+    )
+    assert workers[0].assigned().isdisjoint(workers[1].assigned())
+    victim, survivor = workers
+    moved = victim.assigned()
+    await asyncio.sleep(0.7)  # mid-run: the simulator keeps publishing, batches in flight
+    victim.kill()
+    at_kill = _positions(store, group)
+    survivor_applied = survivor.applied()
+
+    # The survivor takes the victim's partitions (after the session timeout) and applies
+    # the records published to them after the kill.
+    await _until(
+        lambda: survivor.assigned() == set(range(PARTITIONS)),
+        45,
+        lambda: f"survivor still assigned {survivor.assigned()}\n{logs()}",
+    )
+    await _until(
+        lambda: any(_positions(store, group).get(p, 0) > at_kill.get(p, 0) for p in moved),
+        45,
+        lambda: f"the victim's partitions {moved} did not advance past {at_kill}\n{logs()}",
+    )
+    assert survivor.applied() > survivor_applied
+    assert survivor.alive()
+
+    await asyncio.sleep(3)  # more traffic on the survivor alone
+    simulator.send_signal(signal.SIGTERM)
+    summary, _ = simulator.communicate(timeout=60)
+    report = json.loads(summary)
+    assert simulator.returncode == 0, report
+    assert gateway.terminate() == 0  # drained: everything acknowledged is in the log
+
+    ends = await end_offsets(settings.kafka_bootstrap, topic, PARTITIONS)
+
+    def caught_up() -> bool:
+        positions = _positions(store, group)
+        done = all(positions.get(p, 0) >= end for p, end in ends.items() if end)
+        return done and store.outbox_backlog() == 0
+
+    await _until(caught_up, 60, lambda: f"survivor at {_positions(store, group)}, log ends {ends}")
+    assert {p: _positions(store, group).get(p, 0) for p in ends if ends[p]} == {
+        p: end for p, end in ends.items() if end
+    }
+    assert any(ends[p] > at_kill.get(p, 0) for p in moved), "the moved partitions got traffic"
+    assert survivor.terminate() == 0
+
+    events = await log_events(settings.kafka_bootstrap, topic, PARTITIONS)
+    assert len(events) >= report["acked_by_kind"].get("ok", 0)
+    expected = oracle(events, windows=DEFAULT_WINDOWS, rules=load_alert_rules(rules_file))
+    assert store.devices() == expected.devices
+    assert store.windows() == expected.windows
+    assert store.alert_states() == expected.alerts
+    assert sum(d.duplicates for d in expected.devices) > 0  # duplicates were there to absorb
+
+    wanted = {d.event_id for d in expected.derived}
+    assert wanted, "the rules should have fired"
+    seen = await read_headers(
+        settings.kafka_bootstrap,
+        ALERTS_TOPIC,
+        lambda got: wanted <= {h["event_id"].decode() for h in got},
+        timeout_s=60,
+    )
+    published = [h["event_id"].decode() for h in seen if h["event_id"].decode() in wanted]
+    assert set(published) == wanted  # every crossing at least once, exactly once after dedupe
