@@ -58,6 +58,7 @@ test: up lint typecheck schemas-check ## bring everything up, lint, type-check, 
 bench: up ## run the benchmarks (several minutes); JSON and charts in bench/results/
 	@$(BIN)/python -m bench.avro_codec
 	@$(BIN)/python -m bench.stream_store
+	@$(BIN)/python -m bench.stream_worker
 	@$(BIN)/python -m bench.gateway_ingest
 
 clean: down ## stop services and delete .local/ (all local data)

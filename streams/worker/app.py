@@ -18,6 +18,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.domain import TopicPartition
+from streams.worker.batches import consume_batches
 from streams.worker.runtime import RawRecord, WorkerRuntime
 from streams.worker.settings import WorkerSettings
 
@@ -83,8 +84,11 @@ async def serve_http(runtime: WorkerRuntime) -> web.AppRunner:
 
 def build_app(settings: WorkerSettings) -> WorkerApp:
     """The worker's faust app: one agent over the telemetry topic, in batches."""
+    batches = settings.consumer == "batches"
     app = WorkerApp(
-        settings.group,
+        # With the batch consumer the group belongs to it; faust's own consumer (which has
+        # no topics then) must not join it with faust's assignor.
+        f"{settings.group}.app" if batches else settings.group,
         broker=_broker_url(settings.kafka.bootstrap),
         broker_credentials=_credentials(settings),
         store="memory://",
@@ -102,6 +106,15 @@ def build_app(settings: WorkerSettings) -> WorkerApp:
         value_serializer="raw",
     )
     app.runtime = runtime = WorkerRuntime(settings)
+    if batches:
+        # No faust consumer at all: the batch consumer below is the worker's only one.
+        app.producer_only = True
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def telemetry_batches() -> None:
+            await consume_batches(runtime, settings)
+
+        return app
     topic = app.topic(settings.telemetry_topic, key_serializer="raw", value_serializer="raw")
 
     @app.agent(topic, name="telemetry")
