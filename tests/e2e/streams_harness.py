@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from iot_gateway.devstack import DevStackSettings
 from iot_gateway.registry.factory import open_registry
 from streams.domain import TelemetryEvent
+from streams.projections.alerts import ALERTS_TOPIC, load_alert_rules
+from streams.projections.windows import DEFAULT_WINDOWS
+from streams.store.port import Store
 from streams.worker.runtime import telemetry_event
+from tests.e2e.gateway_harness import read_headers
+from tests.unit.test_streams_oracle import oracle
 
 RULES = """
 version: 1
@@ -46,3 +54,33 @@ async def log_events(bootstrap: str, topic: str, partitions: int) -> list[Teleme
             finally:
                 await consumer.stop()
     return events
+
+
+async def assert_state_matches_log(
+    settings: DevStackSettings,
+    topic: str,
+    partitions: int,
+    store: Store,
+    rules_file: Path,
+    acked_ok: int,
+) -> None:
+    """The store's projections equal the oracle over the whole topic, and every derived alert
+    is on ``iot.alerts.v1`` at least once (exactly once after dedupe by event id)."""
+    events = await log_events(settings.kafka_bootstrap, topic, partitions)
+    assert len(events) >= acked_ok
+    expected = oracle(events, windows=DEFAULT_WINDOWS, rules=load_alert_rules(rules_file))
+    assert store.devices() == expected.devices
+    assert store.windows() == expected.windows
+    assert store.alert_states() == expected.alerts
+    assert sum(d.duplicates for d in expected.devices) > 0  # duplicates were there to absorb
+
+    wanted = {d.event_id for d in expected.derived}
+    assert wanted, "the rules should have fired"
+    seen = await read_headers(
+        settings.kafka_bootstrap,
+        ALERTS_TOPIC,
+        lambda got: wanted <= {h["event_id"].decode() for h in got},
+        timeout_s=60,
+    )
+    published = [h["event_id"].decode() for h in seen if h["event_id"].decode() in wanted]
+    assert set(published) == wanted  # every crossing at least once, exactly once after dedupe

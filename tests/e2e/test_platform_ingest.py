@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import uuid
 
 import pytest
@@ -13,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from iot_gateway.devstack import DevStackSettings
 from iot_gateway.registry.factory import open_registry
 from iot_gateway.topics import TELEMETRY, TELEMETRY_DLQ
+from tests.clients import mosquitto_pub
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -37,35 +37,13 @@ async def _find(settings: DevStackSettings, topic: str, device_id: str) -> list[
     return found
 
 
-def _publish(settings: DevStackSettings, topic: str, payload: bytes) -> None:
-    subprocess.run(
-        [
-            "mosquitto_pub",
-            "-h",
-            settings.host,
-            "-p",
-            str(settings.mqtt_port),
-            "-V",
-            "mqttv5",
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-s",
-        ],
-        input=payload,
-        check=True,
-        timeout=10,
-    )
-
-
 async def test_mosquitto_pub_reading_reaches_kafka_and_decodes_with_the_registry(
     settings: DevStackSettings,
 ) -> None:
     device_id = f"e2e-{uuid.uuid4().hex[:12]}"
     reading = {"seq": 5, "ts": 1767225600123, "metrics": {"temp_c": 19.25, "rpm": 900}}
     await asyncio.to_thread(
-        _publish, settings, f"devices/{device_id}/telemetry", json.dumps(reading).encode()
+        mosquitto_pub, settings, f"devices/{device_id}/telemetry", json.dumps(reading).encode()
     )
     [record] = await _find(settings, TELEMETRY.name, device_id)
     headers = dict(record.headers)  # type: ignore[attr-defined]
@@ -82,7 +60,7 @@ async def test_mosquitto_pub_reading_reaches_kafka_and_decodes_with_the_registry
 async def test_a_bad_reading_lands_in_the_dlq_with_its_reason(settings: DevStackSettings) -> None:
     device_id = f"e2e-{uuid.uuid4().hex[:12]}"
     payload = b'{"metrics": {"temp_c": "warm"}}'
-    await asyncio.to_thread(_publish, settings, f"devices/{device_id}/telemetry", payload)
+    await asyncio.to_thread(mosquitto_pub, settings, f"devices/{device_id}/telemetry", payload)
     [record] = await _find(settings, TELEMETRY_DLQ.name, device_id)
     headers = dict(record.headers)  # type: ignore[attr-defined]
     assert headers["reason"] == b"schema_mismatch"

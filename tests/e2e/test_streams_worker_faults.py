@@ -22,19 +22,15 @@ from pathlib import Path
 import pytest
 
 from iot_gateway.devstack import DevStackSettings
-from streams.projections.alerts import ALERTS_TOPIC, load_alert_rules
-from streams.projections.windows import DEFAULT_WINDOWS
 from streams.store.sqlite import SqliteStore
 from tests.e2e.gateway_harness import (
     GatewayProcess,
     create_topics,
     free_port,
-    read_headers,
     track,
     write_config,
 )
-from tests.e2e.streams_harness import RULES, end_offsets, log_events
-from tests.unit.test_streams_oracle import oracle
+from tests.e2e.streams_harness import RULES, assert_state_matches_log, end_offsets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -178,22 +174,7 @@ async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
     assert worker.terminate() == 0
     assert gateway.terminate() == 0
 
-    events = await log_events(settings.kafka_bootstrap, topic, partitions)
-    assert len(events) >= report["acked_by_kind"].get("ok", 0)
-    expected = oracle(events, windows=DEFAULT_WINDOWS, rules=load_alert_rules(rules_file))
-    assert store.devices() == expected.devices
-    assert store.windows() == expected.windows
-    assert store.alert_states() == expected.alerts
-    assert sum(d.duplicates for d in expected.devices) > 0  # duplicates were there to absorb
-
-    wanted = {d.event_id for d in expected.derived}
-    assert wanted, "the rules should have fired"
-    seen = await read_headers(
-        settings.kafka_bootstrap,
-        ALERTS_TOPIC,
-        lambda got: wanted <= {h["event_id"].decode() for h in got},
-        timeout_s=60,
+    await assert_state_matches_log(
+        settings, topic, partitions, store, rules_file, report["acked_by_kind"].get("ok", 0)
     )
-    published = [h["event_id"].decode() for h in seen if h["event_id"].decode() in wanted]
-    assert set(published) == wanted  # every crossing at least once, exactly once after dedupe
     store.close()

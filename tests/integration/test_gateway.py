@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from iot_gateway.gateway.bridge import Gateway
 from iot_gateway.gateway.codecs import SubjectCodec
 from iot_gateway.gateway.config import GatewayConfig
 from iot_gateway.gateway.downlink import Downlink
+from tests.clients import mosquitto_pub
 
 SUBJECT = "iot.telemetry.v1-value"
 
@@ -113,34 +113,12 @@ async def harness(
             await asyncio.wait_for(task, 30)
 
 
-def _mosquitto_pub(settings: DevStackSettings, topic: str, payload: bytes) -> None:
-    subprocess.run(
-        [
-            "mosquitto_pub",
-            "-h",
-            settings.host,
-            "-p",
-            str(settings.mqtt_port),
-            "-V",
-            "mqttv5",
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-s",
-        ],
-        input=payload,
-        check=True,
-        timeout=10,
-    )
-
-
 async def test_a_reading_from_mosquitto_pub_arrives_as_keyed_avro_with_headers(
     settings: DevStackSettings, harness: Harness
 ) -> None:
     payload = b'{"seq": 41, "ts": 1767225600000, "metrics": {"temp_c": 21.5}}'
     await asyncio.to_thread(
-        _mosquitto_pub, settings, f"{harness.prefix}/devices/dev-7/telemetry", payload
+        mosquitto_pub, settings, f"{harness.prefix}/devices/dev-7/telemetry", payload
     )
     [record] = await _consume(settings.kafka_bootstrap, harness.topic, 1)
     assert record.key == b"dev-7"  # type: ignore[attr-defined]
@@ -168,9 +146,9 @@ async def test_bad_inputs_land_in_the_dlq_with_reasons_and_the_gateway_keeps_goi
         (f"{base}/dev-1/telemetry/unknown", b"{}", "unknown_route"),
     ]
     for topic, payload, _ in cases:
-        await asyncio.to_thread(_mosquitto_pub, settings, topic, payload)
+        await asyncio.to_thread(mosquitto_pub, settings, topic, payload)
     await asyncio.to_thread(
-        _mosquitto_pub, settings, f"{base}/dev-1/telemetry", b'{"seq": 1, "metrics": {"t": 1}}'
+        mosquitto_pub, settings, f"{base}/dev-1/telemetry", b'{"seq": 1, "metrics": {"t": 1}}'
     )
     dlq = await _consume(settings.kafka_bootstrap, harness.dlq, len(cases))
     reasons = sorted(dict(r.headers)["reason"].decode() for r in dlq)  # type: ignore[attr-defined]
