@@ -8,12 +8,20 @@ from collections.abc import Callable
 import pytest
 
 from iot_gateway.devstack import DevStackSettings
+from iot_gateway.devstack.clients import kafka_client
+from iot_gateway.kafka_client import KafkaClientSettings
 
 
 @pytest.fixture(scope="session")
 def settings() -> DevStackSettings:
     """The dev stack's settings, from the same IOT_* variables `make up` used."""
     return DevStackSettings.from_env()
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(settings: DevStackSettings) -> KafkaClientSettings:
+    """How tests connect to the stack's Kafka: as its administrator (SASL when secured)."""
+    return kafka_client(settings)
 
 
 @pytest.fixture

@@ -17,13 +17,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from iot_gateway.devstack.clients import ADMIN
 from iot_gateway.policy import Group, Policy, Principal, PrincipalKind
 from iot_gateway.security.errors import DeviceError
 
 __all__ = ["ADMIN", "DEVICES_GROUP", "credentialed_principals", "effective_policy"]
-
-ADMIN = "admin"
-"""The dev stack's administrator: Kafka's inter-broker user and a super user everywhere."""
 
 DEVICES_GROUP = "devices"
 """The group registered devices join."""

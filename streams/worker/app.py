@@ -92,6 +92,7 @@ def build_app(settings: WorkerSettings) -> WorkerApp:
         broker=_broker_url(settings.kafka.bootstrap),
         broker_credentials=_credentials(settings),
         store="memory://",
+        datadir=str(settings.data_dir / "{conf.id}"),  # faust fills in the app id
         autodiscover=False,
         web_enabled=False,
         topic_disable_leader=True,

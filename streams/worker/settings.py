@@ -64,6 +64,8 @@ class WorkerSettings(FileSettings):
     relay: bool = True
     notifier: NotifierSettings = NotifierSettings()
     http: HttpSettings = HttpSettings()
+    data_dir: Path = Path(".local/worker/faust")
+    """faust's own working folder (its table state would live here; the worker keeps none)."""
 
 
 def load_worker_settings(path: Path | None) -> WorkerSettings:
