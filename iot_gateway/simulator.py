@@ -15,7 +15,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -53,6 +53,14 @@ class SimulationSettings:
     connect_concurrency: int = 50
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    device_passwords: Mapping[str, str] | None = field(default=None, repr=False)
+    """When set, each device logs in as itself (username = device id) with its password."""
+
+    def login(self, device_id: str) -> tuple[str | None, str | None]:
+        """The username and password ``device_id`` connects with."""
+        if self.device_passwords is not None:
+            return device_id, self.device_passwords.get(device_id)
+        return self.username, self.password
 
 
 @dataclass(slots=True)
@@ -64,6 +72,8 @@ class SimulationReport:
     failed: int = 0
     acked_by_kind: dict[str, int] = field(default_factory=dict)
     connect_failures: int = 0
+    connect_error: str = ""
+    """Why the first device that could not connect was refused."""
     seconds: float = 0.0
 
     @property
@@ -122,6 +132,11 @@ def _save_state(path: Path | None, devices: list[_Device]) -> None:
     tmp.replace(path)
 
 
+def fleet_ids(prefix: str, devices: int) -> list[str]:
+    """The simulated devices' ids: ``<prefix>-00000``, ``<prefix>-00001``, ..."""
+    return [f"{prefix}-{i:05d}" for i in range(devices)]
+
+
 class Simulation:
     """Runs ``settings`` until the duration or count is reached, or ``stop()``."""
 
@@ -136,7 +151,7 @@ class Simulation:
         state = _load_state(settings.state_file)
         self._devices = [
             _Device(name, state.get(name, 0), random.Random(rng.random()))  # noqa: S311
-            for name in (f"{settings.prefix}-{i:05d}" for i in range(settings.devices))
+            for name in fleet_ids(settings.prefix, settings.devices)
         ]
         self._rng = rng
         self._budget = settings.count
@@ -192,20 +207,22 @@ class Simulation:
         interval = settings.devices / settings.rate
         # Spread the devices' schedules over one interval so load is even.
         next_at = started + self._rng.uniform(0, interval)
+        username, password = settings.login(device.device_id)
         async with connect_slots:
             client = aiomqtt.Client(
                 settings.host,
                 settings.port,
                 identifier=device.device_id,
-                username=settings.username,
-                password=settings.password,
+                username=username,
+                password=password,
                 protocol=aiomqtt.ProtocolVersion.V5,
                 timeout=15,
             )
             try:
                 await client.__aenter__()
-            except aiomqtt.MqttError:
+            except aiomqtt.MqttError as exc:
                 self.report.connect_failures += 1
+                self.report.connect_error = self.report.connect_error or str(exc)
                 return
         try:
             topic = settings.topic_template.format(device_id=device.device_id)

@@ -1,14 +1,41 @@
-"""Clients nobody here wrote, as the tests drive them."""
+"""How tests connect to the stack: clients nobody here wrote, and our own processes.
+
+Tests act as the stack's administrator (a super user on Kafka and Mosquitto): they create
+topics of their own and publish as any device. The principals of the platform's processes
+are proven by the security tests and by the dev stack itself.
+"""
 
 from __future__ import annotations
 
 import subprocess
 
 from iot_gateway.devstack import DevStackSettings
+from iot_gateway.devstack.clients import MqttLogin, client_env, kafka_client, mqtt_login
 
 
-def mosquitto_pub(settings: DevStackSettings, topic: str, payload: bytes) -> None:
-    """Publishes ``payload`` (from stdin, so any bytes) with Mosquitto's C client, MQTT 5, QoS 1."""
+def mqtt_auth_args(settings: DevStackSettings, login: MqttLogin | None = None) -> list[str]:
+    """``-u``/``-P`` for Mosquitto's command-line clients: ``login``, else the admin's
+    (nothing on an anonymous stack)."""
+    login = login or mqtt_login(settings)
+    return [] if login is None else ["-u", login.username, "-P", login.password]
+
+
+def process_env(settings: DevStackSettings) -> dict[str, str]:
+    """Environment for gateways, workers and simulators a test starts: the admin's
+    Kafka connection and MQTT login, whatever the stack's security."""
+    kafka, login = kafka_client(settings), mqtt_login(settings)
+    env = {**client_env("IOT_GATEWAY_", kafka, login), **client_env("IOT_STREAMS_", kafka)}
+    if login is not None:
+        env["IOT_SIMULATOR_USERNAME"] = login.username
+        env["IOT_SIMULATOR_PASSWORD"] = login.password
+    return env
+
+
+def mosquitto_pub(
+    settings: DevStackSettings, topic: str, payload: bytes, login: MqttLogin | None = None
+) -> None:
+    """Publishes ``payload`` (from stdin, so any bytes) with Mosquitto's C client, MQTT 5,
+    QoS 1, as ``login`` (default: the admin)."""
     subprocess.run(
         [
             "mosquitto_pub",
@@ -16,6 +43,7 @@ def mosquitto_pub(settings: DevStackSettings, topic: str, payload: bytes) -> Non
             settings.host,
             "-p",
             str(settings.mqtt_port),
+            *mqtt_auth_args(settings, login),
             "-V",
             "mqttv5",
             "-q",
@@ -28,3 +56,10 @@ def mosquitto_pub(settings: DevStackSettings, topic: str, payload: bytes) -> Non
         check=True,
         timeout=10,
     )
+
+
+def mqtt_login_kwargs(settings: DevStackSettings) -> dict[str, str]:
+    """The admin's ``username``/``password`` as keywords (``SimulationSettings``, gateway
+    MQTT settings, aiomqtt): the tests' devices are not registered, they publish as the admin."""
+    login = mqtt_login(settings)
+    return {} if login is None else {"username": login.username, "password": login.password}

@@ -10,8 +10,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from iot_gateway.devstack.clients import client_env, kafka_client, mqtt_login
 from iot_gateway.devstack.process import LaunchSpec, ProcessHandle, running_pid
 from iot_gateway.devstack.service import Probe, Progress, Service
+
+GATEWAY = "gateway"
+"""The gateway's principal in the security policy (``config/policy.yaml``)."""
+STREAMS = "streams"
+"""The stream workers' principal."""
 
 
 def http_probe(url: str, timeout_s: float) -> Probe:
@@ -67,11 +73,18 @@ class GatewayApp(Service):
             {
                 "IOT_GATEWAY_MQTT__HOST": s.host,
                 "IOT_GATEWAY_MQTT__PORT": str(s.mqtt_port),
-                "IOT_GATEWAY_KAFKA__BOOTSTRAP": s.kafka_bootstrap,
                 "IOT_GATEWAY_HTTP__HOST": s.host,
                 "IOT_GATEWAY_HTTP__PORT": str(self.port),
+                **client_env("IOT_GATEWAY_", kafka_client(s, GATEWAY), mqtt_login(s, GATEWAY)),
             }
         )
+        if s.secure:
+            # Every message is also checked against the policy plus the registered devices.
+            from iot_gateway.security import SecuredStack  # noqa: PLC0415 - imports devstack
+
+            stack = SecuredStack(s)
+            env["IOT_GATEWAY_POLICY__FILE"] = str(stack.policy_path)
+            env["IOT_GATEWAY_POLICY__DEVICES_FILE"] = str(stack.layout.devices_file)
         return LaunchSpec(
             argv=[
                 sys.executable,
@@ -173,8 +186,9 @@ class StreamsWorkerApp(Service):
         env = dict(os.environ)
         env.update(
             {
-                "IOT_STREAMS_KAFKA__BOOTSTRAP": s.kafka_bootstrap,
+                **client_env("IOT_STREAMS_", kafka_client(s, STREAMS)),
                 "IOT_STREAMS_STORE": f"sqlite:///{self.home / 'state.db'}",
+                "IOT_STREAMS_DATA_DIR": str(self.home / "faust"),
                 "IOT_STREAMS_HTTP__HOST": s.host,
                 "IOT_STREAMS_HTTP__PORT": str(self.port),
                 "IOT_STREAMS_ALERT_RULES": str(s.project_dir / "config" / "alerts.example.yaml"),

@@ -38,12 +38,56 @@ def kafka_client(settings: DevStackSettings, principal: str = ADMIN) -> KafkaCli
 
 
 def mqtt_login(settings: DevStackSettings, principal: str = ADMIN) -> MqttLogin | None:
-    """Mosquitto login of service principal ``principal``; None when the stack is unsecured."""
+    """Mosquitto login of service principal ``principal``; None when the stack is unsecured
+    (or before its first secured start generated the password)."""
     if not settings.secure:
         return None
-    from iot_gateway.security import SecuredStack, StoreError  # noqa: PLC0415
+    from iot_gateway.security import SecuredStack  # noqa: PLC0415 - security imports devstack
 
     credential = SecuredStack(settings).secrets.get(principal)
-    if credential is None:
-        raise StoreError(f"{principal!r} has no password yet; run `iotctl policy apply`")
-    return MqttLogin(principal, credential.password)
+    return None if credential is None else MqttLogin(principal, credential.password)
+
+
+def client_env(
+    prefix: str, kafka: KafkaClientSettings, mqtt: MqttLogin | None = None
+) -> dict[str, str]:
+    """Environment variables giving a process of ours (settings prefix ``prefix``, e.g.
+    ``IOT_GATEWAY_``) its Kafka connection and MQTT login."""
+    env = {
+        f"{prefix}KAFKA__BOOTSTRAP": kafka.bootstrap,
+        f"{prefix}KAFKA__SECURITY_PROTOCOL": kafka.security_protocol,
+    }
+    if kafka.sasl_mechanism:
+        env[f"{prefix}KAFKA__SASL_MECHANISM"] = kafka.sasl_mechanism
+        env[f"{prefix}KAFKA__SASL_USERNAME"] = kafka.sasl_username or ""
+        env[f"{prefix}KAFKA__SASL_PASSWORD"] = (
+            kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+        )
+    if mqtt is not None:
+        env[f"{prefix}MQTT__USERNAME"] = mqtt.username
+        env[f"{prefix}MQTT__PASSWORD"] = mqtt.password
+    return env
+
+
+def on_local_stack(kafka: KafkaClientSettings, principal: str = ADMIN) -> KafkaClientSettings:
+    """``kafka`` with ``principal``'s credentials when it points at the secured dev stack
+    without credentials of its own, so ``iotctl`` commands work there as they are.
+    Any other ``kafka`` (another cluster, or credentials given) is returned unchanged."""
+    if kafka.sasl_mechanism is not None:
+        return kafka
+    stack = DevStackSettings.from_env()
+    if not stack.secure or kafka.bootstrap != stack.kafka_bootstrap:
+        return kafka
+    from iot_gateway.security import SecuredStack  # noqa: PLC0415 - security imports devstack
+
+    if SecuredStack(stack).secrets.get(principal) is None:
+        return kafka
+    local = kafka_client(stack, principal)
+    return kafka.model_copy(
+        update={
+            "security_protocol": local.security_protocol,
+            "sasl_mechanism": local.sasl_mechanism,
+            "sasl_username": local.sasl_username,
+            "sasl_password": local.sasl_password,
+        }
+    )

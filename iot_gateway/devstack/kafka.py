@@ -174,7 +174,6 @@ class Kafka(Service):
         controller = self.settings.kafka_controller_port
         stack = SecuredStack(self.settings)
         try:
-            stack.require_servers_only()
             admin = stack.admin_credential()
             super_users = stack.kafka_super_users(stack.effective())
         except (PolicyError, SecurityError) as exc:
@@ -183,11 +182,23 @@ class Kafka(Service):
             "org.apache.kafka.common.security.scram.ScramLoginModule required "
             f'username="{admin.principal}" password="{admin.password}";'
         )
+        # The controller listener takes SASL/PLAIN with one static user, the admin: SCRAM
+        # users live in the metadata log the controller serves, so it cannot use them.
+        controller_jaas = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{admin.principal}" password="{admin.password}" '
+            f'user_{admin.principal}="{admin.password}";'
+        )
         return {
             "listeners": f"SASL_PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
             "advertised.listeners": f"SASL_PLAINTEXT://{host}:{port}",
             "inter.broker.listener.name": "SASL_PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "listener.security.protocol.map": (
+                "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+            ),
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": controller_jaas,
             "sasl.enabled.mechanisms": "SCRAM-SHA-512",
             "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
             "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": jaas,

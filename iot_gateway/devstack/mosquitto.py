@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from iot_gateway.devstack.accounts import owned_dir, service_user
+from iot_gateway.devstack.clients import mqtt_login
 from iot_gateway.devstack.errors import ServiceStartError
 from iot_gateway.devstack.process import LaunchSpec, ProcessHandle
 from iot_gateway.devstack.service import Probe, Progress, Service
@@ -87,7 +88,6 @@ class Mosquitto(Service):
 
         try:
             stack = SecuredStack(self.settings)
-            stack.require_servers_only()
             layout = stack.prepare_broker(user)
         except (PolicyError, SecurityError) as exc:
             raise ServiceStartError(f"mosquitto: cannot secure the broker: {exc}") from exc
@@ -105,15 +105,6 @@ class Mosquitto(Service):
         at = lines.index("allow_anonymous true")
         return [*lines[:at], *secured, *lines[at + 1 :]]
 
-    def _credentials(self) -> tuple[str, str] | None:
-        """The admin's username and password when secured (None before the first start)."""
-        if not self.settings.secure:
-            return None
-        from iot_gateway.security import ADMIN, SecuredStack  # noqa: PLC0415 - secured mode only
-
-        credential = SecuredStack(self.settings).secrets.get(ADMIN)
-        return None if credential is None else (credential.principal, credential.password)
-
     @property
     def handle(self) -> ProcessHandle:
         return ProcessHandle(self.pid_file, self.config_file, signal.SIGTERM, 15.0)
@@ -128,9 +119,9 @@ class Mosquitto(Service):
             client_id=f"iotctl-probe-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv5,
         )
-        credentials = self._credentials()
-        if credentials is not None:
-            client.username_pw_set(*credentials)
+        login = mqtt_login(self.settings)
+        if login is not None:
+            client.username_pw_set(login.username, login.password)
         reason: list[str] = []
         client.on_connect = lambda _c, _u, _f, code, _p: reason.append(str(code))
         try:

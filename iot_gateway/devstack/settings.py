@@ -54,10 +54,11 @@ class DevStackSettings:
     simulator_devices: int = 200
     simulator_rate: float = 200.0
     start_timeout_s: float = 90.0
-    secure: bool = False
-    """Authenticate and authorize everything from the security policy (``IOT_SECURE=true``):
-    Kafka on SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs, Mosquitto with passwords, an
-    acl_file and a TLS listener. Off by default; off, every generated config is unchanged."""
+    secure: bool = True
+    """Authenticate and authorize everything from the security policy: Kafka on
+    SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs, Mosquitto with passwords, an acl_file and a
+    TLS listener, every process as its own principal. ``IOT_SECURE=false`` runs the stack
+    anonymous (PLAINTEXT Kafka, anonymous MQTT), e.g. to try a client without credentials."""
     mqtts_port: int = 8883
     """Mosquitto's TLS listener (secure mode only), with a certificate of the local CA."""
     policy_file: Path | None = None

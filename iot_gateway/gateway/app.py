@@ -15,6 +15,7 @@ from iot_gateway.gateway.codecs import SubjectCodec
 from iot_gateway.gateway.config import GatewayConfig
 from iot_gateway.gateway.downlink import Downlink
 from iot_gateway.gateway.http import build_app
+from iot_gateway.gateway.ingest import Authorize, allow_all
 
 log = logging.getLogger("iot_gateway.gateway")
 
@@ -37,7 +38,7 @@ async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gat
         registered = await registry.register(route.subject, catalog.latest(route.subject))
         codecs[route.subject] = SubjectCodec(registered)
         log.info("route %s: %s as schema id %d", route.name, route.subject, registered.schema_id)
-    gateway = Gateway(config, codecs)
+    gateway = Gateway(config, codecs, authorize=_authorize(config))
     if config.downlink.enabled:
 
         async def decode_command(frame: bytes) -> dict[str, Any]:
@@ -48,6 +49,17 @@ async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gat
 
         gateway.add_session_task(Downlink(config, decode_command, gateway.metrics))
     return gateway
+
+
+def _authorize(config: GatewayConfig) -> Authorize:
+    """The policy hook when a policy file is configured, else every device is let through."""
+    if config.policy.file is None:
+        return allow_all
+    from iot_gateway.security import PolicyWatch, watched_ingest_authorize  # noqa: PLC0415
+
+    devices = config.policy.devices_file or config.policy.file.parent / "devices.json"
+    log.info("authorizing every message with the policy %s", config.policy.file)
+    return watched_ingest_authorize(PolicyWatch(config.policy.file, devices))
 
 
 async def serve(config: GatewayConfig, registry: GatewayRegistry) -> None:

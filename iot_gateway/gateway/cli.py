@@ -6,16 +6,19 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from iot_gateway import logs
 from iot_gateway.devstack.settings import DevStackSettings
 from iot_gateway.gateway.app import serve
 from iot_gateway.gateway.config import load_config
+from iot_gateway.gateway.errors import GatewayError
 from iot_gateway.registry.factory import open_registry
-from iot_gateway.simulator import Simulation, SimulationSettings, format_progress
+from iot_gateway.simulator import Simulation, SimulationSettings, fleet_ids, format_progress
 
 
 def _cmd_gateway_run(args: argparse.Namespace) -> int:
@@ -44,6 +47,35 @@ def _positive(text: str) -> float:
     return value
 
 
+def _logins(args: argparse.Namespace, dev: DevStackSettings) -> dict[str, Any]:
+    """How the simulated devices log in: ``--credentials`` (a fleet file of device passwords,
+    or one ``username``/``password`` for every device), else ``IOT_SIMULATOR_USERNAME`` and
+    ``IOT_SIMULATOR_PASSWORD`` for every device; else, on the secured dev stack, every
+    device is registered (once) and logs in as itself."""
+    if args.credentials is not None:
+        try:
+            data = json.loads(args.credentials.read_text())
+        except (OSError, ValueError) as exc:
+            raise GatewayError(f"cannot read --credentials {args.credentials}: {exc}") from exc
+        if isinstance(data.get("devices"), dict):
+            return {"device_passwords": data["devices"]}
+        return {"username": data.get("username"), "password": data.get("password")}
+    if os.environ.get("IOT_SIMULATOR_USERNAME"):
+        return {
+            "username": os.environ["IOT_SIMULATOR_USERNAME"],
+            "password": os.environ.get("IOT_SIMULATOR_PASSWORD"),
+        }
+    on_stack = (args.host or dev.host) == dev.host and (args.port or dev.mqtt_port) == dev.mqtt_port
+    if not (dev.secure and on_stack):
+        return {}
+    from iot_gateway.security import SecuredStack  # noqa: PLC0415 - secured stack only
+    from iot_gateway.security.fleet import provision_fleet  # noqa: PLC0415
+
+    fleet = dev.state_dir / "simulator" / f"{args.prefix}-fleet.json"
+    ids = fleet_ids(args.prefix, args.devices)
+    return {"device_passwords": provision_fleet(SecuredStack(dev), ids, fleet)}
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     dev = DevStackSettings.from_env()
     settings = SimulationSettings(
@@ -60,6 +92,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         state_file=args.state or dev.state_dir / "simulator" / f"{args.prefix}.json",
         ledger=args.ledger,
         seed=args.seed,
+        **_logins(args, dev),
     )
     quiet = args.json or args.quiet
 
@@ -81,6 +114,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                 f"{report.acked:,} of {report.attempted:,} publishes acknowledged by the broker "
                 f"in {report.seconds:.1f}s ({report.rate:,.0f} msg/s); "
                 f"{report.connect_failures} device(s) could not connect"
+                + (f" (first: {report.connect_error})" if report.connect_error else "")
+            )
+        if report.connect_failures and "authoriz" in report.connect_error.lower():
+            print(
+                "iotctl: the broker refused the devices' login; pass --credentials FILE or run "
+                "against the dev stack (IOT_SECURE=true registers simulated devices itself)",
+                file=sys.stderr,
             )
         return 0 if report.failed == 0 and report.connect_failures == 0 else 1
 
@@ -129,6 +169,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     simulate.add_argument("--state", type=Path, help="file keeping each device's last seq")
     simulate.add_argument("--ledger", type=Path, help="append a JSON line per acknowledged publish")
     simulate.add_argument("--seed", type=int, help="random seed for repeatable readings")
+    simulate.add_argument(
+        "--credentials",
+        type=Path,
+        help='JSON file: {"devices": {id: password}} or {"username": ..., "password": ...} '
+        "(or IOT_SIMULATOR_USERNAME/IOT_SIMULATOR_PASSWORD; default on the secured dev "
+        "stack: register the simulated devices, each logs in as itself)",
+    )
     simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
     simulate.add_argument("--quiet", action="store_true", help="no per-second progress")
     simulate.set_defaults(handler=_cmd_simulate)

@@ -122,6 +122,19 @@ class DownlinkSettings(BaseModel):
     mqtt_topic: str = "devices/{device_id}/commands"
 
 
+class PolicySettings(BaseModel):
+    """Per-message authorization from the security policy (``iot_gateway.security``).
+
+    With ``file`` set, a message is accepted only if the device its topic names may publish
+    on that topic under the policy plus the registered devices (``devices_file``); anything
+    else goes to the DLQ as ``unauthorized``. Both files are re-read when they change.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    file: Path | None = None
+    devices_file: Path | None = None
+
+
 class GatewayConfig(FileSettings):
     """Everything one gateway process needs; frozen once loaded."""
 
@@ -134,6 +147,7 @@ class GatewayConfig(FileSettings):
     limits: LimitSettings = LimitSettings()
     http: HttpSettings = HttpSettings()
     downlink: DownlinkSettings = DownlinkSettings()
+    policy: PolicySettings = PolicySettings()
     schemas_dir: Path | None = None
     """Folder of the Avro schemas (``schemas/`` of the checkout by default)."""
 

@@ -272,6 +272,13 @@ class EmbeddedSchemaRegistry(StateBackedRegistry):
         )
         await admin.start()
         try:
+            # Ask first: a principal allowed to read the log but not to create topics gets
+            # TOPIC_AUTHORIZATION_FAILED from CreateTopics even when the topic exists. (Listing
+            # all topics, because a metadata request naming a missing topic may auto-create it
+            # with the cluster's default partition count.)
+            if self._topic in await admin.list_topics():
+                await self._check_single_partition(admin)
+                return
             factor = self._replication_factor
             if factor is None:
                 factor = min(3, len((await admin.describe_cluster())["brokers"]))
@@ -290,14 +297,17 @@ class EmbeddedSchemaRegistry(StateBackedRegistry):
             for _name, code, *_rest in response.topic_errors:
                 if code and for_code(code) is not TopicAlreadyExistsError:
                     raise for_code(code)(f"cannot create {self._topic!r}")
-            partitions = await self._partition_count(admin)
-            if partitions != 1:
-                raise RegistryError(
-                    f"topic {self._topic!r} has {partitions} partitions; the schema log needs "
-                    "exactly 1 (one total order)"
-                )
+            await self._check_single_partition(admin)
         finally:
             await admin.close()
+
+    async def _check_single_partition(self, admin: AIOKafkaAdminClient) -> None:
+        partitions = await self._partition_count(admin)
+        if partitions != 1:
+            raise RegistryError(
+                f"topic {self._topic!r} has {partitions} partitions; the schema log needs "
+                "exactly 1 (one total order)"
+            )
 
     async def _partition_count(self, admin: AIOKafkaAdminClient) -> int:
         """The topic's partition count, once its metadata has reached the broker we ask."""

@@ -4,6 +4,7 @@
 base URL of a Confluent-compatible registry; ``IOT_REGISTRY_KAFKA_BOOTSTRAP`` and
 ``IOT_REGISTRY_TOPIC`` place the embedded registry's log; ``IOT_REGISTRY_USERNAME`` and
 ``IOT_REGISTRY_PASSWORD`` are HTTP basic-auth credentials (the password is masked when printed).
+On the secured dev stack the embedded registry's log is read as the stack's admin.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from iot_gateway.devstack.clients import on_local_stack
+from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.registry.confluent import ConfluentSchemaRegistry
 from iot_gateway.registry.embedded import DEFAULT_TOPIC, EmbeddedSchemaRegistry
 from iot_gateway.registry.factory import EMBEDDED
@@ -35,7 +38,7 @@ class RegistrySettings(BaseSettings):
         """A new, not yet started adapter for :attr:`url` (start it, or ``async with`` it)."""
         if self.url == EMBEDDED:
             return EmbeddedSchemaRegistry(
-                self.kafka_bootstrap,
+                on_local_stack(KafkaClientSettings(bootstrap=self.kafka_bootstrap)),
                 topic=self.topic,
                 replication_factor=self.replication_factor,
                 request_timeout_s=self.timeout_s,

@@ -39,7 +39,12 @@ from iot_gateway.security.errors import (
     TlsError,
     TokenError,
 )
-from iot_gateway.security.hooks import IngestAuthorize, ingest_authorize
+from iot_gateway.security.hooks import (
+    IngestAuthorize,
+    PolicyWatch,
+    ingest_authorize,
+    watched_ingest_authorize,
+)
 from iot_gateway.security.http import DECISION, PRINCIPAL, bearer_auth, default_scope
 from iot_gateway.security.kafka import KafkaPlan, KafkaState
 from iot_gateway.security.layout import SecurityLayout
@@ -65,6 +70,7 @@ __all__ = [
     "KafkaState",
     "LocalCA",
     "NotSecureError",
+    "PolicyWatch",
     "RegisteredDevice",
     "SecretStore",
     "SecuredStack",
@@ -82,4 +88,5 @@ __all__ = [
     "default_scope",
     "effective_policy",
     "ingest_authorize",
+    "watched_ingest_authorize",
 ]

@@ -13,6 +13,7 @@ files and reloads it (``iot_gateway.security.enforce.sync_mosquitto``).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,20 +66,33 @@ class DeviceStore:
 
     def add(self, device_id: str) -> IssuedDevice:
         """Registers ``device_id`` with a new password; DeviceError if it is registered."""
-        check_device_id(device_id)
+        return self.add_many([device_id])[0]
+
+    def add_many(self, device_ids: Sequence[str], *, reissue: bool = False) -> list[IssuedDevice]:
+        """Registers every id in one write; an id already registered is a DeviceError unless
+        ``reissue``, which gives it a new password (the old one stops working)."""
+        for device_id in device_ids:
+            check_device_id(device_id)
         private_dir(self.path.parent)
+        issued: list[IssuedDevice] = []
         with locked(self.path):
             devices = self._load()
-            if device_id in devices:
+            taken = [device_id for device_id in device_ids if device_id in devices]
+            if taken and not reissue:
                 raise DeviceError(
-                    f"device {device_id!r} is already registered; revoke it first to issue "
+                    f"device {taken[0]!r} is already registered; revoke it first to issue "
                     "a new password"
                 )
-            password = new_password()
             added_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            devices[device_id] = {"password_hash": hash_password(password), "added_at": added_at}
+            for device_id in device_ids:
+                password = new_password()
+                devices[device_id] = {
+                    "password_hash": hash_password(password),
+                    "added_at": added_at,
+                }
+                issued.append(IssuedDevice(RegisteredDevice(device_id, added_at), password))
             write_json(self.path, {"devices": devices})
-        return IssuedDevice(RegisteredDevice(device_id, added_at), password)
+        return issued
 
     def revoke(self, device_id: str) -> RegisteredDevice:
         """Forgets ``device_id``; DeviceError if it is not registered."""

@@ -15,7 +15,7 @@ a server failing half-way is an :class:`ApplyError` and the same apply converges
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,11 +53,6 @@ from iot_gateway.security.tls import LocalCA
 __all__ = ["ApplyReport", "BrokerSync", "SecuredStack"]
 
 Progress = Callable[[str], None]
-
-CONTROLLER_PRINCIPAL = "User:ANONYMOUS"
-"""The principal of the PLAINTEXT controller listener (loopback): KRaft's broker registers
-and heartbeats through it, which needs CLUSTER_ACTION before any ACL can exist, so it is a
-super user. Clients cannot get it on the SASL listener."""
 
 
 _OFF = "secure mode is off (IOT_SECURE): the broker enforces nothing yet"
@@ -141,8 +136,9 @@ class SecuredStack:
     def require_secure(self, what: str) -> None:
         if not self.settings.secure:
             raise NotSecureError(
-                f"{what} needs the secured stack: set IOT_SECURE=true (the default stack runs "
-                "PLAINTEXT Kafka and anonymous MQTT and enforces nothing)"
+                f"{what} needs the secured stack: this one runs with IOT_SECURE=false "
+                "(PLAINTEXT Kafka, anonymous MQTT, nothing enforced); unset it or set "
+                "IOT_SECURE=true and restart the stack"
             )
 
     def require_secured_servers(self) -> None:
@@ -164,20 +160,10 @@ class SecuredStack:
                 "`IOT_SECURE=true IOT_APPS=false iotctl dev up`)"
             )
 
-    def require_servers_only(self) -> None:
-        """Secured mode runs the servers only: the dev stack's own processes (gateway, streams
-        worker, simulator) do not pass credentials yet, so starting them could only time out."""
-        if self.settings.apps or self.settings.simulate:
-            raise NotSecureError(
-                "secured mode starts the servers only for now: set IOT_APPS=false (and "
-                "IOT_SIMULATE=false); the gateway, streams worker and simulator processes of "
-                "the dev stack do not connect with credentials yet"
-            )
-
-    def effective(self, *, adding: str | None = None) -> Policy:
+    def effective(self, *, adding: Sequence[str] = ()) -> Policy:
         """The policy file plus registered devices (plus ``adding``) plus the admin;
         PolicyLoadError with the line of the first problem in the file."""
-        devices = [*self.devices.hashes(), *([adding] if adding else [])]
+        devices = [*self.devices.hashes(), *adding]
         return effective_policy(load_policy(self.policy_path), devices)
 
     def admin_credential(self) -> Credential:
@@ -201,8 +187,9 @@ class SecuredStack:
 
     @staticmethod
     def kafka_super_users(policy: Policy) -> str:
-        """``super.users`` for server.properties: the controller principal plus the policy's."""
-        return f"{CONTROLLER_PRINCIPAL};{super_users_config(policy)}"
+        """``super.users`` for server.properties: the policy's (the admin among them, which
+        is also the principal of the controller listener and of inter-broker traffic)."""
+        return super_users_config(policy)
 
     # -- Mosquitto ------------------------------------------------------------------------
 
@@ -294,10 +281,19 @@ class SecuredStack:
         In secured mode the policy is checked first (it must load, and must not declare the
         id as another kind), so a device is never stored that the broker could not take.
         """
-        check_device_id(device_id)
+        issued, sync = self.add_devices([device_id])
+        return issued[0], sync
+
+    def add_devices(
+        self, device_ids: Sequence[str], *, reissue: bool = False
+    ) -> tuple[list[IssuedDevice], BrokerSync]:
+        """:meth:`add_device` for a fleet, with one broker reload; ``reissue`` gives devices
+        that are registered already a new password."""
+        for device_id in device_ids:
+            check_device_id(device_id)
         if self.settings.secure:
-            self.effective(adding=device_id)
-        issued = self.devices.add(device_id)
+            self.effective(adding=[d for d in device_ids if d not in self.devices.hashes()])
+        issued = self.devices.add_many(device_ids, reissue=reissue)
         if not self.settings.secure:
             return issued, BrokerSync(False, None, (), _OFF)
         return issued, self.sync_mosquitto()

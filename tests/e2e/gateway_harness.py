@@ -19,6 +19,10 @@ import yaml
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from iot_gateway.devstack import DevStackSettings
+from iot_gateway.kafka_client import KafkaClientSettings
+from tests.clients import process_env
+
 SUBJECT = "iot.telemetry.v1-value"
 
 _STARTED: list[subprocess.Popen[bytes]] = []
@@ -48,8 +52,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def create_topics(bootstrap: str, *names: str, partitions: int = 6) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def create_topics(kafka: KafkaClientSettings, *names: str, partitions: int = 6) -> None:
+    admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
@@ -88,14 +92,18 @@ def write_config(
 class GatewayProcess:
     """One ``iotctl gateway run`` process with its own client id and HTTP port."""
 
-    def __init__(self, config: Path, client_id: str, log: Path) -> None:
+    def __init__(
+        self, config: Path, client_id: str, log: Path, stack: DevStackSettings | None = None
+    ) -> None:
         self.config, self.client_id, self.log = config, client_id, log
+        self.stack = stack or DevStackSettings.from_env()
         self.http_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {
             **os.environ,
+            **process_env(self.stack),
             "IOT_GATEWAY_MQTT__CLIENT_ID": self.client_id,
             "IOT_GATEWAY_HTTP__PORT": str(self.http_port),
         }
@@ -156,14 +164,14 @@ class GatewayProcess:
 
 
 async def read_headers(
-    bootstrap: str,
+    kafka: KafkaClientSettings,
     topic: str,
     done: Callable[[list[dict[str, bytes]]], bool],
     timeout_s: float,
 ) -> list[dict[str, bytes]]:
     """The headers of every record in ``topic``, read until ``done(seen)`` or time is up."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        topic, **kafka.aiokafka_kwargs(), auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
     seen: list[dict[str, bytes]] = []
@@ -177,13 +185,15 @@ async def read_headers(
     return seen
 
 
-async def event_ids(bootstrap: str, topic: str, wanted: set[str], timeout_s: float) -> list[str]:
+async def event_ids(
+    kafka: KafkaClientSettings, topic: str, wanted: set[str], timeout_s: float
+) -> list[str]:
     """Every event_id in ``topic`` (with repeats), read until ``wanted`` are all seen."""
 
     def done(seen: list[dict[str, bytes]]) -> bool:
         return wanted <= {h["event_id"].decode() for h in seen}
 
-    seen = await read_headers(bootstrap, topic, done, timeout_s)
+    seen = await read_headers(kafka, topic, done, timeout_s)
     return [headers["event_id"].decode() for headers in seen]
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from iot_gateway.devstack import DevStackSettings
+from iot_gateway.devstack.clients import kafka_client
+from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.registry.factory import open_registry
 from streams.domain import TelemetryEvent
 from streams.projections.alerts import ALERTS_TOPIC, load_alert_rules
@@ -24,8 +26,8 @@ rules:
 """
 
 
-async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+async def end_offsets(kafka: KafkaClientSettings, topic: str, partitions: int) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(**kafka.aiokafka_kwargs())
     await consumer.start()
     try:
         ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
@@ -34,13 +36,15 @@ async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, 
     return {tp.partition: offset for tp, offset in ends.items()}
 
 
-async def log_events(bootstrap: str, topic: str, partitions: int) -> list[TelemetryEvent]:
+async def log_events(
+    kafka: KafkaClientSettings, topic: str, partitions: int
+) -> list[TelemetryEvent]:
     """The whole topic, decoded, partition by partition (each device's events in order)."""
-    ends = await end_offsets(bootstrap, topic, partitions)
+    ends = await end_offsets(kafka, topic, partitions)
     events: list[TelemetryEvent] = []
-    async with open_registry("embedded", bootstrap) as registry:
+    async with open_registry("embedded", kafka) as registry:
         for partition in range(partitions):
-            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(**kafka.aiokafka_kwargs(), enable_auto_commit=False)
             await consumer.start()
             try:
                 tp = TopicPartition(topic, partition)
@@ -66,7 +70,8 @@ async def assert_state_matches_log(
 ) -> None:
     """The store's projections equal the oracle over the whole topic, and every derived alert
     is on ``iot.alerts.v1`` at least once (exactly once after dedupe by event id)."""
-    events = await log_events(settings.kafka_bootstrap, topic, partitions)
+    kafka = kafka_client(settings)
+    events = await log_events(kafka, topic, partitions)
     assert len(events) >= acked_ok
     expected = oracle(events, windows=DEFAULT_WINDOWS, rules=load_alert_rules(rules_file))
     assert store.devices() == expected.devices
@@ -77,7 +82,7 @@ async def assert_state_matches_log(
     wanted = {d.event_id for d in expected.derived}
     assert wanted, "the rules should have fired"
     seen = await read_headers(
-        settings.kafka_bootstrap,
+        kafka,
         ALERTS_TOPIC,
         lambda got: wanted <= {h["event_id"].decode() for h in got},
         timeout_s=60,

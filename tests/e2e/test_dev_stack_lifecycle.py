@@ -55,13 +55,14 @@ def _alive_in_groups(groups: set[int]) -> list[str]:
 
 
 def test_up_is_idempotent_and_down_leaves_no_process_behind(tmp_path: Path) -> None:
-    kafka, controller, mqtt, pg, gateway, worker = _free_ports(6)
+    kafka, controller, mqtt, mqtts, pg, gateway, worker = _free_ports(7)
     env = {
         **os.environ,
         "IOT_LOCAL_DIR": str(tmp_path / "state"),
         "IOT_KAFKA_PORT": str(kafka),
         "IOT_KAFKA_CONTROLLER_PORT": str(controller),
         "IOT_MQTT_PORT": str(mqtt),
+        "IOT_MQTTS_PORT": str(mqtts),
         "IOT_PG_PORT": str(pg),
         "IOT_GATEWAY_HTTP_PORT": str(gateway),
         "IOT_WORKER_HTTP_PORT": str(worker),

@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from iot_gateway.devstack import DevStackSettings, down, up
+from iot_gateway.devstack.clients import kafka_client
 from iot_gateway.devstack.kafka import Kafka
 from iot_gateway.devstack.process import running_pid, stop
 from iot_gateway.simulator import Simulation, SimulationSettings
+from tests.clients import mqtt_login_kwargs
 from tests.e2e.gateway_harness import (
     GatewayProcess,
     create_topics,
@@ -41,6 +43,7 @@ def isolated(tmp_path: Path) -> Iterator[DevStackSettings]:
         kafka_port=free_port(),
         kafka_controller_port=free_port(),
         mqtt_port=free_port(),
+        mqtts_port=free_port(),
         pg_port=free_port(),
         kafka_heap="512m",
         apps=False,
@@ -63,7 +66,7 @@ async def test_kafka_outage_under_load_loses_nothing_and_memory_stays_bounded(
     """``stopped``: the broker shuts down (connections refused); ``frozen``: SIGSTOP, so
     connections stay open and requests hang, as with a broker that is up but not answering."""
     prefix, topic, dlq = "outage", "outage.telemetry", "outage.dlq"
-    await create_topics(isolated.kafka_bootstrap, topic, dlq)
+    await create_topics(kafka_client(isolated), topic, dlq)
     config = write_config(
         tmp_path / "gateway.yaml",
         prefix=prefix,
@@ -72,7 +75,7 @@ async def test_kafka_outage_under_load_loses_nothing_and_memory_stays_bounded(
         mqtt_port=isolated.mqtt_port,
         bootstrap=isolated.kafka_bootstrap,
     )
-    gateway = GatewayProcess(config, "outage-gw", tmp_path / "gateway.log")
+    gateway = GatewayProcess(config, "outage-gw", tmp_path / "gateway.log", isolated)
     gateway.start()
     await gateway.wait_ready(60)
     ledger = tmp_path / "ledger.jsonl"
@@ -86,6 +89,7 @@ async def test_kafka_outage_under_load_loses_nothing_and_memory_stays_bounded(
             topic_template=f"{prefix}/devices/{{device_id}}/telemetry",
             ledger=ledger,
             seed=3,
+            **mqtt_login_kwargs(isolated),
         ),
         progress=None,
     )
@@ -116,7 +120,7 @@ async def test_kafka_outage_under_load_loses_nothing_and_memory_stays_bounded(
     assert report.failed == 0
 
     good, _ = ledger_ids(ledger)
-    seen = await event_ids(isolated.kafka_bootstrap, topic, good, timeout_s=90)
+    seen = await event_ids(kafka_client(isolated), topic, good, timeout_s=90)
     assert not good - set(seen), f"{len(good - set(seen))} acknowledged readings lost"
     # Held back at receive_maximum (500 in write_config), the backlog waits in the broker.
     # In flight never exceeds receive_maximum (500 in write_config): the broker's Receive

@@ -37,6 +37,7 @@ def plain(tmp_path: Path) -> Iterator[DevStackSettings]:
         gateway_http_port=free_port(),
         kafka_heap="512m",
         apps=False,
+        secure=False,
     )
     try:
         yield settings

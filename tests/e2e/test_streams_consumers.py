@@ -16,9 +16,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from iot_gateway.avro import SchemaCatalog, encode
 from iot_gateway.devstack import DevStackSettings
+from iot_gateway.devstack.clients import kafka_client
+from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.registry.factory import open_registry
 from streams.replay import state_hashes
 from streams.store.sqlite import SqliteStore
+from tests.clients import process_env
 from tests.e2e.gateway_harness import free_port, track
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -28,16 +31,16 @@ RULES = Path(__file__).resolve().parents[2] / "config" / "alerts.example.yaml"
 EVENTS, PARTITIONS = 3000, 3
 
 
-async def _preload(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _preload(kafka: KafkaClientSettings, topic: str) -> None:
+    admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     finally:
         await admin.close()
-    async with open_registry("embedded", bootstrap) as registry:
+    async with open_registry("embedded", kafka) as registry:
         writer = await registry.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka.aiokafka_kwargs(), acks="all", linger_ms=5)
     await producer.start()
     try:
         for i in range(EVENTS):
@@ -94,12 +97,12 @@ async def test_batch_and_faust_consumers_build_the_same_state(
     settings: DevStackSettings, unique: Callable[[str], str], tmp_path: Path
 ) -> None:
     topic = unique("telemetry")
-    await _preload(settings.kafka_bootstrap, topic)
+    await _preload(kafka_client(settings), topic)
     env = {
         **os.environ,
         "IOT_STREAMS_TELEMETRY_TOPIC": topic,
         "IOT_STREAMS_GROUP": unique("group"),
-        "IOT_STREAMS_KAFKA__BOOTSTRAP": settings.kafka_bootstrap,
+        **process_env(settings),
         "IOT_STREAMS_ALERT_RULES": str(RULES),
         "IOT_STREAMS_NOTIFIER__ENABLED": "false",
         "IOT_STREAMS_RELAY": "false",

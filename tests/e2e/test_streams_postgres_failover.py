@@ -31,7 +31,9 @@ import psycopg
 import pytest
 
 from iot_gateway.devstack import DevStackSettings
+from iot_gateway.devstack.clients import kafka_client
 from streams.store.postgres import PostgresStore
+from tests.clients import process_env
 from tests.e2e.gateway_harness import (
     GatewayProcess,
     create_topics,
@@ -133,7 +135,7 @@ async def test_two_postgres_workers_one_killed_partitions_move_and_projections_h
 ) -> None:
     prefix = unique("pgfail").replace(".", "-")
     topic, dlq = f"{prefix}.telemetry", f"{prefix}.dlq"
-    await create_topics(settings.kafka_bootstrap, topic, dlq, partitions=PARTITIONS)
+    await create_topics(kafka_client(settings), topic, dlq, partitions=PARTITIONS)
     dsn = settings.pg_dsn()
     schema = f"e2e_failover_{uuid.uuid4().hex[:12]}"
     store = PostgresStore(dsn, schema=schema)
@@ -176,7 +178,7 @@ async def _run(
         **os.environ,
         "IOT_STREAMS_GROUP": group,
         "IOT_STREAMS_TELEMETRY_TOPIC": topic,
-        "IOT_STREAMS_KAFKA__BOOTSTRAP": settings.kafka_bootstrap,
+        **process_env(settings),
         "IOT_STREAMS_STORE": f"{settings.pg_dsn()}?schema={schema}",
         "IOT_STREAMS_ALERT_RULES": str(rules_file),
         "IOT_STREAMS_NOTIFIER__ENABLED": "false",
@@ -233,6 +235,7 @@ async def _run(
                 ],
                 stdout=subprocess.PIPE,
                 stderr=simulator_log,
+                env={**os.environ, **process_env(settings)},
             )
         )
 
@@ -278,7 +281,7 @@ async def _run(
     assert simulator.returncode == 0, report
     assert gateway.terminate() == 0  # drained: everything acknowledged is in the log
 
-    ends = await end_offsets(settings.kafka_bootstrap, topic, PARTITIONS)
+    ends = await end_offsets(kafka_client(settings), topic, PARTITIONS)
 
     def caught_up() -> bool:
         positions = _positions(store, group)

@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 
 from iot_gateway.devstack import DevStackSettings
+from iot_gateway.devstack.clients import kafka_client
 from streams.store.sqlite import SqliteStore
+from tests.clients import process_env
 from tests.e2e.gateway_harness import (
     GatewayProcess,
     create_topics,
@@ -72,7 +74,7 @@ async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
 ) -> None:
     prefix = unique("streams").replace(".", "-")
     topic, dlq, partitions = f"{prefix}.telemetry", f"{prefix}.dlq", 6
-    await create_topics(settings.kafka_bootstrap, topic, dlq, partitions=partitions)
+    await create_topics(kafka_client(settings), topic, dlq, partitions=partitions)
     gateway = GatewayProcess(
         write_config(
             tmp_path / "gateway.yaml",
@@ -96,7 +98,7 @@ async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
             **os.environ,
             "IOT_STREAMS_GROUP": group,
             "IOT_STREAMS_TELEMETRY_TOPIC": topic,
-            "IOT_STREAMS_KAFKA__BOOTSTRAP": settings.kafka_bootstrap,
+            **process_env(settings),
             "IOT_STREAMS_STORE": f"sqlite:///{store_path}",
             "IOT_STREAMS_ALERT_RULES": str(rules_file),
             "IOT_STREAMS_NOTIFIER__ENABLED": "false",
@@ -137,6 +139,7 @@ async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
             ],
             stdout=subprocess.PIPE,
             stderr=simulator_log,
+            env={**os.environ, **process_env(settings)},
         )
     rng = random.Random(17)
     store = SqliteStore(store_path)
@@ -162,7 +165,7 @@ async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
     assert simulator.returncode == 0, report
 
     # Let the last worker catch up with the whole log and drain its outbox.
-    ends = await end_offsets(settings.kafka_bootstrap, topic, partitions)
+    ends = await end_offsets(kafka_client(settings), topic, partitions)
     deadline = time.monotonic() + 120
     while True:
         positions = {tp.partition: offset + 1 for tp, offset in store.positions(group).items()}

@@ -17,17 +17,19 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from iot_gateway.avro import InMemorySchemas, SchemaCatalog, decode, encode
 from iot_gateway.devstack import DevStackSettings
+from iot_gateway.devstack.clients import kafka_client
 from iot_gateway.gateway.bridge import Gateway
 from iot_gateway.gateway.codecs import SubjectCodec
 from iot_gateway.gateway.config import GatewayConfig
 from iot_gateway.gateway.downlink import Downlink
-from tests.clients import mosquitto_pub
+from iot_gateway.kafka_client import KafkaClientSettings
+from tests.clients import mosquitto_pub, mqtt_login_kwargs
 
 SUBJECT = "iot.telemetry.v1-value"
 
 
-async def _topics(bootstrap: str, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _topics(kafka: KafkaClientSettings, *names: str) -> None:
+    admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, 3, 1) for name in names])
@@ -35,9 +37,9 @@ async def _topics(bootstrap: str, *names: str) -> None:
         await admin.close()
 
 
-async def _consume(bootstrap: str, topic: str, count: int) -> list[object]:
+async def _consume(kafka: KafkaClientSettings, topic: str, count: int) -> list[object]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        topic, **kafka.aiokafka_kwargs(), auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
     records: list[object] = []
@@ -67,7 +69,7 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     prefix = unique("mqtt").replace(".", "-")
     topic, dlq, commands = unique("telemetry"), unique("dlq"), unique("commands")
-    await _topics(settings.kafka_bootstrap, topic, dlq, commands)
+    await _topics(kafka_client(settings), topic, dlq, commands)
     config = GatewayConfig(
         mqtt={
             "host": settings.host,
@@ -76,8 +78,9 @@ async def harness(
             "share_group": prefix,
             "filters": [f"{prefix}/devices/+/telemetry/#"],
             "session_expiry_s": 60,
+            **mqtt_login_kwargs(settings),
         },
-        kafka={"bootstrap": settings.kafka_bootstrap, "dlq_topic": dlq},
+        kafka={**kafka_client(settings).model_dump(), "dlq_topic": dlq},
         routes=[
             {
                 "name": "telemetry",
@@ -120,7 +123,7 @@ async def test_a_reading_from_mosquitto_pub_arrives_as_keyed_avro_with_headers(
     await asyncio.to_thread(
         mosquitto_pub, settings, f"{harness.prefix}/devices/dev-7/telemetry", payload
     )
-    [record] = await _consume(settings.kafka_bootstrap, harness.topic, 1)
+    [record] = await _consume(kafka_client(settings), harness.topic, 1)
     assert record.key == b"dev-7"  # type: ignore[attr-defined]
     headers = dict(record.headers)  # type: ignore[attr-defined]
     assert headers["event_id"] == b"dev-7:41"
@@ -150,12 +153,12 @@ async def test_bad_inputs_land_in_the_dlq_with_reasons_and_the_gateway_keeps_goi
     await asyncio.to_thread(
         mosquitto_pub, settings, f"{base}/dev-1/telemetry", b'{"seq": 1, "metrics": {"t": 1}}'
     )
-    dlq = await _consume(settings.kafka_bootstrap, harness.dlq, len(cases))
+    dlq = await _consume(kafka_client(settings), harness.dlq, len(cases))
     reasons = sorted(dict(r.headers)["reason"].decode() for r in dlq)  # type: ignore[attr-defined]
     assert reasons == sorted(reason for _, _, reason in cases)
     raw = {dict(r.headers)["reason"]: r.value for r in dlq}  # type: ignore[attr-defined]
     assert raw[b"invalid_utf8"] == cases[1][1]  # the raw bytes, untouched
-    good = await _consume(settings.kafka_bootstrap, harness.topic, 1)
+    good = await _consume(kafka_client(settings), harness.topic, 1)
     assert dict(good[0].headers)["event_id"] == b"dev-1:1"  # type: ignore[attr-defined]
 
 
@@ -181,10 +184,13 @@ async def test_downlink_commands_reach_the_device_topic_expired_and_garbage_do_n
 
     device_topic = f"{harness.prefix}/devices/dev-9/commands"
     async with aiomqtt.Client(
-        settings.host, settings.mqtt_port, protocol=aiomqtt.ProtocolVersion.V5
+        settings.host,
+        settings.mqtt_port,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        **mqtt_login_kwargs(settings),
     ) as device:
         await device.subscribe(device_topic, qos=1)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        producer = AIOKafkaProducer(**kafka_client(settings).aiokafka_kwargs(), acks="all")
         await producer.start()
         try:
             for value in (

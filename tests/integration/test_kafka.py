@@ -9,10 +9,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from iot_gateway.devstack import DevStackSettings
+from iot_gateway.devstack.clients import kafka_client
+from iot_gateway.kafka_client import KafkaClientSettings
 
 
-async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _create_topic(kafka: KafkaClientSettings, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1)])
@@ -21,11 +23,14 @@ async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
 
 
 async def _drain(
-    bootstrap: str, topic: str, partitions: int, isolation_level: str = "read_uncommitted"
+    kafka: KafkaClientSettings,
+    topic: str,
+    partitions: int,
+    isolation_level: str = "read_uncommitted",
 ) -> list[tuple[int, bytes]]:
     """Reads a whole topic from the beginning up to its current end (or stable end)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka.aiokafka_kwargs(),
         isolation_level=isolation_level,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -53,9 +58,9 @@ async def test_idempotent_producer_with_acks_all_delivers_each_record_once_in_or
     settings: DevStackSettings, unique: Callable[[str], str]
 ) -> None:
     topic = unique("topic")
-    await _create_topic(settings.kafka_bootstrap, topic, 1)
+    await _create_topic(kafka_client(settings), topic, 1)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all"
+        **kafka_client(settings).aiokafka_kwargs(), enable_idempotence=True, acks="all"
     )
     await producer.start()
     try:
@@ -66,7 +71,7 @@ async def test_idempotent_producer_with_acks_all_delivers_each_record_once_in_or
     finally:
         await producer.stop()
     assert [m.offset for m in metadata] == list(range(500))
-    records = await _drain(settings.kafka_bootstrap, topic, 1)
+    records = await _drain(kafka_client(settings), topic, 1)
     assert [value for _, value in records] == [str(i).encode() for i in range(500)]
 
 
@@ -74,9 +79,9 @@ async def test_transactions_commit_and_abort_and_read_committed_sees_only_commit
     settings: DevStackSettings, unique: Callable[[str], str]
 ) -> None:
     topic = unique("topic")
-    await _create_topic(settings.kafka_bootstrap, topic, 3)
+    await _create_topic(kafka_client(settings), topic, 3)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, transactional_id=unique("txn")
+        **kafka_client(settings).aiokafka_kwargs(), transactional_id=unique("txn")
     )
     await producer.start()
     try:
@@ -92,8 +97,8 @@ async def test_transactions_commit_and_abort_and_read_committed_sees_only_commit
     finally:
         await producer.stop()
 
-    committed = await _drain(settings.kafka_bootstrap, topic, 3, "read_committed")
-    everything = await _drain(settings.kafka_bootstrap, topic, 3)
+    committed = await _drain(kafka_client(settings), topic, 3, "read_committed")
+    everything = await _drain(kafka_client(settings), topic, 3)
     assert sorted(value for _, value in committed) == [b"committed-1"] * 10 + [b"committed-2"]
     # The aborted records are in the log; only the isolation level hides them.
     assert sum(1 for _, value in everything if value == b"aborted") == 10
@@ -111,12 +116,12 @@ async def test_consumer_group_rebalances_partitions_between_two_members(
     settings: DevStackSettings, unique: Callable[[str], str]
 ) -> None:
     topic, group = unique("topic"), unique("group")
-    await _create_topic(settings.kafka_bootstrap, topic, 4)
+    await _create_topic(kafka_client(settings), topic, 4)
 
     def member() -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             topic,
-            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_client(settings).aiokafka_kwargs(),
             group_id=group,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=500,

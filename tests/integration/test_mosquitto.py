@@ -10,6 +10,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from iot_gateway.devstack import DevStackSettings
+from tests.clients import mqtt_auth_args, mqtt_login_kwargs
 
 
 def _persistent(settings: DevStackSettings, client_id: str) -> aiomqtt.Client:
@@ -23,6 +24,7 @@ def _persistent(settings: DevStackSettings, client_id: str) -> aiomqtt.Client:
         protocol=aiomqtt.ProtocolVersion.V5,
         clean_start=False,
         properties=properties,
+        **mqtt_login_kwargs(settings),
     )
 
 
@@ -56,6 +58,7 @@ async def test_qos1_messages_published_while_offline_reach_the_persistent_sessio
             settings.host,
             "-p",
             str(settings.mqtt_port),
+            *mqtt_auth_args(settings),
             "-V",
             "mqttv5",
             "-q",
@@ -82,6 +85,7 @@ async def test_a_clean_session_gets_nothing_that_was_published_before_it_subscri
         settings.mqtt_port,
         identifier=unique("pub"),
         protocol=aiomqtt.ProtocolVersion.V5,
+        **mqtt_login_kwargs(settings),
     ) as publisher:
         await publisher.publish(topic, b"before", qos=1)
         async with aiomqtt.Client(
@@ -89,6 +93,7 @@ async def test_a_clean_session_gets_nothing_that_was_published_before_it_subscri
             settings.mqtt_port,
             identifier=unique("sub"),
             protocol=aiomqtt.ProtocolVersion.V5,
+            **mqtt_login_kwargs(settings),
         ) as subscriber:
             await subscriber.subscribe(topic, qos=1)
             await publisher.publish(topic, b"after", qos=1)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from iot_gateway.devstack import DevStackSettings
+from iot_gateway.devstack.clients import kafka_client
 from iot_gateway.registry import (
     ConfluentSchemaRegistry,
     EmbeddedSchemaRegistry,
@@ -29,7 +30,7 @@ class TestEmbeddedRegistry(RegistryContract):
         self, settings: DevStackSettings, unique: Callable[[str], str]
     ) -> AsyncIterator[SchemaRegistry]:
         topic = unique("schemas")
-        async with EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic) as registry:
+        async with EmbeddedSchemaRegistry(kafka_client(settings), topic=topic) as registry:
             yield registry
 
 
@@ -39,7 +40,7 @@ class TestRestClientOverEmbeddedServer(RegistryContract):
         self, settings: DevStackSettings, unique: Callable[[str], str]
     ) -> AsyncIterator[SchemaRegistry]:
         topic = unique("schemas")
-        async with EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic) as backend:
+        async with EmbeddedSchemaRegistry(kafka_client(settings), topic=topic) as backend:
             runner, url = await start_server(backend, port=0)
             try:
                 async with ConfluentSchemaRegistry(url) as client:

@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from iot_gateway.avro import AvroSchema, CompatibilityMode, encode, parse_schema
 from iot_gateway.cli import main
 from iot_gateway.devstack import DevStackSettings
+from iot_gateway.devstack.clients import kafka_client
 from iot_gateway.registry import (
     EmbeddedSchemaRegistry,
     IncompatibleSchemaError,
@@ -54,8 +55,8 @@ async def test_two_processes_registering_concurrently_agree(
     settings: DevStackSettings, unique: Callable[[str], str]
 ) -> None:
     topic = unique("schemas")
-    one = EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic)
-    two = EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic)
+    one = EmbeddedSchemaRegistry(kafka_client(settings), topic=topic)
+    two = EmbeddedSchemaRegistry(kafka_client(settings), topic=topic)
     await asyncio.gather(one.start(), two.start())
     try:
         # Each writes its own schemas, plus the same schemas to shared subjects, interleaved.
@@ -87,8 +88,8 @@ async def test_of_two_mutually_incompatible_schemas_exactly_one_wins_everywhere(
     settings: DevStackSettings, unique: Callable[[str], str]
 ) -> None:
     topic = unique("schemas")
-    one = EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic)
-    two = EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic)
+    one = EmbeddedSchemaRegistry(kafka_client(settings), topic=topic)
+    two = EmbeddedSchemaRegistry(kafka_client(settings), topic=topic)
     await asyncio.gather(one.start(), two.start())
     try:
         await one.register("s-value", schema("R"))
@@ -114,14 +115,14 @@ async def test_a_restarted_process_sees_the_same_state_and_appends_nothing_new(
     settings: DevStackSettings, unique: Callable[[str], str]
 ) -> None:
     topic = unique("schemas")
-    async with EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic) as first:
+    async with EmbeddedSchemaRegistry(kafka_client(settings), topic=topic) as first:
         await first.register("a-value", schema("A"))
         await first.register("a-value", schema("A", {"name": "y", "type": "long", "default": 1}))
         await first.set_compatibility(CompatibilityMode.NONE, "b-value")
         await first.register("b-value", schema("B"))
         await first.delete_version("a-value", 1)
         before, end = snapshot(first.state), await first.sync()
-    async with EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic) as second:
+    async with EmbeddedSchemaRegistry(kafka_client(settings), topic=topic) as second:
         assert snapshot(second.state) == before
         assert second.position == end
         again = await second.register("b-value", schema("B"))  # idempotent: no new record
@@ -132,8 +133,8 @@ async def test_malformed_records_are_skipped_alike_by_every_process(
     settings: DevStackSettings, unique: Callable[[str], str]
 ) -> None:
     topic = unique("schemas")
-    async with EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic) as registry:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    async with EmbeddedSchemaRegistry(kafka_client(settings), topic=topic) as registry:
+        producer = AIOKafkaProducer(**kafka_client(settings).aiokafka_kwargs())
         await producer.start()
         try:
             for junk in (b"", b"\xff\x00", b'{"format":1,"op":"Explode"}', b"[]"):
@@ -145,7 +146,7 @@ async def test_malformed_records_are_skipped_alike_by_every_process(
             await producer.stop()
         first = await registry.register("a-value", schema("A"))
         assert first.schema_id == 1
-        async with EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic) as fresh:
+        async with EmbeddedSchemaRegistry(kafka_client(settings), topic=topic) as fresh:
             assert snapshot(fresh.state) == snapshot(registry.state)
             assert fresh.state.subjects() == ("a-value",)
 
@@ -154,14 +155,14 @@ async def test_a_log_topic_with_several_partitions_is_refused(
     settings: DevStackSettings, unique: Callable[[str], str]
 ) -> None:
     topic = unique("schemas")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client(settings).aiokafka_kwargs())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, 3, 1)])
     finally:
         await admin.close()
     with pytest.raises(RegistryError, match="3 partitions"):
-        async with EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic):
+        async with EmbeddedSchemaRegistry(kafka_client(settings), topic=topic):
             pass
 
 
@@ -170,8 +171,8 @@ async def test_schema_cache_fetches_an_unknown_writer_schema_once(
 ) -> None:
     topic = unique("schemas")
     async with (
-        EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic) as writer_side,
-        EmbeddedSchemaRegistry(settings.kafka_bootstrap, topic=topic) as reader_side,
+        EmbeddedSchemaRegistry(kafka_client(settings), topic=topic) as writer_side,
+        EmbeddedSchemaRegistry(kafka_client(settings), topic=topic) as reader_side,
     ):
         producer_cache = SchemaCache(writer_side)
         registered = await producer_cache.register("a-value", schema("A"))

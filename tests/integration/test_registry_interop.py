@@ -26,6 +26,8 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from iot_gateway.avro import SchemaCatalog, encode, parse_schema
 from iot_gateway.devstack import DevStackSettings
+from iot_gateway.devstack.clients import kafka_client
+from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.registry import EmbeddedSchemaRegistry, SchemaCache, start_server
 
 TELEMETRY = "iot.telemetry.v1-value"
@@ -37,25 +39,23 @@ class Served:
     registry: EmbeddedSchemaRegistry
     url: str
     topic: str
-    bootstrap: str
+    kafka: KafkaClientSettings
 
 
 @pytest.fixture
 async def served(settings: DevStackSettings, unique: Callable[[str], str]) -> AsyncIterator[Served]:
     """A fresh data topic, and an embedded registry on its own log served over REST."""
     topic = unique("telemetry")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client(settings).aiokafka_kwargs())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, 1, 1)])
     finally:
         await admin.close()
-    async with EmbeddedSchemaRegistry(
-        settings.kafka_bootstrap, topic=unique("schemas")
-    ) as registry:
+    async with EmbeddedSchemaRegistry(kafka_client(settings), topic=unique("schemas")) as registry:
         runner, url = await start_server(registry, port=0)
         try:
-            yield Served(registry, url, topic, settings.kafka_bootstrap)
+            yield Served(registry, url, topic, kafka_client(settings))
         finally:
             await runner.cleanup()
 
@@ -80,7 +80,7 @@ def _confluent_consume(served: Served, count: int) -> list[Any]:
 def _confluent_consume_with(client: SchemaRegistryClient, served: Served, count: int) -> list[Any]:
     deserializer = AvroDeserializer(client)
     consumer = Consumer(
-        {"bootstrap.servers": served.bootstrap, "group.id": served.topic + ".g",
+        {**served.kafka.confluent_config(), "group.id": served.topic + ".g",
          "enable.auto.commit": False}
     )  # fmt: skip
     consumer.assign([ConfluentTopicPartition(served.topic, 0, 0)])
@@ -103,7 +103,7 @@ async def test_confluent_deserializer_reads_what_our_serde_produced(served: Serv
     writer = await cache.register(f"{served.topic}-value", SchemaCatalog.load().latest(TELEMETRY))
     records = [telemetry(n) for n in range(12)]
     producer = AIOKafkaProducer(
-        bootstrap_servers=served.bootstrap, enable_idempotence=True, acks="all"
+        **served.kafka.aiokafka_kwargs(), enable_idempotence=True, acks="all"
     )
     await producer.start()
     try:
@@ -128,7 +128,7 @@ async def test_confluent_deserializer_reads_what_our_serde_produced(served: Serv
 def _confluent_produce(served: Served, schema_text: str, records: list[dict[str, Any]]) -> None:
     with SchemaRegistryClient({"url": served.url}) as client:
         serializer = AvroSerializer(client, schema_text)
-        producer = Producer({"bootstrap.servers": served.bootstrap, "enable.idempotence": True})
+        producer = Producer({**served.kafka.confluent_config(), "enable.idempotence": True})
         context = SerializationContext(served.topic, MessageField.VALUE)
         for record in records:
             producer.produce(served.topic, value=serializer(record, context), key=b"k")
@@ -143,11 +143,9 @@ async def test_our_serde_reads_what_the_confluent_serializer_wrote(
     records = [telemetry(n) for n in range(12)]
     await asyncio.to_thread(_confluent_produce, served, schema_text, records)
 
-    frames = await _consume(settings.kafka_bootstrap, served.topic, len(records))
+    frames = await _consume(kafka_client(settings), served.topic, len(records))
     # A second process of the deployment, knowing none of the ids yet.
-    async with EmbeddedSchemaRegistry(
-        settings.kafka_bootstrap, topic=served.registry.topic
-    ) as other:
+    async with EmbeddedSchemaRegistry(kafka_client(settings), topic=served.registry.topic) as other:
         cache = SchemaCache(other)
         values = [await cache.decode(frame) for frame in frames]
         registered = await other.lookup(f"{served.topic}-value", parse_schema(schema_text))
@@ -156,8 +154,8 @@ async def test_our_serde_reads_what_the_confluent_serializer_wrote(
     assert {frame[1:5] for frame in frames} == {registered.schema_id.to_bytes(4, "big")}
 
 
-async def _consume(bootstrap: str, topic: str, count: int) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def _consume(kafka: KafkaClientSettings, topic: str, count: int) -> list[bytes]:
+    consumer = AIOKafkaConsumer(**kafka.aiokafka_kwargs(), enable_auto_commit=False)
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)

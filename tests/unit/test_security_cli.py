@@ -46,7 +46,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     policy.write_text(POLICY)
     monkeypatch.setenv("IOT_LOCAL_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("IOT_POLICY_FILE", str(policy))
-    monkeypatch.delenv("IOT_SECURE", raising=False)
+    monkeypatch.setenv("IOT_SECURE", "false")
     return tmp_path
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from iot_gateway.devstack import DevStackSettings, ServiceStartError
 from iot_gateway.devstack.accounts import service_user
+from iot_gateway.devstack.apps import GatewayApp, StreamsWorkerApp
 from iot_gateway.devstack.kafka import Kafka
 from iot_gateway.devstack.mosquitto import Mosquitto
 from iot_gateway.policy import verify_password
@@ -112,8 +113,9 @@ def moved_out(tmp_path: Path) -> Iterator[None]:
         shutil.rmtree(target.parent, ignore_errors=True)
 
 
-def test_settings_secure_mode_is_off_by_default_and_read_from_the_environment() -> None:
-    assert DevStackSettings().secure is False
+def test_settings_secure_mode_is_on_by_default_and_read_from_the_environment() -> None:
+    assert DevStackSettings().secure is True
+    assert DevStackSettings.from_env({"IOT_SECURE": "false"}).secure is False
     settings = DevStackSettings.from_env(
         {"IOT_SECURE": "true", "IOT_MQTTS_PORT": "18883", "IOT_POLICY_FILE": "/x/p.yaml"}
     )
@@ -162,8 +164,11 @@ def test_secured_kafka_listens_with_sasl_scram_and_the_standard_authorizer(
         "SASL_PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
     )
     assert properties["listener.security.protocol.map"] == (
-        "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+        "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
     )
+    assert properties["sasl.mechanism.controller.protocol"] == "PLAIN"
+    controller_jaas = properties["listener.name.controller.plain.sasl.jaas.config"]
+    assert f'user_admin="{admin.password}";' in controller_jaas
     assert properties["inter.broker.listener.name"] == "SASL_PLAINTEXT"
     assert properties["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
     assert properties["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
@@ -171,7 +176,7 @@ def test_secured_kafka_listens_with_sasl_scram_and_the_standard_authorizer(
         "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     )
     assert properties["allow.everyone.if.no.acl.found"] == "false"
-    assert properties["super.users"] == "User:ANONYMOUS;User:admin;User:ops"
+    assert properties["super.users"] == "User:admin;User:ops"  # nobody is anonymous
     jaas = properties["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"]
     assert f'username="admin" password="{admin.password}";' in jaas
     assert stat.S_IMODE(kafka.config_file.stat().st_mode) == 0o600
@@ -189,11 +194,25 @@ def test_a_malformed_policy_stops_a_secured_start_with_its_line(tmp_path: Path) 
         Kafka(settings)._write_configs()
 
 
-def test_secured_mode_refuses_to_start_apps_that_have_no_credentials(tmp_path: Path) -> None:
+def test_secured_apps_connect_as_their_own_principals(tmp_path: Path) -> None:
     settings = replace(_settings(tmp_path, secure=True), apps=True)
-    with pytest.raises(ServiceStartError, match="IOT_APPS=false"):
-        Kafka(settings)._write_configs()
-    Kafka(replace(settings, secure=False))._write_configs()  # the default stack runs its apps
+    stack = SecuredStack(settings)
+    passwords = stack.secrets.ensure(["gateway", "streams"])  # what `policy apply` generates
+    gateway = GatewayApp(settings).launch().env or {}
+    assert gateway["IOT_GATEWAY_KAFKA__SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert gateway["IOT_GATEWAY_KAFKA__SASL_USERNAME"] == "gateway"
+    assert gateway["IOT_GATEWAY_KAFKA__SASL_PASSWORD"] == passwords["gateway"].password
+    assert gateway["IOT_GATEWAY_MQTT__USERNAME"] == "gateway"
+    assert gateway["IOT_GATEWAY_POLICY__FILE"] == str(tmp_path / "policy.yaml")
+    assert gateway["IOT_GATEWAY_POLICY__DEVICES_FILE"] == str(stack.layout.devices_file)
+    worker = StreamsWorkerApp(settings).launch().env or {}
+    assert worker["IOT_STREAMS_KAFKA__SASL_USERNAME"] == "streams"
+    assert worker["IOT_STREAMS_KAFKA__SASL_PASSWORD"] == passwords["streams"].password
+
+    plain = GatewayApp(replace(settings, secure=False)).launch().env or {}
+    assert plain["IOT_GATEWAY_KAFKA__SECURITY_PROTOCOL"] == "PLAINTEXT"
+    ours = [key for key in plain if key.startswith("IOT_GATEWAY_")]
+    assert not any("SASL" in key or "POLICY" in key or "USERNAME" in key for key in ours)
 
 
 def test_a_data_dir_formatted_without_sasl_is_formatted_again(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from iot_gateway.policy import (
     MqttTopic,
     PatternType,
     Permission,
+    PolicyError,
     PolicyLoadError,
     PrincipalKind,
     hash_password,
@@ -36,12 +37,15 @@ from iot_gateway.security import (
     ApplyError,
     Credential,
     DeviceError,
+    DeviceStore,
     KafkaState,
     NotSecureError,
+    PolicyWatch,
     SecuredStack,
     credentialed_principals,
     effective_policy,
     ingest_authorize,
+    watched_ingest_authorize,
 )
 from iot_gateway.security import kafka as kafka_acls
 from iot_gateway.security import mosquitto as broker
@@ -131,6 +135,35 @@ def test_the_gateway_hook_lets_a_device_feed_only_its_own_key() -> None:
     assert "default deny" in reason
     assert authorize("unknown", object(), "devices/unknown/telemetry") is not None
     assert authorize("d1", object(), "devices/d1/+") is not None  # bad input is a reason
+
+
+def test_the_watched_hook_follows_registrations_revocations_and_keeps_a_good_policy(
+    tmp_path: Path,
+) -> None:
+    policy_file, devices = tmp_path / "policy.yaml", DeviceStore(tmp_path / "devices.json")
+    policy_file.write_text(POLICY)
+    now = [0.0]
+    watch = PolicyWatch(policy_file, devices.path, check_every_s=5.0, clock=lambda: now[0])
+    authorize = watched_ingest_authorize(watch)
+    assert authorize("d1", object(), "devices/d1/telemetry") is not None  # not registered
+
+    devices.add("d1")  # a denial looks again at once: no wait for the periodic check
+    assert authorize("d1", object(), "devices/d1/telemetry") is None
+    assert authorize("d1", object(), "devices/d2/telemetry") is not None
+
+    devices.revoke("d1")  # noticed by the periodic check
+    assert authorize("d1", object(), "devices/d1/telemetry") is None
+    now[0] += 5.0
+    assert authorize("d1", object(), "devices/d1/telemetry") is not None
+
+    devices.add("d1")
+    assert authorize("d1", object(), "devices/d1/telemetry") is None
+    policy_file.write_text(POLICY + "  - {id: broken, effect: alow}\n")  # the old one stays
+    now[0] += 5.0
+    assert authorize("d1", object(), "devices/d1/telemetry") is None
+    assert authorize("d2", object(), "devices/d2/telemetry") is not None
+    with pytest.raises(PolicyError):  # but a gateway never starts without a valid policy
+        PolicyWatch(policy_file, devices.path)
 
 
 # -- Kafka plan and execution with a fake AdminClient ------------------------------------
@@ -328,7 +361,7 @@ def test_an_unreachable_kafka_changes_nothing(
 
 def test_apply_needs_secure_mode(tmp_path: Path) -> None:
     with pytest.raises(NotSecureError, match="IOT_SECURE=true"):
-        SecuredStack(DevStackSettings(local_dir=tmp_path)).apply()
+        SecuredStack(DevStackSettings(local_dir=tmp_path, secure=False)).apply()
 
 
 def test_servers_of_the_state_dir_running_unsecured_are_never_touched(
