@@ -8,7 +8,10 @@ Run from the repository root, with Mosquitto and Kafka up (``make up``)::
 
 Writes ``bench/results/gateway_ingest.json`` and ``bench/results/gateway_ingest_*.png``
 (``--profile`` also ``gateway_ingest_profile.txt``). Everything runs on loopback against the
-shared dev servers but under names of its own: a run id ``gwb-<hex>`` prefixes the MQTT
+shared dev servers (the dev stack the ``IOT_*`` variables name, as ``iotctl dev`` does: its
+Kafka and MQTT ports; on a secured stack every client of this benchmark, the gateways, the
+load generator, ``mosquitto_sub`` and ``kcat`` included, connects as the stack's ``admin``)
+but under names of its own: a run id ``gwb-<hex>`` prefixes the MQTT
 topics (``<run>-<phase>/devices/+/telemetry``), share groups, client ids and Kafka topics (6
 partitions each, deleted at the end). The gateways are this benchmark's own processes with
 their own config files in a temp dir; the dev stack's gateway (share group ``gw``) never sees
@@ -78,8 +81,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import gateway_ingest_report as report
-from bench.loadgen import drop_sessions
+from bench.loadgen import PASSWORD_ENV, drop_sessions
 from bench.procs import Children, CpuWindow, Spawned, pid_listening
+from iot_gateway.devstack import DevStackSettings
+from iot_gateway.devstack.clients import MqttLogin, client_env, kafka_client, mqtt_login
+from iot_gateway.kafka_client import KafkaClientSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -104,11 +110,15 @@ class Context:
     children: Children
     http: aiohttp.ClientSession
     infra: dict[str, int | None]
+    kafka: KafkaClientSettings
+    """The dev stack administrator's Kafka connection (every Kafka client of the run)."""
+    login: MqttLogin | None
+    """The administrator's MQTT login; None on an unsecured (anonymous) stack."""
     topics: list[str] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
 
     async def create_topics(self, *names: str) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.args.bootstrap)
+        admin = AIOKafkaAdminClient(**self.kafka.aiokafka_kwargs())
         await admin.start()
         try:
             await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
@@ -119,7 +129,7 @@ class Context:
     async def delete_topics(self) -> None:
         if not self.topics or self.args.keep_topics:
             return
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.args.bootstrap)
+        admin = AIOKafkaAdminClient(**self.kafka.aiokafka_kwargs())
         await admin.start()
         try:
             await admin.delete_topics(self.topics)
@@ -129,6 +139,30 @@ class Context:
     def window(self, **pids: int | None) -> CpuWindow:
         """CPU accounting for the shared servers plus ``pids``."""
         return CpuWindow({**self.infra, **pids})
+
+    def mqtt_auth_args(self) -> list[str]:
+        """``-u``/``-P`` for Mosquitto's command-line clients (nothing when anonymous)."""
+        login = self.login
+        return [] if login is None else ["-u", login.username, "-P", login.password]
+
+    def kcat_args(self) -> list[str]:
+        """``-b`` and the connection's ``-X`` settings (SASL on a secured stack) for kcat."""
+        config = self.kafka.confluent_config()
+        args = ["-b", config.pop("bootstrap.servers")]
+        for key, value in config.items():
+            args += ["-X", f"{key}={value}"]
+        return args
+
+    async def drop_sessions(self, client_ids: list[str]) -> None:
+        """Ends these broker sessions (and what the broker queued for them), as the admin."""
+        login = self.login
+        await drop_sessions(
+            self.args.mqtt_host,
+            self.args.mqtt_port,
+            client_ids,
+            username=login.username if login else None,
+            password=login.password if login else None,
+        )
 
 
 # ---------------------------------------------------------------------------- load generator
@@ -161,8 +195,12 @@ class LoadGen:
         ]  # fmt: skip
         if sends is not None:
             args += ["--record-sends", str(sends)]
+        env = None
+        if ctx.login is not None:  # the password in the environment, not on the command line
+            args += ["--username", ctx.login.username]
+            env = {**os.environ, PASSWORD_ENV: ctx.login.password}
         child = await ctx.children.spawn(
-            "loadgen", *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+            "loadgen", *args, cwd=ROOT, env=env, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         return cls(child)
@@ -216,6 +254,7 @@ class Gateway:
     async def start(self, profile_to: Path | None = None) -> None:
         env = {
             **os.environ,
+            **client_env("IOT_GATEWAY_", self.ctx.kafka, self.ctx.login),
             "IOT_GATEWAY_MQTT__CLIENT_ID": self.client_id,
             "IOT_GATEWAY_HTTP__PORT": str(self.http_port),
         }
@@ -305,7 +344,8 @@ def write_gateway_config(ctx: Context, prefix: str, topic: str) -> Path:
             "session_expiry_s": 300,
             "receive_maximum": a.receive_maximum,
         },
-        "kafka": {"bootstrap": a.bootstrap, "dlq_topic": f"{topic}.dlq"},
+        # The credentials (SASL on a secured stack) come from the environment: Gateway.start.
+        "kafka": {"bootstrap": ctx.kafka.bootstrap, "dlq_topic": f"{topic}.dlq"},
         "routes": [
             {
                 "name": "telemetry",
@@ -342,7 +382,7 @@ async def start_gateways(
 async def stop_gateways(ctx: Context, gateways: list[Gateway]) -> list[int | None]:
     """SIGTERM (the gateways drain), then drop their broker sessions and what they queued."""
     codes = await asyncio.gather(*(g.stop() for g in gateways))
-    await drop_sessions(ctx.args.mqtt_host, ctx.args.mqtt_port, [g.client_id for g in gateways])
+    await ctx.drop_sessions([g.client_id for g in gateways])
     return list(codes)
 
 
@@ -377,7 +417,7 @@ async def phase_mosquitto_sub(ctx: Context, repeat: int) -> dict[str, Any]:
     prefix = f"{ctx.run_id}-sub{repeat}"
     sub = await ctx.children.spawn(
         "mosquitto_sub", "mosquitto_sub", "-h", a.mqtt_host, "-p", str(a.mqtt_port),
-        "-V", "mqttv5", "-q", "1", "-i", f"{prefix}-sub",
+        *ctx.mqtt_auth_args(), "-V", "mqttv5", "-q", "1", "-i", f"{prefix}-sub",
         "-D", "connect", "receive-maximum", str(a.receive_maximum),
         "-t", f"$share/{prefix}/{prefix}/devices/+/telemetry", "-F", ".", "-N",
         stdout=asyncio.subprocess.PIPE,
@@ -431,7 +471,7 @@ async def phase_kcat(ctx: Context, repeat: int, records: Path, count: int) -> di
     started = time.monotonic()
     cpu.start()
     kcat = await ctx.children.spawn(
-        "kcat", "kcat", "-P", "-b", ctx.args.bootstrap, "-t", topic, "-K", "|", *headers,
+        "kcat", "kcat", "-P", *ctx.kcat_args(), "-t", topic, "-K", "|", *headers,
         "-X", "enable.idempotence=true", "-X", "acks=all", "-X", "linger.ms=5",
         "-X", "queue.buffering.max.messages=1000000", "-l", str(records),
         stderr=asyncio.subprocess.PIPE,
@@ -450,7 +490,7 @@ async def phase_kcat(ctx: Context, repeat: int, records: Path, count: int) -> di
 
 
 async def _end_offsets(ctx: Context, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=ctx.args.bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**ctx.kafka.aiokafka_kwargs(), group_id=None)
     await consumer.start()
     try:
         parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -592,7 +632,7 @@ class _Arrivals:
         self.topic = topic
         self.seen: dict[str, tuple[float, float]] = {}  # event_id -> (seen, record timestamp)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=ctx.args.bootstrap, group_id=None, fetch_max_wait_ms=5,
+            **ctx.kafka.aiokafka_kwargs(), group_id=None, fetch_max_wait_ms=5,
             enable_auto_commit=False,
         )  # fmt: skip
         self._task: asyncio.Task[None] | None = None
@@ -780,13 +820,16 @@ def environment(ctx: Context) -> dict[str, Any]:
     }
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace, stack: DevStackSettings) -> dict[str, Any]:
     run_id = f"gwb-{uuid.uuid4().hex[:8]}"
     tmp = Path(tempfile.mkdtemp(prefix=f"{run_id}-"))
     infra = {  # the servers this run talks to: whoever listens on their ports
-        "mosquitto": pid_listening(args.mqtt_port),
-        "kafka": pid_listening(int(args.bootstrap.rsplit(":", 1)[1])),
+        "mosquitto": pid_listening(stack.mqtt_port),
+        "kafka": pid_listening(stack.kafka_port),
     }
+    kafka, login = kafka_client(stack), mqtt_login(stack)
+    if stack.secure and login is None:
+        raise RuntimeError("the secured dev stack has no admin password yet: `iotctl dev up`")
     results: dict[str, Any] = {
         "benchmark": "gateway_ingest",
         "run_id": run_id,
@@ -798,7 +841,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "phases": {name: [] for name in PHASES if name in args.phases},
     }
     async with aiohttp.ClientSession() as http:
-        ctx = Context(args, run_id, tmp, Children(), http, infra)
+        ctx = Context(args, run_id, tmp, Children(), http, infra, kafka, login)
         results["environment"] = environment(ctx)
         try:
             await _repeats(ctx, results)
@@ -807,7 +850,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await ctx.children.stop_all()
             with contextlib.suppress(Exception):
-                await drop_sessions(args.mqtt_host, args.mqtt_port, ctx.sessions)
+                await ctx.drop_sessions(ctx.sessions)
             with contextlib.suppress(Exception):
                 await ctx.delete_topics()
             shutil.rmtree(tmp, ignore_errors=True)
@@ -853,9 +896,6 @@ def main() -> None:
     add("--profile", type=float, default=0, help="seconds of pyinstrument profile at the end")
     add("--profile-session", type=Path, help="keep the pyinstrument session file here")
     add("--gateway-src", type=Path, default=ROOT, help="run gateways from this tree (A/B)")
-    add("--mqtt-host", default="127.0.0.1")
-    add("--mqtt-port", type=int, default=1883)
-    add("--bootstrap", default="127.0.0.1:9092")
     add("--keep-topics", action="store_true", help="do not delete this run's Kafka topics")
     add("--label", default="", help="free text stored with the results")
     add("--out", type=Path, default=RESULTS, help="results directory")
@@ -869,16 +909,20 @@ def main() -> None:
         args.report_only.write_text(json.dumps(results, indent=2) + "\n")
         report.print_summary(results["summary"])
         return
-    for host in (args.mqtt_host, args.bootstrap.rsplit(":", 1)[0]):
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            parser.error("the benchmark runs on loopback only")
+    # The servers are the dev stack's (IOT_* variables, as for `iotctl dev`), so are the
+    # credentials: stored with the settings, as the flags they replace were.
+    stack = DevStackSettings.from_env()
+    args.mqtt_host, args.mqtt_port = stack.host, stack.mqtt_port
+    args.bootstrap, args.secure = stack.kafka_bootstrap, stack.secure
+    if stack.host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error("the benchmark runs on loopback only (IOT_HOST)")
     for tool in ("mosquitto_sub", "kcat"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed")
     args.out.mkdir(parents=True, exist_ok=True)
 
     async def bounded() -> dict[str, Any]:
-        task = asyncio.ensure_future(run(args))
+        task = asyncio.ensure_future(run(args, stack))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, task.cancel)

@@ -17,7 +17,11 @@ spliced per message; the JSON is filled in with one bytes ``%`` format.
 Run as a process (the benchmark does)::
 
     python -m bench.loadgen --prefix bench-x --devices 500 --connections 8 --duration 10 \\
-        [--rate 5000] [--record-sends FILE]
+        [--rate 5000] [--record-sends FILE] [--username admin]
+
+On a broker that refuses anonymous clients, ``--username`` logs every connection in; the
+password comes from the environment variable ``LOADGEN_MQTT_PASSWORD`` (not the command
+line, which every user of the machine can read).
 
 It prints one JSON line of progress every ``--progress`` seconds and a final summary line
 (``"final": true``) on stdout. While running it reads commands on stdin: ``rate <msg/s>``
@@ -39,6 +43,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+PASSWORD_ENV = "LOADGEN_MQTT_PASSWORD"  # noqa: S105 - a variable name, not a password
+"""The environment variable with the password of ``--username``."""
 _PUBACK = 0x40
 _CONNACK = 0x20
 _DISCONNECT = 0xE0
@@ -70,10 +76,24 @@ def _utf8(text: str) -> bytes:
     return struct.pack("!H", len(data)) + data
 
 
-def connect_packet(client_id: str, keepalive_s: int = 60) -> bytes:
-    """MQTT 5 CONNECT, clean start, no session kept after the connection ends."""
-    body = _utf8("MQTT") + bytes((5, 0x02)) + struct.pack("!H", keepalive_s) + b"\x00"
-    body += _utf8(client_id)
+def connect_packet(
+    client_id: str,
+    keepalive_s: int = 60,
+    username: str | None = None,
+    password: str | None = None,
+) -> bytes:
+    """MQTT 5 CONNECT, clean start, no session kept after the connection ends; with
+    ``username``/``password`` when given (flags bits 7/6, payload fields after the client id)."""
+    flags = 0x02  # clean start
+    payload = _utf8(client_id)  # no will: no will properties, topic or payload
+    if username is not None:
+        flags |= 0x80
+        payload += _utf8(username)
+    if password is not None:
+        flags |= 0x40
+        payload += _utf8(password)  # binary data: the same 2-byte length prefix
+    body = _utf8("MQTT") + bytes((5, flags)) + struct.pack("!H", keepalive_s) + b"\x00"
+    body += payload
     return bytes((0x10,)) + varint(len(body)) + body
 
 
@@ -139,8 +159,10 @@ class _Publisher(asyncio.Protocol):
         window: int,
         sends: dict[int, array[float]] | None,
         sample_every: int,
+        login: tuple[str, str | None] | None = None,
     ) -> None:
         self.client_id = client_id
+        self._login = login
         self.window = window
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -167,7 +189,8 @@ class _Publisher(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.write(connect_packet(self.client_id))
+        username, password = self._login or (None, None)
+        transport.write(connect_packet(self.client_id, username=username, password=password))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.ready.done():
@@ -298,6 +321,8 @@ class LoadSettings:
     tick_s: float = 0.002
     sample_every: int = 97  # measure publish -> broker PUBACK on every Nth message
     record_sends: Path | None = None
+    username: str | None = None  # MQTT login; None = anonymous
+    password: str | None = field(default=None, repr=False)
 
 
 class LoadGenerator:
@@ -349,6 +374,7 @@ class LoadGenerator:
                     s.window,
                     self.sends,
                     s.sample_every,
+                    None if s.username is None else (s.username, s.password),
                 ),
                 s.host,
                 s.port,
@@ -394,18 +420,31 @@ class LoadGenerator:
         path.write_text(json.dumps(data))
 
 
-async def drop_sessions(host: str, port: int, client_ids: list[str], timeout_s: float = 5) -> None:
+async def drop_sessions(
+    host: str,
+    port: int,
+    client_ids: list[str],
+    timeout_s: float = 5,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+) -> None:
     """Ends the broker sessions of ``client_ids`` (clean start, expiry 0), queued messages too.
 
     Connecting with Clean Start and no Session Expiry discards the old session on the broker,
-    including whatever it still queued for it; the connection is then closed at once.
+    including whatever it still queued for it; the connection is then closed at once. Logs in
+    with ``username``/``password`` when given; a refused CONNECT (the session stays) raises
+    ConnectionError.
     """
     for client_id in client_ids:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
         try:
-            writer.write(connect_packet(client_id))
+            writer.write(connect_packet(client_id, username=username, password=password))
             header = await asyncio.wait_for(reader.readexactly(2), timeout_s)
-            await asyncio.wait_for(reader.readexactly(header[1]), timeout_s)
+            body = await asyncio.wait_for(reader.readexactly(header[1]), timeout_s)
+            if header[0] != _CONNACK or len(body) < 2 or body[1] != 0:
+                reason = body[1] if header[0] == _CONNACK and len(body) > 1 else header[0]
+                raise ConnectionError(f"{client_id}: CONNECT refused ({reason:#x})")
             writer.write(b"\xe0\x00")
             await writer.drain()
         finally:
@@ -458,6 +497,8 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
         host=args.host,
         port=args.port,
         record_sends=args.record_sends,
+        username=args.username,
+        password=os.environ.get(PASSWORD_ENV) if args.username is not None else None,
     )
     generator = LoadGenerator(settings)
     await generator.connect()
@@ -512,6 +553,9 @@ def main() -> None:
     parser.add_argument("--progress", type=float, default=0.5, help="seconds between lines")
     parser.add_argument("--commands", action="store_true", help="read rate/stop from stdin")
     parser.add_argument("--record-sends", type=Path, help="write per-message send times here")
+    parser.add_argument(
+        "--username", help=f"MQTT login (default: anonymous); the password from ${PASSWORD_ENV}"
+    )
     args = parser.parse_args()
     summary = asyncio.run(_main(args))
     print(json.dumps(summary), flush=True)
