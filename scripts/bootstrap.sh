@@ -13,6 +13,8 @@ if ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])'; then
   missing+=(openjdk-17-jre-headless)
 fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+# headless browser for the query page's rendering test
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "PositionConflictError",
     "StoreError",
+    "StoreSwappedError",
     "StoreUnavailableError",
     "StreamsError",
 ]
@@ -56,3 +57,16 @@ class PositionConflictError(StoreError):
     """
 
     retriable = True
+
+
+class StoreSwappedError(StoreError):
+    """A replay swap replaced the store's state since this store instance last followed it.
+
+    Raised by a batch commit (nothing was written) when the store's generation is not the one
+    this instance works under: every cached state (inbox windows, devices) and the consumer's
+    positions belong to the state that was swapped out. Not retriable as is: drop the caches,
+    call ``Store.follow_swap()`` and seek every partition to ``Store.positions(group)`` + 1
+    (the swapped-in state's own offsets), then carry on from there.
+    """
+
+    retriable = False

@@ -50,6 +50,8 @@ class SkipReason(StrEnum):
     OLD_OFFSET = "old_offset"
     DUPLICATE_EVENT_ID = "duplicate_event_id"
     SEQ_OUT_OF_WINDOW = "seq_out_of_window"
+    UNDECODABLE = "undecodable"
+    """A record that is not a telemetry event: passed over, but its offset is committed."""
 
 
 _EMPTY: Mapping[SkipReason, int] = MappingProxyType({})
@@ -119,10 +121,13 @@ class BatchProcessor:
 
     # -- applying ---------------------------------------------------------------------------
 
-    def apply(self, batch: Sequence[tuple[Position, TelemetryEvent]]) -> BatchResult:
+    def apply(self, batch: Sequence[tuple[Position, TelemetryEvent | None]]) -> BatchResult:
         """Applies a batch in ONE store transaction; returns once it committed.
 
-        Events of a partition must come in offset order (as a consumer delivers them).
+        Events of a partition must come in offset order (as a consumer delivers them). An
+        entry without an event is a record that could not be decoded: nothing is applied for
+        it, but the stored offset moves past it like past any other record, so the position
+        a reader waits for is reached.
         Raises :class:`~streams.errors.StoreError`: then nothing of the batch is committed,
         the cache is dropped, and the caller must redeliver the same batch or seek to
         :meth:`assign`'s offsets before anything else (moving on would skip its events).
@@ -147,14 +152,14 @@ class BatchProcessor:
         )
 
     def _prepare(
-        self, batch: Sequence[tuple[Position, TelemetryEvent]]
+        self, batch: Sequence[tuple[Position, TelemetryEvent | None]]
     ) -> tuple[BatchWrite | None, BatchResult]:
         """Filters and projects the batch in memory; returns the write and its result."""
         parts = self._load(batch)
         projector = self._projector
         device_partition = self._device_partition
         touched: dict[tuple[str, int], PartitionInbox] = {}
-        old = duplicate = out_of_window = applied = 0
+        old = duplicate = out_of_window = undecodable = applied = 0
         for position, event in batch:
             tp = (position.topic, position.partition)
             inbox = parts[tp]
@@ -163,6 +168,9 @@ class BatchProcessor:
                 continue
             inbox.offset = position.offset
             touched[tp] = inbox
+            if event is None:
+                undecodable += 1
+                continue
             device_partition[event.device_id] = tp
             seen = False
             if event.seq is None:
@@ -210,6 +218,7 @@ class BatchProcessor:
             (SkipReason.OLD_OFFSET, old),
             (SkipReason.DUPLICATE_EVENT_ID, duplicate),
             (SkipReason.SEQ_OUT_OF_WINDOW, out_of_window),
+            (SkipReason.UNDECODABLE, undecodable),
         )
         result = BatchResult(
             applied=applied,
@@ -220,7 +229,7 @@ class BatchProcessor:
         return write, result
 
     def _load(
-        self, batch: Sequence[tuple[Position, TelemetryEvent]]
+        self, batch: Sequence[tuple[Position, TelemetryEvent | None]]
     ) -> dict[tuple[str, int], PartitionInbox]:
         parts = self._partitions
         for tp in {(position.topic, position.partition) for position, _ in batch}:
@@ -229,7 +238,7 @@ class BatchProcessor:
                 committed = -1 if state.offset is None else state.offset
                 recent = RecentIds(self._recent_capacity, state.recent_count, state.recent_ids)
                 parts[tp] = PartitionInbox(committed, recent)
-        unknown = self._projector.unknown(event.device_id for _, event in batch)
+        unknown = self._projector.unknown(event.device_id for _, event in batch if event)
         if unknown:
             loaded = self.store.load_devices(unknown, self._horizon_ms)
             self._projector.load(unknown, loaded.devices, loaded.windows, loaded.alerts)

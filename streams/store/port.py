@@ -37,8 +37,10 @@ __all__ = [
     "Projection",
     "ProjectionStore",
     "RecentId",
+    "StateSnapshot",
     "Store",
     "StoreTransaction",
+    "SwapStore",
     "TrackingStore",
 ]
 
@@ -164,6 +166,27 @@ class ProjectionStore(Protocol):
         """Alert states (of one device or all), ordered by device, rule."""
         ...
 
+    def device_page(
+        self,
+        after: str | None,
+        limit: int,
+        *,
+        seen_since: int | None = None,
+        has_metric: str | None = None,
+    ) -> list[DeviceState]:
+        """Up to ``limit`` devices with ids after ``after`` (code point order), for paging.
+
+        ``seen_since`` keeps devices whose ``last_seen`` is at or after it (epoch ms);
+        ``has_metric`` keeps devices that have a latest value of that metric.
+        """
+        ...
+
+    def window_range(
+        self, device_id: str, metric: str, size_ms: int, start_ms: int, end_ms: int
+    ) -> list[WindowAggregate]:
+        """Windows of one device's metric and size starting in ``[start_ms, end_ms)``, by start."""
+        ...
+
     def state_hash(self, projection: Projection) -> str:
         """SHA-256 of the projection's canonical rows in primary-key (code point) order.
 
@@ -269,7 +292,70 @@ class TrackingStore(Protocol):
         ...
 
 
-class Store(InboxStore, ProjectionStore, OutboxStore, TrackingStore, Protocol):
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """A group's inbox positions and every projection row, read in ONE transaction."""
+
+    positions: dict[TopicPartition, int]
+    devices: Sequence[DeviceState]
+    windows: Sequence[WindowAggregate]
+    alerts: Sequence[AlertState]
+
+
+class SwapStore(Protocol):
+    """Generations: how a replay swap replaces a live store's state under running workers.
+
+    Every swap bumps the store's *generation*. A store instance works under the generation it
+    saw when it was migrated; ``commit_batch`` compares it with the stored one in the batch's
+    own transaction (before the offset compare-and-set) and raises
+    :class:`~streams.errors.StoreSwappedError`, writing nothing, if a swap came in between.
+    """
+
+    def generation(self) -> int:
+        """The generation this instance commits batches under."""
+        ...
+
+    def stored_generation(self) -> int:
+        """The store's current generation (a swap committed by anyone bumps it)."""
+        ...
+
+    def follow_swap(self) -> int:
+        """Adopts the stored generation and returns it.
+
+        Call only after dropping every cached state; then seek to ``positions(group)``.
+        """
+        ...
+
+    def snapshot(self, group: str) -> StateSnapshot:
+        """``group``'s positions and all projection rows as of one consistent point."""
+        ...
+
+    def swap_in(self, shadow: Store, group: str) -> int:
+        """Makes ``shadow``'s projections and ``group``'s inbox (offsets, recent ids) this
+        store's state in ONE transaction, and bumps the generation; returns the new one.
+
+        The outbox, the idempotent-consumer records and other groups' inbox rows stay. The
+        shadow must be the same adapter on the same database (or file system), hold offsets
+        of ``group``, and is consumed by the swap (PostgreSQL: its schema becomes the store's;
+        the replaced schema is kept as ``<schema>_r<generation>``). StoreError, with nothing
+        changed, if any of that does not hold.
+        """
+        ...
+
+    def move_positions(self, group: str, moves: Sequence[OffsetAdvance]) -> int:
+        """Sets ``group``'s inbox offsets (``iotctl replay reset-group``) in ONE transaction and
+        bumps the generation (a worker still running follows as after a swap); returns the new
+        generation.
+
+        Each move is a compare-and-set from ``expected`` (None: no row yet) to ``offset``, the
+        partition's recent-id ring untouched; if any stored offset differs, nothing is written
+        and :class:`~streams.errors.PositionConflictError` is raised. Projections are not
+        touched: moving forward leaves the skipped events out of the state for good.
+        """
+        ...
+
+
+class Store(InboxStore, ProjectionStore, OutboxStore, TrackingStore, SwapStore, Protocol):
     """A complete store; adapters implement this."""
 
     def migrate(self) -> None:

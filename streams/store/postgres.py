@@ -26,12 +26,17 @@ from typing import Any, Self, TypeVar
 import psycopg
 
 from streams.domain import DerivedEvent, TopicPartition
-from streams.errors import PositionConflictError, StoreError, StoreUnavailableError
+from streams.errors import (
+    PositionConflictError,
+    StoreError,
+    StoreSwappedError,
+    StoreUnavailableError,
+)
 from streams.projections.alerts import AlertState
 from streams.projections.canonical import hash_rows
 from streams.projections.device import DeviceState
 from streams.projections.windows import WindowAggregate
-from streams.store import _codec
+from streams.store import _codec, _query_sql
 from streams.store._pg_sql import (
     DEVICE_TYPES,
     SCHEMA_VERSION,
@@ -39,13 +44,17 @@ from streams.store._pg_sql import (
     Staged,
     Statements,
 )
+from streams.store._swap_sql import pg_generation, pg_lock_live, pg_set_generation, pg_swap
 from streams.store.port import (
     BatchWrite,
     InboxState,
     LoadedDevices,
+    OffsetAdvance,
     OnceResult,
     OutboxRecord,
     Projection,
+    StateSnapshot,
+    Store,
     StoreTransaction,
 )
 
@@ -127,6 +136,8 @@ class PostgresStore:
         self._staged_on: object = None  # the connection whose staging tables exist
         self._listening_on: object = None  # the connection that LISTENs (reconnects re-LISTEN)
         self._claim_open = threading.Lock()  # held from claim() until the claim ends
+        self._dsn = dsn
+        self._generation: int | None = None  # see generation()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -137,6 +148,7 @@ class PostgresStore:
                 conn.execute(statement)
             conn.execute(self._sql.set_version, (SCHEMA_VERSION,))
             row = conn.execute(self._sql.version).fetchone()
+            self._generation = self._read_generation(conn)
         if row != (SCHEMA_VERSION,):
             raise StoreError(f"store schema version {row} is not {SCHEMA_VERSION}")
 
@@ -184,6 +196,7 @@ class PostgresStore:
 
     def _commit_batch(self, conn: psycopg.Connection[Any], write: BatchWrite) -> None:
         sql, fail, group = self._sql, self._failpoint, write.group
+        self._check_generation(conn)
         for adv in sorted(write.offsets, key=lambda a: (a.topic, a.partition)):
             if adv.expected is None:
                 cur = conn.execute(
@@ -273,6 +286,28 @@ class PostgresStore:
             rows = conn.execute(self._sql.alerts, (device_id, device_id)).fetchall()
         return sorted(map(_codec.alert_from_row, rows), key=lambda a: (a.device_id, a.rule))
 
+    def device_page(
+        self,
+        after: str | None,
+        limit: int,
+        *,
+        seen_since: int | None = None,
+        has_metric: str | None = None,
+    ) -> list[DeviceState]:
+        sql = _query_sql.pg_device_page(self.schema)
+        params = (after, after, seen_since, seen_since, has_metric, has_metric, limit)
+        with self._use(self._main, "device_page") as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_codec.device_from_row(row) for row in rows]
+
+    def window_range(
+        self, device_id: str, metric: str, size_ms: int, start_ms: int, end_ms: int
+    ) -> list[WindowAggregate]:
+        sql = _query_sql.pg_window_range(self.schema)
+        with self._use(self._main, "window_range") as conn:
+            rows = conn.execute(sql, (device_id, metric, size_ms, start_ms, end_ms)).fetchall()
+        return [WindowAggregate(*row) for row in rows]
+
     def state_hash(self, projection: Projection) -> str:
         if projection is Projection.DEVICES:
             return hash_rows(self.devices())
@@ -341,6 +376,101 @@ class PostgresStore:
                 for _ in conn.notifies(timeout=0.0):
                     pass
         return woken
+
+    # -- generations (replay swaps) ---------------------------------------------------------
+
+    def _read_generation(self, conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute(pg_generation(self.schema)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _check_generation(self, conn: psycopg.Connection[Any]) -> None:
+        """First statement of a batch: its lock on ``meta`` makes a swap wait for the batch,
+        or the batch wait for the swap and then read the swapped-in generation."""
+        stored = self._read_generation(conn)
+        if self._generation is None:
+            self._generation = stored
+        elif stored != self._generation:
+            raise StoreSwappedError(
+                f"the store was swapped (generation {self._generation} -> {stored}): "
+                "follow the swap and seek to its positions"
+            )
+
+    def generation(self) -> int:
+        if self._generation is None:
+            self._generation = self.stored_generation()
+        return self._generation
+
+    def stored_generation(self) -> int:
+        with self._use(self._main, "stored_generation") as conn:
+            return self._read_generation(conn)
+
+    def follow_swap(self) -> int:
+        self._generation = self.stored_generation()
+        return self._generation
+
+    def snapshot(self, group: str) -> StateSnapshot:
+        with self._use(self._main, "snapshot") as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                return StateSnapshot(
+                    self.positions(group), self.devices(), self.windows(), self.alert_states()
+                )
+            finally:
+                if not conn.broken:
+                    conn.execute("COMMIT")
+
+    def swap_in(self, shadow: Store, group: str) -> int:
+        """Renames schemas in one transaction: the shadow's becomes this store's, and this
+        store's is kept as ``<schema>_r<generation>`` (drop it once the swap is trusted)."""
+        if not isinstance(shadow, PostgresStore):
+            raise StoreError("a PostgreSQL store swaps in a PostgreSQL shadow only")
+        if shadow.schema == self.schema:
+            raise StoreError("the shadow store is the live store")
+        if shadow._dsn != self._dsn:
+            raise StoreError("the shadow schema must be in the live store's database")
+        if not shadow.positions(group):
+            raise StoreError(f"the shadow holds no offsets of group {group!r}: nothing to swap")
+        with self._use(self._main, "swap_in") as conn, conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '30s'")
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._sql.channel,))
+            conn.execute(pg_lock_live(self.schema))
+            generation = self._read_generation(conn) + 1
+            retired = f"{self.schema}_r{generation}"
+            for statement, grouped in pg_swap(self.schema, shadow.schema, retired):
+                conn.execute(statement, (group,) if grouped else ())
+            conn.execute(pg_set_generation(self.schema), (str(generation),))
+        return generation
+
+    def move_positions(self, group: str, moves: Sequence[OffsetAdvance]) -> int:
+        sql = self._sql
+        with self._use(self._main, "move_positions") as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (sql.channel,))
+            for move in sorted(moves, key=lambda m: (m.topic, m.partition)):
+                if move.expected is None:
+                    cur = conn.execute(
+                        sql.insert_offset,
+                        (group, move.topic, move.partition, move.offset, move.recent_count),
+                    )
+                else:
+                    cur = conn.execute(
+                        sql.update_offset,
+                        (
+                            move.offset,
+                            move.recent_count,
+                            group,
+                            move.topic,
+                            move.partition,
+                            move.expected,
+                        ),
+                    )
+                if cur.rowcount != 1:
+                    raise PositionConflictError(
+                        f"{move.topic}[{move.partition}] is no longer at offset {move.expected} "
+                        f"in group {group!r}: a worker applied events meanwhile"
+                    )
+            generation = self._read_generation(conn) + 1
+            conn.execute(pg_set_generation(self.schema), (str(generation),))
+        return generation
 
     # -- idempotent consumer ----------------------------------------------------------------
 

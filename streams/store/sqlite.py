@@ -22,20 +22,34 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from streams.domain import DerivedEvent, TopicPartition
-from streams.errors import PositionConflictError, StoreError, StoreUnavailableError
+from streams.errors import (
+    PositionConflictError,
+    StoreError,
+    StoreSwappedError,
+    StoreUnavailableError,
+)
 from streams.projections.alerts import AlertState
 from streams.projections.canonical import hash_rows
 from streams.projections.device import DeviceState
 from streams.projections.windows import WindowAggregate
-from streams.store import _codec
+from streams.store import _codec, _query_sql
 from streams.store._sqlite_sql import SCHEMA, SCHEMA_VERSION, statements
+from streams.store._swap_sql import (
+    sqlite_generation,
+    sqlite_merge,
+    sqlite_set_generation,
+    sqlite_swap,
+)
 from streams.store.port import (
     BatchWrite,
     InboxState,
     LoadedDevices,
+    OffsetAdvance,
     OnceResult,
     OutboxRecord,
     Projection,
+    StateSnapshot,
+    Store,
     StoreTransaction,
 )
 
@@ -81,6 +95,8 @@ class SqliteStore:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"invalid synchronous mode {synchronous!r}")
         self._p = prefix
+        self._path = Path(path)
+        self._generation: int | None = None  # see generation()
         self._clock = clock
         self._failpoint = failpoint or (lambda _step: None)
         self._lock = threading.RLock()
@@ -109,6 +125,7 @@ class SqliteStore:
             with self._transaction() as cur:
                 cur.execute(self._sql["set_version"], (SCHEMA_VERSION,))
                 row = cur.execute(self._sql["version"]).fetchone()
+                self._generation = self._read_generation(cur)
         if row != (SCHEMA_VERSION,):
             raise StoreError(f"store schema version {row} is not {SCHEMA_VERSION}")
 
@@ -154,6 +171,7 @@ class SqliteStore:
     def commit_batch(self, write: BatchWrite) -> None:
         sql, fail = self._sql, self._failpoint
         with self._guard("commit_batch"), self._transaction() as cur:
+            self._check_generation(cur)
             for adv in sorted(write.offsets, key=lambda a: (a.topic, a.partition)):
                 if adv.expected is None:
                     cur.execute(
@@ -222,6 +240,30 @@ class SqliteStore:
             rows = self._conn.execute(self._sql["alerts"], (device_id, device_id)).fetchall()
         return sorted(map(_codec.alert_from_row, rows), key=lambda a: (a.device_id, a.rule))
 
+    def device_page(
+        self,
+        after: str | None,
+        limit: int,
+        *,
+        seen_since: int | None = None,
+        has_metric: str | None = None,
+    ) -> list[DeviceState]:
+        sql = _query_sql.sqlite_device_page(self._p)
+        params = (after, after, seen_since, seen_since, has_metric, has_metric, limit)
+        with self._guard("device_page"):
+            rows = self._conn.execute(sql, params).fetchall()
+        return [_codec.device_from_row(row) for row in rows]
+
+    def window_range(
+        self, device_id: str, metric: str, size_ms: int, start_ms: int, end_ms: int
+    ) -> list[WindowAggregate]:
+        sql = _query_sql.sqlite_window_range(self._p)
+        with self._guard("window_range"):
+            rows = self._conn.execute(
+                sql, (device_id, metric, size_ms, start_ms, end_ms)
+            ).fetchall()
+        return [WindowAggregate(*row) for row in rows]
+
     def state_hash(self, projection: Projection) -> str:
         if projection is Projection.DEVICES:
             return hash_rows(self.devices())
@@ -269,6 +311,140 @@ class SqliteStore:
         fired = self._appended.wait(timeout)
         self._appended.clear()
         return fired
+
+    # -- generations (replay swaps) ---------------------------------------------------------
+
+    def _read_generation(self, cur: sqlite3.Cursor) -> int:
+        row = cur.execute(sqlite_generation(self._p)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _check_generation(self, cur: sqlite3.Cursor) -> None:
+        stored = self._read_generation(cur)
+        if self._generation is None:
+            self._generation = stored
+        elif stored != self._generation:
+            raise StoreSwappedError(
+                f"the store was swapped (generation {self._generation} -> {stored}): "
+                "follow the swap and seek to its positions"
+            )
+
+    def generation(self) -> int:
+        if self._generation is None:
+            self._generation = self.stored_generation()
+        return self._generation
+
+    def stored_generation(self) -> int:
+        with self._guard("stored_generation"):
+            return self._read_generation(self._conn.cursor())
+
+    def follow_swap(self) -> int:
+        self._generation = self.stored_generation()
+        return self._generation
+
+    def snapshot(self, group: str) -> StateSnapshot:
+        with self._guard("snapshot"):
+            self._conn.execute("BEGIN")  # WAL: one read snapshot until COMMIT
+            try:
+                return StateSnapshot(
+                    self.positions(group), self.devices(), self.windows(), self.alert_states()
+                )
+            finally:
+                self._conn.execute("COMMIT")
+
+    def swap_in(self, shadow: Store, group: str) -> int:
+        """Copies the shadow's rows over this store's in one ``BEGIN IMMEDIATE`` transaction
+        (the shadow file ATTACHed), so every connection to this file, the running worker's
+        too, sees the old state or the new one, never a mix."""
+        if not isinstance(shadow, SqliteStore):
+            raise StoreError("an SQLite store swaps in an SQLite shadow only")
+        same_file = shadow._path.resolve() == self._path.resolve()
+        if same_file and shadow._p == self._p:
+            raise StoreError("the shadow store is the live store")
+        if not shadow.positions(group):
+            raise StoreError(f"the shadow holds no offsets of group {group!r}: nothing to swap")
+        source = f'main."{shadow._p}' if same_file else f'replay_shadow."{shadow._p}'
+        with self._guard("swap_in"):
+            if not same_file:
+                self._conn.execute("ATTACH DATABASE ? AS replay_shadow", (str(shadow._path),))
+            try:
+                with self._transaction() as cur:
+                    generation = self._read_generation(cur) + 1
+                    for statement, grouped in sqlite_swap(f'main."{self._p}', source):
+                        cur.execute(statement, (group,) if grouped else ())
+                    cur.execute(sqlite_set_generation(self._p), (str(generation),))
+            finally:
+                if not same_file:
+                    self._conn.execute("DETACH DATABASE replay_shadow")
+        return generation
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of every table name."""
+        return self._p
+
+    def merge(self, parts: Sequence[SqliteStore]) -> None:
+        """Copies every row of ``parts`` (stores with this store's prefix, in other files)
+        into this store, in ONE transaction: projections, inbox offsets and recent ids,
+        idempotent-consumer records and the outbox.
+
+        For rebuilds whose partitions were applied by several processes, each into a file of
+        its own: devices never cross partitions, so no key exists twice; if one does, StoreError
+        and nothing is merged. Call on a store nothing else writes (a fresh shadow).
+        """
+        names = [f"replay_part{i}" for i in range(len(parts))]
+        with self._guard("merge"):
+            limit = sqlite3.SQLITE_LIMIT_ATTACHED
+            if self._conn.getlimit(limit) < len(parts):
+                self._conn.setlimit(limit, len(parts))
+            attached: list[str] = []
+            try:
+                for name, part in zip(names, parts, strict=True):
+                    self._conn.execute(f"ATTACH DATABASE ? AS {name}", (str(part._path),))
+                    attached.append(name)
+                with self._transaction() as cur:
+                    for name, part in zip(names, parts, strict=True):
+                        for statement in sqlite_merge(f'main."{self._p}', f'{name}."{part._p}'):
+                            cur.execute(statement)
+            finally:
+                for name in attached:
+                    self._conn.execute(f"DETACH DATABASE {name}")
+
+    def move_positions(self, group: str, moves: Sequence[OffsetAdvance]) -> int:
+        sql = self._sql
+        with self._guard("move_positions"), self._transaction() as cur:
+            for move in sorted(moves, key=lambda m: (m.topic, m.partition)):
+                if move.expected is None:
+                    params: tuple[object, ...] = (
+                        group,
+                        move.topic,
+                        move.partition,
+                        move.offset,
+                        move.recent_count,
+                    )
+                    cur.execute(sql["insert_offset"], params)
+                else:
+                    params = (
+                        move.offset,
+                        move.recent_count,
+                        group,
+                        move.topic,
+                        move.partition,
+                        move.expected,
+                    )
+                    cur.execute(sql["update_offset"], params)
+                if cur.rowcount != 1:
+                    raise PositionConflictError(
+                        f"{move.topic}[{move.partition}] is no longer at offset {move.expected} "
+                        f"in group {group!r}: a worker applied events meanwhile"
+                    )
+            generation = self._read_generation(cur) + 1
+            cur.execute(sqlite_set_generation(self._p), (str(generation),))
+        return generation
 
     # -- idempotent consumer ----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.domain import TopicPartition
+from streams.query import mount_queries
 from streams.worker.batches import consume_batches
 from streams.worker.runtime import RawRecord, WorkerRuntime
 from streams.worker.settings import WorkerSettings
@@ -75,7 +76,9 @@ async def serve_http(runtime: WorkerRuntime) -> web.AppRunner:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    runner = web.AppRunner(app, access_log=None)
+    if runtime.settings.query.enabled:
+        await mount_queries(app, runtime)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     http = runtime.settings.http
     await web.TCPSite(runner, http.host, http.port).start()
@@ -85,6 +88,7 @@ async def serve_http(runtime: WorkerRuntime) -> web.AppRunner:
 def build_app(settings: WorkerSettings) -> WorkerApp:
     """The worker's faust app: one agent over the telemetry topic, in batches."""
     batches = settings.consumer == "batches"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     app = WorkerApp(
         # With the batch consumer the group belongs to it; faust's own consumer (which has
         # no topics then) must not join it with faust's assignor.

@@ -11,6 +11,7 @@ the partitions move. Offsets committed to Kafka are only a hint, as with faust.
 from __future__ import annotations
 
 import logging
+import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaPartition
@@ -49,8 +50,19 @@ async def consume_batches(runtime: WorkerRuntime, settings: WorkerSettings) -> N
         **settings.kafka.aiokafka_kwargs(),
     )
     consumer.subscribe([settings.telemetry_topic], listener=_Rebalance(runtime, consumer))
+
+    async def reseek(offsets: dict[TopicPartition, int | None]) -> None:
+        for tp, offset in offsets.items():
+            partition = KafkaPartition(tp.topic, tp.partition)
+            if offset is None:
+                await consumer.seek_to_beginning(partition)
+            else:
+                consumer.seek(partition, offset)
+
+    runtime.reseek = reseek
     await consumer.start()
     wait_ms = int(settings.batch_within_s * 1000)
+    checked = time.monotonic()
     try:
         while True:
             fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=settings.batch_max)
@@ -60,8 +72,14 @@ async def consume_batches(runtime: WorkerRuntime, settings: WorkerSettings) -> N
                 for record in batch
             ]
             if not records:
+                if time.monotonic() - checked >= 1.0:  # an idle worker still follows a swap
+                    checked = time.monotonic()
+                    await runtime.check_swap()
                 continue
+            swaps = runtime.swaps
             await runtime.handle(records)
+            if runtime.swaps != swaps:  # the batch was dropped; the consumer was re-seeked
+                continue
             for tp, batch in fetched.items():
                 highwater = consumer.highwater(tp)
                 if highwater is not None:

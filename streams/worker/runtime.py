@@ -11,7 +11,14 @@ partition assignments to :meth:`assigned`/:meth:`revoked`. Guarantees:
   backoff; any other error stops the worker before the batch is acknowledged to Kafka, so
   the records are redelivered to whoever takes the partition.
 - **Bad records are data.** A record that does not decode as telemetry is counted
-  (``undecodable``), logged with its position, and passed over; it cannot block the partition.
+  (``undecodable``), logged with its position, and passed over with its offset committed:
+  it blocks neither the partition nor a reader waiting for that offset.
+- **A replay swap is followed, never mixed.** ``iotctl replay rebuild --swap`` replaces the
+  store's state (and its offsets) and bumps its generation; the next batch commit finds the
+  new generation in its own transaction and writes nothing (``StoreSwappedError``). The
+  runtime then drops every cache, adopts the generation and seeks each partition to the
+  swapped-in offsets (``reseek``), so the events after them are applied to the new state
+  once. An idle worker checks the generation every second (``check_swap``).
 - **Derived events leave through the outbox** (``OutboxRelay``), at least once, in per-key
   order, with stable event ids; the notifier consumes alerts as an idempotent consumer.
 """
@@ -23,7 +30,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +43,7 @@ from iot_gateway.registry.cache import SchemaCache
 from iot_gateway.registry.errors import RegistryError
 from iot_gateway.registry.factory import open_registry
 from streams.domain import Position, TelemetryEvent, TopicPartition
-from streams.errors import StoreError
+from streams.errors import StoreError, StoreSwappedError
 from streams.notifier import AlertCommandNotifier
 from streams.processor import BatchProcessor, BatchResult
 from streams.projections.alerts import load_alert_rules
@@ -120,6 +127,10 @@ class WorkerRuntime:
         self._lock = asyncio.Lock()
         self._assignment: set[TopicPartition] = set()
         self.registry: SchemaCache | None = None
+        self.reseek: Callable[[dict[TopicPartition, int | None]], Awaitable[None]] | None = None
+        """Seeks the consumer after a swap (None: position unknown, start from the log's
+        beginning); without it a swap stops the worker, and its restart seeks on assignment."""
+        self.swaps = 0
 
     async def start(self) -> None:
         """Opens the store (migrating it), the registry and the producer; starts the relay."""
@@ -183,14 +194,14 @@ class WorkerRuntime:
         """Decodes and applies one batch; returns once its store transaction committed."""
         assert self.processor is not None  # noqa: S101 - start() ran
         assert self.registry is not None  # noqa: S101
-        batch: list[tuple[Position, TelemetryEvent]] = []
+        batch: list[tuple[Position, TelemetryEvent | None]] = []
         for record in records:
             position = Position(record.topic, record.partition, record.offset)
             try:
                 batch.append((position, await decode_telemetry(self.registry, record.value)))
             except UNDECODABLE as exc:
-                self.metrics.skipped.labels("undecodable").inc()
-                log.warning("skipping undecodable record at %s: %s", position, exc)
+                log.warning("passing over undecodable record at %s: %s", position, exc)
+                batch.append((position, None))  # counted as skipped, its offset committed
         result = await self._apply(batch)
         self.metrics.applied.inc(result.applied)
         for reason, count in result.skipped.items():
@@ -199,7 +210,7 @@ class WorkerRuntime:
         self.metrics.commit_latency.observe(result.commit_seconds)
         return result
 
-    async def _apply(self, batch: list[tuple[Position, TelemetryEvent]]) -> BatchResult:
+    async def _apply(self, batch: list[tuple[Position, TelemetryEvent | None]]) -> BatchResult:
         """Applies the batch's events of partitions this worker owns; retries store errors
         that are retriable (a partition fenced by its new owner is dropped on the retry)."""
         assert self.processor is not None  # noqa: S101
@@ -213,6 +224,9 @@ class WorkerRuntime:
                 ]
                 try:
                     return await asyncio.to_thread(self.processor.apply, mine)
+                except StoreSwappedError:
+                    await self._follow_swap()
+                    return BatchResult(applied=0)
                 except StoreError as exc:
                     if not exc.retriable:
                         raise
@@ -220,6 +234,43 @@ class WorkerRuntime:
             log.warning("store: %s; retrying the batch in %.1fs", failure, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def check_swap(self) -> bool:
+        """Follows a swap committed since the last batch (for idle workers); True if it did."""
+        store = self.store
+        if store is None:
+            return False
+        async with self._lock:
+            if await asyncio.to_thread(store.stored_generation) == store.generation():
+                return False
+            await self._follow_swap()
+        return True
+
+    async def _follow_swap(self) -> None:
+        """(Holding the lock.) Drops every cache, adopts the swapped-in generation and seeks
+        the owned partitions to the swapped-in store's offsets."""
+        assert self.processor is not None  # noqa: S101 - start() ran
+        processor = self.processor
+
+        def follow() -> tuple[int, dict[TopicPartition, int | None]]:
+            processor.reset()
+            generation = processor.store.follow_swap()
+            return generation, processor.assign(sorted(self._assignment))
+
+        generation, offsets = await asyncio.to_thread(follow)
+        if self.reseek is None:
+            raise StoreError(
+                f"the store was swapped (generation {generation}); this consumer cannot seek: "
+                "restart the worker to continue from the swapped-in offsets",
+                retriable=False,
+            )
+        await self.reseek(offsets)
+        self.swaps += 1
+        log.warning(
+            "store swapped to generation %d: caches dropped, seeking to %s",
+            generation,
+            {f"{tp.topic}[{tp.partition}]": offset for tp, offset in sorted(offsets.items())},
+        )
 
     # -- derived events ---------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
+from iot_gateway.devstack.clients import on_local_stack
 from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.settings_file import FileSettings, load_settings
 from streams.errors import ConfigError
@@ -36,6 +37,38 @@ class NotifierSettings(BaseModel):
     group_id: str = "iot-streams-notifier"
     commands: dict[str, str] = Field(default_factory=lambda: {"temperature-high": "cool_down"})
     """Rule name -> command sent to the device when that rule raises an alert."""
+
+
+class QueryAuthSettings(BaseModel):
+    """Bearer tokens for the query API, checked against the security policy's HTTP scopes.
+
+    Off by default while the dev stack runs unsecured; when on, ``policy_file`` (the policy
+    YAML) and ``tokens_file`` (``iotctl tokens`` store) are required.
+    """
+
+    model_config = _STRICT
+    enabled: bool = False
+    policy_file: Path | None = None
+    tokens_file: Path | None = None
+
+
+class QuerySettings(BaseModel):
+    """The HTTP query API (``/api/...``, ``/openapi.json``, ``/ui``) on the worker's port."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    dlq_topic: str = "iot.telemetry.dlq"
+    read_connections: int = Field(2, ge=1, le=16)
+    """Store instances used for reads only (own connections, so reads never queue behind a
+    batch commit)."""
+    end_offsets_refresh_s: float = Field(0.25, gt=0)
+    max_subscribers: int = Field(64, ge=0)
+    sse_max_behind: int = Field(10_000, ge=1)
+    """A stream whose client is more than this many records behind the log is ended with a
+    ``disconnect`` event (reason ``too_slow``); the client resumes with Last-Event-ID."""
+    sse_write_timeout_s: float = Field(5.0, gt=0)
+    sse_heartbeat_s: float = Field(15.0, gt=0)
+    auth: QueryAuthSettings = QueryAuthSettings()
 
 
 class WorkerSettings(FileSettings):
@@ -64,10 +97,17 @@ class WorkerSettings(FileSettings):
     relay: bool = True
     notifier: NotifierSettings = NotifierSettings()
     http: HttpSettings = HttpSettings()
+    query: QuerySettings = QuerySettings()
     data_dir: Path = Path(".local/worker/faust")
     """faust's own working folder (its table state would live here; the worker keeps none)."""
 
 
-def load_worker_settings(path: Path | None) -> WorkerSettings:
-    """Reads ``path`` (or only the environment when None); errors name the key."""
-    return load_settings(WorkerSettings, path, ConfigError)
+def load_worker_settings(path: Path | None, *, principal: str = "streams") -> WorkerSettings:
+    """Reads ``path`` (or only the environment when None); errors name the key.
+
+    Pointed at the secured dev stack without credentials, the worker connects as
+    ``principal`` (see :func:`iot_gateway.devstack.clients.on_local_stack`).
+    """
+    settings = load_settings(WorkerSettings, path, ConfigError)
+    kafka = on_local_stack(settings.kafka, principal)
+    return settings if kafka is settings.kafka else settings.model_copy(update={"kafka": kafka})

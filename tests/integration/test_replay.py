@@ -9,21 +9,24 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from iot_gateway.avro import SchemaCatalog, encode
 from iot_gateway.devstack import DevStackSettings
 from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.registry.factory import open_registry
 from streams.errors import ConfigError
-from streams.replay import copy_slice, rebuild, verify
+from streams.replay import catch_up, copy_slice, plan, rebuild, state_hashes, verify
+from streams.replay_jobs import rebuild_parallel
 from streams.store.sqlite import SqliteStore
 from streams.worker.settings import WorkerSettings
+from tests.clients import process_env
 
 SUBJECT = "iot.telemetry.v1-value"
 BASE = 1_767_225_600_000
@@ -31,18 +34,18 @@ RULES = Path(__file__).resolve().parents[2] / "config" / "alerts.example.yaml"
 
 
 @pytest.fixture
-async def log(settings: DevStackSettings, unique: Callable[[str], str]) -> WorkerSettings:
+async def log(kafka_admin: KafkaClientSettings, unique: Callable[[str], str]) -> WorkerSettings:
     """A telemetry topic of 3 partitions holding 1,500 readings of 10 devices (with repeats)."""
     topic = unique("telemetry")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_admin.aiokafka_kwargs())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, 3, 1)])
     finally:
         await admin.close()
-    async with open_registry("embedded", settings.kafka_bootstrap) as registry:
+    async with open_registry("embedded", kafka_admin) as registry:
         writer = await registry.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(acks="all", **kafka_admin.aiokafka_kwargs())
     await producer.start()
     try:
         for i in range(1500):
@@ -61,9 +64,7 @@ async def log(settings: DevStackSettings, unique: Callable[[str], str]) -> Worke
     finally:
         await producer.stop()
     return WorkerSettings(
-        telemetry_topic=topic,
-        kafka=KafkaClientSettings(bootstrap=settings.kafka_bootstrap),
-        alert_rules=RULES,
+        telemetry_topic=topic, group=unique("workers"), kafka=kafka_admin, alert_rules=RULES
     )
 
 
@@ -79,6 +80,26 @@ async def test_two_rebuilds_of_the_same_log_have_the_same_state_hash(
     assert one.hashes == two.hashes
     assert sum(d.duplicates for d in first.devices()) > 0
     assert verify(first, second).ok
+
+
+async def test_a_rebuild_in_several_processes_equals_one_in_one_process(
+    log: WorkerSettings, tmp_path: Path
+) -> None:
+    one, many = SqliteStore(tmp_path / "one.db"), SqliteStore(tmp_path / "many.db")
+    one.migrate()
+    many.migrate()
+    single = await rebuild(log, one)
+    split = await rebuild_parallel(log, many, jobs=2)  # partitions {0, 2} and {1}, say
+    assert split.events == single.events == 1500
+    assert split.hashes == single.hashes
+    positions = one.positions(log.group)
+    assert many.positions(log.group) == positions
+    for tp in positions:
+        assert many.load_inbox(log.group, tp) == one.load_inbox(log.group, tp)
+    assert many.outbox_backlog() == one.outbox_backlog() > 0
+    assert verify(one, many).ok
+    left = await asyncio.to_thread(os.listdir, tmp_path)
+    assert [name for name in left if "parts" in name] == []  # no parts left behind
 
 
 async def test_verify_names_the_corrupted_device(log: WorkerSettings, tmp_path: Path) -> None:
@@ -111,10 +132,10 @@ async def test_bad_ranges_and_unknown_topics_change_nothing(
 
 
 async def test_copy_keeps_keys_headers_and_event_ids_for_one_device(
-    log: WorkerSettings, settings: DevStackSettings, unique: Callable[[str], str]
+    log: WorkerSettings, kafka_admin: KafkaClientSettings, unique: Callable[[str], str]
 ) -> None:
     target = unique("copy")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_admin.aiokafka_kwargs())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(target, 1, 1)])
@@ -123,10 +144,10 @@ async def test_copy_keeps_keys_headers_and_event_ids_for_one_device(
     report = await copy_slice(log.kafka, log.telemetry_topic, target, device_id="dev-4", rate=5000)
     assert (report.read, report.copied) == (1500, 150)
     consumer = AIOKafkaConsumer(
-        target, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+        target, auto_offset_reset="earliest", **kafka_admin.aiokafka_kwargs()
     )
     await consumer.start()
-    copied = []
+    copied: list[Any] = []
     try:
         while len(copied) < 150:
             batch = await consumer.getmany(timeout_ms=1000)
@@ -134,7 +155,7 @@ async def test_copy_keeps_keys_headers_and_event_ids_for_one_device(
     finally:
         await consumer.stop()
     assert {r.key for r in copied} == {b"dev-4"}
-    async with open_registry("embedded", settings.kafka_bootstrap) as registry:
+    async with open_registry("embedded", kafka_admin) as registry:
         first = await registry.decode(copied[0].value)
     assert first["device_id"] == "dev-4"
     assert [r.timestamp for r in copied] == sorted(r.timestamp for r in copied)
@@ -145,8 +166,9 @@ async def test_copy_keeps_keys_headers_and_event_ids_for_one_device(
 def _iotctl(log: WorkerSettings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
+        **process_env(DevStackSettings.from_env()),
         "IOT_STREAMS_TELEMETRY_TOPIC": log.telemetry_topic,
-        "IOT_STREAMS_KAFKA__BOOTSTRAP": log.kafka.bootstrap,
+        "IOT_STREAMS_GROUP": log.group,
     }
     return subprocess.run(
         [sys.executable, "-m", "iot_gateway.cli", *args],
@@ -165,7 +187,9 @@ async def test_the_cli_plans_rebuilds_verifies_and_refuses_bad_ranges(
     assert planned.returncode == 0, planned.stderr
     assert json.loads(planned.stdout)["records"] == 1500
     live = f"sqlite:///{tmp_path / 'live.db'}"
-    built = await asyncio.to_thread(_iotctl, log, "replay", "rebuild", "--shadow", live, "--json")
+    built = await asyncio.to_thread(
+        _iotctl, log, "replay", "rebuild", "--shadow", live, "--jobs", "2", "--json"
+    )
     assert built.returncode == 0, built.stderr
     checked = await asyncio.to_thread(
         _iotctl,
@@ -176,6 +200,8 @@ async def test_the_cli_plans_rebuilds_verifies_and_refuses_bad_ranges(
         live,
         "--shadow",
         f"sqlite:///{tmp_path / 'shadow.db'}",
+        "--jobs",
+        "1",
         "--verify",
         "--json",
     )
@@ -196,3 +222,216 @@ async def test_the_cli_plans_rebuilds_verifies_and_refuses_bad_ranges(
         _iotctl, log, "replay", "rebuild", "--dry-run", "--from", "yesterday"
     )
     assert garbled.returncode == 2
+
+
+# -- reset-group ----------------------------------------------------------------------------
+
+
+async def _commit(
+    kafka: KafkaClientSettings, group: str, offsets: dict[TopicPartition, int]
+) -> None:
+    """Commits ``offsets`` for ``group`` as an idle (assign-only) member would."""
+    consumer = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **kafka.aiokafka_kwargs())
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit(offsets)
+    finally:
+        await consumer.stop()
+
+
+async def _committed(log: WorkerSettings, partitions: list[int]) -> dict[int, int | None]:
+    consumer = AIOKafkaConsumer(
+        group_id=log.group, enable_auto_commit=False, **log.kafka.aiokafka_kwargs()
+    )
+    await consumer.start()
+    try:
+        return {
+            p: await consumer.committed(TopicPartition(log.telemetry_topic, p)) for p in partitions
+        }
+    finally:
+        await consumer.stop()
+
+
+class Halfway:
+    """A live store and the workers' group that applied half of each partition."""
+
+    def __init__(self, log: WorkerSettings, path: Path) -> None:
+        self.log, self.path = log, path
+        self.url = f"sqlite:///{path}"
+        self.store = SqliteStore(path)
+        self.store.migrate()
+        self.half: dict[int, int] = {}
+        self.end: dict[int, int] = {}
+
+    async def start(self) -> Halfway:
+        self.end = (await plan(self.log)).end
+        self.half = {p: end // 2 for p, end in self.end.items()}
+        await catch_up(self.log, self.store, self.half)
+        topic = self.log.telemetry_topic
+        await _commit(
+            self.log.kafka,
+            self.log.group,
+            {TopicPartition(topic, p): offset for p, offset in self.half.items()},
+        )
+        return self
+
+    def stored(self) -> dict[int, int]:
+        """The store's next offsets of the group."""
+        return {tp.partition: o + 1 for tp, o in self.store.positions(self.log.group).items()}
+
+    async def reset(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            _iotctl,
+            self.log,
+            "replay",
+            "reset-group",
+            "--store",
+            self.url,
+            "--group",
+            self.log.group,
+            *args,
+        )
+
+
+@pytest.fixture
+async def halfway(log: WorkerSettings, tmp_path: Path) -> AsyncIterator[Halfway]:
+    state = await Halfway(log, tmp_path / "live.db").start()
+    yield state
+    state.store.close()
+
+
+async def test_reset_group_dry_run_prints_the_plan_and_changes_nothing(
+    halfway: Halfway,
+) -> None:
+    hashes = state_hashes(halfway.store)
+    shown = await halfway.reset("--to", "latest")
+    assert shown.returncode == 0, shown.stderr
+    assert "dry run: nothing changed" in shown.stdout
+    assert "skips" in shown.stdout
+    planned = await halfway.reset("--to", "latest", "--json")
+    assert planned.returncode == 0, planned.stderr
+    report = json.loads(planned.stdout)
+    assert report["executed"] is False
+    rows = {row["partition"]: row for row in report["partitions"]}
+    assert {p: row["new"] for p, row in rows.items()} == halfway.end
+    assert {p: row["stored"] for p, row in rows.items()} == halfway.half
+    assert {p: row["committed"] for p, row in rows.items()} == halfway.half
+    assert report["skipped"] == sum(halfway.end.values()) - sum(halfway.half.values())
+    assert halfway.stored() == halfway.half
+    assert await _committed(halfway.log, sorted(halfway.end)) == halfway.half
+    assert state_hashes(halfway.store) == hashes
+
+
+async def test_reset_group_is_refused_while_the_group_has_an_active_member(
+    halfway: Halfway,
+) -> None:
+    log = halfway.log
+    member = AIOKafkaConsumer(
+        log.telemetry_topic,
+        group_id=log.group,
+        enable_auto_commit=False,
+        **log.kafka.aiokafka_kwargs(),
+    )
+    await member.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not member.assignment():
+            assert time.monotonic() < deadline, "the member never joined"
+            await member.getmany(timeout_ms=200, max_records=1)
+        refused = await halfway.reset("--to", "latest", "--execute")
+    finally:
+        await member.stop()
+    assert refused.returncode == 1
+    assert "is active" in refused.stderr
+    assert "stop its workers" in refused.stderr
+    assert halfway.stored() == halfway.half
+    assert await _committed(log, sorted(halfway.end)) == halfway.half
+
+
+async def test_reset_group_execute_moves_the_group_and_the_store_forward(
+    halfway: Halfway,
+) -> None:
+    log = halfway.log
+    hashes = state_hashes(halfway.store)
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **log.kafka.aiokafka_kwargs())
+    await consumer.start()
+    try:  # a time 90% into partition 0: every partition moves forward, to its own offset
+        tps = [TopicPartition(log.telemetry_topic, p) for p in sorted(halfway.end)]
+        consumer.assign(tps)
+        consumer.seek(tps[0], halfway.end[0] * 9 // 10)
+        fetched = await consumer.getmany(tps[0], timeout_ms=5000, max_records=1)
+        at = fetched[tps[0]][0].timestamp
+        found = await consumer.offsets_for_times(dict.fromkeys(tps, at))
+    finally:
+        await consumer.stop()
+    expected = {tp.partition: found[tp].offset for tp in tps if found[tp] is not None}
+    assert all(expected[p] > halfway.half[p] for p in expected)
+
+    moved = await halfway.reset("--to", str(at), "--execute", "--json")
+
+    assert moved.returncode == 0, moved.stderr
+    report = json.loads(moved.stdout)
+    assert report["executed"] is True
+    assert report["generation"] == 1
+    assert {row["partition"]: row["new"] for row in report["partitions"]} == expected
+    assert halfway.stored() == expected
+    assert await _committed(log, sorted(halfway.end)) == expected
+    assert state_hashes(halfway.store) == hashes  # skipped events are not applied
+
+    latest = await halfway.reset("--to", "latest", "--execute")
+    assert latest.returncode == 0, latest.stderr
+    assert "never include" in latest.stdout
+    assert halfway.stored() == halfway.end
+    assert await _committed(log, sorted(halfway.end)) == halfway.end
+    assert halfway.store.stored_generation() == 2
+
+
+async def test_reset_group_refuses_going_back_and_bad_input_changing_nothing(
+    halfway: Halfway, unique: Callable[[str], str]
+) -> None:
+    back = await halfway.reset("--to", "earliest", "--execute")
+    assert back.returncode == 1
+    assert "back" in back.stderr
+    assert "iotctl replay rebuild" in back.stderr
+    assert "--swap" in back.stderr
+    assert "BACKWARD" in back.stdout
+    future = await halfway.reset("--to", "2099-01-01T00:00Z", "--execute")
+    assert future.returncode == 1
+    assert "future" in future.stderr
+    missing = await halfway.reset("--to", "latest", "--topic", unique("missing"), "--execute")
+    assert missing.returncode == 1
+    assert "unknown topic" in missing.stderr
+    stranger = await asyncio.to_thread(
+        _iotctl,
+        halfway.log,
+        "replay",
+        "reset-group",
+        "--store",
+        halfway.url,
+        "--group",
+        unique("nobody"),
+        "--to",
+        "latest",
+        "--execute",
+    )
+    assert stranger.returncode == 1
+    assert "unknown group" in stranger.stderr
+    log = halfway.log
+    admin = AIOKafkaAdminClient(**log.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:  # retention deleted the first 10 records of every partition
+        await admin.delete_records(
+            {
+                TopicPartition(log.telemetry_topic, p): RecordsToDelete(before_offset=10)
+                for p in halfway.end
+            }
+        )
+    finally:
+        await admin.close()
+    retired = await halfway.reset("--to", str(BASE), "--execute")
+    assert retired.returncode == 1
+    assert "before retention" in retired.stderr
+    assert halfway.stored() == halfway.half
+    assert await _committed(log, sorted(halfway.end)) == halfway.half
+    assert halfway.store.stored_generation() == 0

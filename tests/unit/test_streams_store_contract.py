@@ -15,10 +15,11 @@ from typing import Any, Protocol
 import pytest
 
 from streams import BatchProcessor, PositionConflictError, SkipReason, TopicPartition
-from streams.domain import DerivedEvent
+from streams.domain import DerivedEvent, Position
 from streams.notifier import AlertCommandNotifier
 from streams.store import OutboxStore, Projection, SqliteStore, Store, StoreTransaction
 from tests.unit.test_streams_oracle import (
+    BASE_TS,
     RULES,
     TOPIC,
     WINDOWS,
@@ -190,6 +191,20 @@ class StoreContract:
         assert result.skipped == {SkipReason.OLD_OFFSET: len(log) - 10}
         assert [store.state_hash(p) for p in Projection] == hashes
         assert_matches_oracle(store, log)
+
+    def test_an_undecodable_record_is_passed_over_but_its_offset_is_committed(
+        self, store: Store
+    ) -> None:
+        log = make_log(random_events(seed=4, count=40))
+        worker = processor(store)
+        last = log[-1][0]
+        garbage = Position(last.topic, last.partition, last.offset + 1)
+        result = worker.apply([*log, (garbage, None)])
+        assert result.skipped[SkipReason.UNDECODABLE] == 1
+        assert store.positions("workers")[TopicPartition(last.topic, last.partition)] == (
+            garbage.offset
+        )
+        assert_matches_oracle(store, log)  # the state is the decodable events' alone
 
     def test_interleaved_partitions_commit_each_partitions_position(self, store: Store) -> None:
         log = make_log(random_events(seed=3, count=150, devices=9), partitions=4)
@@ -426,6 +441,45 @@ class StoreContract:
         ]
         assert len(commands) == len(raised) > 0
         assert all(c.payload["name"] == "fan_on" for c in commands)
+
+    # -- query reads ---------------------------------------------------------------------------
+
+    def test_device_pages_follow_code_point_order_and_filter(self, store: Store) -> None:
+        ids = ["b", "a", "Z", "é", "a-1", "a_2"]
+        events = [event(d, 1000 * i, seq=1, temp=20.0) for i, d in enumerate(ids)]
+        events.append(event("hum-only", 500, seq=1, hum=40.0))
+        processor(store).apply(make_log(events))
+        expected = sorted([*ids, "hum-only"])
+        pages: list[str] = []
+        after: str | None = None
+        while True:
+            page = store.device_page(after, 3)
+            if not page:
+                break
+            pages += [d.device_id for d in page]
+            after = page[-1].device_id
+        assert pages == expected
+        assert [d.device_id for d in store.device_page(None, 10, has_metric="hum")] == ["hum-only"]
+        recent = store.device_page(None, 10, seen_since=BASE_TS + 3000)
+        assert sorted(d.device_id for d in recent) == sorted(ids[3:])
+        assert store.device_page(None, 10, seen_since=BASE_TS + 3000, has_metric="hum") == []
+        assert store.device_page(None, 10, has_metric="nope") == []
+        assert store.device_page(None, 10)[0] == store.device(expected[0])
+
+    def test_window_range_is_one_device_metric_and_size_by_start(self, store: Store) -> None:
+        log = make_log(
+            [event("a", i * 7_000, seq=i, temp=float(i), hum=1.0) for i in range(40)]
+            + [event("b", i * 7_000, seq=i, temp=100.0) for i in range(5)]
+        )
+        processor(store).apply(log)
+        every = [w for w in store.windows("a") if w.metric == "temp" and w.size_ms == 10_000]
+        lo, hi = BASE_TS + 30_000, BASE_TS + 120_000
+        got = store.window_range("a", "temp", 10_000, lo, hi)
+        assert got == [w for w in every if lo <= w.start_ms < hi]
+        assert [w.start_ms for w in got] == sorted(w.start_ms for w in got)
+        assert len(got) > 3
+        assert store.window_range("a", "temp", 10_000, hi, lo) == []
+        assert store.window_range("nobody", "temp", 10_000, 0, 10**12) == []
 
 
 class TestSqliteStore(StoreContract):

@@ -1,0 +1,330 @@
+"""The OpenAPI 3 document of the query API, served at ``/openapi.json``.
+
+Written by hand next to the handlers (no framework generates it); the schemathesis test
+checks the running API against it, so a drift fails the build.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.query.params import MAX_LIMIT, MAX_TIMEOUT_MS, RESOLUTIONS
+
+__all__ = ["openapi_document"]
+
+_INT = {"type": "integer"}
+_NUM = {"type": "number"}
+_STR = {"type": "string"}
+_OFFSETS = {"type": "object", "additionalProperties": _INT}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: list[str], **props: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": props}
+
+
+def _param(
+    name: str, where: str, schema: dict[str, Any], doc: str, *, required: bool = False
+) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required, "schema": schema, "description": doc}
+
+
+_DEVICE_ID = _param(
+    "device_id",
+    "path",
+    {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[^/+#\s\x00]+$"},
+    "The device id (the key of its telemetry).",
+    required=True,
+)
+_TIME = {
+    "oneOf": [
+        {"type": "integer", "minimum": 0, "maximum": 253_402_300_799_999},
+        {"type": "string", "format": "date-time", "pattern": "^[0-9]{4}-"},
+    ]
+}
+_CONSISTENCY = [
+    _param(
+        "consistency",
+        "query",
+        {"type": "string", "enum": ["eventual", "strong"], "default": "eventual"},
+        "strong: wait until the store applied the partition's end offset as of arrival.",
+    ),
+    _param(
+        "timeout_ms",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_MS, "default": 5000},
+        "How long a strong read waits before answering 504 with the lag.",
+    ),
+]
+
+
+def _json(schema: dict[str, Any], doc: str) -> dict[str, Any]:
+    return {"description": doc, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    docs = {
+        400: "A parameter is missing, malformed or out of range (named in `parameter`).",
+        401: "Missing, unknown or revoked bearer token (when auth is on).",
+        403: "The policy does not allow this token to read this scope.",
+        404: "Unknown device.",
+        503: "Not available now (retry).",
+        504: "A strong read timed out; `lag` says how far behind the store is.",
+    }
+    return {str(s): _json(_ref("Error"), docs[s]) for s in (400, 401, 403, *statuses)}
+
+
+def _get(summary: str, parameters: list[Any], ok: dict[str, Any], *errors: int) -> Any:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": parameters,
+            "responses": {"200": ok, **_errors(*errors)},
+        }
+    }
+
+
+def _sse(summary: str, parameters: list[Any]) -> Any:
+    resume = [
+        _param("Last-Event-ID", "header", _STR, "Resume after this log position."),
+        _param("after", "query", _STR, "Same as Last-Event-ID (for the first connection)."),
+    ]
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": parameters + resume,
+            "responses": {
+                "200": {
+                    "description": "text/event-stream; ids are log positions",
+                    "content": {"text/event-stream": {"schema": _STR}},
+                },
+                **_errors(503),
+            },
+        }
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document (a fresh dict each call)."""
+    metric = {
+        "type": "object",
+        "required": ["value", "ts"],
+        "properties": {"value": _NUM, "ts": _INT},
+    }
+    schemas: dict[str, Any] = {
+        "Error": _obj(
+            ["error", "reason"],
+            error=_STR,
+            reason=_STR,
+            parameter=_STR,
+            lag=_INT,
+            consistency=_ref("Consistency"),
+        ),
+        "Consistency": _obj(
+            ["mode", "applied", "end", "lag", "end_age_ms"],
+            mode={"type": "string", "enum": ["eventual", "strong"]},
+            applied=_OFFSETS,
+            end=_OFFSETS,
+            lag={"type": "integer", "minimum": 0},
+            end_age_ms=_INT,
+        ),
+        "Device": _obj(
+            ["device_id", "first_seen", "last_seen", "count", "last_seq", "metrics"],
+            device_id=_STR,
+            first_seen=_INT,
+            last_seen=_INT,
+            count=_INT,
+            last_seq={"type": ["integer", "null"]},
+            metrics={"type": "object", "additionalProperties": metric},
+            consistency=_ref("Consistency"),
+        ),
+        "DeviceList": _obj(
+            ["devices", "next_after", "consistency"],
+            devices={"type": "array", "items": _ref("Device")},
+            next_after={"type": ["string", "null"]},
+            consistency=_ref("Consistency"),
+        ),
+        "Point": _obj(
+            ["start", "end", "count", "min", "max", "sum", "mean", "closed"],
+            start=_INT,
+            end=_INT,
+            count=_INT,
+            min=_NUM,
+            max=_NUM,
+            sum=_NUM,
+            mean=_NUM,
+            closed={"type": "boolean"},
+        ),
+        "Aggregates": _obj(
+            ["device_id", "metric", "resolution", "from", "to", "points", "consistency"],
+            device_id=_STR,
+            metric=_STR,
+            resolution={"type": "string", "enum": list(RESOLUTIONS)},
+            points={"type": "array", "items": _ref("Point")},
+            consistency=_ref("Consistency"),
+            **{"from": _INT, "to": _INT},
+        ),
+        "Loss": _obj(
+            ["device_id", "sequence", "duplicates", "late", "invalid_values", "dlq", "consistency"],
+            device_id=_STR,
+            sequence=_obj(
+                ["missing", "gaps", "written_off", "out_of_window"],
+                first_seq={"type": ["integer", "null"]},
+                last_seq={"type": ["integer", "null"]},
+                missing=_INT,
+                gaps={"type": "array", "items": {"type": "array", "items": _INT}},
+                gaps_total=_INT,
+                written_off=_INT,
+                out_of_window=_INT,
+            ),
+            duplicates=_INT,
+            late={"type": "object", "additionalProperties": _INT},
+            invalid_values=_INT,
+            dlq=_obj(
+                ["rejected", "by_reason", "positions", "caught_up"],
+                rejected=_INT,
+                by_reason={"type": "object", "additionalProperties": _INT},
+                positions=_OFFSETS,
+                caught_up={"type": "boolean"},
+                source=_STR,
+            ),
+            consistency=_ref("Consistency"),
+        ),
+        "AlertState": _obj(
+            ["device_id", "rule", "active", "since", "value"],
+            device_id=_STR,
+            rule=_STR,
+            active={"type": "boolean"},
+            since=_INT,
+            value=_NUM,
+            cause_event_id=_STR,
+        ),
+        "Alerts": _obj(
+            ["alerts", "consistency"],
+            alerts={"type": "array", "items": _ref("AlertState")},
+            consistency=_ref("Consistency"),
+        ),
+        "AlertHistory": _obj(
+            ["alerts", "truncated", "end"],
+            alerts={"type": "array", "items": {"type": "object"}},
+            truncated={"type": "boolean"},
+            read_to=_STR,
+            end=_OFFSETS,
+        ),
+        "Health": _obj(
+            ["status", "ready", "time", "dlq_caught_up", "consistency"],
+            status=_STR,
+            ready={"type": "boolean"},
+            time=_INT,
+            dlq_caught_up={"type": "boolean"},
+            consistency=_ref("Consistency"),
+        ),
+    }
+    limit = _param(
+        "limit",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+        "Page size.",
+    )
+    optional_device = _param(
+        "device_id", "query", _DEVICE_ID["schema"], "Only this device's alerts."
+    )
+    paths = {
+        "/api/health": _get("Health and lag of this worker", [], _json(_ref("Health"), "ok")),
+        "/api/devices": _get(
+            "Devices, by id, in pages",
+            [
+                _param("after", "query", _DEVICE_ID["schema"], "Page after this device id."),
+                limit,
+                _param("seen_since", "query", _TIME, "Only devices seen at or after this time."),
+                _param(
+                    "has_metric",
+                    "query",
+                    {"type": "string", "minLength": 1, "maxLength": 128},
+                    "Only devices with a latest value of this metric.",
+                ),
+                *_CONSISTENCY,
+            ],
+            _json(_ref("DeviceList"), "a page of devices"),
+            504,
+        ),
+        "/api/devices/{device_id}": _get(
+            "One device's state",
+            [_DEVICE_ID, *_CONSISTENCY],
+            _json(_ref("Device"), "state"),
+            404,
+            504,
+        ),
+        "/api/devices/{device_id}/aggregates": _get(
+            "Window aggregates of one metric over [from, to)",
+            [
+                _DEVICE_ID,
+                _param(
+                    "metric",
+                    "query",
+                    {"type": "string", "minLength": 1, "maxLength": 128},
+                    "The metric.",
+                    required=True,
+                ),
+                _param(
+                    "resolution",
+                    "query",
+                    {"type": "string", "enum": list(RESOLUTIONS)},
+                    "Window size.",
+                ),
+                _param("from", "query", _TIME, "Range start (inclusive).", required=True),
+                _param("to", "query", _TIME, "Range end (exclusive).", required=True),
+                *_CONSISTENCY,
+            ],
+            _json(_ref("Aggregates"), "points"),
+            404,
+            504,
+        ),
+        "/api/devices/{device_id}/loss": _get(
+            "Loss accounting: gaps, duplicates, late events, DLQ rejections",
+            [_DEVICE_ID, *_CONSISTENCY],
+            _json(_ref("Loss"), "loss"),
+            404,
+            504,
+        ),
+        "/api/devices/{device_id}/stream": _sse("Live readings of one device (SSE)", [_DEVICE_ID]),
+        "/api/alerts": _get(
+            "Alert states (active only by default)",
+            [
+                optional_device,
+                _param(
+                    "active",
+                    "query",
+                    {"type": "string", "enum": ["true", "false"]},
+                    "false: every rule's state.",
+                ),
+                *_CONSISTENCY,
+            ],
+            _json(_ref("Alerts"), "alert states"),
+            504,
+        ),
+        "/api/alerts/history": _get(
+            "Alert transitions from the alert log over [from, to)",
+            [
+                optional_device,
+                _param("from", "query", _TIME, "Range start.", required=True),
+                _param("to", "query", _TIME, "Range end (default: now)."),
+                limit,
+            ],
+            _json(_ref("AlertHistory"), "transitions"),
+        ),
+        "/api/alerts/stream": _sse("Live alerts (SSE)", [optional_device]),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "iot-telemetry queries", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}, {}],
+    }

@@ -1,0 +1,136 @@
+"""The pull queries: store reads, each stating the log position it reflects and the lag.
+
+Reads go to the query API's own store instances (``read_connections`` of them, used round
+robin), never to the worker's batch store: on SQLite a reader's connection reads a WAL snapshot
+without waiting for a batch commit, on PostgreSQL it is a separate connection. With PostgreSQL
+every worker reads the shared store, so any worker answers any query; with SQLite the single
+worker owning the file does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+from streams.projections.windows import DEFAULT_WINDOWS, WindowSpec
+from streams.query.dlq import DlqRejections
+from streams.query.errors import BadParameterError, UnknownDeviceError
+from streams.query.params import AggregatesQuery, Consistency, DevicesQuery
+from streams.query.positions import LogPositions, Reflects
+from streams.query.shapes import alert_json, device_json, loss_json, window_json
+from streams.store.port import Store
+
+__all__ = ["QueryService"]
+
+_SPECS: dict[int, WindowSpec] = {spec.size_ms: spec for spec in DEFAULT_WINDOWS}
+
+
+class QueryService:
+    """Answers pull queries as JSON-ready dicts; raises QueryError subclasses."""
+
+    def __init__(
+        self,
+        readers: list[Store],
+        positions: LogPositions,
+        dlq: DlqRejections,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._readers = itertools.cycle(readers)
+        self.positions = positions
+        self.dlq = dlq
+        self._clock = clock
+
+    async def _read(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        store = next(self._readers)
+        return await asyncio.to_thread(getattr(store, method), *args, **kwargs)
+
+    async def _reflects(self, consistency: Consistency, partitions: list[int]) -> Reflects:
+        if consistency.mode == "strong":
+            return await self.positions.strong(partitions, consistency.timeout_ms)
+        return await self.positions.eventual(partitions)
+
+    def _all(self) -> list[int]:
+        return list(range(self.positions.partitions))
+
+    async def devices(self, query: DevicesQuery, consistency: Consistency) -> dict[str, object]:
+        reflects = await self._reflects(consistency, self._all())
+        page = await self._read(
+            "device_page",
+            query.after,
+            query.limit,
+            seen_since=query.seen_since,
+            has_metric=query.has_metric,
+        )
+        return {
+            "devices": [device_json(d) for d in page],
+            "next_after": page[-1].device_id if len(page) == query.limit else None,
+            "consistency": reflects.as_json(),
+        }
+
+    async def _device(self, device_id: str, consistency: Consistency) -> tuple[Any, Reflects]:
+        reflects = await self._reflects(consistency, [self.positions.partition_of(device_id)])
+        state = await self._read("device", device_id)
+        if state is None:
+            raise UnknownDeviceError(f"no device {device_id!r} (as of the position reported)")
+        return state, reflects
+
+    async def device(self, device_id: str, consistency: Consistency) -> dict[str, object]:
+        state, reflects = await self._device(device_id, consistency)
+        return {**device_json(state), "consistency": reflects.as_json()}
+
+    async def aggregates(
+        self, device_id: str, query: AggregatesQuery, consistency: Consistency
+    ) -> dict[str, object]:
+        state, reflects = await self._device(device_id, consistency)
+        if query.metric not in state.metrics:
+            known = ", ".join(sorted(state.metrics)) or "none"
+            raise BadParameterError(
+                "metric", f"device {device_id!r} has no metric {query.metric!r} (known: {known})"
+            )
+        windows = await self._read(
+            "window_range", device_id, query.metric, query.size_ms, query.start_ms, query.end_ms
+        )
+        spec = _SPECS.get(query.size_ms, WindowSpec(query.resolution, query.size_ms, 0))
+        return {
+            "device_id": device_id,
+            "metric": query.metric,
+            "resolution": query.resolution,
+            "from": query.start_ms,
+            "to": query.end_ms,
+            "points": [window_json(w, spec, state.last_seen) for w in windows],
+            "consistency": reflects.as_json(),
+        }
+
+    async def loss(self, device_id: str, consistency: Consistency) -> dict[str, object]:
+        state, reflects = await self._device(device_id, consistency)
+        return {
+            "device_id": device_id,
+            **loss_json(state),
+            "dlq": self.dlq.counts(device_id).as_json(),
+            "consistency": reflects.as_json(),
+        }
+
+    async def active_alerts(
+        self, device_id: str | None, active_only: bool, consistency: Consistency
+    ) -> dict[str, object]:
+        partitions = self._all() if device_id is None else [self.positions.partition_of(device_id)]
+        reflects = await self._reflects(consistency, partitions)
+        states = await self._read("alert_states", device_id)
+        return {
+            "alerts": [alert_json(a) for a in states if a.active or not active_only],
+            "consistency": reflects.as_json(),
+        }
+
+    async def health(self, ready: bool) -> dict[str, object]:
+        reflects = await self.positions.eventual(self._all())
+        return {
+            "status": "ok" if ready else "starting",
+            "ready": ready,
+            "time": int(self._clock() * 1000),
+            "dlq_caught_up": self.dlq.caught_up,
+            "consistency": reflects.as_json(),
+        }

@@ -1,0 +1,50 @@
+"""Statements of the query reads (``device_page``, ``window_range``) for both adapters.
+
+Kept apart from each adapter's write-path statements so the query API's reads can evolve
+without touching the batch commit's SQL.
+"""
+
+# ruff: noqa: S608 - names are table prefixes and schemas the adapters validated (identifiers)
+
+from __future__ import annotations
+
+from streams.store import _codec
+
+_COLS = ", ".join(_codec.DEVICE_COLUMNS)
+
+
+def sqlite_device_page(prefix: str) -> str:
+    """Params: after, after, seen_since, seen_since, has_metric, has_metric, limit."""
+    return (
+        f"SELECT {_COLS} FROM {prefix}devices "
+        "WHERE (? IS NULL OR device_id > ?) AND (? IS NULL OR last_seen >= ?) "
+        "AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(metrics) WHERE key = ?)) "
+        "ORDER BY device_id LIMIT ?"
+    )
+
+
+def sqlite_window_range(prefix: str) -> str:
+    """Params: device_id, metric, size_ms, start_ms (inclusive), end_ms (exclusive)."""
+    return (
+        f"SELECT * FROM {prefix}windows WHERE device_id = ? AND metric = ? AND size_ms = ? "
+        "AND start_ms >= ? AND start_ms < ? ORDER BY start_ms"
+    )
+
+
+def pg_device_page(schema: str) -> str:
+    """Params as :func:`sqlite_device_page`."""
+    return (
+        f'SELECT {_COLS} FROM "{schema}".devices '
+        'WHERE (%s::text IS NULL OR device_id COLLATE "C" > %s) '
+        "AND (%s::bigint IS NULL OR last_seen >= %s) "
+        "AND (%s::text IS NULL OR jsonb_exists(metrics::jsonb, %s)) "
+        'ORDER BY device_id COLLATE "C" LIMIT %s'
+    )
+
+
+def pg_window_range(schema: str) -> str:
+    """Params as :func:`sqlite_window_range`."""
+    return (
+        f'SELECT * FROM "{schema}".windows WHERE device_id = %s AND metric = %s '
+        "AND size_ms = %s AND start_ms >= %s AND start_ms < %s ORDER BY start_ms"
+    )
