@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import aiomqtt
 
@@ -29,6 +29,10 @@ BAD_PAYLOADS: tuple[tuple[str, bytes], ...] = (
     ("schema_mismatch", b'{"metrics": {"temp_c": "warm"}}'),
 )
 """Injected bad inputs and the DLQ reason the gateway must give each."""
+
+
+NO_MATCHING_SUBSCRIBERS = 16
+"""MQTT 5 PUBACK reason code 0x10: accepted, but nobody subscribed, so the broker dropped it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,8 @@ class SimulationReport:
     acked: int = 0
     failed: int = 0
     acked_by_kind: dict[str, int] = field(default_factory=dict)
+    unrouted: int = 0
+    """PUBACKs with reason code 16 (no subscriber took the message): sent again."""
     connect_failures: int = 0
     connect_error: str = ""
     """Why the first device that could not connect was refused."""
@@ -160,6 +166,24 @@ class Simulation:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def _deliver(
+        self, client: aiomqtt.Client, codes: _PubackCodes, topic: str, payload: bytes
+    ) -> None:
+        """Publishes until the broker has handed the message on: a PUBACK with reason code
+        16 (no matching subscribers; e.g. a restarted Mosquitto before the gateways have
+        subscribed again) means it was dropped, so the device sends it again."""
+        delay = 0.2
+        while True:
+            codes.latest = 0
+            await client.publish(topic, payload, qos=1)
+            if codes.latest != NO_MATCHING_SUBSCRIBERS:
+                return
+            self.report.unrouted += 1
+            if self._stopping.is_set():
+                raise aiomqtt.MqttError("stopped before any subscriber took the message")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
     async def run(self) -> SimulationReport:
         started = time.monotonic()
         self._ledger = self.settings.ledger.open("a") if self.settings.ledger else None
@@ -224,6 +248,7 @@ class Simulation:
                 self.report.connect_failures += 1
                 self.report.connect_error = self.report.connect_error or str(exc)
                 return
+        codes = _PubackCodes(client)
         try:
             topic = settings.topic_template.format(device_id=device.device_id)
             while not self._stopping.is_set():
@@ -237,12 +262,14 @@ class Simulation:
                 next_at += interval
                 if not self._take_budget():
                     return
-                await self._publish_one(client, device, topic)
+                await self._publish_one(client, codes, device, topic)
         finally:
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.__aexit__(None, None, None)
 
-    async def _publish_one(self, client: aiomqtt.Client, device: _Device, topic: str) -> None:
+    async def _publish_one(
+        self, client: aiomqtt.Client, codes: _PubackCodes, device: _Device, topic: str
+    ) -> None:
         roll = self._rng.random()
         settings = self.settings
         if roll < settings.bad_ratio:
@@ -258,7 +285,7 @@ class Simulation:
             label = "duplicate" if copy else kind
             self.report.attempted += 1
             try:
-                await client.publish(topic, payload, qos=1)
+                await self._deliver(client, codes, topic, payload)
             except aiomqtt.MqttError:
                 self.report.failed += 1
                 continue
@@ -267,6 +294,24 @@ class Simulation:
             if self._ledger is not None:
                 entry = {"device_id": device.device_id, "seq": seq, "kind": label}
                 self._ledger.write(json.dumps(entry) + "\n")
+
+
+class _PubackCodes:
+    """The reason code of each PUBACK a client receives. aiomqtt keeps them to itself, so
+    they are read off paho's callback; a device has one publish in flight at a time, so the
+    latest code answers its latest publish."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.latest = 0
+        paho = client._client  # the reason code is only on paho's callback
+        forward = paho.on_publish
+
+        def on_publish(*args: Any) -> None:
+            self.latest = int(getattr(args[3], "value", args[3]))
+            if forward is not None:
+                forward(*args)
+
+        paho.on_publish = on_publish
 
 
 def format_progress(report: SimulationReport) -> str:

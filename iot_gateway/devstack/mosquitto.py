@@ -64,7 +64,7 @@ class Mosquitto(Service):
             "persistence true",
             f"persistence_location {data}/",
             # Save the persistent sessions often: they are the buffer while Kafka is down.
-            "autosave_interval 5",
+            "autosave_interval 1",  # seconds: the most a SIGKILL can lose (see README)
             # Offline persistent sessions may queue this many QoS 1 messages each.
             "max_queued_messages 1000000",
             "max_queued_bytes 0",

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from iot_gateway.devstack import DevStackSettings
 from iot_gateway.kafka_client import KafkaClientSettings
 from tests.clients import process_env
+from tests.stacks import free_port
 
 SUBJECT = "iot.telemetry.v1-value"
 
@@ -44,12 +44,6 @@ def kill_leftovers() -> None:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def create_topics(kafka: KafkaClientSettings, *names: str, partitions: int = 6) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -26,10 +25,10 @@ from tests.e2e.gateway_harness import (
     GatewayProcess,
     create_topics,
     event_ids,
-    free_port,
     ledger_ids,
     write_config,
 )
+from tests.stacks import isolated_settings, remove_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -38,25 +37,13 @@ OUTAGE_S = 12.0
 
 @pytest.fixture
 def isolated(tmp_path: Path) -> Iterator[DevStackSettings]:
-    settings = DevStackSettings(
-        local_dir=tmp_path / "stack",
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        mqtt_port=free_port(),
-        mqtts_port=free_port(),
-        pg_port=free_port(),
-        kafka_heap="512m",
-        apps=False,
-    )
+    settings = isolated_settings(tmp_path / "stack")
     up(settings, lambda _: None)
     try:
         yield settings
     finally:
         down(settings, lambda _: None)
-        for name in ("postgres", "mosquitto"):
-            target = (tmp_path / "stack" / name).resolve()
-            if not target.is_relative_to(tmp_path):
-                shutil.rmtree(target.parent, ignore_errors=True)
+        remove_state(settings)
 
 
 @pytest.mark.parametrize("outage", ["stopped", "frozen"])

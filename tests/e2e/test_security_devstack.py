@@ -7,7 +7,6 @@ plain stack back (same data dir, PLAINTEXT, anonymous MQTT).
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -20,33 +19,19 @@ from confluent_kafka.admin import AdminClient
 from iot_gateway.devstack import DevStackSettings, down, up
 from iot_gateway.devstack.mosquitto import Mosquitto
 from iot_gateway.security import ADMIN, SecuredStack
-from tests.e2e.gateway_harness import free_port
+from tests.stacks import isolated_settings, remove_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
 def plain(tmp_path: Path) -> Iterator[DevStackSettings]:
-    settings = DevStackSettings(
-        local_dir=tmp_path / "stack",
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        mqtt_port=free_port(),
-        mqtts_port=free_port(),
-        pg_port=free_port(),
-        gateway_http_port=free_port(),
-        kafka_heap="512m",
-        apps=False,
-        secure=False,
-    )
+    settings = isolated_settings(tmp_path / "stack", secure=False)
     try:
         yield settings
     finally:
         down(settings, lambda _: None)
-        for name in ("postgres", "mosquitto"):
-            target = (tmp_path / "stack" / name).resolve()
-            if not target.is_relative_to(tmp_path):
-                shutil.rmtree(target.parent, ignore_errors=True)
+        remove_state(settings)
 
 
 def _topics(config: dict[str, object]) -> set[str]:

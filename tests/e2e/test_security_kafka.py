@@ -10,7 +10,6 @@ still do everything.
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.policy import AclBinding, KafkaOperation
 from iot_gateway.security import ADMIN, SecuredStack
 from iot_gateway.security.kafka import read_state
-from tests.e2e.gateway_harness import free_port
+from tests.stacks import isolated_settings, remove_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -62,19 +61,7 @@ rules:
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStackSettings]:
     root = tmp_path_factory.mktemp("secured-kafka")
     (root / "policy.yaml").write_text(POLICY)
-    settings = DevStackSettings(
-        local_dir=root / "stack",
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        mqtt_port=free_port(),
-        mqtts_port=free_port(),
-        pg_port=free_port(),
-        gateway_http_port=free_port(),
-        kafka_heap="512m",
-        apps=False,
-        secure=True,
-        policy_file=root / "policy.yaml",
-    )
+    settings = isolated_settings(root / "stack", secure=True, policy_file=root / "policy.yaml")
     up(settings, lambda _: None)
     try:
         admin = _admin(settings)
@@ -84,10 +71,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStackSettin
         yield settings
     finally:
         down(settings, lambda _: None)
-        for name in ("postgres", "mosquitto"):
-            target = (root / "stack" / name).resolve()
-            if not target.is_relative_to(root):
-                shutil.rmtree(target.parent, ignore_errors=True)
+        remove_state(settings)
 
 
 def _admin(settings: DevStackSettings) -> AdminClient:

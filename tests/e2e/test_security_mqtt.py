@@ -28,7 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from iot_gateway.cli import main
 from iot_gateway.devstack import DevStackSettings, down, up
 from iot_gateway.security import ADMIN, SecuredStack
-from tests.e2e.gateway_harness import free_port
+from tests.stacks import isolated_settings, remove_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -41,28 +41,13 @@ BAD_CREDENTIALS = 0x86
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStackSettings]:
     root = tmp_path_factory.mktemp("secured-mqtt")
     shutil.copy(PROJECT / "config" / "policy.yaml", root / "policy.yaml")
-    settings = DevStackSettings(
-        local_dir=root / "stack",
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        mqtt_port=free_port(),
-        mqtts_port=free_port(),
-        pg_port=free_port(),
-        gateway_http_port=free_port(),
-        kafka_heap="512m",
-        apps=False,
-        secure=True,
-        policy_file=root / "policy.yaml",
-    )
+    settings = isolated_settings(root / "stack", secure=True, policy_file=root / "policy.yaml")
     up(settings, lambda _: None)
     try:
         yield settings
     finally:
         down(settings, lambda _: None)
-        for name in ("postgres", "mosquitto"):
-            target = (root / "stack" / name).resolve()
-            if not target.is_relative_to(root):
-                shutil.rmtree(target.parent, ignore_errors=True)
+        remove_state(settings)
 
 
 def _env(settings: DevStackSettings) -> dict[str, str]:

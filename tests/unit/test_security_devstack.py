@@ -69,7 +69,7 @@ protocol mqtt
 allow_anonymous true
 persistence true
 persistence_location {home}/data/
-autosave_interval 5
+autosave_interval 1
 max_queued_messages 1000000
 max_queued_bytes 0
 log_dest stderr
@@ -208,6 +208,8 @@ def test_secured_apps_connect_as_their_own_principals(tmp_path: Path) -> None:
     worker = StreamsWorkerApp(settings).launch().env or {}
     assert worker["IOT_STREAMS_KAFKA__SASL_USERNAME"] == "streams"
     assert worker["IOT_STREAMS_KAFKA__SASL_PASSWORD"] == passwords["streams"].password
+    assert worker["IOT_STREAMS_QUERY__AUTH__ENABLED"] == "true"  # HTTP answers tokens only
+    assert worker["IOT_STREAMS_QUERY__AUTH__TOKENS_FILE"] == str(stack.layout.tokens_file)
 
     plain = GatewayApp(replace(settings, secure=False)).launch().env or {}
     assert plain["IOT_GATEWAY_KAFKA__SECURITY_PROTOCOL"] == "PLAINTEXT"

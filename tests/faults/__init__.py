@@ -1,0 +1,1 @@
+"""The fault suite: the whole pipeline under load and injected faults, then a checker."""

@@ -1,0 +1,495 @@
+"""The fault suite's checker: the platform's guarantees as invariants over a recorded history.
+
+A history is what the run collected: every publish a broker acknowledged to a device (the
+simulator's ledger, with when it was acknowledged), the Kafka log of telemetry, the DLQ's
+reasons, the alerts published, the projections the workers built and the oracle's
+projections of the same log, and when Mosquitto was killed. Every function here is pure, so
+the unit tests feed it hand-built histories that break one invariant each.
+
+Verdicts are ``PASS``, ``FAIL`` or ``LIMIT``: a loss the platform documents as outside its
+guarantee (Mosquitto killed with SIGKILL before it saved its in-memory sessions) is counted
+precisely under its own verdict and does not fail the run; any other loss does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from streams.projections import AlertState, DeviceState, WindowAggregate
+
+GOOD_KINDS = frozenset({"ok", "duplicate"})
+"""Ledger kinds of well-formed readings; every other kind is the DLQ reason of a bad payload."""
+
+EXAMPLES = 5
+"""How many offending items a verdict names."""
+
+_Row = TypeVar("_Row")
+
+
+class Status(StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    LIMIT = "LIMIT"
+    """A documented limit was hit (and measured); not a failure of the platform's contract."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """One publish the broker acknowledged (PUBACK) to a device, some time in ``(after, by]``.
+
+    ``kind`` is ``ok`` or ``duplicate`` (the same reading published again) for readings, else
+    the DLQ reason the gateway must give the bad payload.
+    """
+
+    device_id: str
+    seq: int | None
+    kind: str
+    after: float
+    by: float
+
+    @property
+    def event_id(self) -> str | None:
+        """The gateway's event id of a reading (``<device>:<seq>``); None for bad payloads."""
+        if self.kind not in GOOD_KINDS or self.seq is None:
+            return None
+        return f"{self.device_id}:{self.seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record of the telemetry topic, where it is in the log."""
+
+    partition: int
+    offset: int
+    event_id: str
+    device_id: str
+    seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerCrash:
+    """Mosquitto killed with SIGKILL at ``killed_at``; it last saved its persistence file at
+    ``saved_at`` (same clock as the acks). A publish it acknowledged in between and had not
+    yet handed to a gateway exists only in the memory that died."""
+
+    saved_at: float
+    killed_at: float
+    restarted_at: float | None = None
+    resubscribed_at: float | None = None
+    """When the first gateway had its session (and subscription) back after the restart.
+
+    Mosquitto 2.0 restores a persistent session's plain subscriptions from its file but not
+    its *shared* ones: until a gateway subscribes again, a device's publish is PUBACKed with
+    reason code 16 (no matching subscribers) and dropped."""
+
+    def covers(self, ack: Ack) -> bool:
+        """True if ``ack`` may have happened between the last save and the kill."""
+        return ack.after <= self.killed_at and ack.by >= self.saved_at
+
+    def unsubscribed(self, ack: Ack) -> bool:
+        """True if ``ack`` may have happened after the restart, before any gateway was back."""
+        if self.restarted_at is None or self.resubscribed_at is None:
+            return False
+        return ack.after <= self.resubscribed_at and ack.by >= self.restarted_at
+
+    def explains(self, ack: Ack) -> bool:
+        return self.covers(ack) or self.unsubscribed(ack)
+
+
+@dataclass(frozen=True, slots=True)
+class Projections:
+    """The three projections, as the store (or the oracle) holds them."""
+
+    devices: Sequence[DeviceState]
+    windows: Sequence[WindowAggregate]
+    alerts: Sequence[AlertState]
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Everything the checker looks at, collected after the faults stopped and all drained."""
+
+    acks: Sequence[Ack]
+    log: Sequence[Record]
+    dlq_reasons: Sequence[str]
+    """The ``reason`` header of every DLQ record."""
+    projections: Projections
+    oracle: Projections
+    """The oracle's projections of the same log (each event id once, log order)."""
+    expected_alerts: Collection[str]
+    """Event ids of the derived alerts the oracle computed from the log."""
+    published_alerts: Sequence[str]
+    """The ``event_id`` header of every record on the alerts topic."""
+    crashes: Sequence[BrokerCrash] = ()
+    faults: Sequence[tuple[float, str]] = ()
+    """When each injected fault started (the acks' clock) and what it was, to name the fault
+    nearest to each order violation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One invariant's outcome, with counts and a few offending examples."""
+
+    name: str
+    status: Status
+    summary: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+    examples: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not Status.FAIL
+
+
+def _status(failed: bool) -> Status:
+    return Status.FAIL if failed else Status.PASS
+
+
+def _examples(items: Iterable[object]) -> tuple[str, ...]:
+    return tuple(str(item) for item in sorted(items, key=str)[:EXAMPLES])
+
+
+def _acks_by_event(acks: Iterable[Ack]) -> dict[str, list[Ack]]:
+    by_event: dict[str, list[Ack]] = {}
+    for ack in acks:
+        if ack.event_id is not None:
+            by_event.setdefault(ack.event_id, []).append(ack)
+    return by_event
+
+
+def _crash_loss(history: History) -> tuple[set[str], set[str]]:
+    """Acknowledged readings missing from the log: (explained by a broker crash, unexplained).
+
+    A reading is explained when every acknowledged copy of it falls in a crash window.
+    """
+    in_log = {record.event_id for record in history.log}
+    explained: set[str] = set()
+    unexplained: set[str] = set()
+    for event_id, copies in _acks_by_event(history.acks).items():
+        if event_id in in_log:
+            continue
+        if all(any(crash.explains(ack) for crash in history.crashes) for ack in copies):
+            explained.add(event_id)
+        else:
+            unexplained.add(event_id)
+    return explained, unexplained
+
+
+def check_no_acked_loss(history: History) -> Verdict:
+    """Every reading a broker acknowledged to a device is in the Kafka log."""
+    acked = _acks_by_event(history.acks)
+    in_log = {record.event_id for record in history.log}
+    explained, unexplained = _crash_loss(history)
+    counts = {
+        "acked_readings": len(acked),
+        "in_log": len(acked.keys() & in_log),
+        "lost": len(unexplained),
+        "lost_in_broker_crash": len(explained),
+        "in_log_not_acked": len(in_log - acked.keys()),
+    }
+    return Verdict(
+        "no_acked_loss",
+        _status(bool(unexplained)),
+        f"{counts['in_log']:,} of {len(acked):,} acknowledged readings in the log, "
+        f"{len(unexplained):,} lost (+{len(explained):,} in Mosquitto crash windows, "
+        "see acked_lost_in_mosquitto_crash)",
+        counts,
+        _examples(unexplained),
+    )
+
+
+def check_mosquitto_crash_loss(history: History) -> Verdict:
+    """Acknowledged readings lost to a Mosquitto SIGKILL and restart: a documented limit.
+
+    Two ways, counted apart: (1) Mosquitto 2.0 acknowledges a QoS 1 publish once it is
+    queued in memory and saves its persistence file only every ``autosave_interval``; what
+    it had not yet handed to a gateway dies with it. (2) It does not restore the gateways'
+    shared subscriptions from that file: until a gateway is back, publishes are PUBACKed
+    (reason code 16, no matching subscribers) and dropped. Never a failure; counted
+    precisely by the window each loss falls in.
+    """
+    explained, _ = _crash_loss(history)
+    acked = _acks_by_event(history.acks)
+    unsaved = {
+        e for e in explained if all(any(c.covers(a) for c in history.crashes) for a in acked[e])
+    }
+    windows = [crash.killed_at - crash.saved_at for crash in history.crashes]
+    gaps = [
+        crash.resubscribed_at - crash.restarted_at
+        for crash in history.crashes
+        if crash.resubscribed_at is not None and crash.restarted_at is not None
+    ]
+    counts = {
+        "crashes": len(history.crashes),
+        "lost": len(explained),
+        "lost_unsaved": len(unsaved),
+        "lost_no_subscriber": len(explained - unsaved),
+        "acked_in_windows": sum(
+            1 for ack in history.acks if any(c.explains(ack) for c in history.crashes)
+        ),
+        "bad_acked_in_windows": sum(
+            1
+            for ack in history.acks
+            if ack.event_id is None and any(c.explains(ack) for c in history.crashes)
+        ),
+        "longest_unsaved_window_ms": round(max(windows, default=0.0) * 1000),
+        "longest_unsubscribed_window_ms": round(max(gaps, default=0.0) * 1000),
+    }
+    return Verdict(
+        "acked_lost_in_mosquitto_crash",
+        Status.LIMIT if explained else Status.PASS,
+        f"{len(explained):,} acknowledged readings lost in {len(history.crashes)} Mosquitto "
+        f"SIGKILL(s): {len(unsaved):,} unsaved (up to "
+        f"{counts['longest_unsaved_window_ms']} ms since its last save), "
+        f"{len(explained) - len(unsaved):,} dropped before a gateway subscribed again (up to "
+        f"{counts['longest_unsubscribed_window_ms']} ms)",
+        counts,
+        _examples(explained),
+    )
+
+
+def check_applied_once(history: History) -> Verdict:
+    """No event applied twice: each device's applied count is its distinct events in the log."""
+    distinct: dict[str, set[str]] = {}
+    for record in history.log:
+        distinct.setdefault(record.device_id, set()).add(record.event_id)
+    applied = {device.device_id: device.count for device in history.projections.devices}
+    twice = {
+        d: n - len(distinct.get(d, ())) for d, n in applied.items() if n > len(distinct.get(d, ()))
+    }
+    missing = {d for d, ids in distinct.items() if applied.get(d, 0) < len(ids)}
+    counts = {
+        "devices": len(distinct),
+        "distinct_events": sum(len(ids) for ids in distinct.values()),
+        "applied": sum(applied.values()),
+        "redelivered_records": len(history.log) - sum(len(ids) for ids in distinct.values()),
+        "absorbed_duplicates": sum(device.duplicates for device in history.projections.devices),
+        "applied_twice": sum(twice.values()),
+        "devices_under_applied": len(missing),
+    }
+    return Verdict(
+        "no_event_applied_twice",
+        _status(bool(twice)),
+        f"{counts['applied']:,} events applied for {counts['distinct_events']:,} distinct in the "
+        f"log ({counts['redelivered_records']:,} redelivered records absorbed), "
+        f"{counts['applied_twice']:,} applied twice",
+        counts,
+        _examples(f"{d}: +{n}" for d, n in twice.items()),
+    )
+
+
+def _nearest_fault(faults: Sequence[tuple[float, str]], at: float | None) -> str:
+    if at is None or not faults:
+        return "no fault"
+    start, label = min(faults, key=lambda fault: abs(fault[0] - at))
+    return label if abs(start - at) <= 30 else "no fault"
+
+
+def check_per_device_order(history: History) -> Verdict:
+    """Per device, one partition, and first appearances in increasing ``seq`` by offset.
+
+    A redelivered record (an event id already in the log) may come later; a *new* reading
+    with a lower seq than one already logged is an order violation. Each violation is
+    counted against the injected fault nearest to when its reading was acknowledged.
+    """
+    acked_at = {
+        event_id: min(ack.by for ack in copies)
+        for event_id, copies in _acks_by_event(history.acks).items()
+    }
+    partitions: dict[str, set[int]] = {}
+    highest: dict[str, int] = {}
+    seen: set[str] = set()
+    violations: list[str] = []
+    devices: set[str] = set()
+    near: Counter[str] = Counter()
+    checked = 0
+    for record in sorted(history.log, key=lambda r: (r.partition, r.offset)):
+        partitions.setdefault(record.device_id, set()).add(record.partition)
+        if record.event_id in seen or record.seq is None:
+            continue
+        seen.add(record.event_id)
+        checked += 1
+        top = highest.get(record.device_id)
+        if top is not None and record.seq < top:
+            violations.append(
+                f"{record.device_id} seq {record.seq} after {top} "
+                f"(partition {record.partition} offset {record.offset})"
+            )
+            devices.add(record.device_id)
+            near[_nearest_fault(history.faults, acked_at.get(record.event_id))] += 1
+        highest[record.device_id] = max(record.seq, top if top is not None else record.seq)
+    split = {d for d, parts in partitions.items() if len(parts) > 1}
+    counts = {
+        "devices": len(partitions),
+        "readings": checked,
+        "out_of_order": len(violations),
+        "devices_out_of_order": len(devices),
+        "devices_in_several_partitions": len(split),
+        **{f"out_of_order_near.{label}": n for label, n in sorted(near.items())},
+    }
+    where = ", ".join(f"{n:,} near {label}" for label, n in near.most_common())
+    return Verdict(
+        "per_device_order",
+        _status(bool(violations or split)),
+        f"{checked:,} readings of {len(partitions):,} devices: {len(violations):,} out of "
+        f"order ({len(devices)} devices{'; ' + where if where else ''}), "
+        f"{len(split)} devices in several partitions",
+        counts,
+        tuple(violations[:EXAMPLES]) + _examples(f"{d} in several partitions" for d in split),
+    )
+
+
+def _diff(
+    actual: Sequence[_Row], expected: Sequence[_Row], key: Callable[[_Row], Hashable]
+) -> tuple[int, list[str]]:
+    """How many keys differ (missing, extra or unequal) and a few of them."""
+    mine = {key(item): item for item in actual}
+    theirs = {key(item): item for item in expected}
+    differ = [k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)]
+    return len(differ), [str(k) for k in differ]
+
+
+def check_projections(history: History) -> Verdict:
+    """The store's projections equal the oracle's over the same log, row for row."""
+    actual, expected = history.projections, history.oracle
+    devices, bad_devices = _diff(actual.devices, expected.devices, lambda d: d.device_id)
+    windows, bad_windows = _diff(
+        actual.windows, expected.windows, lambda w: (w.device_id, w.metric, w.size_ms, w.start_ms)
+    )
+    alerts, bad_alerts = _diff(actual.alerts, expected.alerts, lambda a: (a.device_id, a.rule))
+    counts = {
+        "devices": len(expected.devices),
+        "windows": len(expected.windows),
+        "alert_states": len(expected.alerts),
+        "devices_differ": devices,
+        "windows_differ": windows,
+        "alert_states_differ": alerts,
+    }
+    differ = devices + windows + alerts
+    return Verdict(
+        "projections_equal_oracle",
+        _status(differ > 0 or not expected.devices),
+        f"{len(expected.devices):,} devices, {len(expected.windows):,} windows, "
+        f"{len(expected.alerts):,} alert states compared: {differ:,} differ",
+        counts,
+        _examples([*bad_devices, *bad_windows, *bad_alerts]),
+    )
+
+
+def check_alerts(history: History) -> Verdict:
+    """Every derived alert is published, and after dedupe by event id exactly once; nothing
+    is published that the log does not derive."""
+    expected = set(history.expected_alerts)
+    published = Counter(history.published_alerts)
+    missing = expected - published.keys()
+    unexpected = published.keys() - expected
+    counts = {
+        "derived": len(expected),
+        "published_records": sum(published.values()),
+        "published_distinct": len(published),
+        "redelivered": sum(n - 1 for n in published.values()),
+        "missing": len(missing),
+        "unexpected": len(unexpected),
+    }
+    return Verdict(
+        "alerts_exactly_once_after_dedupe",
+        _status(bool(missing or unexpected) or not expected),
+        f"{len(expected):,} derived alerts, {len(published):,} distinct published "
+        f"({counts['redelivered']:,} redelivered): {len(missing)} missing, "
+        f"{len(unexpected)} unexpected",
+        counts,
+        _examples([*(f"missing {m}" for m in missing), *(f"unexpected {u}" for u in unexpected)]),
+    )
+
+
+def check_dlq(history: History) -> Verdict:
+    """Every acknowledged bad payload is in the DLQ with its reason, counted by reason, and
+    the DLQ holds no other reasons. A shortfall is explained only by bad payloads
+    acknowledged within a Mosquitto crash window (they may have died with it)."""
+    acked = Counter(ack.kind for ack in history.acks if ack.kind not in GOOD_KINDS)
+    covered = Counter(
+        ack.kind
+        for ack in history.acks
+        if ack.kind not in GOOD_KINDS and any(c.explains(ack) for c in history.crashes)
+    )
+    dlq = Counter(history.dlq_reasons)
+    short = {r: n - dlq[r] for r, n in acked.items() if dlq[r] < n}
+    unexplained = {r: n for r, n in short.items() if n > covered[r]}
+    unexpected = {r: n for r, n in dlq.items() if r not in acked}
+    counts: dict[str, int] = {
+        "rejected_acked": sum(acked.values()),
+        "dlq_records": sum(dlq.values()),
+        "missing": sum(unexplained.values()),
+        "missing_in_broker_crash": sum(short.values()) - sum(unexplained.values()),
+        "unexpected_reason_records": sum(unexpected.values()),
+    }
+    for reason in sorted(acked.keys() | dlq.keys()):
+        counts[f"acked.{reason}"] = acked[reason]
+        counts[f"dlq.{reason}"] = dlq[reason]
+    by_reason = ", ".join(f"{r} {dlq[r]}/{acked[r]}" for r in sorted(acked.keys() | dlq.keys()))
+    return Verdict(
+        "dlq_accounts_for_rejected",
+        _status(bool(unexplained or unexpected) or not acked),
+        f"DLQ/acked by reason: {by_reason or 'none'}",
+        counts,
+        _examples(
+            [
+                *(f"{r}: {n} missing" for r, n in unexplained.items()),
+                *(f"{r}: {n} unexpected" for r, n in unexpected.items()),
+            ]
+        ),
+    )
+
+
+CHECKS: tuple[Callable[[History], Verdict], ...] = (
+    check_no_acked_loss,
+    check_mosquitto_crash_loss,
+    check_applied_once,
+    check_per_device_order,
+    check_projections,
+    check_alerts,
+    check_dlq,
+)
+
+
+def check(history: History) -> list[Verdict]:
+    """Every invariant's verdict, in a fixed order."""
+    return [run(history) for run in CHECKS]
+
+
+def format_verdicts(verdicts: Sequence[Verdict]) -> str:
+    """One line per verdict (and its examples), then the overall outcome."""
+    width = max(len(v.name) for v in verdicts)
+    lines = []
+    for verdict in verdicts:
+        lines.append(f"{verdict.status:<5} {verdict.name:<{width}}  {verdict.summary}")
+        lines.extend(f"{'':<5} {'':<{width}}    e.g. {example}" for example in verdict.examples)
+    failed = [v.name for v in verdicts if not v.ok]
+    lines.append("FAILED: " + ", ".join(failed) if failed else "all invariants hold")
+    return "\n".join(lines)
+
+
+def verdicts_json(verdicts: Sequence[Verdict], **run: Any) -> str:
+    """The verdicts and the run's facts (seed, schedule, times) as a JSON document."""
+    return json.dumps(
+        {
+            "ok": all(v.ok for v in verdicts),
+            **run,
+            "verdicts": [
+                {
+                    "name": v.name,
+                    "status": str(v.status),
+                    "summary": v.summary,
+                    "counts": dict(v.counts),
+                    "examples": list(v.examples),
+                }
+                for v in verdicts
+            ],
+        },
+        indent=2,
+    )

@@ -1,0 +1,123 @@
+"""Collecting a history: the devices' acknowledged publishes and when, and the Kafka topics.
+
+The simulator writes one ledger line per PUBACK, in the order the PUBACKs arrive, and counts
+them in ``report.acked`` in the same step; sampling that counter against the clock (an
+:class:`AckClock`) dates every ledger line to within one sampling period.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from iot_gateway.kafka_client import KafkaClientSettings
+from iot_gateway.registry.factory import open_registry
+from streams.domain import TelemetryEvent
+from streams.worker.runtime import telemetry_event
+from tests.faults.checker import Ack, Record
+
+
+@dataclass(slots=True)
+class AckClock:
+    """Samples of (monotonic time, PUBACKs counted so far) of one simulator run."""
+
+    ledger: Path
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def sample(self, acked: int) -> None:
+        self.samples.append((time.monotonic(), acked))
+
+    def acks(self) -> list[Ack]:
+        """The ledger's lines, each dated to ``(after, by]`` by the samples around it."""
+        times = [t for t, _ in self.samples]
+        counts = [n for _, n in self.samples]
+        acks = []
+        lines = self.ledger.read_text().splitlines() if self.ledger.exists() else []
+        for index, line in enumerate(lines):
+            entry = json.loads(line)
+            at = bisect.bisect_right(counts, index)  # first sample that had counted this line
+            after = times[at - 1] if at > 0 else float("-inf")
+            by = times[at] if at < len(times) else float("inf")
+            acks.append(Ack(entry["device_id"], entry["seq"], entry["kind"], after, by))
+        return acks
+
+
+async def _partitions(client: KafkaClientSettings, topic: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(**client.aiokafka_kwargs())
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
+
+
+async def end_offsets(client: KafkaClientSettings, topic: str) -> dict[int, int]:
+    """The next offset of each partition of ``topic``."""
+    tps = await _partitions(client, topic)
+    consumer = AIOKafkaConsumer(**client.aiokafka_kwargs())
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+async def _read_topic(client: KafkaClientSettings, topic: str) -> dict[int, list[Any]]:
+    """Every record of ``topic`` up to its end offsets now, per partition, in offset order."""
+    tps = await _partitions(client, topic)
+    consumer = AIOKafkaConsumer(**client.aiokafka_kwargs(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: dict[int, list[Any]] = {tp.partition: [] for tp in tps}
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, items in batch.items():
+                records[tp.partition].extend(r for r in items if r.offset < ends[tp])
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def read_log(
+    client: KafkaClientSettings, topic: str
+) -> tuple[list[Record], list[TelemetryEvent]]:
+    """The telemetry topic decoded: its records' positions and ids, and the events in log
+    order (partition by partition, so each device's events keep their order)."""
+    records: list[Record] = []
+    events: list[TelemetryEvent] = []
+    raw = await _read_topic(client, topic)
+    async with open_registry("embedded", client) as registry:
+        for partition in sorted(raw):
+            for item in raw[partition]:
+                event = telemetry_event(await registry.decode(item.value))
+                events.append(event)
+                records.append(
+                    Record(partition, item.offset, event.event_id, event.device_id, event.seq)
+                )
+    return records, events
+
+
+async def read_header(client: KafkaClientSettings, topic: str, header: str) -> list[str]:
+    """Header ``header`` of every record of ``topic`` (empty string when absent)."""
+    raw = await _read_topic(client, topic)
+    return [
+        dict(item.headers).get(header, b"").decode(errors="replace")
+        for partition in sorted(raw)
+        for item in raw[partition]
+    ]

@@ -1,0 +1,509 @@
+"""``make faults``: the whole pipeline under simulated load while faults are injected, then
+the checker's verdicts.
+
+    .venv/bin/python -m tests.faults.run [--seed N] [--duration S] [--devices N] [--rate R]
+
+An isolated stack (its own Kafka, Mosquitto and PostgreSQL on free ports, state under
+``.local/faults/``) runs a gateway (``--gateways N``: several sharing the MQTT subscription)
+and one stream worker;
+simulated devices publish (with duplicates and bad payloads) while a seeded schedule kills
+with SIGKILL and restarts a gateway, the worker, Kafka and Mosquitto, and freezes each with
+SIGSTOP/SIGCONT. Afterwards everything drains, the processes stop, and the checker compares
+the devices' acknowledged publishes, the Kafka topics and the projections. Prints a verdict
+per invariant and writes them as JSON (``.local/faults/verdict-<seed>.json``); exit status 1
+if an invariant fails. The shared dev stack is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from iot_gateway.devstack import DevStackSettings
+from iot_gateway.simulator import Simulation, SimulationReport, SimulationSettings
+from streams.projections.alerts import ALERTS_TOPIC, load_alert_rules
+from streams.projections.windows import DEFAULT_WINDOWS
+from streams.store.sqlite import SqliteStore
+from tests.e2e.gateway_harness import kill_leftovers
+from tests.e2e.streams_harness import RULES
+from tests.faults import stack
+from tests.faults.checker import (
+    BrokerCrash,
+    History,
+    Projections,
+    check,
+    format_verdicts,
+    verdicts_json,
+)
+from tests.faults.collect import AckClock, end_offsets, read_header, read_log
+from tests.faults.schedule import Action, Fault, Target, make_schedule, missing_kinds
+from tests.stacks import isolated_settings
+from tests.unit.test_streams_oracle import oracle
+
+SAVE_MARGIN_S = 0.05
+"""Mosquitto's snapshot is taken when a save starts; the file's mtime is when it ended."""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self) -> float:
+        return time.monotonic() - self.started
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+@dataclass(slots=True)
+class Load:
+    """The simulated devices, run in this process so that every PUBACK can be dated.
+
+    A Mosquitto kill ends an epoch (the devices' connections die with it); the next epoch
+    continues each device's sequence numbers (the state file) in a ledger of its own.
+    """
+
+    settings: DevStackSettings
+    folder: Path
+    devices: int
+    rate: float
+    seed: int
+    clocks: list[AckClock] = field(default_factory=list)
+    reports: list[SimulationReport] = field(default_factory=list)
+    _simulation: Simulation | None = None
+    _task: asyncio.Task[SimulationReport] | None = None
+
+    def start(self) -> None:
+        username, password = stack.device_login(self.settings)
+        clock = AckClock(self.folder / f"ledger-{len(self.clocks)}.jsonl")
+        self._simulation = Simulation(
+            SimulationSettings(
+                devices=self.devices,
+                rate=self.rate,
+                host=self.settings.host,
+                port=self.settings.mqtt_port,
+                prefix="fdev",
+                topic_template=stack.DEVICE_TOPIC,
+                duplicate_ratio=0.02,
+                bad_ratio=0.01,
+                state_file=self.folder / "sim-state.json",
+                ledger=clock.ledger,
+                seed=self.seed * 1000 + len(self.clocks),
+                connect_concurrency=25,
+                username=username,
+                password=password,
+            ),
+            progress=None,
+        )
+        clock.sample(0)
+        self.clocks.append(clock)
+        self._task = asyncio.create_task(self._simulation.run())
+
+    def sample(self) -> None:
+        if self._simulation is not None:
+            self.clocks[-1].sample(self._simulation.report.acked)
+
+    async def stop(self) -> None:
+        if self._simulation is None or self._task is None:
+            return
+        self.sample()
+        self._simulation.stop()
+        report = await self._task
+        self.clocks[-1].sample(report.acked)
+        self.reports.append(report)
+        self._simulation, self._task = None, None
+
+    async def sampling(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(0.1)
+
+    def totals(self) -> tuple[int, int]:
+        """PUBACKs received and publishes failed so far, over every epoch."""
+        reports = [*self.reports]
+        if self._simulation is not None:
+            reports.append(self._simulation.report)
+        return sum(r.acked for r in reports), sum(r.failed for r in reports)
+
+
+@dataclass(slots=True)
+class World:
+    """Everything one run starts, and what happened to it."""
+
+    settings: DevStackSettings
+    gateways: list[stack.AppProcess]
+    worker: stack.AppProcess
+    store: stack.WorkerStore
+    load: Load
+    clock: Clock
+    crashes: list[BrokerCrash] = field(default_factory=list)
+    done: list[dict[str, Any]] = field(default_factory=list)
+    unexpected_exits: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def apps(self) -> list[stack.AppProcess]:
+        return [*self.gateways, self.worker]
+
+
+async def _blocking(function: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.to_thread(function, *args)
+
+
+def _first_ready(gateways: list[stack.AppProcess], timeout_s: float = 120) -> float:
+    """Blocks until one of ``gateways`` is ready (its session and subscription are up)."""
+    deadline = time.monotonic() + timeout_s
+    while not any(gateway.ready() for gateway in gateways):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no gateway back within {timeout_s:.0f}s")
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+async def inject(world: World, fault: Fault) -> str:
+    """Applies ``fault`` and repairs it; returns what happened, for the progress output."""
+    if fault.target in (Target.GATEWAY, Target.WORKER):
+        app = world.gateways[fault.instance] if fault.target is Target.GATEWAY else world.worker
+        if fault.action is Action.PAUSE:
+            app.pause()
+            await asyncio.sleep(fault.hold_s)
+            app.resume()
+            return f"{app.name} resumed"
+        app.kill()
+        await asyncio.sleep(fault.hold_s)
+        app.start()
+        took = await _blocking(app.wait_ready, 90)
+        return f"{app.name} restarted, ready in {took:.1f}s"
+    server = (stack.kafka_server if fault.target is Target.KAFKA else stack.mosquitto_server)(
+        world.settings
+    )
+    if fault.action is Action.PAUSE:
+        pid = server.pause()
+        await asyncio.sleep(fault.hold_s)
+        server.resume(pid)
+        return f"{server.name} resumed"
+    if fault.target is Target.MOSQUITTO:
+        frozen = world.gateways if fault.action is Action.KILL_WITH_BACKLOG else []
+        for gateway in frozen:
+            gateway.pause()
+        if frozen:
+            await asyncio.sleep(fault.hold_s)  # the broker queues in memory meanwhile
+        saved = stack.mosquitto_saved_at(world.settings)
+        world.load.sample()
+        server.kill()
+        killed = time.monotonic()
+        saved_at = world.clock.started if saved is None else saved - SAVE_MARGIN_S
+        for gateway in frozen:
+            gateway.resume()
+        await world.load.stop()  # the devices' connections died with the broker
+        if not frozen:
+            await asyncio.sleep(fault.hold_s)
+        took = await _blocking(stack.restart_servers, world.settings, lambda _: None)
+        restarted = time.monotonic() - took  # it answers within `took`; count from the start
+        world.load.start()  # devices reconnect at once, as real ones do
+        back = await _blocking(_first_ready, world.gateways)
+        world.crashes.append(BrokerCrash(saved_at, killed, restarted, back))
+        return (
+            f"mosquitto restarted in {took:.1f}s, a gateway subscribed again "
+            f"{back - restarted:.1f}s after its start; it had last saved "
+            f"{killed - saved_at:.2f}s before the kill"
+        )
+    server.kill()
+    await asyncio.sleep(fault.hold_s)
+    took = await _blocking(stack.restart_servers, world.settings, lambda _: None)
+    return f"{server.name} restarted in {took:.1f}s"
+
+
+async def _status_line(world: World, faults_done: int, faults: int) -> str:
+    acked, failed = world.load.totals()
+    try:
+        ends = await asyncio.wait_for(
+            end_offsets(stack.client_for(world.settings), stack.TELEMETRY_TOPIC), 3
+        )
+        logged = f"{sum(ends.values()):,}"
+    except Exception:  # Kafka may be the one that is down
+        logged = "?"
+    applied = "?"
+    with contextlib.suppress(Exception):
+        store = SqliteStore(world.store.path)
+        try:
+            applied = f"{sum(o + 1 for o in store.positions(world.store.group).values()):,}"
+        finally:
+            store.close()
+    return (
+        f"[{world.clock():6.1f}s] acked {acked:,} (failed {failed:,}) | log {logged} | "
+        f"worker at {applied} | faults {faults_done}/{faults}"
+    )
+
+
+async def supervise(world: World, faults: list[Fault]) -> None:
+    """Progress every 5 s; a platform process that died on its own is reported and restarted
+    (as its supervisor would in production)."""
+    last = 0.0
+    while True:
+        await asyncio.sleep(0.5)
+        for app in world.apps:
+            if not app.running() and not app.expected_down:
+                code = app.process.returncode if app.process else None
+                world.unexpected_exits.append(
+                    {"at_s": round(world.clock(), 1), "process": app.name, "exit": code}
+                )
+                say(
+                    f"[{world.clock():6.1f}s] !! {app.name} exited by itself ({code}); "
+                    f"restarting. Its log ends:\n{app.tail(8)}"
+                )
+                app.start()
+        if world.clock() - last >= 5:
+            last = world.clock()
+            say(await _status_line(world, len(world.done), len(faults)))
+
+
+async def run_faults(
+    world: World, faults: list[Fault], load_started: float, duration: float
+) -> None:
+    for number, fault in enumerate(faults, 1):
+        delay = load_started + fault.at_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        at = time.monotonic() - load_started
+        say(f"[{world.clock():6.1f}s] fault {number}/{len(faults)}: {fault} (at t+{at:.1f}s)")
+        began = time.monotonic()
+        outcome = await inject(world, fault)
+        took = time.monotonic() - began
+        say(f"[{world.clock():6.1f}s]   ... {outcome} ({took:.1f}s)")
+        world.done.append(
+            {
+                "at": began,
+                "label": fault.label,
+                "fault": str(fault),
+                "started_s": round(at, 1),
+                "repaired_after_s": round(took, 1),
+                "outcome": outcome,
+            }
+        )
+    rest = load_started + duration - time.monotonic()
+    if rest > 0:
+        await asyncio.sleep(rest)
+
+
+async def _until(what: str, condition: Callable[[], Awaitable[bool]], timeout_s: float) -> float:
+    started = time.monotonic()
+    while not await condition():
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"{what}: not within {timeout_s:.0f}s")
+        await asyncio.sleep(1)
+    return time.monotonic() - started
+
+
+async def drain(world: World) -> None:
+    """Waits until the gateways have nothing left to deliver (the log's end stops moving for
+    5 s) and the worker has applied the whole log and published its outbox."""
+    client = stack.client_for(world.settings)
+    seen: list[tuple[float, int]] = []
+
+    async def log_settled() -> bool:
+        ends = await end_offsets(client, stack.TELEMETRY_TOPIC)
+        dlq = await end_offsets(client, stack.DLQ_TOPIC)
+        total = sum(ends.values()) + sum(dlq.values())
+        if not seen or seen[-1][1] != total:
+            seen.append((time.monotonic(), total))
+        return time.monotonic() - seen[-1][0] >= 5
+
+    took = await _until("the log settling", log_settled, 120)
+    say(f"[{world.clock():6.1f}s] log settled at {seen[-1][1]:,} records after {took:.0f}s")
+    ends = await end_offsets(client, stack.TELEMETRY_TOPIC)
+
+    async def caught_up() -> bool:
+        store = SqliteStore(world.store.path)
+        try:
+            at = {tp.partition: o + 1 for tp, o in store.positions(world.store.group).items()}
+            backlog = store.outbox_backlog()
+        finally:
+            store.close()
+        return backlog == 0 and all(at.get(p, 0) >= end for p, end in ends.items() if end)
+
+    took = await _until("the worker catching up", caught_up, 120)
+    say(f"[{world.clock():6.1f}s] worker caught up and outbox empty after {took:.0f}s")
+
+
+async def collect(world: World, rules: Path) -> History:
+    client = stack.client_for(world.settings)
+    log, events = await read_log(client, stack.TELEMETRY_TOPIC)
+    expected = oracle(events, windows=DEFAULT_WINDOWS, rules=load_alert_rules(rules))
+    store = SqliteStore(world.store.path)
+    try:
+        actual = Projections(store.devices(), store.windows(), store.alert_states())
+    finally:
+        store.close()
+    return History(
+        acks=[ack for clock in world.load.clocks for ack in clock.acks()],
+        log=log,
+        dlq_reasons=await read_header(client, stack.DLQ_TOPIC, "reason"),
+        projections=actual,
+        oracle=Projections(expected.devices, expected.windows, expected.alerts),
+        expected_alerts=[d.event_id for d in expected.derived],
+        published_alerts=await read_header(client, ALERTS_TOPIC, "event_id"),
+        crashes=world.crashes,
+        faults=[(mark["at"], mark["label"]) for mark in world.done],
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    clock = Clock()
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
+    faults = make_schedule(seed, args.duration, gateways=args.gateways)
+    say(
+        f"fault suite: seed {seed}, {args.duration:.0f}s of load, {args.devices} devices at "
+        f"{args.rate:g} msg/s; repeat with `make faults FAULTS_SEED={seed}`"
+    )
+    say("schedule:\n" + "\n".join(f"  {fault}" for fault in faults))
+    lacking = missing_kinds(faults)
+    if lacking:
+        say(f"the run is too short to inject every kind of fault: missing {lacking}")
+        return 2
+    folder = args.out / f"run-{seed}-{time.strftime('%Y%m%dT%H%M%S')}"
+    folder.mkdir(parents=True)
+    shared = DevStackSettings.from_env()
+    settings = isolated_settings(folder / "stack", secure=shared.secure)
+    say(
+        f"[{clock():6.1f}s] starting an isolated stack in {folder} "
+        f"(Kafka {settings.kafka_bootstrap}, MQTT {settings.mqtt_port})"
+    )
+    world: World | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await _blocking(stack.start_stack, settings, lambda _: None)
+        rules = folder / "alerts.yaml"
+        rules.write_text(RULES)
+        config = stack.write_gateway_config(folder / "gateway.yaml", settings)
+        store = stack.WorkerStore(folder / "state.db")
+        world = World(
+            settings=settings,
+            gateways=[
+                stack.gateway_process(settings, config, n, folder)
+                for n in range(1, args.gateways + 1)
+            ],
+            worker=stack.worker_process(settings, store, rules, folder),
+            store=store,
+            load=Load(settings, folder, args.devices, args.rate, seed),
+            clock=clock,
+        )
+        # One at a time: the first creates the schema registry's single-partition topic
+        # (started together, a metadata request may auto-create it with 6 partitions).
+        for app in world.apps:
+            app.start()
+            await _blocking(app.wait_ready, 120)
+        say(
+            f"[{clock():6.1f}s] stack, {args.gateways} gateway(s) and the worker ready; "
+            "devices start"
+        )
+        world.load.start()
+        load_started = time.monotonic()
+        tasks = [
+            asyncio.create_task(world.load.sampling()),
+            asyncio.create_task(supervise(world, faults)),
+        ]
+        await run_faults(world, faults, load_started, args.duration)
+        await world.load.stop()
+        acked, failed = world.load.totals()
+        say(f"[{clock():6.1f}s] load stopped: {acked:,} PUBACKs, {failed:,} publishes failed")
+        await drain(world)
+        for task in tasks:
+            task.cancel()
+        exits = {app.name: app.terminate() for app in world.apps}
+        say(f"[{clock():6.1f}s] processes stopped with SIGTERM: {exits}")
+        history = await collect(world, rules)
+        verdicts = check(history)
+        say(format_verdicts(verdicts))
+        document = verdicts_json(
+            verdicts,
+            seed=seed,
+            wall_s=round(clock(), 1),
+            load={
+                "devices": args.devices,
+                "rate": args.rate,
+                "duration_s": args.duration,
+                "gateways": args.gateways,
+            },
+            acked=acked,
+            failed_publishes=failed,
+            schedule=[{**dataclasses.asdict(f), "text": str(f)} for f in faults],
+            faults=world.done,
+            unexpected_exits=world.unexpected_exits,
+            exit_codes=exits,
+            run_dir=str(folder),
+        )
+        for name in (f"verdict-{seed}.json", "latest.json"):
+            (args.out / name).write_text(document + "\n")
+        say(f"[{clock():6.1f}s] verdicts written to {args.out / f'verdict-{seed}.json'}")
+        return 0 if all(v.ok for v in verdicts) else 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        if world is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(world.load.stop(), 20)
+            for app in world.apps:
+                with contextlib.suppress(Exception):
+                    app.resume()
+        kill_leftovers()
+        await _blocking(stack.stop_stack, settings, lambda _: None)
+        say(f"[{clock():6.1f}s] isolated stack stopped (seed {seed})")
+
+
+def _quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Drops the devices' connection errors nobody awaited (a killed broker makes hundreds);
+    anything else goes to the default handler."""
+    if isinstance(context.get("exception"), aiomqtt.MqttError):
+        return
+    loop.default_exception_handler(context)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.faults.run", description=__doc__)
+    parser.add_argument("--seed", type=int, default=None, help="fault schedule seed (random)")
+    parser.add_argument("--duration", type=float, default=130.0, help="seconds of load")
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument(
+        "--gateways",
+        type=int,
+        default=1,
+        help="gateways sharing the subscription (1: with more, a device's readings may reach "
+        "Kafka out of order, see the README's Guarantees)",
+    )
+    parser.add_argument("--rate", type=float, default=200.0, help="messages/s over all devices")
+    parser.add_argument("--out", type=Path, default=Path(".local/faults"))
+    args = parser.parse_args(argv)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a killed broker is the point
+    args.out = args.out.resolve()
+
+    async def guarded() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        loop.set_exception_handler(_quiet)
+        return await run(args)
+
+    try:
+        return asyncio.run(guarded())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; everything the run started was stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""The fault suite's world: an isolated stack (own ports and state dir) and its processes.
+
+Servers (Kafka, Mosquitto, PostgreSQL) are the dev stack's own (``iotctl dev up`` code on
+other ports), so killing them disturbs nobody else; the platform's processes (two gateways
+sharing the subscription, one stream worker) are started here, tracked, and each can be
+killed with SIGKILL, restarted, paused with SIGSTOP and resumed.
+
+How a spawned process connects (bootstrap, SASL credentials, MQTT login) is decided in one
+place, :func:`process_env` (on top of the tests' ``tests.clients.process_env``). The
+isolated stack is secured exactly when the shared one is (``IOT_SECURE``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+
+from iot_gateway.devstack import DevStackSettings, down, up
+from iot_gateway.devstack.apps import http_probe
+from iot_gateway.devstack.clients import kafka_client
+from iot_gateway.devstack.kafka import Kafka
+from iot_gateway.devstack.mosquitto import Mosquitto
+from iot_gateway.devstack.process import alive, running_pid
+from iot_gateway.devstack.service import Service
+from iot_gateway.kafka_client import KafkaClientSettings
+from tests import clients
+from tests.e2e.gateway_harness import track
+from tests.stacks import free_port, remove_state
+
+TELEMETRY_TOPIC = "iot.telemetry.v1"
+DLQ_TOPIC = "iot.telemetry.dlq"
+SUBJECT = "iot.telemetry.v1-value"
+DEVICE_TOPIC = "devices/{device_id}/telemetry"
+Say = Callable[[str], None]
+
+
+def start_stack(settings: DevStackSettings, say: Say) -> None:
+    """``iotctl dev up`` of the isolated stack."""
+    up(settings, say)
+
+
+def stop_stack(settings: DevStackSettings, say: Say) -> None:
+    """Stops the isolated stack's servers and removes their data (also out-of-tree folders)."""
+    down(settings, say)
+    remove_state(settings)
+
+
+def client_for(settings: DevStackSettings) -> KafkaClientSettings:
+    """How the suite itself reads the stack's Kafka: as its administrator."""
+    return kafka_client(settings)
+
+
+def process_env(settings: DevStackSettings, extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a spawned gateway or worker: the isolated stack's endpoints and
+    credentials (the tests' one helper, ``tests.clients.process_env``) and ``extra``; none
+    of the caller's ``IOT_*`` variables, which describe the shared stack."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("IOT_")}
+    env.update(clients.process_env(settings))
+    env["IOT_GATEWAY_MQTT__HOST"] = settings.host
+    env["IOT_GATEWAY_MQTT__PORT"] = str(settings.mqtt_port)
+    env.update(extra)
+    return env
+
+
+def device_login(settings: DevStackSettings) -> tuple[str | None, str | None]:
+    """How simulated devices log in to Mosquitto (as the tests do: the admin, when secured)."""
+    login = clients.mqtt_login_kwargs(settings)
+    return login.get("username"), login.get("password")
+
+
+def write_gateway_config(path: Path, settings: DevStackSettings) -> Path:
+    """The platform's telemetry route and topics, with limits no simulated device reaches."""
+    config = {
+        "mqtt": {
+            "share_group": "gw",
+            "filters": ["devices/+/telemetry/#"],
+            "session_expiry_s": 600,
+            "receive_maximum": 500,
+        },
+        "kafka": {"dlq_topic": DLQ_TOPIC, "request_timeout_ms": 10_000},
+        "routes": [
+            {
+                "name": "telemetry",
+                "filter": "devices/+/telemetry",
+                "kafka_topic": TELEMETRY_TOPIC,
+                "subject": SUBJECT,
+            }
+        ],
+        "limits": {"device_rate_per_s": 10_000, "device_burst": 10_000},
+        "http": {"host": settings.host},
+        "downlink": {"enabled": False},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class AppProcess:
+    """One platform process (a gateway or a worker), started, killed and paused for real."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.name, self.argv, self.log = name, argv, log
+        self.http_port = free_port()
+        self.env = {**env, self._port_variable(argv): str(self.http_port)}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.expected_down = False
+        """True while a fault holds it down (a death then is not a crash)."""
+
+    @staticmethod
+    def _port_variable(argv: list[str]) -> str:
+        return "IOT_GATEWAY_HTTP__PORT" if "gateway" in argv else "IOT_STREAMS_HTTP__PORT"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = track(
+                subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            )
+        self.expected_down = False
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ready(self) -> bool:
+        return self.running() and http_probe(f"http://127.0.0.1:{self.http_port}/readyz", 1).answers
+
+    def wait_ready(self, timeout_s: float = 60) -> float:
+        """Blocks until ``/readyz`` answers; returns the seconds it took."""
+        started = time.monotonic()
+        while not self.ready():
+            if not self.running():
+                raise RuntimeError(f"{self.name} exited: {self.tail()}")
+            if time.monotonic() - started > timeout_s:
+                raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f}s: {self.tail()}")
+            time.sleep(0.1)
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        self.expected_down = True
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def pause(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def terminate(self, timeout_s: float = 60) -> int | None:
+        """SIGTERM and wait (SIGKILL after ``timeout_s``); the exit status, None if killed."""
+        if not self.running():
+            return self.process.returncode if self.process else None
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            return None
+
+    def tail(self, lines: int = 15) -> str:
+        text = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+        return "\n".join(text[-lines:])
+
+
+def gateway_process(
+    settings: DevStackSettings, config: Path, number: int, logs: Path
+) -> AppProcess:
+    client_id = f"faults-gw-{number}"
+    env = process_env(settings, {"IOT_GATEWAY_MQTT__CLIENT_ID": client_id})
+    argv = [sys.executable, "-m", "iot_gateway.cli", "gateway", "run", "--config", str(config)]
+    return AppProcess(f"gateway-{number}", argv, env, logs / f"gateway-{number}.log")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStore:
+    """Where the worker keeps its state, and its consumer group."""
+
+    path: Path
+    group: str = "faults-streams"
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+
+def worker_process(
+    settings: DevStackSettings, store: WorkerStore, rules: Path, work: Path
+) -> AppProcess:
+    env = process_env(
+        settings,
+        {
+            "IOT_STREAMS_GROUP": store.group,
+            "IOT_STREAMS_TELEMETRY_TOPIC": TELEMETRY_TOPIC,
+            "IOT_STREAMS_STORE": store.url,
+            "IOT_STREAMS_ALERT_RULES": str(rules),
+            "IOT_STREAMS_NOTIFIER__ENABLED": "false",
+            "IOT_STREAMS_BATCH_MAX": "500",
+            "IOT_STREAMS_DATA_DIR": str(work / "faust"),
+            "IOT_STREAMS_HTTP__HOST": settings.host,
+        },
+    )
+    argv = [sys.executable, "-m", "iot_gateway.cli", "streams", "worker"]
+    return AppProcess("worker", argv, env, work / "worker.log")
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A server of the isolated stack, found through the dev stack's pid file."""
+
+    service: Service
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    def pid(self) -> int:
+        pid = running_pid(self.service.handle)
+        if pid is None:
+            raise RuntimeError(f"{self.name} of the isolated stack is not running")
+        return pid
+
+    def kill(self) -> None:
+        """SIGKILL the server and wait until it is gone (its port then refuses)."""
+        pid = self.pid()
+        os.kill(pid, signal.SIGKILL)
+        while alive(pid):
+            time.sleep(0.02)
+
+    def pause(self) -> int:
+        pid = self.pid()
+        os.kill(pid, signal.SIGSTOP)
+        return pid
+
+    @staticmethod
+    def resume(pid: int) -> None:
+        os.kill(pid, signal.SIGCONT)
+
+
+def kafka_server(settings: DevStackSettings) -> Server:
+    return Server(Kafka(settings))
+
+
+def mosquitto_server(settings: DevStackSettings) -> Server:
+    return Server(Mosquitto(settings))
+
+
+def mosquitto_saved_at(settings: DevStackSettings) -> float | None:
+    """When Mosquitto last wrote its persistence file, on ``time.monotonic()``'s clock.
+
+    The file is replaced whole at each save, so its mtime is the end of the last save. None
+    if it was never saved.
+    """
+    db = Mosquitto(settings).home / "data" / "mosquitto.db"
+    try:
+        mtime = db.stat().st_mtime
+    except OSError:
+        return None
+    return time.monotonic() - (time.time() - mtime)
+
+
+def restart_servers(settings: DevStackSettings, say: Say) -> float:
+    """Starts whatever server of the stack is down (``iotctl dev up``); returns seconds."""
+    started = time.monotonic()
+    up(replace(settings), say)
+    return time.monotonic() - started
