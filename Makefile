@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 IOTCTL := $(BIN)/iotctl
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap venv up down status run test lint typecheck schemas-check unit bench clean
+.PHONY: help bootstrap venv up down status run test lint typecheck schemas-check unit bench faults clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,8 +35,7 @@ status: venv ## each service's endpoint and whether it answers
 	@$(IOTCTL) dev status
 
 run: bootstrap venv ## bring everything up with simulated devices and show where to look
-	@IOT_SIMULATE=true $(IOTCTL) dev up
-	@scripts/run.sh
+	@started=$$(date +%s.%N); IOT_SIMULATE=true $(IOTCTL) dev up && RUN_STARTED=$$started scripts/run.sh
 
 lint: venv ## ruff (lint and format check)
 	@$(BIN)/ruff check .
@@ -55,11 +54,18 @@ test: up lint typecheck schemas-check ## bring everything up, lint, type-check, 
 	@$(BIN)/pytest tests $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
-bench: up ## run the benchmarks (several minutes); JSON and charts in bench/results/
+bench: up ## run every benchmark (several minutes); JSON, charts and REPORT.md in bench/results/
 	@$(BIN)/python -m bench.avro_codec
 	@$(BIN)/python -m bench.stream_store
 	@$(BIN)/python -m bench.stream_worker
 	@$(BIN)/python -m bench.gateway_ingest
+	@$(BIN)/python -m bench.query_api
+	@$(BIN)/python -m bench.report
+
+FAULTS_SEED ?=
+FAULTS_ARGS ?=
+faults: bootstrap venv ## fault suite (~3 min): kill/pause gateway, worker, Kafka, Mosquitto under load on an isolated stack, then check the guarantees
+	@$(BIN)/python -m tests.faults.run $(if $(FAULTS_SEED),--seed $(FAULTS_SEED)) $(FAULTS_ARGS)
 
 clean: down ## stop services and delete .local/ (all local data)
 	rm -rf .local

@@ -194,6 +194,14 @@ class StreamsWorkerApp(Service):
                 "IOT_STREAMS_ALERT_RULES": str(s.project_dir / "config" / "alerts.example.yaml"),
             }
         )
+        if s.secure:
+            # The query API answers bearer tokens (`iotctl tokens add`) within their policy.
+            from iot_gateway.security import SecuredStack  # noqa: PLC0415 - imports devstack
+
+            stack = SecuredStack(s)
+            env["IOT_STREAMS_QUERY__AUTH__ENABLED"] = "true"
+            env["IOT_STREAMS_QUERY__AUTH__POLICY_FILE"] = str(stack.policy_path)
+            env["IOT_STREAMS_QUERY__AUTH__TOKENS_FILE"] = str(stack.layout.tokens_file)
         return LaunchSpec(
             argv=[
                 sys.executable,

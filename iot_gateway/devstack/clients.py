@@ -8,7 +8,9 @@ rather than assembling bootstrap strings and credentials themselves.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from iot_gateway.devstack.settings import DevStackSettings
 from iot_gateway.kafka_client import KafkaClientSettings
@@ -91,3 +93,17 @@ def on_local_stack(kafka: KafkaClientSettings, principal: str = ADMIN) -> KafkaC
             "sasl_password": local.sasl_password,
         }
     )
+
+
+def write_kcat_config(settings: DevStackSettings, principal: str = ADMIN) -> Path:
+    """Writes ``<state dir>/kcat.conf`` (mode 0600): a librdkafka properties file with which
+    ``kcat -F`` (or any librdkafka client) reaches this stack as ``principal``."""
+    path = settings.state_dir / "kcat.conf"
+    config = kafka_client(settings, principal).confluent_config()
+    body = "".join(f"{key}={value}\n" for key, value in config.items())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(body)
+    path.chmod(0o600)
+    return path

@@ -25,6 +25,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from iot_gateway.devstack.clients import write_kcat_config
 from iot_gateway.devstack.errors import ServiceStartError
 from iot_gateway.devstack.process import LaunchSpec, ProcessHandle
 from iot_gateway.devstack.service import Probe, Progress, Service
@@ -329,10 +330,11 @@ class Kafka(Service):
 
     def after_start(self, progress: Progress) -> None:
         """Creates the platform's topics that do not exist yet; when secured, then applies
-        the security policy (``iotctl policy apply``)."""
+        the security policy (``iotctl policy apply``) and writes ``kcat.conf`` for the admin."""
         self._create_topics(self._admin(), progress)
         if self.settings.secure:
             self._apply_policy(progress)
+        write_kcat_config(self.settings)
 
     def _apply_policy(self, progress: Progress) -> None:
         from iot_gateway.policy import PolicyError  # noqa: PLC0415 - secured mode only

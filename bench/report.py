@@ -1,0 +1,253 @@
+"""One report over every benchmark's results: ``bench/results/summary.json`` and ``REPORT.md``.
+
+Each benchmark writes its own JSON (with the raw limit it measured in the same run); this
+module reads them, takes each headline figure next to its raw limit and its target from the
+architecture page, and says whether the target is met. A benchmark that has not run yet is
+listed as missing rather than left out. ``make bench`` runs it last; on its own:
+``python -m bench.report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One measured figure, the raw limit measured beside it, and its target."""
+
+    benchmark: str
+    what: str
+    measured: float | None
+    unit: str
+    target: str
+    met: bool | None
+    raw_limit: str = ""
+
+    def row(self) -> str:
+        measured = (
+            "not measured" if self.measured is None else f"{_number(self.measured)} {self.unit}"
+        )
+        verdict = {True: "met", False: "**not met**", None: "n/a"}[self.met]
+        return f"| {self.what} | {measured} | {self.raw_limit or '-'} | {self.target} | {verdict} |"
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
+
+
+def _at_least(value: float | None, target: float) -> bool | None:
+    return None if value is None else value >= target
+
+
+def _at_most(value: float | None, target: float) -> bool | None:
+    return None if value is None else value <= target
+
+
+def _get(data: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def avro_codec(data: dict[str, Any]) -> Iterator[Figure]:
+    name = "avro_codec"
+    for side, mine in (("encode", "serde.encode"), ("decode", "serde.decode")):
+        measured = _get(data, side, mine, "median_us")
+        raw = _get(data, side, "avro package", "median_us")
+        yield Figure(
+            name,
+            f"Avro {side} of a telemetry record",
+            measured,
+            "µs",
+            "≤ 10 µs",
+            _at_most(measured, 10.0),
+            f"avro package {_number(raw)} µs" if raw else "",
+        )
+
+
+def gateway_ingest(data: dict[str, Any]) -> Iterator[Figure]:
+    name = "gateway_ingest"
+    throughput = _get(data, "summary", "throughput_msg_s") or {}
+    one = _get(throughput, "gateway_x1", "median")
+    two = _get(throughput, "gateway_x2", "median")
+    sub = _get(throughput, "mosquitto_sub_receive", "median")
+    kcat = _get(throughput, "kcat_produce", "median")
+    limits = ", ".join(
+        f"{label} {_number(value)} msg/s"
+        for label, value in (("mosquitto_sub", sub), ("kcat -P", kcat))
+        if value
+    )
+    yield Figure(
+        name,
+        "gateway ingest, one process",
+        one,
+        "msg/s",
+        "≥ 20,000 msg/s",
+        _at_least(one, 20_000),
+        limits,
+    )
+    scaling = two / one if one and two else None
+    yield Figure(
+        name, "two gateway processes vs one", scaling, "x", "≥ 1.7x", _at_least(scaling, 1.7)
+    )
+    latency = _get(data, "summary", "latency_ms_at_offered_rate") or {}
+    p99 = _get(latency, "gateway_histogram_p99", "median")
+    yield Figure(
+        name,
+        "publish → Kafka ack p99 at 5k msg/s (gateway side)",
+        p99,
+        "ms",
+        "≤ 50 ms",
+        _at_most(p99, 50.0),
+    )
+
+
+def stream_worker(data: dict[str, Any]) -> Iterator[Figure]:
+    name = "stream_worker"
+    raw = _get(data, "results", "raw", "events_per_s")
+    limit = f"bare aiokafka loop {_number(raw)} ev/s" if raw else ""
+    for store, target in (("sqlite", 30_000), ("postgres", 15_000)):
+        rate = _get(data, "results", store, "events_per_s")
+        yield Figure(
+            name,
+            f"stream worker, exactly-once, {store}",
+            rate,
+            "ev/s",
+            f"≥ {target:,} ev/s",
+            _at_least(rate, target),
+            limit,
+        )
+    rebuilds = {
+        key: value["events_per_s"]
+        for key, value in (_get(data, "results") or {}).items()
+        if key.startswith("rebuild") and isinstance(value, dict) and "events_per_s" in value
+    }
+    best = max(rebuilds.values(), default=None)
+    live = _get(data, "results", "sqlite", "events_per_s")
+    yield Figure(
+        name,
+        f"replay rebuild ({', '.join(sorted(rebuilds)) or 'rebuild'})",
+        best,
+        "ev/s",
+        "≥ 50,000 ev/s",
+        _at_least(best, 50_000),
+        ", ".join(p for p in (limit, f"live worker {_number(live)} ev/s" if live else "") if p),
+    )
+
+
+def stream_store(data: dict[str, Any]) -> Iterator[Figure]:
+    name = "stream_store"
+    raw = _get(data, "raw_limit_projections_in_memory_events_per_s", "fleet")
+    for store, target in (("sqlite", 30_000), ("postgres", 15_000)):
+        runs = _get(data, "results", f"{store}/fleet") or {}
+        best = max((r.get("best", 0) for r in runs.values() if isinstance(r, dict)), default=None)
+        yield Figure(
+            name,
+            f"processor + {store} store in-process (no Kafka)",
+            best,
+            "ev/s",
+            f"≥ {target:,} ev/s",
+            _at_least(best, target),
+            f"projections in memory {_number(raw)} ev/s" if raw else "",
+        )
+
+
+def query_api(data: dict[str, Any]) -> Iterator[Figure]:
+    name = "query_api"
+    rps = _get(data, "point_query", "achieved_rps")
+    ingest = _get(data, "ingest_msgs_per_s")
+    p99 = _get(data, "point_query", "p99_ms")
+    raw = _get(data, "raw_healthz", "p99_ms")
+    yield Figure(
+        name,
+        f"HTTP point query p99 at {_number(rps or 0)} req/s during {_number(ingest or 0)} msg/s",
+        p99,
+        "ms",
+        "≤ 10 ms",
+        _at_most(p99, 10.0),
+        f"/healthz p99 {_number(raw)} ms" if raw else "",
+    )
+    fresh = _get(data, "freshness_ms", "p99")
+    yield Figure(
+        name,
+        "ingest → queryable freshness p99",
+        fresh,
+        "ms",
+        "≤ 1,000 ms",
+        _at_most(fresh, 1000.0),
+    )
+
+
+EXTRACTORS: dict[str, Callable[[dict[str, Any]], Iterator[Figure]]] = {
+    "avro_codec": avro_codec,
+    "gateway_ingest": gateway_ingest,
+    "stream_store": stream_store,
+    "stream_worker": stream_worker,
+    "query_api": query_api,
+}
+
+
+def collect(results: Path) -> tuple[list[Figure], list[str]]:
+    """Every figure of every benchmark found in ``results``, and the benchmarks missing."""
+    figures: list[Figure] = []
+    missing: list[str] = []
+    for name, extract in EXTRACTORS.items():
+        path = results / f"{name}.json"
+        if not path.is_file():
+            missing.append(name)
+            continue
+        figures.extend(extract(json.loads(path.read_text())))
+    return figures, missing
+
+
+def markdown(figures: list[Figure], missing: list[str]) -> str:
+    met = sum(1 for f in figures if f.met)
+    judged = sum(1 for f in figures if f.met is not None)
+    lines = [
+        "# Benchmark report",
+        "",
+        f"{met} of {judged} targets met on this machine (2 cores shared by the servers, the "
+        "load generators and the process measured). Each figure stands next to the raw limit "
+        "measured in the same run; the per-benchmark JSON and PNG files beside this report "
+        "hold the distributions, repeats and machine load.",
+        "",
+        "| figure | measured | raw limit, same run | target | |",
+        "|---|---|---|---|---|",
+        *(figure.row() for figure in figures),
+    ]
+    if missing:
+        lines += ["", "Not run yet: " + ", ".join(f"`bench.{name}`" for name in missing) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of results JSON")
+    args = parser.parse_args(argv)
+    figures, missing = collect(args.results)
+    summary = {
+        "figures": [asdict(figure) for figure in figures],
+        "missing": missing,
+        "targets_met": sum(1 for f in figures if f.met),
+        "targets_judged": sum(1 for f in figures if f.met is not None),
+    }
+    (args.results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    report = markdown(figures, missing)
+    (args.results / "REPORT.md").write_text(report)
+    sys.stdout.write(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
