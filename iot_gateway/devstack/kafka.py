@@ -37,8 +37,12 @@ _QUIET.propagate = False
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: a random UUID as 22 characters of URL-safe base64."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: a random UUID as 22 characters of URL-safe base64, never starting
+    with ``-`` (the storage tool would read it as an option; Kafka's own ids avoid it too)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def admin_client(bootstrap: str, timeout_s: float = 5.0) -> AdminClient:

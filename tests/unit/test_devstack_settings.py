@@ -58,8 +58,9 @@ def test_the_password_is_masked_when_printed() -> None:
 
 
 def test_kraft_cluster_ids_are_distinct_22_char_base64_uuids() -> None:
-    ids = {new_cluster_id() for _ in range(200)}
-    assert len(ids) == 200
+    ids = {new_cluster_id() for _ in range(2000)}  # about 31 would start with "-" unchecked
+    assert len(ids) == 2000
     for cluster_id in ids:
         assert len(cluster_id) == 22
+        assert not cluster_id.startswith("-")  # the storage tool would take it for an option
         assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
