@@ -6,9 +6,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 IOTCTL := $(BIN)/iotctl
+# When make began: `make run` reports the time to the first queryable reading from here.
+MAKE_STARTED := $(shell date +%s.%N)
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap venv up down status run test lint typecheck schemas-check unit bench faults clean
+.PHONY: help bootstrap test-tools venv up down status run test lint typecheck schemas-check unit bench faults clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,7 +27,7 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed ## create .venv with the project installed (editable)
 
-up: bootstrap venv ## start Kafka, Mosquitto and PostgreSQL (idempotent)
+up: bootstrap venv ## start Kafka, Mosquitto, PostgreSQL, the gateway and a worker (idempotent)
 	@$(IOTCTL) dev up
 
 down: ## stop everything `make up` started
@@ -35,7 +37,7 @@ status: venv ## each service's endpoint and whether it answers
 	@$(IOTCTL) dev status
 
 run: bootstrap venv ## bring everything up with simulated devices and show where to look
-	@started=$$(date +%s.%N); IOT_SIMULATE=true $(IOTCTL) dev up && RUN_STARTED=$$started scripts/run.sh
+	@IOT_SIMULATE=true $(IOTCTL) dev up && RUN_STARTED=$(MAKE_STARTED) scripts/run.sh
 
 lint: venv ## ruff (lint and format check)
 	@$(BIN)/ruff check .
@@ -50,7 +52,10 @@ unit: venv ## fast tests that need no services
 schemas-check: venv ## every schema parses; each subject's history is compatible under its mode
 	@$(IOTCTL) schemas check
 
-test: up lint typecheck schemas-check ## bring everything up, lint, type-check, run every test
+test-tools: ## install what only the tests need (Chromium for the query page's test)
+	@scripts/bootstrap.sh --tests
+
+test: test-tools up lint typecheck schemas-check ## bring everything up, lint, type-check, run every test
 	@$(BIN)/pytest tests $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the local stack needs from Debian's packages, only what is missing.
+# Installs what the local stack needs from Debian's packages, only what is missing; with
+# --tests also what only the tests need (a headless browser for the query page's test).
 # Idempotent and quick when everything is present; `make up` runs it every time.
 set -euo pipefail
 
@@ -13,8 +14,9 @@ if ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])'; then
   missing+=(openjdk-17-jre-headless)
 fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-# headless browser for the query page's rendering test
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ "${1:-}" = "--tests" ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
