@@ -17,6 +17,7 @@ import pytest
 from iot_gateway.devstack import DevStackSettings
 from iot_gateway.kafka_client import KafkaClientSettings
 from iot_gateway.security import TokenStore
+from streams.query import partition_for
 from tests.e2e.gateway_harness import free_port
 from tests.e2e.query_harness import QueryStack, get_json, read_sse
 
@@ -213,6 +214,33 @@ async def test_many_strong_reads_in_parallel_all_see_their_writes(stack: QuerySt
 
     values = [10.0 + i for i in range(len(devices))]
     assert await asyncio.gather(*map(one, devices, values)) == values
+
+
+def test_with_postgresql_any_worker_answers_any_query(
+    stack: QueryStack, settings: DevStackSettings
+) -> None:
+    """Two workers of one group share a PostgreSQL store: each owns some partitions, and
+    each answers strong reads for every device, its own partitions' or not."""
+    store = f"{settings.pg_dsn()}?schema=q_{stack.name}"
+    group = f"g-{stack.name}-pg"
+    ports = [stack.start_worker(group=group, IOT_STREAMS_STORE=store) for _ in range(2)]
+    devices: dict[int, str] = {}
+    for n in itertools.count():  # one device on each of the topic's three partitions
+        device = stack.device(f"pg-{n}")
+        devices.setdefault(partition_for(device, 3), device)
+        if len(devices) == 3:
+            break
+    for partition, device in devices.items():
+        stack.publish_logged(device, _reading(30.0 + partition))
+    for port in ports:
+        for partition, device in devices.items():
+            status, body = get_json(
+                f"http://127.0.0.1:{port}/api/devices/{device}?consistency=strong&timeout_ms=30000",
+                timeout=40,
+            )
+            assert status == 200, (port, body)
+            assert body["metrics"]["temp_c"]["value"] == 30.0 + partition
+            assert body["consistency"]["lag"] == 0
 
 
 def test_the_running_api_matches_its_openapi_document(stack: QueryStack, tmp_path: Path) -> None:
