@@ -33,6 +33,8 @@ BAD_PAYLOADS: tuple[tuple[str, bytes], ...] = (
 
 NO_MATCHING_SUBSCRIBERS = 16
 """MQTT 5 PUBACK reason code 0x10: accepted, but nobody subscribed, so the broker dropped it."""
+FIRST_FAILURE_CODE = 0x80
+"""MQTT 5 PUBACK reason codes from 0x80 up say the broker did not accept the message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +130,17 @@ def _load_state(path: Path | None) -> dict[str, int]:
     return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def _save_state(path: Path | None, devices: list[_Device]) -> None:
+SEQ_LEASE = 1_000
+"""How far ahead the periodic save puts each device's sequence number: a simulator killed
+between saves starts past every number it used (a gap the platform reports), never on one
+it already sent (a reading the platform would drop as a duplicate event id)."""
+
+
+def _save_state(path: Path | None, devices: list[_Device], ahead: int = 0) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = _load_state(path) | {device.device_id: device.seq for device in devices}
+    state = _load_state(path) | {device.device_id: device.seq + ahead for device in devices}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, sort_keys=True))
     tmp.replace(path)
@@ -176,6 +184,8 @@ class Simulation:
         while True:
             codes.latest = 0
             await client.publish(topic, payload, qos=1)
+            if codes.latest >= FIRST_FAILURE_CODE:  # e.g. 0x87 not authorized, 0x97 quota
+                raise aiomqtt.MqttError(f"the broker refused the publish (reason {codes.latest})")
             if codes.latest != NO_MATCHING_SUBSCRIBERS:
                 return
             self.report.unrouted += 1
@@ -207,10 +217,14 @@ class Simulation:
         return self.report
 
     async def _tick(self, started: float) -> None:
-        while self._progress is not None:
+        """Every second: progress, and the devices' sequence numbers saved ``SEQ_LEASE``
+        ahead (see there); a clean stop saves them exactly."""
+        while True:
             await asyncio.sleep(1.0)
             self.report.seconds = time.monotonic() - started
-            self._progress(self.report)
+            _save_state(self.settings.state_file, self._devices, SEQ_LEASE)  # a small file
+            if self._progress is not None:
+                self._progress(self.report)
 
     def _take_budget(self) -> bool:
         if self._budget is None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import OffsetOutOfRangeError
 
 from iot_gateway.avro import AvroError, peek_schema_id
 from iot_gateway.avro import decode as avro_decode
@@ -323,10 +324,29 @@ def _consumer(settings: WorkerSettings) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         enable_auto_commit=False,
         group_id=None,
+        # Never jump: a position retention deleted is an error, not a silent skip to the end.
+        auto_offset_reset="none",
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
         **settings.kafka.aiokafka_kwargs(),
     )
+
+
+async def _fetch(
+    consumer: AIOKafkaConsumer, pending: list[TopicPartition], max_records: int = 50_000
+) -> dict[TopicPartition, list[Any]]:
+    """One fetch; ConfigError if retention deleted records the replay still needs (the
+    consumer runs with ``auto_offset_reset="none"``)."""
+    try:
+        fetched: dict[TopicPartition, list[Any]] = await consumer.getmany(
+            *pending, timeout_ms=1000, max_records=max_records
+        )
+    except OffsetOutOfRangeError as exc:
+        raise ConfigError(
+            f"the log no longer holds the records to replay ({exc}): retention deleted them; "
+            "rebuild from the log's start as it is now"
+        ) from exc
+    return fetched
 
 
 async def apply_range(
@@ -363,11 +383,11 @@ async def apply_range(
         position = {tp: start[tp.partition] for tp in tps}
         async with open_registry(settings.registry, settings.kafka) as registry:
             while pending := [tp for tp in tps if position[tp] < stop[tp]]:
-                fetched = await consumer.getmany(*pending, timeout_ms=1000, max_records=50_000)
+                fetched = await _fetch(consumer, pending)
                 await _learn_schemas(registry, fetched)
                 batch, bad = _decode(registry, fetched, stop)
-                for tp, records in fetched.items():
-                    position[tp] = records[-1].offset + 1
+                for tp in pending:  # the consumer's own position: records or not
+                    position[tp] = await consumer.position(tp)
                 undecodable += bad
                 if applying is not None:
                     await applying
@@ -439,9 +459,27 @@ async def catch_up(
     group = group or settings.group
     stored = await asyncio.to_thread(shadow.positions, group)
     mine = {tp.partition: offset + 1 for tp, offset in stored.items()}
-    start = {p: mine.get(p, 0) for p in until}
+    first = await _log_start(settings, list(until))
+    behind = {p: (n, first[p]) for p, n in mine.items() if p in first and n < first[p]}
+    if behind:
+        raise ConfigError(
+            "the shadow is behind the log's start (retention deleted what it misses): "
+            + ", ".join(f"partition {p} at {n}, log from {f}" for p, (n, f) in behind.items())
+        )
+    start = {p: mine.get(p, first[p]) for p in until}  # nothing applied yet: the log's start
     events, _ = await apply_range(settings, replay_processor(settings, shadow, group), start, until)
     return events
+
+
+async def _log_start(settings: WorkerSettings, partitions: list[int]) -> dict[int, int]:
+    """The first offset the log still holds, per partition."""
+    consumer = AIOKafkaConsumer(group_id=None, **settings.kafka.aiokafka_kwargs())
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.telemetry_topic, p) for p in partitions]
+        return {tp.partition: n for tp, n in (await consumer.beginning_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
 
 
 def _next_offsets(positions: dict[StorePartition, int], topic: str) -> dict[int, int]:
@@ -528,7 +566,12 @@ async def copy_slice(
     settings = WorkerSettings(kafka=kafka, telemetry_topic=topic)
     tps = [TopicPartition(topic, p) for p in await _partitions(settings)]
     await _partitions(settings.model_copy(update={"telemetry_topic": target}))
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **kafka.aiokafka_kwargs())
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="none",
+        **kafka.aiokafka_kwargs(),
+    )
     producer = AIOKafkaProducer(enable_idempotence=True, acks="all", **kafka.aiokafka_kwargs())
     await consumer.start()
     await producer.start()
@@ -542,7 +585,7 @@ async def copy_slice(
         for tp in tps:
             consumer.seek(tp, start[tp])
         while pending := [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            fetched = await consumer.getmany(*pending, timeout_ms=1000, max_records=1000)
+            fetched = await _fetch(consumer, pending, max_records=1000)
             for tp, records in fetched.items():
                 for record in records:
                     if record.offset >= end[tp]:

@@ -104,7 +104,7 @@ async def rebuild_parallel(
     time reported covers starting the processes, applying and merging.
     """
     chosen = await plan(settings, from_ms, to_ms)
-    groups = split(chosen, jobs)
+    groups = split(chosen, min(jobs, shadow.merge_capacity))  # one merge takes every part
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix=f"{shadow.path.name}.parts-", dir=shadow.path.parent))
     context = multiprocessing.get_context("spawn")

@@ -103,7 +103,7 @@ def write_kcat_config(settings: DevStackSettings, principal: str = ADMIN) -> Pat
     body = "".join(f"{key}={value}\n" for key, value in config.items())
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file existed: private before the password is in it
     with os.fdopen(fd, "w") as file:
         file.write(body)
-    path.chmod(0o600)
     return path

@@ -93,7 +93,7 @@ class PolicyWatch:
         self._stamp = stamp
         try:
             self._authorizer = self._load()
-        except (PolicyError, SecurityError) as exc:
+        except (PolicyError, SecurityError, OSError) as exc:  # e.g. caught mid-save
             log.warning("security policy not reloaded, the previous one stays: %s", exc)
             return False
         log.info("security policy reloaded from %s", self.policy_file)

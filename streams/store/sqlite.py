@@ -387,6 +387,12 @@ class SqliteStore:
         """The prefix of every table name."""
         return self._p
 
+    @property
+    def merge_capacity(self) -> int:
+        """How many parts :meth:`merge` takes at once: SQLite's limit of attached databases
+        (10 unless SQLite was built otherwise)."""
+        return self._conn.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED)
+
     def merge(self, parts: Sequence[SqliteStore]) -> None:
         """Copies every row of ``parts`` (stores with this store's prefix, in other files)
         into this store, in ONE transaction: projections, inbox offsets and recent ids,
@@ -397,10 +403,12 @@ class SqliteStore:
         and nothing is merged. Call on a store nothing else writes (a fresh shadow).
         """
         names = [f"replay_part{i}" for i in range(len(parts))]
+        if len(parts) > self.merge_capacity:
+            raise StoreError(
+                f"{len(parts)} parts cannot be merged at once: SQLite attaches at most "
+                f"{self.merge_capacity} databases"
+            )
         with self._guard("merge"):
-            limit = sqlite3.SQLITE_LIMIT_ATTACHED
-            if self._conn.getlimit(limit) < len(parts):
-                self._conn.setlimit(limit, len(parts))
             attached: list[str] = []
             try:
                 for name, part in zip(names, parts, strict=True):

@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from iot_gateway.avro import AvroError, SchemaCatalog
 from iot_gateway.registry.cache import SchemaCache
@@ -316,7 +317,7 @@ class WorkerRuntime:
                         for record in records:
                             await self._notify(notifier, record.value)
                         await consumer.commit({partition: records[-1].offset + 1})
-            except (StoreError, OSError) as exc:
+            except (StoreError, OSError, KafkaError) as exc:  # anything else is a bug: crash
                 log.warning("notifier: %s; restarting", exc)
                 await asyncio.sleep(1.0)
             finally:

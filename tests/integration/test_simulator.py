@@ -6,8 +6,10 @@ import asyncio
 from collections.abc import Callable
 
 import aiomqtt
+import pytest
 
 from iot_gateway.devstack import DevStackSettings
+from iot_gateway.security import SecuredStack
 from iot_gateway.simulator import Simulation, SimulationSettings
 from tests.clients import mqtt_login_kwargs
 
@@ -51,3 +53,34 @@ async def test_a_publish_nobody_subscribed_to_is_sent_again_until_someone_takes_
     assert report.acked == 1
     assert report.failed == 0
     assert str(message.topic).startswith(f"{prefix}/devices/{prefix}-00000/")
+
+
+async def test_a_publish_the_broker_refuses_is_a_failure_not_an_acknowledgement(
+    settings: DevStackSettings, unique: Callable[[str], str]
+) -> None:
+    """A device publishing under another device's topic gets PUBACK 0x87 (not authorized)
+    from the secured Mosquitto: the simulator must count it failed and log nothing."""
+    if not settings.secure:
+        pytest.fail("the dev stack runs unsecured (IOT_SECURE=false): nothing is refused")
+    prefix = unique("sim").replace(".", "-")
+    device_id = f"{prefix}-00000"
+    stack = SecuredStack(settings)
+    issued, _ = stack.add_device(device_id)
+    try:
+        simulation = Simulation(
+            SimulationSettings(
+                devices=1,
+                rate=50,
+                count=1,
+                host=settings.host,
+                port=settings.mqtt_port,
+                prefix=prefix,
+                topic_template="devices/someone-else/telemetry",
+                device_passwords={device_id: issued.password},
+            ),
+            progress=None,
+        )
+        report = await asyncio.wait_for(simulation.run(), 30)
+    finally:
+        stack.revoke_device(device_id)
+    assert (report.acked, report.failed, report.connect_failures) == (0, 1, 0)

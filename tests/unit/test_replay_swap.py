@@ -232,6 +232,22 @@ def test_merging_parts_of_a_split_rebuild_equals_one_store_and_refuses_shared_de
         store.close()
 
 
+def test_more_parts_than_sqlite_attaches_are_refused_before_anything_is_merged(
+    tmp_path: Path,
+) -> None:
+    merged = SqliteStore(tmp_path / "merged.db")
+    merged.migrate()
+    parts = [SqliteStore(tmp_path / f"part-{i}.db") for i in range(merged.merge_capacity + 1)]
+    for part in parts:
+        part.migrate()
+    apply_in_batches(worker(parts[0]), make_log(random_events(seed=11, count=20)), 10)
+    with pytest.raises(StoreError, match="attaches at most"):
+        merged.merge(parts)
+    assert merged.devices() == []
+    for store in (merged, *parts):
+        store.close()
+
+
 def test_a_split_balances_partitions_by_records_and_drops_empty_ones() -> None:
     chosen = Plan(start={0: 0, 1: 0, 2: 10, 3: 5}, end={0: 100, 1: 60, 2: 50, 3: 5})
     assert split(chosen, 2) == [[0], [1, 2]]

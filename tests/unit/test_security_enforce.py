@@ -162,6 +162,10 @@ def test_the_watched_hook_follows_registrations_revocations_and_keeps_a_good_pol
     now[0] += 5.0
     assert authorize("d1", object(), "devices/d1/telemetry") is None
     assert authorize("d2", object(), "devices/d2/telemetry") is not None
+    policy_file.unlink()  # caught between an editor's rename and its write: the old one stays
+    now[0] += 5.0
+    assert authorize("d1", object(), "devices/d1/telemetry") is None
+    policy_file.write_text(POLICY + "  - {id: broken, effect: alow}\n")
     with pytest.raises(PolicyError):  # but a gateway never starts without a valid policy
         PolicyWatch(policy_file, devices.path)
 
