@@ -17,7 +17,7 @@ from streams.query.errors import (
     UnknownDeviceError,
 )
 from streams.query.openapi import openapi_document
-from streams.query.page import page_html
+from streams.query.page import page_headers, page_html
 from streams.query.positions import partition_for
 from streams.worker.runtime import WorkerRuntime
 
@@ -46,7 +46,9 @@ async def mount_queries(app: web.Application, runtime: WorkerRuntime) -> QueryAp
         return web.json_response(document)
 
     async def page(_: web.Request) -> web.Response:
-        return web.Response(text=html, content_type="text/html", charset="utf-8")
+        return web.Response(
+            text=html, content_type="text/html", charset="utf-8", headers=page_headers()
+        )
 
     async def on_shutdown(_: web.Application) -> None:
         api.subscriptions.stopping.set()

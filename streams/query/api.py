@@ -58,6 +58,14 @@ class QueryApi:
         self.alert_partitions = 0
 
     async def start(self) -> None:
+        """Opens the readers; if any step fails, whatever was opened is closed again."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         settings = self.settings
         for _ in range(settings.query.read_connections):
             self._readers.append(await asyncio.to_thread(open_store, settings.store))
@@ -74,8 +82,8 @@ class QueryApi:
             settings.group,
             refresh_s=settings.query.end_offsets_refresh_s,
         )
+        self._positions = positions  # before start(): stop() closes a half-started consumer
         await positions.start()
-        self._positions = positions
         self._dlq = DlqRejections(
             settings.kafka, settings.query.dlq_topic, counts[settings.query.dlq_topic]
         )
@@ -91,6 +99,7 @@ class QueryApi:
         for store in self._readers:
             with contextlib.suppress(Exception):
                 store.close()
+        self._readers.clear()
 
     # -- the sub-application ----------------------------------------------------------------
 
@@ -102,15 +111,16 @@ class QueryApi:
         middlewares.append(self._errors)
         app = web.Application(middlewares=middlewares)  # type: ignore[arg-type]
         add = app.router.add_get
-        add("/health", self._health)
-        add("/devices", self._devices)
-        add("/devices/{device_id}", self._device)
-        add("/devices/{device_id}/aggregates", self._aggregates)
-        add("/devices/{device_id}/loss", self._loss)
-        add("/devices/{device_id}/stream", self._readings_stream)
-        add("/alerts", self._alerts)
-        add("/alerts/history", self._alert_history)
-        add("/alerts/stream", self._alerts_stream)
+        # Each route's name is its key in auth.ROUTE_SCOPES (how its scope is found).
+        add("/health", self._health, name="health")
+        add("/devices", self._devices, name="devices")
+        add("/devices/{device_id}", self._device, name="device")
+        add("/devices/{device_id}/aggregates", self._aggregates, name="aggregates")
+        add("/devices/{device_id}/loss", self._loss, name="loss")
+        add("/devices/{device_id}/stream", self._readings_stream, name="readings_stream")
+        add("/alerts", self._alerts, name="alerts")
+        add("/alerts/history", self._alert_history, name="alert_history")
+        add("/alerts/stream", self._alerts_stream, name="alerts_stream")
         return app
 
     @web.middleware
@@ -175,13 +185,9 @@ class QueryApi:
         return web.json_response(await self._service.loss(device_id, consistency))
 
     async def _alerts(self, request: web.Request) -> web.Response:
-        device_id = request.query.get("device_id")
-        if device_id is not None:
-            params.check_device_id(device_id)
-        active = params.parse_active(request.query)
+        query = params.parse_alerts(request.query)
         consistency = params.parse_consistency(request.query)
-        body = await self._service.active_alerts(device_id, active, consistency)
-        return web.json_response(body)
+        return web.json_response(await self._service.active_alerts(query, consistency))
 
     def _alert_partitions(self, device_id: str | None) -> list[int]:
         if device_id is None:
@@ -192,13 +198,33 @@ class QueryApi:
         assert self.runtime.registry is not None  # noqa: S101 - the runtime started
         return dict(await self.runtime.registry.decode(value or b""))
 
+    async def _decode_alert_or_none(self, value: bytes | None) -> dict[str, Any] | None:
+        try:
+            return await self._decode_alert(value)
+        except UNDECODABLE:
+            return None
+
     async def _alert_history(self, request: web.Request) -> web.Response:
         query = params.parse_history(request.query, int(time.time() * 1000))
         if self.alert_partitions == 0:
-            return web.json_response({"alerts": [], "truncated": False, "read_to": "", "end": {}})
+            return web.json_response(
+                {
+                    "alerts": [],
+                    "truncated": False,
+                    "next_after": None,
+                    "read_to": "",
+                    "end": {},
+                    "scanned": 0,
+                    "undecodable": 0,
+                    "gap": [],
+                }
+            )
         partitions = self._alert_partitions(query.device_id)
+        after = None if query.after is None else parse_vector(query.after, "after", partitions)
         async with LogReader(self.settings.kafka, self.settings.alerts_topic) as reader:
-            body = await alert_history(reader, partitions, query, self._decode_alert)
+            body = await alert_history(
+                reader, partitions, query, self._decode_alert_or_none, after=after
+            )
         return web.json_response(body)
 
     # -- push -------------------------------------------------------------------------------
@@ -225,15 +251,15 @@ class QueryApi:
                 status=503,
                 headers={"Retry-After": "1"},
             )
-        admitted = True
+        admitted = True  # until stream_log takes over the slot (it leaves it on every path)
         try:
             async with LogReader(self.settings.kafka, topic) as reader:
                 if resume is None:
-                    starts = await reader.end_offsets(partitions)
+                    requested = await reader.end_offsets(partitions)
                 else:
-                    starts = {p: o + 1 for p, o in resume.items()}
-                await reader.seek(starts)
-                admitted = False  # stream_log leaves the subscription itself
+                    requested = {p: o + 1 for p, o in resume.items()}
+                starts = await reader.seek(requested)
+                admitted = False
                 return await stream_log(
                     request,
                     reader,
@@ -242,6 +268,7 @@ class QueryApi:
                     event=event,
                     limits=self.limits,
                     subscriptions=self.subscriptions,
+                    requested=requested,
                 )
         finally:
             if admitted:

@@ -1,15 +1,24 @@
-"""Bearer-token auth of the query API: the security policy's HTTP scopes, per request.
+"""Bearer-token auth of the query API: the security policy's HTTP scopes, per route.
 
-Reads of one device are scoped to that device and its telemetry topic
-(``devices/{id}/telemetry``), so a token whose rule allows ``devices: [dev-a*]`` reads
-``dev-a1`` and gets 403 for ``dev-b``. Reads over every device (the device list, alerts
-without ``device_id``, health of all partitions) are scoped to every device: only a rule
-with ``devices: ["*"]`` (or none) allows them.
+Every route of the query API names how its scope is found (:data:`ROUTE_SCOPES`, keyed by
+the route's name), never the request alone:
+
+* ``path``: reads of one device (``/devices/{device_id}...``) are scoped to that device and
+  its telemetry topic (``devices/{id}/telemetry``), so a token whose rule allows
+  ``devices: [dev-a*]`` reads ``dev-a1`` and gets 403 for ``dev-b``;
+* ``query``: routes that really filter by ``?device_id=`` (the alerts, their history and
+  stream) are scoped to that device when it is given, to every device when not;
+* ``all``: reads over every device (the device list, whatever its parameters) are scoped to
+  every device: only a rule with ``devices: ["*"]`` (or none) allows them.
+
+A route missing from the table (or no route: 404) is scoped to every device, so a new route
+fails closed until it is given a scope.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from typing import Literal
 
 from aiohttp import web
 
@@ -19,18 +28,43 @@ from iot_gateway.security.http import Middleware
 from streams.errors import ConfigError
 from streams.worker.settings import QueryAuthSettings
 
-__all__ = ["query_auth", "query_scope"]
+__all__ = ["ROUTE_SCOPES", "ScopeKind", "query_auth", "query_scope"]
 
 ALL_TELEMETRY = "devices/+/telemetry"
 
+ScopeKind = Literal["path", "query", "all"]
 
-def query_scope(request: web.Request) -> HttpScope:
-    device = request.match_info.get("device_id") or request.query.get("device_id") or None
+ROUTE_SCOPES: Mapping[str, ScopeKind] = {
+    "health": "all",
+    "devices": "all",
+    "device": "path",
+    "aggregates": "path",
+    "loss": "path",
+    "readings_stream": "path",
+    "alerts": "query",
+    "alert_history": "query",
+    "alerts_stream": "query",
+}
+"""How each named route of the query API finds the device it reads (see the module doc)."""
+
+
+def _device_scope(device: str | None) -> HttpScope:
     if device is None:
         return HttpScope(None, ALL_TELEMETRY)
     if any(c in device for c in "/+#\x00"):
         return HttpScope(device, None)  # not a topic level: only unrestricted tokens pass
     return HttpScope(device, f"devices/{device}/telemetry")
+
+
+def query_scope(request: web.Request) -> HttpScope:
+    """The scope a request reads, decided by its route's entry in :data:`ROUTE_SCOPES`."""
+    route = request.match_info.route
+    kind = ROUTE_SCOPES.get(route.name or "", "all")
+    if kind == "path":
+        return _device_scope(request.match_info.get("device_id") or None)
+    if kind == "query":
+        return _device_scope(request.query.get("device_id") or None)
+    return _device_scope(None)
 
 
 def query_auth(settings: QueryAuthSettings, public: Collection[str]) -> Middleware | None:

@@ -2,9 +2,11 @@
 
 The gateway writes each rejected message to the DLQ topic with headers ``device_id`` and
 ``reason``. Each worker reads the whole topic (its own consumer: assigned partitions, no
-group) from the oldest retained record and keeps counts per device and reason in memory.
-So the counts are exact for the records the DLQ still retains, and every worker answers the
-same once caught up; ``caught_up`` and the positions say how far the fold has read.
+group) from the oldest record retained when it started and keeps counts per device and
+reason in memory. The counts are never reduced when retention later deletes records: they
+count the rejections seen since the log start this worker read from (so two workers started
+at different times may differ by what retention removed in between); ``caught_up`` and the
+positions say how far the fold has read.
 Memory is bounded: at most ``max_devices`` devices are tracked, rejections of further
 devices are counted together as ``untracked``.
 """
@@ -41,7 +43,7 @@ class DlqCounts:
             "by_reason": self.by_reason,
             "positions": self.positions,
             "caught_up": self.caught_up,
-            "source": "DLQ topic records still retained",
+            "source": "DLQ records read since the log start this worker read from",
         }
 
 
@@ -104,7 +106,12 @@ class DlqRejections:
 
     async def _fold(self) -> None:
         consumer = AIOKafkaConsumer(
-            group_id=None, enable_auto_commit=False, **self._kafka.aiokafka_kwargs()
+            group_id=None,
+            enable_auto_commit=False,
+            # a saved position retention removed continues at the first retained record,
+            # never at the end (that would skip every rejection in between)
+            auto_offset_reset="earliest",
+            **self._kafka.aiokafka_kwargs(),
         )
         await consumer.start()
         try:

@@ -203,16 +203,26 @@ def openapi_document() -> dict[str, Any]:
             cause_event_id=_STR,
         ),
         "Alerts": _obj(
-            ["alerts", "consistency"],
+            ["alerts", "next_after", "consistency"],
             alerts={"type": "array", "items": _ref("AlertState")},
+            next_after={"type": ["string", "null"]},
             consistency=_ref("Consistency"),
         ),
         "AlertHistory": _obj(
-            ["alerts", "truncated", "end"],
+            ["alerts", "truncated", "next_after", "end", "scanned", "undecodable", "gap"],
             alerts={"type": "array", "items": {"type": "object"}},
             truncated={"type": "boolean"},
+            next_after={"type": ["string", "null"]},
             read_to=_STR,
             end=_OFFSETS,
+            scanned=_INT,
+            undecodable=_INT,
+            gap={
+                "type": "array",
+                "items": _obj(
+                    ["partition", "from", "to"], partition=_INT, **{"from": _INT}, to=_INT
+                ),
+            },
         ),
         "Health": _obj(
             ["status", "ready", "time", "dlq_caught_up", "consistency"],
@@ -301,6 +311,13 @@ def openapi_document() -> dict[str, Any]:
                     {"type": "string", "enum": ["true", "false"]},
                     "false: every rule's state.",
                 ),
+                _param(
+                    "after",
+                    "query",
+                    {"type": "string", "minLength": 3, "maxLength": 257, "pattern": "^[^/]+/.+$"},
+                    "Page after this device_id/rule (a next_after).",
+                ),
+                limit,
                 *_CONSISTENCY,
             ],
             _json(_ref("Alerts"), "alert states"),
@@ -312,6 +329,12 @@ def openapi_document() -> dict[str, Any]:
                 optional_device,
                 _param("from", "query", _TIME, "Range start.", required=True),
                 _param("to", "query", _TIME, "Range end (default: now)."),
+                _param(
+                    "after",
+                    "query",
+                    {"type": "string", "pattern": "^[0-9]+:-?[0-9]+(,[0-9]+:-?[0-9]+)*$"},
+                    "Resume after these positions (a next_after); names every partition read.",
+                ),
                 limit,
             ],
             _json(_ref("AlertHistory"), "transitions"),

@@ -6,13 +6,23 @@ as Server-Sent Events resumed from the position the aggregates reflect (so no re
 between the snapshot and the stream). The stream is read with ``fetch`` rather than
 ``EventSource`` so that a bearer token (kept in the browser's localStorage) can be sent.
 ``/ui?device=ID&metric=NAME`` opens a device directly.
+
+Everything the API returns (device ids, metric names, values) is put into the page as text
+(``textContent``, ``new Option``, SVG attributes), never parsed as HTML: the token sits in
+localStorage, so injected markup would be a stolen token. The page is served with a
+Content-Security-Policy that allows only its own inline script and style (by hash), fetches
+to its own origin, and nothing else, as a second line.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+
 # ruff: noqa: E501 - the page's script is kept as written for the browser
 
-__all__ = ["page_html"]
+__all__ = ["page_headers", "page_html"]
 
 _HTML = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>iot-telemetry</title>
@@ -47,18 +57,26 @@ async function api(path) {
   if (!r.ok) throw new Error(r.status + " " + (body.reason || body.error));
   return body;
 }
+function svgEl(name, attrs, text) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", name);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
 function draw() {
   const svg = $("chart"), w = svg.width.baseVal.value, h = svg.height.baseVal.value;
-  if (!points.length) { svg.innerHTML = ""; return; }
+  svg.replaceChildren();
+  if (!points.length) return;
   const xs = points.map(p => p.t), ys = points.map(p => p.v);
   const x0 = Math.min(...xs), x1 = Math.max(...xs) || x0 + 1;
   const y0 = Math.min(...ys), y1 = Math.max(...ys);
   const sx = t => 30 + (w - 40) * (t - x0) / ((x1 - x0) || 1);
   const sy = v => h - 20 - (h - 40) * (v - y0) / ((y1 - y0) || 1);
   const d = points.map((p, i) => (i ? "L" : "M") + sx(p.t).toFixed(1) + " " + sy(p.v).toFixed(1)).join(" ");
-  svg.innerHTML = '<path d="' + d + '" fill="none" stroke="#36c" stroke-width="2"/>' +
-    '<text x="2" y="14" font-size="11">' + y1.toFixed(2) + '</text>' +
-    '<text x="2" y="' + (h - 6) + '" font-size="11">' + y0.toFixed(2) + '</text>';
+  svg.append(
+    svgEl("path", {d: d, fill: "none", stroke: "#36c", "stroke-width": 2}),
+    svgEl("text", {x: 2, y: 14, "font-size": 11}, Number(y1).toFixed(2)),
+    svgEl("text", {x: 2, y: h - 6, "font-size": 11}, Number(y0).toFixed(2)));
 }
 async function follow(device, metric, after) {
   if (stream) stream.abort();
@@ -108,7 +126,7 @@ async function show(device, metric) {
   const state = await api("/api/devices/" + encodeURIComponent(device));
   const names = Object.keys(state.metrics);
   metric = metric && names.includes(metric) ? metric : names[0];
-  $("metric").innerHTML = names.map(n => "<option" + (n === metric ? " selected" : "") + ">" + n + "</option>").join("");
+  $("metric").replaceChildren(...names.map(n => new Option(n, n, false, n === metric)));
   $("metric").onchange = () => show(device, $("metric").value);
   if (!metric) return;
   const latest = state.metrics[metric];
@@ -126,7 +144,7 @@ async function show(device, metric) {
 async function load() {
   try {
     const list = await api("/api/devices?limit=200");
-    $("devices").innerHTML = "";
+    $("devices").replaceChildren();
     for (const d of list.devices) {
       const li = document.createElement("li");
       li.textContent = d.device_id; li.onclick = () => show(d.device_id);
@@ -144,3 +162,33 @@ load();
 def page_html() -> str:
     """The page's HTML (static: everything it shows comes from the API)."""
     return _HTML
+
+
+def _hashes(tag: str) -> str:
+    bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", _HTML, re.DOTALL)
+    digests = (hashlib.sha256(body.encode()).digest() for body in bodies)
+    return " ".join(f"'sha256-{base64.b64encode(d).decode()}'" for d in digests)
+
+
+_CSP = "; ".join(
+    [
+        "default-src 'none'",
+        f"script-src {_hashes('script')}",
+        f"style-src {_hashes('style')}",
+        "connect-src 'self'",
+        "img-src 'self' data:",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def page_headers() -> dict[str, str]:
+    """Headers of the page's response: the Content-Security-Policy (only the page's own
+    inline script and style, by hash; requests to its own origin only) and no sniffing."""
+    return {
+        "Content-Security-Policy": _CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }

@@ -21,12 +21,14 @@ __all__ = [
     "MAX_TIMEOUT_MS",
     "RESOLUTIONS",
     "AggregatesQuery",
+    "AlertsQuery",
     "Consistency",
     "DevicesQuery",
     "HistoryQuery",
     "check_device_id",
     "parse_active",
     "parse_aggregates",
+    "parse_alerts",
     "parse_consistency",
     "parse_devices",
     "parse_history",
@@ -77,6 +79,17 @@ class HistoryQuery:
     device_id: str | None
     start_ms: int
     end_ms: int
+    limit: int
+    after: str | None = None
+    """A position vector ``p:o,...`` to resume after (checked against the partitions read)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsQuery:
+    device_id: str | None
+    active_only: bool
+    after: tuple[str, str] | None
+    """Page after this (device_id, rule), given as ``device_id/rule``."""
     limit: int
 
 
@@ -192,7 +205,24 @@ def parse_history(query: Mapping[str, str], now_ms: int) -> HistoryQuery:
     end = now_ms + 1 if end is None else end
     if end <= start:
         raise BadParameterError("to", "must be after 'from' (the range is [from, to))")
-    return HistoryQuery(device, start, end, parse_limit(query))
+    after = query.get("after")
+    if after is not None and (not after or len(after) > 4096):
+        raise BadParameterError("after", "expected partition:offset[,...]")
+    return HistoryQuery(device, start, end, parse_limit(query), after)
+
+
+def parse_alerts(query: Mapping[str, str]) -> AlertsQuery:
+    device = query.get("device_id")
+    if device is not None:
+        check_device_id(device)
+    raw = query.get("after")
+    after = None
+    if raw is not None:
+        device_part, sep, rule = raw.partition("/")
+        if not sep or not rule or len(rule) > _MAX_ID or "\x00" in rule:
+            raise BadParameterError("after", "expected device_id/rule (a next_after value)")
+        after = (check_device_id(device_part, "after"), rule)
+    return AlertsQuery(device, parse_active(query), after, parse_limit(query))
 
 
 def parse_active(query: Mapping[str, str]) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 from streams.projections.windows import DEFAULT_WINDOWS, WindowSpec
 from streams.query.dlq import DlqRejections
 from streams.query.errors import BadParameterError, UnknownDeviceError
-from streams.query.params import AggregatesQuery, Consistency, DevicesQuery
+from streams.query.params import AggregatesQuery, AlertsQuery, Consistency, DevicesQuery
 from streams.query.positions import LogPositions, Reflects
 from streams.query.shapes import alert_json, device_json, loss_json, window_json
 from streams.store.port import Store
@@ -122,15 +122,36 @@ class QueryService:
         }
 
     async def active_alerts(
-        self, device_id: str | None, active_only: bool, consistency: Consistency
+        self, query: AlertsQuery, consistency: Consistency
     ) -> dict[str, object]:
+        """One page of alert states ordered by (device_id, rule), after ``query.after``.
+
+        Without a device the store's whole table is read, so the read, the filter and the
+        shaping of the page run off the event loop; only ``limit`` states are answered.
+        """
+        device_id = query.device_id
         partitions = self._all() if device_id is None else [self.positions.partition_of(device_id)]
         reflects = await self._reflects(consistency, partitions)
-        states = await self._read("alert_states", device_id)
-        return {
-            "alerts": [alert_json(a) for a in states if a.active or not active_only],
-            "consistency": reflects.as_json(),
-        }
+        store = next(self._readers)
+
+        def page() -> tuple[list[dict[str, object]], str | None]:
+            chosen: list[dict[str, object]] = []
+            for state in store.alert_states(device_id):
+                if query.active_only and not state.active:
+                    continue
+                if query.after is not None and (state.device_id, state.rule) <= query.after:
+                    continue
+                if len(chosen) == query.limit:
+                    last = chosen[-1]
+                    return chosen, f"{last['device_id']}/{last['rule']}"
+                chosen.append(alert_json(state))
+            return chosen, None
+
+        if self._inline and device_id is not None:
+            alerts, next_after = page()
+        else:
+            alerts, next_after = await asyncio.to_thread(page)
+        return {"alerts": alerts, "next_after": next_after, "consistency": reflects.as_json()}
 
     async def health(self, ready: bool) -> dict[str, object]:
         reflects = await self.positions.eventual(self._all())

@@ -6,11 +6,18 @@ alerts (the last record read from each). A client that reconnects with ``Last-Ev
 ``?after=``) is served from just after that position: no gap, no duplicate. The first event of
 a stream, ``hello``, carries the starting position as its id, so even a client that saw no
 event yet resumes exactly. Without a position a stream starts at the log's end (live).
+A position older than the log's first retained record (retention deleted what followed it)
+cannot be served without a gap: the stream starts at the first retained record and the
+``hello`` event's data says so, ``{"gap": [{"partition", "from", "to"}]}`` (the offsets
+``[from, to)`` are gone); ``gap`` is empty when nothing was skipped.
 
 Memory per subscriber is bounded by the reader's fetch size; records are fetched only when
-the previous ones were written to the client. A client more than ``max_behind`` records
-behind the log, or one that does not take a write within ``write_timeout_s``, gets a
-``disconnect`` event with the reason and its resume position, and the stream ends.
+the previous ones were written to the client. A client that does not take a write within
+``write_timeout_s``, or that falls more than ``max_behind`` records behind the log once it
+was within that distance, gets a ``disconnect`` event with the reason and its resume
+position, and the stream ends. A resuming client is served its backlog first, however
+long. A keep-alive comment goes out whenever nothing was written for ``heartbeat_s``, so a
+departed client is noticed even on a busy partition that holds nothing for its stream.
 """
 
 from __future__ import annotations
@@ -19,16 +26,16 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from streams.query.logtail import LogReader, format_vector
+from streams.query.logtail import format_vector, gaps
 from streams.query.metrics import QueryMetrics
 
-__all__ = ["SseLimits", "Subscriptions", "stream_log"]
+__all__ = ["Reader", "SseLimits", "Subscriptions", "stream_log"]
 
 Decode = Callable[[Any], Awaitable[dict[str, object] | None]]
 """Turns a record into an event's data, or None to pass over it (another device)."""
@@ -79,24 +86,54 @@ async def _write(response: web.StreamResponse, data: bytes, limits: SseLimits) -
         raise SlowClientError("write_timeout") from None
 
 
-async def _check_behind(reader: LogReader, partitions: Sequence[int], limits: SseLimits) -> None:
-    if await reader.behind(partitions) > limits.max_behind:
+async def _check_behind(
+    reader: Reader, partitions: Sequence[int], limits: SseLimits, *, caught_up: bool
+) -> bool:
+    """Whether the stream has been within ``max_behind`` of the log's end (it has caught up);
+    SlowClientError if it had and is now further behind."""
+    behind = await reader.behind(partitions)  # None: the log's end is not known yet
+    if behind is None:
+        return caught_up
+    if caught_up and behind > limits.max_behind:
         raise SlowClientError("too_slow")
+    return caught_up or behind <= limits.max_behind
+
+
+class Reader(Protocol):
+    """What a stream needs of :class:`~streams.query.logtail.LogReader` (after ``seek``)."""
+
+    async def read(self, timeout_ms: int, max_records: int = 500) -> list[tuple[int, Any]]: ...
+
+    async def behind(self, partitions: Iterable[int]) -> int | None: ...
 
 
 async def stream_log(
     request: web.Request,
-    reader: LogReader,
+    reader: Reader,
     starts: Mapping[int, int],
     decode: Decode,
     *,
     event: str,
     limits: SseLimits,
     subscriptions: Subscriptions,
+    requested: Mapping[int, int] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> web.StreamResponse:
     """Serves one stream from ``starts`` (next offset per partition) until the client leaves.
 
-    ``starts`` must have been positioned on ``reader`` already (``reader.seek``).
+    ``starts`` must have been positioned on ``reader`` already (they are ``reader.seek``'s
+    answer); ``requested`` are the starts a resuming client asked for: where one is below
+    its start (retention removed those records) the ``hello`` event's ``gap`` says so.
+
+    The caller admitted the subscription; this leaves it exactly once on every path: a
+    client gone before the response started, a write failing, cancellation, shutdown.
+
+    A keep-alive comment is written whenever nothing was written for ``heartbeat_s`` (even
+    while records of other devices pass by), so a departed client is noticed within about
+    ``heartbeat_s``. ``max_behind`` applies once the stream has caught up with the log: a
+    client resuming from far back is served its backlog (one fetch at a time, each written
+    before the next is read) until it is within ``max_behind`` of the end; one that then falls
+    further behind, or stops taking writes (``write_timeout_s``), is disconnected.
     """
     single = len(starts) == 1
     cursor = {p: o - 1 for p, o in starts.items()}  # last offset read per partition
@@ -114,12 +151,20 @@ async def stream_log(
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
     reason = "client_left"
     partitions: Sequence[int] = sorted(starts)
+    last_write = clock()
+
+    async def write(data: bytes) -> None:
+        nonlocal last_write
+        await _write(response, data, limits)
+        last_write = clock()
+
     try:
-        await _write(response, b"retry: 1000\n" + _frame("hello", position(), {}), limits)
-        quiet_since = time.monotonic()
+        await response.prepare(request)
+        hello = {"gap": gaps(requested or {}, starts)}
+        await write(b"retry: 1000\n" + _frame("hello", position(), hello))
+        caught_up = False
         while not subscriptions.stopping.is_set():
             records = await reader.read(timeout_ms=500)
             for partition, record in records:
@@ -127,15 +172,12 @@ async def stream_log(
                 cursor[partition] = record.offset
                 if data is not None:
                     data = {**data, "position": f"{partition}:{record.offset}"}
-                    await _write(response, _frame(event, position(), data), limits)
-            await _check_behind(reader, partitions, limits)
-            if records:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= limits.heartbeat_s:
-                await _write(response, b": keep-alive\n\n", limits)
-                quiet_since = time.monotonic()
+                    await write(_frame(event, position(), data))
+            caught_up = await _check_behind(reader, partitions, limits, caught_up=caught_up)
+            if clock() - last_write >= limits.heartbeat_s:
+                await write(b": keep-alive\n\n")
         reason = "shutdown"
-        await _write(response, _frame("disconnect", position(), {"reason": reason}), limits)
+        await write(_frame("disconnect", position(), {"reason": reason}))
     except SlowClientError as exc:
         reason = str(exc)
         frame = _frame("disconnect", position(), {"reason": reason, "resume": position()})
@@ -143,6 +185,9 @@ async def stream_log(
             await asyncio.wait_for(response.write(frame), 1.0)
     except ConnectionError:
         reason = "client_left"
+    except BaseException:
+        reason = "failed"
+        raise
     finally:
         subscriptions.leave(reason)
     return response

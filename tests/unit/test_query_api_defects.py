@@ -1,0 +1,562 @@
+"""Review findings on the query API, each pinned by a test that failed before its fix.
+
+No services: the ``/api`` sub-application runs on aiohttp's test server with a fake query
+service; streams run against fake log readers on a real socket (``AppRunner``), so a client
+leaving is a real closed connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from iot_gateway.kafka_client import KafkaClientSettings
+from iot_gateway.security import TokenStore
+from streams.projections.alerts import AlertState
+from streams.query import BadParameterError, QueryApi
+from streams.query import api as api_module
+from streams.query.auth import ROUTE_SCOPES
+from streams.query.history import alert_history
+from streams.query.logtail import LogReader, parse_vector
+from streams.query.metrics import QueryMetrics
+from streams.query.page import page_headers, page_html
+from streams.query.params import AlertsQuery, Consistency, HistoryQuery, parse_alerts
+from streams.query.positions import Reflects
+from streams.query.service import QueryService
+from streams.query.sse import SseLimits, Subscriptions, stream_log
+from streams.worker.settings import QueryAuthSettings, QuerySettings
+
+# -- 1. auth: the scope is the route's, not whatever query parameter is there ----------------
+
+POLICY = """\
+version: 1
+principals:
+  - {id: dashboard, kind: api_client}
+rules:
+  - id: dashboard-reads-sensors
+    effect: allow
+    principals: [dashboard]
+    http: {devices: ["sensor-*"], topics: ["devices/+/telemetry"]}
+"""
+
+
+class _AnyService:
+    """Answers every pull query with 200 (the handlers' parsing still runs)."""
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[dict[str, object]]]:
+        async def answer(*_: object, **__: object) -> dict[str, object]:
+            return {"ok": name}
+
+        return answer
+
+
+@pytest.fixture
+async def scoped_client(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], str]]:
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    token = TokenStore(tmp_path / "tokens.json").add("dashboard").token
+    auth = QueryAuthSettings(
+        enabled=True, policy_file=tmp_path / "policy.yaml", tokens_file=tmp_path / "tokens.json"
+    )
+    runtime = types.SimpleNamespace(
+        settings=types.SimpleNamespace(query=QuerySettings(auth=auth)),
+        metrics=types.SimpleNamespace(registry=CollectorRegistry()),
+    )
+    api = QueryApi(runtime)  # type: ignore[arg-type]
+    api.service = _AnyService()  # type: ignore[assignment]
+    root = web.Application()
+    root.add_subapp("/api", api.app())
+    async with TestClient(TestServer(root)) as client:
+        yield client, token
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/devices", 403),
+        ("/api/devices?device_id=sensor-1", 403),  # was 200: the whole device list
+        ("/api/devices/sensor-1", 200),
+        ("/api/devices/plant-7", 403),
+        ("/api/alerts?device_id=sensor-1", 200),
+        ("/api/alerts?device_id=plant-7", 403),
+        ("/api/alerts", 403),
+        ("/api/alerts/history?device_id=plant-7&from=0", 403),
+    ],
+)
+async def test_a_device_scoped_token_reads_only_what_the_route_scopes_to_its_devices(
+    scoped_client: tuple[TestClient[Any, Any], str], path: str, status: int
+) -> None:
+    client, token = scoped_client
+    response = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+    assert response.status == status, await response.text()
+
+
+def test_every_route_of_the_api_has_a_scope() -> None:
+    runtime = types.SimpleNamespace(
+        settings=types.SimpleNamespace(query=QuerySettings()),
+        metrics=types.SimpleNamespace(registry=CollectorRegistry()),
+    )
+    app = QueryApi(runtime).app()  # type: ignore[arg-type]
+    names = {resource.name for resource in app.router.resources()}
+    assert names == set(ROUTE_SCOPES)
+
+
+# -- 2. the page: data is text, never markup; a CSP forbids anything else ---------------------
+
+
+def test_the_page_never_parses_api_data_as_html() -> None:
+    script = re.search(r"<script>(.*?)</script>", page_html(), re.DOTALL)
+    assert script is not None
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
+        assert sink not in script.group(1), sink
+    assert "new Option(" in script.group(1)
+
+
+def test_the_page_is_served_with_a_csp_that_allows_only_its_own_script() -> None:
+    html = page_html()
+    csp = dict(
+        part.partition(" ")[::2] for part in page_headers()["Content-Security-Policy"].split("; ")
+    )
+    assert csp["default-src"] == "'none'"
+    assert csp["connect-src"] == "'self'"
+    for tag, directive in (("script", "script-src"), ("style", "style-src")):
+        body = re.search(rf"<{tag}>(.*?)</{tag}>", html, re.DOTALL)
+        assert body is not None
+        digest = base64.b64encode(hashlib.sha256(body.group(1).encode()).digest()).decode()
+        assert csp[directive] == f"'sha256-{digest}'"  # no 'unsafe-inline', no hosts
+
+
+# -- 3, 4, 6. streams: slots released, departed clients noticed, backlogs served -------------
+
+
+def _subscriptions() -> Subscriptions:
+    return Subscriptions(64, QueryMetrics(CollectorRegistry()))
+
+
+class _Idle:
+    async def read(self, timeout_ms: int, max_records: int = 500) -> list[tuple[int, Any]]:
+        await asyncio.sleep(0.05)
+        return []
+
+    async def behind(self, partitions: object) -> int | None:
+        return 0
+
+
+class _BusyOtherDevices:
+    """A partition that always has records, none of them for the subscribed device."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    async def read(self, timeout_ms: int, max_records: int = 500) -> list[tuple[int, Any]]:
+        await asyncio.sleep(0.01)
+        self.offset += 1
+        return [(0, types.SimpleNamespace(offset=self.offset, key=b"other", value=b""))]
+
+    async def behind(self, partitions: object) -> int | None:
+        return 0
+
+
+class _Backlog:
+    """A partition ``backlog`` records past the client's position, growing 1 per read."""
+
+    def __init__(self, backlog: int) -> None:
+        self.pos = 0
+        self.high = backlog
+
+    async def read(self, timeout_ms: int, max_records: int = 500) -> list[tuple[int, Any]]:
+        await asyncio.sleep(0)
+        n = min(max_records, self.high - self.pos)
+        records = [
+            (0, types.SimpleNamespace(offset=self.pos + i, key=b"d", value=b"")) for i in range(n)
+        ]
+        self.pos += n
+        self.high += 1
+        return records
+
+    async def behind(self, partitions: object) -> int | None:
+        return self.high - self.pos
+
+
+async def _none(record: object) -> dict[str, object] | None:
+    return None
+
+
+async def _offset(record: Any) -> dict[str, object] | None:
+    return {"x": record.offset}
+
+
+async def _serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.AppRunner:
+    app = web.Application()
+    app.router.add_get("/s", handler)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner
+
+
+async def test_a_client_gone_before_the_response_started_releases_its_slot() -> None:
+    subs = _subscriptions()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert subs.admit()
+        await asyncio.sleep(0.3)  # the LogReader starting and seeking; the client leaves
+        return await stream_log(
+            request, _Idle(), {0: 0}, _none, event="x", limits=SseLimits(), subscriptions=subs
+        )
+
+    runner = await _serve(handler)
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()
+        await asyncio.sleep(0.6)
+        assert subs.open == 0
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_failing_prepare_releases_the_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refuse(self: web.StreamResponse, request: object) -> None:
+        raise ConnectionResetError("Cannot write to closing transport")
+
+    monkeypatch.setattr(web.StreamResponse, "prepare", refuse)
+    subs = _subscriptions()
+    assert subs.admit()
+    request: Any = object()
+    await stream_log(
+        request, _Idle(), {0: 0}, _none, event="x", limits=SseLimits(), subscriptions=subs
+    )
+    assert subs.open == 0
+
+
+async def test_an_abandoned_stream_on_a_busy_partition_is_noticed_within_heartbeats() -> None:
+    subs = _subscriptions()
+    limits = SseLimits(max_behind=10_000, write_timeout_s=1.0, heartbeat_s=0.2)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert subs.admit()
+        return await stream_log(
+            request,
+            _BusyOtherDevices(),
+            {0: 0},
+            _none,
+            event="r",
+            limits=limits,
+            subscriptions=subs,
+        )
+
+    runner = await _serve(handler)
+    try:
+        async with aiohttp.ClientSession() as session:
+            response = await session.get(f"http://127.0.0.1:{runner.addresses[0][1]}/s")
+            await response.content.readuntil(b"\n\n")  # hello
+            response.close()
+        await asyncio.sleep(2.0)  # ten heartbeats
+        assert subs.open == 0
+    finally:
+        subs.stopping.set()
+        await runner.cleanup()
+
+
+async def test_a_client_resuming_far_behind_is_served_its_whole_backlog() -> None:
+    subs = _subscriptions()
+    backlog = 12_000  # more than max_behind (10,000)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert subs.admit()
+        return await stream_log(
+            request,
+            _Backlog(backlog),
+            {0: 0},
+            _offset,
+            event="reading",
+            limits=SseLimits(),
+            subscriptions=subs,
+        )
+
+    runner = await _serve(handler)
+    readings = 0
+    try:
+        async with aiohttp.ClientSession() as session:
+            response = await session.get(f"http://127.0.0.1:{runner.addresses[0][1]}/s")
+            while readings <= backlog:
+                frame = await asyncio.wait_for(response.content.readuntil(b"\n\n"), 10)
+                assert not frame.startswith(b"event: disconnect"), frame
+                readings += frame.startswith(b"event: reading")
+            response.close()
+    finally:
+        subs.stopping.set()
+        await runner.cleanup()
+    assert readings > backlog
+
+
+# -- 5. a resume position retention removed is reported, not skipped silently ----------------
+
+
+async def test_hello_names_the_records_retention_removed_before_the_resume_position() -> None:
+    subs = _subscriptions()
+    frames: list[bytes] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert subs.admit()
+        subs.stopping.set()  # serve the hello, then end
+        return await stream_log(
+            request,
+            _Idle(),
+            {0: 500},
+            _none,
+            event="r",
+            limits=SseLimits(),
+            subscriptions=subs,
+            requested={0: 42},
+        )
+
+    runner = await _serve(handler)
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}/s"
+            async with session.get(url) as response:
+                frames.append(await response.content.readuntil(b"\n\n"))
+    finally:
+        await runner.cleanup()
+    assert b"id: 0:499\n" in frames[0]
+    assert b'"gap":[{"partition":0,"from":42,"to":500}]' in frames[0]
+
+
+async def test_log_readers_never_jump_to_the_end_on_a_lost_position() -> None:
+    reader = LogReader(KafkaClientSettings(), "t")
+    try:
+        assert reader._consumer._auto_offset_reset == "earliest"
+    finally:
+        await reader._consumer.stop()  # never started: only closes it
+
+
+# -- 7. /api/alerts is paged ------------------------------------------------------------------
+
+
+class _Positions:
+    partitions = 2
+
+    def partition_of(self, device_id: str) -> int:
+        return 0
+
+    async def eventual(self, partitions: list[int]) -> Reflects:
+        return Reflects("eventual", {}, {}, 0, 0)
+
+
+class _AlertStore:
+    def __init__(self, states: list[AlertState]) -> None:
+        self.states = sorted(states, key=lambda a: (a.device_id, a.rule))
+
+    def alert_states(self, device_id: str | None = None) -> list[AlertState]:
+        return [a for a in self.states if device_id in (None, a.device_id)]
+
+
+def test_alert_pages_are_bounded_and_a_limit_above_1000_is_refused() -> None:
+    assert parse_alerts({}).limit == 100
+    with pytest.raises(BadParameterError) as caught:
+        parse_alerts({"limit": "1001"})
+    assert caught.value.parameter == "limit"
+    with pytest.raises(BadParameterError):
+        parse_alerts({"after": "no-rule"})
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 3), st.booleans()), unique_by=lambda t: t[:2]
+    ),
+    st.integers(1, 7),
+)
+def test_paging_alerts_returns_each_state_once(
+    rows: list[tuple[int, int, bool]], limit: int
+) -> None:
+    states = [AlertState(f"d-{d:02d}", f"r{r}", active, 0, 1.0, "e") for d, r, active in rows]
+    service = QueryService([_AlertStore(states)], _Positions(), None)  # type: ignore[list-item, arg-type]
+
+    async def every_page() -> list[tuple[object, object]]:
+        seen: list[tuple[object, object]] = []
+        after = None
+        for _ in range(len(states) + 2):
+            body = await service.active_alerts(
+                AlertsQuery(None, True, after, limit), Consistency("eventual", 1)
+            )
+            page: Any = body["alerts"]
+            assert len(page) <= limit
+            seen += [(a["device_id"], a["rule"]) for a in page]
+            if body["next_after"] is None:
+                return seen
+            device, _, rule = str(body["next_after"]).partition("/")
+            after = (device, rule)
+        raise AssertionError("paging did not end")
+
+    seen = asyncio.run(every_page())
+    assert seen == [
+        (a.device_id, a.rule)
+        for a in sorted(states, key=lambda a: (a.device_id, a.rule))
+        if a.active
+    ]
+
+
+# -- 8. alert history: paged by positions, scan cap per record, bad records skipped ----------
+
+
+class _FakeLog:
+    """partition -> [(key, ts)]; reads up to max_records of the lowest unread partition."""
+
+    def __init__(self, parts: Mapping[int, list[tuple[bytes, int]]], first: int = 0) -> None:
+        self.parts = parts
+        self.first = first
+        self.pos: dict[int, int] = {}
+
+    async def offsets_at(self, partitions: list[int], at_ms: int) -> dict[int, int]:
+        return dict.fromkeys(partitions, self.first)
+
+    async def end_offsets(self, partitions: list[int]) -> dict[int, int]:
+        return {p: len(self.parts[p]) for p in partitions}
+
+    async def seek(self, starts: Mapping[int, int]) -> dict[int, int]:
+        self.pos = {p: max(o, self.first) for p, o in starts.items()}
+        return dict(self.pos)
+
+    async def read(self, timeout_ms: int, max_records: int = 500) -> list[tuple[int, Any]]:
+        for p in sorted(self.pos):
+            o = self.pos[p]
+            if o < len(self.parts[p]):
+                chunk = self.parts[p][o : o + max_records]
+                self.pos[p] += len(chunk)
+                return [
+                    (p, types.SimpleNamespace(offset=o + i, key=k, value=(k, ts, p, o + i)))
+                    for i, (k, ts) in enumerate(chunk)
+                ]
+        return []
+
+
+async def _decode(value: Any) -> dict[str, Any] | None:
+    key, ts, p, o = value
+    if key == b"garbage":
+        return None
+    return {"ts": ts, "event_id": f"{p}:{o}", "device_id": key.decode()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 15), st.integers(0, 25), st.integers(0, 25))
+def test_history_pages_by_position_return_every_alert_once(limit: int, n0: int, n1: int) -> None:
+    parts = {0: [(b"a", 100 + t) for t in range(n0)], 1: [(b"b", 100 + t) for t in range(n1)]}
+    query = HistoryQuery(None, 0, 10**12, limit)
+
+    async def every_page() -> list[str]:
+        got: list[str] = []
+        after = None
+        for _ in range(n0 + n1 + 2):
+            body = await alert_history(_FakeLog(parts), [0, 1], query, _decode, after=after)
+            got += [str(a["event_id"]) for a in body["alerts"]]  # type: ignore[attr-defined]
+            if body["next_after"] is None:
+                assert not body["truncated"]
+                return got
+            after = parse_vector(str(body["next_after"]), "after", [0, 1])
+        raise AssertionError("paging did not end")
+
+    got = asyncio.run(every_page())
+    assert sorted(got) == sorted([f"0:{o}" for o in range(n0)] + [f"1:{o}" for o in range(n1)])
+    assert len(got) == len(set(got))
+
+
+async def test_history_stops_at_the_scan_cap_even_without_a_match() -> None:
+    log = _FakeLog({0: [(b"other", 1)] * 5_000})
+    body = await alert_history(
+        log, [0], HistoryQuery("mine", 0, 10**12, 10), _decode, max_scanned=1_200
+    )
+    assert body["truncated"]
+    assert body["scanned"] == 1_200
+    assert body["next_after"] == "0:1199"
+
+
+async def test_history_skips_and_counts_undecodable_records() -> None:
+    log = _FakeLog({0: [(b"a", 1), (b"garbage", 2), (b"a", 3)]})
+    body = await alert_history(log, [0], HistoryQuery(None, 0, 10**12, 10), _decode)
+    assert [a["ts"] for a in body["alerts"]] == [1, 3]  # type: ignore[attr-defined]
+    assert body["undecodable"] == 1
+
+
+async def test_history_names_the_records_retention_removed() -> None:
+    log = _FakeLog({0: [(b"a", t) for t in range(10)]}, first=4)
+    body = await alert_history(log, [0], HistoryQuery(None, 0, 10**12, 100), _decode, after={0: 1})
+    assert body["gap"] == [{"partition": 0, "from": 2, "to": 4}]
+    assert len(body["alerts"]) == 6  # type: ignore[arg-type]
+
+
+# -- 9. small ones ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", ["0:--5", "0:-", "0:5-", "0:+5", "00000000001:1"])
+def test_malformed_positions_are_a_400_not_a_500(raw: str) -> None:
+    with pytest.raises(BadParameterError):
+        parse_vector(raw, "Last-Event-ID", [0, 1])
+
+
+async def test_a_log_reader_that_fails_to_start_stops_its_consumer() -> None:
+    reader = LogReader(KafkaClientSettings(), "t")
+    consumer = reader._consumer
+    real_stop = consumer.stop
+    stopped: list[bool] = []
+
+    async def fail() -> None:
+        raise OSError("no broker")
+
+    async def stop() -> None:
+        stopped.append(True)
+        await real_stop()
+
+    consumer.start = fail
+    consumer.stop = stop
+    with pytest.raises(OSError, match="no broker"):
+        async with reader:
+            pass
+    assert stopped == [True]
+
+
+async def test_a_failing_start_closes_the_readers_it_opened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[int] = []
+
+    class _Store:
+        def close(self) -> None:
+            closed.append(1)
+
+    async def no_kafka(*_: object) -> dict[str, int]:
+        raise OSError("no broker")
+
+    monkeypatch.setattr(api_module, "open_store", lambda _: _Store())
+    monkeypatch.setattr(api_module, "topic_partitions", no_kafka)
+    runtime = types.SimpleNamespace(
+        settings=types.SimpleNamespace(
+            query=QuerySettings(read_connections=3),
+            store="x",
+            kafka=None,
+            telemetry_topic="t",
+            alerts_topic="a",
+        ),
+        metrics=types.SimpleNamespace(registry=CollectorRegistry()),
+    )
+    api = QueryApi(runtime)  # type: ignore[arg-type]
+    with pytest.raises(OSError, match="no broker"):
+        await api.start()
+    assert closed == [1, 1, 1]
