@@ -3,12 +3,13 @@
 The jars are resolved by Maven into its local cache (``~/.m2``) from ``infra/kafka/pom.xml``;
 the broker runs with the machine's Java 17 and is formatted with Kafka's own storage tool.
 
-Secured mode (``IOT_SECURE=true``, off by default) changes only what it must: the client
-listener becomes SASL_PLAINTEXT with SCRAM-SHA-512 (inter-broker traffic too, as the stack's
-admin), the StandardAuthorizer denies whatever no ACL allows, the admin's SCRAM credential is
-written at format time (KIP-900), and probes, topic creation and the policy apply connect as
-the admin. The security package is imported only in secured mode, so the default stack's
-behaviour and generated files are exactly those of the unsecured stack.
+Secured mode (the default; ``IOT_SECURE=false`` turns it off) changes only what it must: the
+client listener becomes SASL_PLAINTEXT with SCRAM-SHA-512 (inter-broker traffic too, as the
+stack's admin), the controller listener SASL_PLAINTEXT with PLAIN (the admin only), the
+StandardAuthorizer denies whatever no ACL allows, the admin's SCRAM credential is written at
+format time (KIP-900), and probes, topic creation and the policy apply connect as the admin.
+The security package is imported only in secured mode, so the unsecured stack's behaviour and
+generated files are exactly the plain ones.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Mosquitto 2 from Debian's packages, with a project-owned config and persistence on.
 
-Secured mode (``IOT_SECURE=true``, off by default) refuses anonymous clients, reads a
-password_file and an acl_file generated from the security policy, and adds a TLS listener
-(``IOT_MQTTS_PORT``) with a certificate of the project's local CA; the probe logs in as the
-stack's admin. The security package is imported only in secured mode, so the default config
-is byte-for-byte that of the unsecured stack.
+Secured mode (the default; ``IOT_SECURE=false`` turns it off) refuses anonymous clients,
+reads a password_file and an acl_file generated from the security policy, and adds a TLS
+listener (``IOT_MQTTS_PORT``) with a certificate of the project's local CA; the probe logs in
+as the stack's admin. The security package is imported only in secured mode, so the
+unsecured config is byte-for-byte the plain one.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         if report.connect_failures and "authoriz" in report.connect_error.lower():
             print(
                 "iotctl: the broker refused the devices' login; pass --credentials FILE or run "
-                "against the dev stack (IOT_SECURE=true registers simulated devices itself)",
+                "against the secured dev stack (it registers simulated devices itself)",
                 file=sys.stderr,
             )
         return 0 if report.failed == 0 and report.connect_failures == 0 else 1

@@ -222,7 +222,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "apply",
         help="enforce the policy on the secured stack: Kafka users and ACLs, Mosquitto files",
         description="All or nothing: a malformed policy is reported with its line and "
-        "nothing is changed. Needs IOT_SECURE=true and a running stack.",
+        "nothing is changed. Needs the secured stack (the default) running.",
     )
     apply.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     apply.add_argument("--json", action="store_true", help="print machine-readable JSON")

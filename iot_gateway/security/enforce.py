@@ -156,8 +156,8 @@ class SecuredStack:
         if unsecured:
             raise NotSecureError(
                 f"{' and '.join(unsecured)} of {self.settings.state_dir} run(s) unsecured; "
-                "restart the stack in secured mode (`iotctl dev down`, then "
-                "`IOT_SECURE=true IOT_APPS=false iotctl dev up`)"
+                "restart the stack in secured mode (`iotctl dev down`, then `iotctl dev up` "
+                "without IOT_SECURE=false)"
             )
 
     def effective(self, *, adding: Sequence[str] = ()) -> Policy:

@@ -35,7 +35,7 @@ class TlsError(SecurityError):
 
 
 class NotSecureError(SecurityError):
-    """A command needs the secured stack (``IOT_SECURE=true``) and it is off."""
+    """A command needs the secured stack and it runs with ``IOT_SECURE=false``."""
 
 
 class ApplyError(SecurityError):
