@@ -124,34 +124,25 @@ class QueryService:
     async def active_alerts(
         self, query: AlertsQuery, consistency: Consistency
     ) -> dict[str, object]:
-        """One page of alert states ordered by (device_id, rule), after ``query.after``.
-
-        Without a device the store's whole table is read, so the read, the filter and the
-        shaping of the page run off the event loop; only ``limit`` states are answered.
-        """
+        """One page of alert states ordered by (device_id, rule), after ``query.after``:
+        keyset paging in the store, so a page costs ``limit`` rows whatever the table holds."""
         device_id = query.device_id
         partitions = self._all() if device_id is None else [self.positions.partition_of(device_id)]
         reflects = await self._reflects(consistency, partitions)
-        store = next(self._readers)
-
-        def page() -> tuple[list[dict[str, object]], str | None]:
-            chosen: list[dict[str, object]] = []
-            for state in store.alert_states(device_id):
-                if query.active_only and not state.active:
-                    continue
-                if query.after is not None and (state.device_id, state.rule) <= query.after:
-                    continue
-                if len(chosen) == query.limit:
-                    last = chosen[-1]
-                    return chosen, f"{last['device_id']}/{last['rule']}"
-                chosen.append(alert_json(state))
-            return chosen, None
-
-        if self._inline and device_id is not None:
-            alerts, next_after = page()
-        else:
-            alerts, next_after = await asyncio.to_thread(page)
-        return {"alerts": alerts, "next_after": next_after, "consistency": reflects.as_json()}
+        states = await self._read(
+            "alert_page",
+            query.after,
+            query.limit + 1,  # one more says whether there is a next page
+            device_id=device_id,
+            active_only=query.active_only,
+        )
+        page = states[: query.limit]
+        next_after = f"{page[-1].device_id}/{page[-1].rule}" if len(states) > query.limit else None
+        return {
+            "alerts": [alert_json(state) for state in page],
+            "next_after": next_after,
+            "consistency": reflects.as_json(),
+        }
 
     async def health(self, ready: bool) -> dict[str, object]:
         reflects = await self.positions.eventual(self._all())

@@ -1,4 +1,5 @@
-"""Statements of the query reads (``device_page``, ``window_range``) for both adapters.
+"""Statements of the query reads (``device_page``, ``alert_page``, ``window_range``) for both
+adapters.
 
 Kept apart from each adapter's write-path statements so the query API's reads can evolve
 without touching the batch commit's SQL.
@@ -23,6 +24,16 @@ def sqlite_device_page(prefix: str) -> str:
     )
 
 
+def sqlite_alert_page(prefix: str) -> str:
+    """Params: after_device, after_device, after_rule, device_id, device_id, active_only, limit.
+    Keyset paging on the primary key (device_id, rule), in code point order."""
+    return (
+        f"SELECT * FROM {prefix}alert_states "
+        "WHERE (? IS NULL OR (device_id, rule) > (?, ?)) AND (? IS NULL OR device_id = ?) "
+        "AND (NOT ? OR active) ORDER BY device_id, rule LIMIT ?"
+    )
+
+
 def sqlite_window_range(prefix: str) -> str:
     """Params: device_id, metric, size_ms, start_ms (inclusive), end_ms (exclusive)."""
     return (
@@ -39,6 +50,16 @@ def pg_device_page(schema: str) -> str:
         "AND (%s::bigint IS NULL OR last_seen >= %s) "
         "AND (%s::text IS NULL OR jsonb_exists(metrics::jsonb, %s)) "
         'ORDER BY device_id COLLATE "C" LIMIT %s'
+    )
+
+
+def pg_alert_page(schema: str) -> str:
+    """Params as :func:`sqlite_alert_page`."""
+    return (
+        f'SELECT * FROM "{schema}".alert_states '
+        'WHERE (%s::text IS NULL OR (device_id COLLATE "C", rule COLLATE "C") > (%s, %s)) '
+        "AND (%s::text IS NULL OR device_id = %s) AND (NOT %s OR active) "
+        'ORDER BY device_id COLLATE "C", rule COLLATE "C" LIMIT %s'
     )
 
 

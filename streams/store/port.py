@@ -181,6 +181,19 @@ class ProjectionStore(Protocol):
         """
         ...
 
+    def alert_page(
+        self,
+        after: tuple[str, str] | None,
+        limit: int,
+        *,
+        device_id: str | None = None,
+        active_only: bool = False,
+    ) -> list[AlertState]:
+        """Up to ``limit`` alert states after ``(device_id, rule)`` ``after``, in code point
+        order of that pair (as :meth:`alert_states`), for paging; only ``device_id``'s if
+        given, only raised ones if ``active_only``."""
+        ...
+
     def window_range(
         self, device_id: str, metric: str, size_ms: int, start_ms: int, end_ms: int
     ) -> list[WindowAggregate]:

@@ -254,6 +254,22 @@ class SqliteStore:
             rows = self._conn.execute(sql, params).fetchall()
         return [_codec.device_from_row(row) for row in rows]
 
+    def alert_page(
+        self,
+        after: tuple[str, str] | None,
+        limit: int,
+        *,
+        device_id: str | None = None,
+        active_only: bool = False,
+    ) -> list[AlertState]:
+        sql = _query_sql.sqlite_alert_page(self._p)
+        first = None if after is None else after[0]
+        rule = None if after is None else after[1]
+        params = (first, first, rule, device_id, device_id, active_only, limit)
+        with self._guard("alert_page"):
+            rows = self._conn.execute(sql, params).fetchall()
+        return [_codec.alert_from_row(row) for row in rows]
+
     def window_range(
         self, device_id: str, metric: str, size_ms: int, start_ms: int, end_ms: int
     ) -> list[WindowAggregate]:

@@ -364,8 +364,22 @@ class _AlertStore:
     def __init__(self, states: list[AlertState]) -> None:
         self.states = sorted(states, key=lambda a: (a.device_id, a.rule))
 
-    def alert_states(self, device_id: str | None = None) -> list[AlertState]:
-        return [a for a in self.states if device_id in (None, a.device_id)]
+    def alert_page(
+        self,
+        after: tuple[str, str] | None,
+        limit: int,
+        *,
+        device_id: str | None = None,
+        active_only: bool = False,
+    ) -> list[AlertState]:
+        """The store's keyset page (the real adapters are held to it by the contract)."""
+        return [
+            a
+            for a in self.states
+            if device_id in (None, a.device_id)
+            and (after is None or (a.device_id, a.rule) > after)
+            and (a.active or not active_only)
+        ][:limit]
 
 
 def test_alert_pages_are_bounded_and_a_limit_above_1000_is_refused() -> None:

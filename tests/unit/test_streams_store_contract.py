@@ -192,6 +192,23 @@ class StoreContract:
         assert [store.state_hash(p) for p in Projection] == hashes
         assert_matches_oracle(store, log)
 
+    def test_alert_pages_follow_the_alert_states_order_without_a_gap_or_a_repeat(
+        self, store: Store
+    ) -> None:
+        apply_in_batches(processor(store), alert_log(), 7)
+        every = store.alert_states()
+        assert every, "the alert log should leave alert states"
+        for active_only in (False, True):
+            wanted = [(a.device_id, a.rule) for a in every if a.active or not active_only]
+            seen: list[tuple[str, str]] = []
+            after: tuple[str, str] | None = None
+            while page := store.alert_page(after, 2, active_only=active_only):
+                seen += [(a.device_id, a.rule) for a in page]
+                after = seen[-1]
+            assert seen == wanted
+        device = every[0].device_id
+        assert store.alert_page(None, 100, device_id=device) == store.alert_states(device)
+
     def test_an_undecodable_record_is_passed_over_but_its_offset_is_committed(
         self, store: Store
     ) -> None:
