@@ -71,6 +71,11 @@ class Record:
     seq: int | None
 
 
+IN_TRANSIT_S = 0.5
+"""How long after Mosquitto's SIGKILL a PUBACK it sent may still reach a device's callback
+(the in-process simulator dates acks to 0.1 s and its loop serves 200 devices)."""
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerCrash:
     """Mosquitto killed with SIGKILL at ``killed_at``; it last saved its persistence file at
@@ -88,8 +93,14 @@ class BrokerCrash:
     reason code 16 (no matching subscribers) and dropped."""
 
     def covers(self, ack: Ack) -> bool:
-        """True if ``ack`` may have happened between the last save and the kill."""
-        return ack.after <= self.killed_at and ack.by >= self.saved_at
+        """True if ``ack`` may have been sent between the last save and the kill. A PUBACK
+        the device took in up to ``IN_TRANSIT_S`` after the kill (and before the restart) was
+        still sent by the broker that died: it was on its way, in socket buffers or waiting
+        for the device's event loop."""
+        sent_by = self.killed_at + IN_TRANSIT_S
+        if self.restarted_at is not None:
+            sent_by = min(sent_by, self.restarted_at)
+        return ack.after <= sent_by and ack.by >= self.saved_at
 
     def unsubscribed(self, ack: Ack) -> bool:
         """True if ``ack`` may have happened after the restart, before any gateway was back."""

@@ -108,6 +108,21 @@ def test_a_loss_inside_a_mosquitto_crash_window_is_the_documented_limit() -> Non
     assert limit.examples == ("d2:1",)
 
 
+def test_a_puback_that_arrived_just_after_the_kill_was_sent_by_the_broker_that_died() -> None:
+    lost = dataclasses.replace(
+        _clean(),
+        log=_clean().log[:-1],  # d2:1, acked in (0, 1]
+        projections=_projections(_device("d1", 2, 1)),
+        oracle=_projections(_device("d1", 2, 1)),
+    )
+    in_transit = BrokerCrash(saved_at=-1.0, killed_at=-0.2, restarted_at=2.0)
+    verdicts = _by_name(dataclasses.replace(lost, crashes=[in_transit]))
+    assert verdicts["no_acked_loss"].status is Status.PASS
+    assert verdicts["acked_lost_in_mosquitto_crash"].counts["lost_unsaved"] == 1
+    too_late = BrokerCrash(saved_at=-3.0, killed_at=-2.0, restarted_at=2.0)  # 2 s on: no
+    assert "no_acked_loss" in _failed(dataclasses.replace(lost, crashes=[too_late]))
+
+
 def test_a_loss_before_a_gateway_subscribed_again_is_counted_apart() -> None:
     crash = BrokerCrash(saved_at=-2.0, killed_at=-1.0, restarted_at=0.5, resubscribed_at=0.9)
     history = dataclasses.replace(
