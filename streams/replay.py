@@ -80,6 +80,21 @@ class RebuildReport:
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
 
+    @classmethod
+    async def of(
+        cls, shadow: Store, chosen: Plan, events: int, undecodable: int, started: float
+    ) -> RebuildReport:
+        """The report of a rebuild of ``chosen`` into ``shadow`` that began at ``started``
+        (``time.monotonic``); hashes the shadow."""
+        return cls(
+            events=events,
+            undecodable=undecodable,
+            seconds=time.monotonic() - started,
+            start=chosen.start,
+            end=chosen.end,
+            hashes=await asyncio.to_thread(state_hashes, shadow),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Verification:
@@ -434,15 +449,7 @@ async def rebuild(
     processor = replay_processor(settings, shadow, group)
     started = time.monotonic()
     events, undecodable = await apply_range(settings, processor, chosen.start, chosen.end, progress)
-    seconds = time.monotonic() - started
-    return RebuildReport(
-        events=events,
-        undecodable=undecodable,
-        seconds=seconds,
-        start=chosen.start,
-        end=chosen.end,
-        hashes=await asyncio.to_thread(state_hashes, shadow),
-    )
+    return await RebuildReport.of(shadow, chosen, events, undecodable, started)
 
 
 def replay_processor(settings: WorkerSettings, store: Store, group: str | None) -> BatchProcessor:

@@ -35,7 +35,6 @@ from streams.replay import (
     apply_range,
     plan,
     replay_processor,
-    state_hashes,
 )
 from streams.store.sqlite import SqliteStore
 from streams.worker.settings import WorkerSettings
@@ -147,15 +146,7 @@ async def rebuild_parallel(
             child.join()
             receive.close()
         shutil.rmtree(folder, ignore_errors=True)
-    seconds = time.monotonic() - started
-    return RebuildReport(
-        events=events,
-        undecodable=undecodable,
-        seconds=seconds,
-        start=chosen.start,
-        end=chosen.end,
-        hashes=await asyncio.to_thread(state_hashes, shadow),
-    )
+    return await RebuildReport.of(shadow, chosen, events, undecodable, started)
 
 
 async def _collect(

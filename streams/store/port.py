@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Generic, NamedTuple, Protocol, Self, TypeVar
 
 from streams.domain import DerivedEvent, TopicPartition
+from streams.errors import PositionConflictError
 from streams.projections.alerts import AlertState
 from streams.projections.device import DeviceState
 from streams.projections.windows import WindowAggregate
@@ -63,6 +64,33 @@ class OffsetAdvance(NamedTuple):
     expected: int | None
     offset: int
     recent_count: int
+
+    def statement(self, group: str) -> tuple[str, tuple[object, ...]]:
+        """Which offset statement applies (``insert_offset`` for a first offset, else the
+        compare-and-set ``update_offset``) and its parameters, as both adapters name them."""
+        if self.expected is None:
+            return "insert_offset", (
+                group,
+                self.topic,
+                self.partition,
+                self.offset,
+                self.recent_count,
+            )
+        return "update_offset", (
+            self.offset,
+            self.recent_count,
+            group,
+            self.topic,
+            self.partition,
+            self.expected,
+        )
+
+    def conflict(self, group: str, why: str) -> PositionConflictError:
+        """The error when the stored offset was not ``expected`` any more."""
+        return PositionConflictError(
+            f"{self.topic}[{self.partition}] is not at offset {self.expected} in group "
+            f"{group!r} any more: {why}"
+        )
 
 
 class RecentId(NamedTuple):

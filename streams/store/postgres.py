@@ -27,7 +27,6 @@ import psycopg
 
 from streams.domain import DerivedEvent, TopicPartition
 from streams.errors import (
-    PositionConflictError,
     StoreError,
     StoreSwappedError,
     StoreUnavailableError,
@@ -197,29 +196,7 @@ class PostgresStore:
     def _commit_batch(self, conn: psycopg.Connection[Any], write: BatchWrite) -> None:
         sql, fail, group = self._sql, self._failpoint, write.group
         self._check_generation(conn)
-        for adv in sorted(write.offsets, key=lambda a: (a.topic, a.partition)):
-            if adv.expected is None:
-                cur = conn.execute(
-                    sql.insert_offset,
-                    (group, adv.topic, adv.partition, adv.offset, adv.recent_count),
-                )
-            else:
-                cur = conn.execute(
-                    sql.update_offset,
-                    (
-                        adv.offset,
-                        adv.recent_count,
-                        group,
-                        adv.topic,
-                        adv.partition,
-                        adv.expected,
-                    ),
-                )
-            if cur.rowcount != 1:
-                raise PositionConflictError(
-                    f"{adv.topic}[{adv.partition}] moved past offset {adv.expected} "
-                    f"in group {group!r}: another worker applied it"
-                )
+        self._set_offsets(conn, group, write.offsets, "another worker applied it")
         fail("after_offsets")
         if write.recent_ids:
             conn.execute(sql.upsert_recent, [group, *_columns(write.recent_ids, 5)], binary=True)
@@ -457,33 +434,24 @@ class PostgresStore:
             conn.execute(pg_set_generation(self.schema), (str(generation),))
         return generation
 
+    def _set_offsets(
+        self,
+        conn: psycopg.Connection[Any],
+        group: str,
+        advances: Sequence[OffsetAdvance],
+        why: str,
+    ) -> None:
+        """Each advance's insert or compare-and-set, in partition order; a conflict raises."""
+        for adv in sorted(advances, key=lambda a: (a.topic, a.partition)):
+            name, params = adv.statement(group)
+            if conn.execute(getattr(self._sql, name), params).rowcount != 1:
+                raise adv.conflict(group, why)
+
     def move_positions(self, group: str, moves: Sequence[OffsetAdvance]) -> int:
         sql = self._sql
         with self._use(self._main, "move_positions") as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (sql.channel,))
-            for move in sorted(moves, key=lambda m: (m.topic, m.partition)):
-                if move.expected is None:
-                    cur = conn.execute(
-                        sql.insert_offset,
-                        (group, move.topic, move.partition, move.offset, move.recent_count),
-                    )
-                else:
-                    cur = conn.execute(
-                        sql.update_offset,
-                        (
-                            move.offset,
-                            move.recent_count,
-                            group,
-                            move.topic,
-                            move.partition,
-                            move.expected,
-                        ),
-                    )
-                if cur.rowcount != 1:
-                    raise PositionConflictError(
-                        f"{move.topic}[{move.partition}] is no longer at offset {move.expected} "
-                        f"in group {group!r}: a worker applied events meanwhile"
-                    )
+            self._set_offsets(conn, group, moves, "a worker applied events meanwhile")
             generation = self._read_generation(conn) + 1
             conn.execute(pg_set_generation(self.schema), (str(generation),))
         return generation

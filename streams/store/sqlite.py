@@ -23,7 +23,6 @@ from typing import Any, Self, TypeVar
 
 from streams.domain import DerivedEvent, TopicPartition
 from streams.errors import (
-    PositionConflictError,
     StoreError,
     StoreSwappedError,
     StoreUnavailableError,
@@ -172,29 +171,7 @@ class SqliteStore:
         sql, fail = self._sql, self._failpoint
         with self._guard("commit_batch"), self._transaction() as cur:
             self._check_generation(cur)
-            for adv in sorted(write.offsets, key=lambda a: (a.topic, a.partition)):
-                if adv.expected is None:
-                    cur.execute(
-                        sql["insert_offset"],
-                        (write.group, adv.topic, adv.partition, adv.offset, adv.recent_count),
-                    )
-                else:
-                    cur.execute(
-                        sql["update_offset"],
-                        (
-                            adv.offset,
-                            adv.recent_count,
-                            write.group,
-                            adv.topic,
-                            adv.partition,
-                            adv.expected,
-                        ),
-                    )
-                if cur.rowcount != 1:
-                    raise PositionConflictError(
-                        f"{adv.topic}[{adv.partition}] moved past offset {adv.expected} "
-                        f"in group {write.group!r}: another worker applied it"
-                    )
+            self._set_offsets(cur, write.group, write.offsets, "another worker applied it")
             fail("after_offsets")
             cur.executemany(sql["upsert_recent"], [(write.group, *r) for r in write.recent_ids])
             cur.executemany(sql["upsert_device"], map(_codec.device_row, write.devices))
@@ -438,34 +415,18 @@ class SqliteStore:
                 for name in attached:
                     self._conn.execute(f"DETACH DATABASE {name}")
 
+    def _set_offsets(
+        self, cur: sqlite3.Cursor, group: str, advances: Sequence[OffsetAdvance], why: str
+    ) -> None:
+        """Each advance's insert or compare-and-set, in partition order; a conflict raises."""
+        for adv in sorted(advances, key=lambda a: (a.topic, a.partition)):
+            name, params = adv.statement(group)
+            if cur.execute(self._sql[name], params).rowcount != 1:
+                raise adv.conflict(group, why)
+
     def move_positions(self, group: str, moves: Sequence[OffsetAdvance]) -> int:
-        sql = self._sql
         with self._guard("move_positions"), self._transaction() as cur:
-            for move in sorted(moves, key=lambda m: (m.topic, m.partition)):
-                if move.expected is None:
-                    params: tuple[object, ...] = (
-                        group,
-                        move.topic,
-                        move.partition,
-                        move.offset,
-                        move.recent_count,
-                    )
-                    cur.execute(sql["insert_offset"], params)
-                else:
-                    params = (
-                        move.offset,
-                        move.recent_count,
-                        group,
-                        move.topic,
-                        move.partition,
-                        move.expected,
-                    )
-                    cur.execute(sql["update_offset"], params)
-                if cur.rowcount != 1:
-                    raise PositionConflictError(
-                        f"{move.topic}[{move.partition}] is no longer at offset {move.expected} "
-                        f"in group {group!r}: a worker applied events meanwhile"
-                    )
+            self._set_offsets(cur, group, moves, "a worker applied events meanwhile")
             generation = self._read_generation(cur) + 1
             cur.execute(sqlite_set_generation(self._p), (str(generation),))
         return generation

@@ -83,6 +83,25 @@ def write_config(
     return path
 
 
+async def start_gateway(
+    settings: DevStackSettings, folder: Path, *, prefix: str, topic: str, dlq: str
+) -> GatewayProcess:
+    """A ready gateway of the test's own (``write_config``'s topics, client id ``<prefix>-gw``),
+    its config and log in ``folder``."""
+    config = write_config(
+        folder / "gateway.yaml",
+        prefix=prefix,
+        topic=topic,
+        dlq=dlq,
+        mqtt_port=settings.mqtt_port,
+        bootstrap=settings.kafka_bootstrap,
+    )
+    gateway = GatewayProcess(config, f"{prefix}-gw", folder / "gateway.log", settings)
+    gateway.start()
+    await gateway.wait_ready()
+    return gateway
+
+
 class GatewayProcess:
     """One ``iotctl gateway run`` process with its own client id and HTTP port."""
 

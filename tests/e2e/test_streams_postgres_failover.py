@@ -35,10 +35,9 @@ from iot_gateway.devstack.clients import kafka_client
 from streams.store.postgres import PostgresStore
 from tests.clients import process_env
 from tests.e2e.gateway_harness import (
-    GatewayProcess,
     create_topics,
+    start_gateway,
     track,
-    write_config,
 )
 from tests.e2e.streams_harness import RULES, assert_state_matches_log, end_offsets
 
@@ -157,20 +156,7 @@ async def _run(
     store: PostgresStore,
     tmp_path: Path,
 ) -> None:
-    gateway = GatewayProcess(
-        write_config(
-            tmp_path / "gateway.yaml",
-            prefix=prefix,
-            topic=topic,
-            dlq=dlq,
-            mqtt_port=settings.mqtt_port,
-            bootstrap=settings.kafka_bootstrap,
-        ),
-        f"{prefix}-gw",
-        tmp_path / "gateway.log",
-    )
-    gateway.start()
-    await gateway.wait_ready()
+    gateway = await start_gateway(settings, tmp_path, prefix=prefix, topic=topic, dlq=dlq)
     rules_file = tmp_path / "alerts.yaml"
     rules_file.write_text(RULES)
     group = f"{prefix}-streams"

@@ -26,11 +26,10 @@ from iot_gateway.devstack.clients import kafka_client
 from streams.store.sqlite import SqliteStore
 from tests.clients import process_env
 from tests.e2e.gateway_harness import (
-    GatewayProcess,
     create_topics,
     free_port,
+    start_gateway,
     track,
-    write_config,
 )
 from tests.e2e.streams_harness import RULES, assert_state_matches_log, end_offsets
 
@@ -75,20 +74,7 @@ async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
     prefix = unique("streams").replace(".", "-")
     topic, dlq, partitions = f"{prefix}.telemetry", f"{prefix}.dlq", 6
     await create_topics(kafka_client(settings), topic, dlq, partitions=partitions)
-    gateway = GatewayProcess(
-        write_config(
-            tmp_path / "gateway.yaml",
-            prefix=prefix,
-            topic=topic,
-            dlq=dlq,
-            mqtt_port=settings.mqtt_port,
-            bootstrap=settings.kafka_bootstrap,
-        ),
-        f"{prefix}-gw",
-        tmp_path / "gateway.log",
-    )
-    gateway.start()
-    await gateway.wait_ready()
+    gateway = await start_gateway(settings, tmp_path, prefix=prefix, topic=topic, dlq=dlq)
     rules_file = tmp_path / "alerts.yaml"
     rules_file.write_text(RULES)
     store_path = tmp_path / "state.db"

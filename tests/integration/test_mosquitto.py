@@ -10,7 +10,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from iot_gateway.devstack import DevStackSettings
-from tests.clients import mqtt_auth_args, mqtt_login_kwargs
+from tests.clients import mosquitto_pub, mqtt_login_kwargs
 
 
 def _persistent(settings: DevStackSettings, client_id: str) -> aiomqtt.Client:
@@ -51,24 +51,8 @@ async def test_qos1_messages_published_while_offline_reach_the_persistent_sessio
         assert await _receive(subscriber, 1) == [b"online"]
 
     # Published by a client nobody here wrote, while the subscriber is away.
-    for i in range(20):
-        publish = await asyncio.create_subprocess_exec(
-            "mosquitto_pub",
-            "-h",
-            settings.host,
-            "-p",
-            str(settings.mqtt_port),
-            *mqtt_auth_args(settings),
-            "-V",
-            "mqttv5",
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-m",
-            f"offline-{i}",
-        )
-        assert await asyncio.wait_for(publish.wait(), 10) == 0
+    for i in range(20):  # exit status 0 required (mosquitto_pub runs with check=True)
+        await asyncio.to_thread(mosquitto_pub, settings, topic, f"offline-{i}".encode())
 
     async with _persistent(settings, subscriber_id) as subscriber:
         # No new SUBSCRIBE: the broker kept the subscription and queued the messages.
