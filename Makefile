@@ -39,11 +39,12 @@ status: venv ## each service's endpoint and whether it answers
 run: bootstrap venv ## bring everything up with simulated devices and show where to look
 	@IOT_SIMULATE=true $(IOTCTL) dev up && RUN_STARTED=$(MAKE_STARTED) scripts/run.sh
 
-lint: venv ## ruff (lint and format check)
+lint: venv ## ruff (lint and format check) and the layout's import contracts (lint-imports)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
+	@$(BIN)/lint-imports --no-cache
 
-typecheck: venv ## mypy --strict on iot_gateway/ and streams/
+typecheck: venv ## mypy --strict on every package
 	@$(BIN)/mypy
 
 unit: venv ## fast tests that need no services

@@ -41,7 +41,7 @@ import avro.io
 import avro.schema
 import fastavro
 
-from iot_gateway.avro import HEADER_SIZE, InMemorySchemas, SchemaCatalog, decode, encode
+from contracts.avro import HEADER_SIZE, InMemorySchemas, SchemaCatalog, decode, encode
 
 TARGET_US = 10.0
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -83,9 +83,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench import gateway_ingest_report as report
 from bench.loadgen import PASSWORD_ENV, drop_sessions
 from bench.procs import Children, CpuWindow, Spawned, pid_listening
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import MqttLogin, client_env, kafka_client, mqtt_login
-from iot_gateway.kafka_client import KafkaClientSettings
+from contracts.kafka import KafkaClientSettings
+from devstack import DevStackSettings
+from devstack.clients import MqttLogin, client_env, kafka_client, mqtt_login
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -261,7 +261,7 @@ class Gateway:
         source = self.ctx.args.gateway_src  # a checkout whose iot_gateway/ is imported first
         if source != ROOT:
             env["PYTHONPATH"] = str(source)
-        command = ["-m", "iot_gateway.cli", "gateway", "run", "--config", str(self.config)]
+        command = ["-m", "iotctl.main", "gateway", "run", "--config", str(self.config)]
         command += ["--log-level", "warning"]
         if profile_to is None:
             args = [sys.executable, *command]
@@ -512,7 +512,7 @@ def write_kcat_records(ctx: Context, count: int, value_bytes: int) -> Path:
 
 def gateway_record_size() -> int:
     """Bytes of one Avro telemetry record as the gateway writes it (Confluent framing)."""
-    from iot_gateway.avro import InMemorySchemas, SchemaCatalog, encode  # noqa: PLC0415
+    from contracts.avro import InMemorySchemas, SchemaCatalog, encode  # noqa: PLC0415
 
     registered = InMemorySchemas().register(SUBJECT, SchemaCatalog.load().latest(SUBJECT))
     record = {

@@ -41,11 +41,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.procs import Children
-from iot_gateway.avro import SchemaCatalog, encode
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import client_env, kafka_client
-from iot_gateway.kafka_client import KafkaClientSettings
-from iot_gateway.registry.factory import open_registry
+from contracts.avro import SchemaCatalog, encode
+from contracts.kafka import KafkaClientSettings
+from contracts.registry.factory import open_registry
+from devstack import DevStackSettings
+from devstack.clients import client_env, kafka_client
 
 PARTITIONS = 6
 SUBJECT = "iot.telemetry.v1-value"
@@ -241,7 +241,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - on
                 "worker",
                 sys.executable,
                 "-m",
-                "iot_gateway.cli",
+                "iotctl.main",
                 "streams",
                 "worker",
                 "--log-level",

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psycopg
 
-from iot_gateway.devstack import DevStackSettings
+from devstack import DevStackSettings
 from streams import BatchProcessor, Position, TelemetryEvent
 from streams.projections import AlertRule, Projector
 from streams.store import PostgresStore, SqliteStore

@@ -9,9 +9,10 @@ Then, in the same run, on the same log:
 * ``raw``: a bare aiokafka consume loop that does nothing with the records (the limit);
 * ``sqlite``: one worker process on a fresh SQLite store;
 * ``postgres``: one worker process on a fresh schema of the dev stack's PostgreSQL;
-* ``rebuild``: ``iotctl replay rebuild --jobs 1``'s code (``streams.replay.rebuild``, in this
-  process) into a fresh SQLite shadow store (``synchronous=OFF``), the whole log, same processor;
-* ``rebuild_parallel``: ``--jobs N`` (N = CPUs): ``streams.replay_jobs.rebuild_parallel``,
+* ``rebuild``: ``iotctl replay rebuild --jobs 1``'s code
+  (``streams.replay.rebuild.rebuild``, in this process) into a fresh SQLite shadow store
+  (``synchronous=OFF``), the whole log, same processor;
+* ``rebuild_parallel``: ``--jobs N`` (N = CPUs): ``streams.replay.jobs.rebuild_parallel``,
   processes each rebuilding some partitions into a file of their own, merged into the shadow;
   its time includes starting the processes and the merge, and its hashes must equal the
   one-process rebuild's.
@@ -50,16 +51,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.procs import Children, cpu_seconds, pid_listening
-from iot_gateway.avro import SchemaCatalog, encode
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import client_env, kafka_client
-from iot_gateway.kafka_client import KafkaClientSettings
-from iot_gateway.registry.factory import open_registry
-from streams.replay import rebuild
-from streams.replay_jobs import rebuild_parallel
+from contracts.avro import SchemaCatalog, encode
+from contracts.kafka import KafkaClientSettings
+from contracts.registry.factory import open_registry
+from devstack import DevStackSettings
+from devstack.clients import client_env, kafka_client
+from streams.replay.jobs import rebuild_parallel
+from streams.replay.rebuild import rebuild
+from streams.settings import WorkerSettings
 from streams.store.postgres import PostgresStore
 from streams.store.sqlite import SqliteStore
-from streams.worker.settings import WorkerSettings
 
 PARTITIONS = 6
 SUBJECT = "iot.telemetry.v1-value"
@@ -203,7 +204,7 @@ async def rebuild_phase(
     settings: DevStackSettings, topic: str, group: str, jobs: int
 ) -> dict[str, Any]:
     """The whole topic rebuilt into a fresh SQLite shadow store by ``jobs`` processes
-    (``streams.replay.rebuild`` in this process for 1, ``rebuild_parallel`` otherwise)."""
+    (``streams.replay.rebuild.rebuild`` in this process for 1, ``rebuild_parallel`` otherwise)."""
     worker = WorkerSettings(
         telemetry_topic=topic, group=group, kafka=kafka_client(settings), alert_rules=ALERT_RULES
     )
@@ -277,7 +278,7 @@ async def run_worker(
             name,
             sys.executable,
             "-m",
-            "iot_gateway.cli",
+            "iotctl.main",
             "streams",
             "worker",
             "--log-level",
@@ -568,10 +569,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "Outbox publish latency is the worker's iot_streams_outbox_publish_seconds "
             "(one claimed batch, acks=all), reported as the upper bound of the p99 bucket.",
             "The PostgreSQL worker stores into a schema of this run (?schema= on its URL).",
-            "Rebuild = streams.replay.rebuild in the benchmark process (one process, the "
+            "Rebuild = streams.replay.rebuild.rebuild in the benchmark process (one process, the "
             "workers' BatchProcessor) into a new SQLite shadow with synchronous=OFF; its rate "
             "is the events applied / the time from the first fetch to the last commit.",
-            "rebuild_parallel = streams.replay_jobs.rebuild_parallel (iotctl replay rebuild "
+            "rebuild_parallel = streams.replay.jobs.rebuild_parallel (iotctl replay rebuild "
             "--jobs N): N spawned processes, each rebuilding a share of the partitions into its "
             "own SQLite file, merged into the shadow in one transaction; its time covers "
             "process start-up (~0.7 s of imports each), applying and the merge. The Kafka "

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import subprocess
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import MqttLogin, client_env, kafka_client, mqtt_login
+from devstack import DevStackSettings
+from devstack.clients import MqttLogin, client_env, kafka_client, mqtt_login
 
 
 def mqtt_auth_args(settings: DevStackSettings, login: MqttLogin | None = None) -> list[str]:

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import kafka_client
-from iot_gateway.kafka_client import KafkaClientSettings
+from contracts.kafka import KafkaClientSettings
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from iot_gateway.devstack import DevStackSettings
+from devstack import DevStackSettings
 
 
 def free_port() -> int:

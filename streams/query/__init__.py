@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from streams.query.api import PUBLIC_PATHS, QueryApi
+from streams.query.context import QueryContext
 from streams.query.errors import (
     BadParameterError,
     NotCaughtUpError,
@@ -19,13 +20,13 @@ from streams.query.errors import (
 from streams.query.openapi import openapi_document
 from streams.query.page import page_headers, page_html
 from streams.query.positions import partition_for
-from streams.worker.runtime import WorkerRuntime
 
 __all__ = [
     "PUBLIC_PATHS",
     "BadParameterError",
     "NotCaughtUpError",
     "QueryApi",
+    "QueryContext",
     "QueryError",
     "UnavailableError",
     "UnknownDeviceError",
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 
-async def mount_queries(app: web.Application, runtime: WorkerRuntime) -> QueryApi:
+async def mount_queries(app: web.Application, runtime: QueryContext) -> QueryApi:
     """Starts the query API and mounts it; it stops when ``app`` shuts down."""
     api = QueryApi(runtime)
     await api.start()

@@ -17,9 +17,11 @@ from typing import Any
 
 from aiohttp import web
 
-from iot_gateway.security.http import Middleware
+from security.http import Middleware
+from streams.decoding import UNDECODABLE, decode_telemetry
 from streams.query import params
 from streams.query.auth import query_auth
+from streams.query.context import QueryContext
 from streams.query.dlq import DlqRejections
 from streams.query.errors import BadParameterError, QueryError, UnavailableError
 from streams.query.history import alert_history
@@ -28,8 +30,7 @@ from streams.query.metrics import QueryMetrics
 from streams.query.positions import LogPositions, partition_for, topic_partitions
 from streams.query.service import QueryService
 from streams.query.sse import SseLimits, Subscriptions, stream_log
-from streams.store.port import Store
-from streams.worker.runtime import UNDECODABLE, WorkerRuntime, decode_telemetry, open_store
+from streams.store import Store, open_store
 
 __all__ = ["PUBLIC_PATHS", "QueryApi"]
 
@@ -42,7 +43,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class QueryApi:
     """One worker's query API (see the module docstring)."""
 
-    def __init__(self, runtime: WorkerRuntime) -> None:
+    def __init__(self, runtime: QueryContext) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
         self.metrics = QueryMetrics(runtime.metrics.registry)

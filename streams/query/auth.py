@@ -22,11 +22,11 @@ from typing import Literal
 
 from aiohttp import web
 
-from iot_gateway.policy import Authorizer, HttpScope, PolicyError, load_policy
-from iot_gateway.security import TokenStore, bearer_auth
-from iot_gateway.security.http import Middleware
+from policy import Authorizer, HttpScope, PolicyError, load_policy
+from security import TokenStore, bearer_auth
+from security.http import Middleware
 from streams.errors import ConfigError
-from streams.worker.settings import QueryAuthSettings
+from streams.settings import QueryAuthSettings
 
 __all__ = ["ROUTE_SCOPES", "ScopeKind", "query_auth", "query_scope"]
 

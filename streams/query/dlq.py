@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from iot_gateway.kafka_client import KafkaClientSettings
+from contracts.kafka import KafkaClientSettings
 
 __all__ = ["DlqCounts", "DlqRejections"]
 

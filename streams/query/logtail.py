@@ -15,7 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from iot_gateway.kafka_client import KafkaClientSettings
+from contracts.kafka import KafkaClientSettings
 from streams.query.errors import BadParameterError
 
 __all__ = ["LogReader", "format_vector", "gaps", "parse_vector"]

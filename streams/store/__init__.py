@@ -1,5 +1,6 @@
 """The Store port and its adapters (SQLite: embedded, one worker; PostgreSQL: scale-out)."""
 
+from streams.store.factory import open_store
 from streams.store.port import (
     BatchWrite,
     InboxState,
@@ -38,4 +39,5 @@ __all__ = [
     "Store",
     "StoreTransaction",
     "TrackingStore",
+    "open_store",
 ]

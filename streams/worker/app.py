@@ -19,9 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.domain import TopicPartition
 from streams.query import mount_queries
+from streams.settings import WorkerSettings
 from streams.worker.batches import consume_batches
 from streams.worker.runtime import RawRecord, WorkerRuntime
-from streams.worker.settings import WorkerSettings
 
 log = logging.getLogger("streams.worker")
 

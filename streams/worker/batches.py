@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaPartition
 
 from streams.domain import TopicPartition
+from streams.settings import WorkerSettings
 from streams.worker.runtime import RawRecord, WorkerRuntime
-from streams.worker.settings import WorkerSettings
 
 log = logging.getLogger("streams.worker")
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
-from iot_gateway.avro import SchemaCatalog, encode
-from iot_gateway.registry.cache import SchemaCache
+from contracts.avro import SchemaCatalog, encode
+from contracts.registry.cache import SchemaCache
 from streams.store.port import OutboxRecord
 
 

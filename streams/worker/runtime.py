@@ -32,29 +32,25 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from iot_gateway.avro import AvroError, SchemaCatalog
-from iot_gateway.registry.cache import SchemaCache
-from iot_gateway.registry.errors import RegistryError
-from iot_gateway.registry.factory import open_registry
+from contracts.avro import AvroError, SchemaCatalog
+from contracts.registry.cache import SchemaCache
+from contracts.registry.errors import RegistryError
+from contracts.registry.factory import open_registry
+from streams.decoding import UNDECODABLE, decode_telemetry
 from streams.domain import Position, TelemetryEvent, TopicPartition
 from streams.errors import StoreError, StoreSwappedError
 from streams.notifier import AlertCommandNotifier
 from streams.processor import BatchProcessor, BatchResult
 from streams.projections.alerts import load_alert_rules
 from streams.relay import OutboxRelay
-from streams.store.port import Store
-from streams.store.postgres import PostgresStore
-from streams.store.sqlite import SqliteStore
+from streams.settings import WorkerSettings
+from streams.store import Store, open_store
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.publisher import KafkaOutboxPublisher
-from streams.worker.settings import WorkerSettings
 
 log = logging.getLogger("streams.worker")
 
@@ -67,48 +63,6 @@ class RawRecord:
     partition: int
     offset: int
     value: bytes | None
-
-
-def open_store(url: str) -> Store:
-    """``sqlite:///path`` or a ``postgresql://`` DSN (``?schema=NAME`` picks the schema,
-    ``streams`` by default), migrated and ready."""
-    store: Store
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(path)
-    elif url.startswith(("postgresql://", "postgres://")):
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        schema = query.pop("schema", ["streams"])[-1]
-        dsn = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
-        store = PostgresStore(dsn, schema=schema)
-    else:
-        raise ValueError(f"unknown store {url!r}: use sqlite:///PATH or postgresql://...")
-    store.migrate()
-    return store
-
-
-UNDECODABLE = (AvroError, RegistryError, ValueError, KeyError, TypeError)
-"""What decoding a record as telemetry raises for a record that is not telemetry."""
-
-
-async def decode_telemetry(registry: SchemaCache, value: bytes | None) -> TelemetryEvent:
-    """A record's value as a telemetry event; raises one of ``UNDECODABLE`` if it is not one."""
-    return telemetry_event(await registry.decode(value or b""))
-
-
-def telemetry_event(record: dict[str, Any]) -> TelemetryEvent:
-    """The domain event for a decoded ``Telemetry`` record."""
-    return TelemetryEvent(
-        event_id=record["event_id"],
-        device_id=record["device_id"],
-        ts=record["ts"],
-        received_at=record["received_at"],
-        seq=record.get("seq"),
-        metrics=record["metrics"],
-        attributes=record.get("attributes") or {},
-    )
 
 
 class WorkerRuntime:

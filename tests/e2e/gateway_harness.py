@@ -18,8 +18,8 @@ import yaml
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.kafka_client import KafkaClientSettings
+from contracts.kafka import KafkaClientSettings
+from devstack import DevStackSettings
 from tests.clients import process_env
 from tests.stacks import free_port
 
@@ -126,7 +126,7 @@ class GatewayProcess:
                     [
                         sys.executable,
                         "-m",
-                        "iot_gateway.cli",
+                        "iotctl.main",
                         "gateway",
                         "run",
                         "--config",

@@ -19,8 +19,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.kafka_client import KafkaClientSettings
+from contracts.kafka import KafkaClientSettings
+from devstack import DevStackSettings
 from streams.query import partition_for
 from tests.clients import mosquitto_pub, process_env
 from tests.e2e import gateway_harness
@@ -100,7 +100,7 @@ class QueryStack:
         log = self.root / f"worker-{port}.log"
         with log.open("ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "iot_gateway.cli", "streams", "worker"],
+                [sys.executable, "-m", "iotctl.main", "streams", "worker"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

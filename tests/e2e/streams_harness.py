@@ -6,15 +6,15 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import kafka_client
-from iot_gateway.kafka_client import KafkaClientSettings
-from iot_gateway.registry.factory import open_registry
+from contracts.kafka import KafkaClientSettings
+from contracts.registry.factory import open_registry
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
+from streams.decoding import telemetry_event
 from streams.domain import TelemetryEvent
 from streams.projections.alerts import ALERTS_TOPIC, load_alert_rules
 from streams.projections.windows import DEFAULT_WINDOWS
 from streams.store.port import Store
-from streams.worker.runtime import telemetry_event
 from tests.e2e.gateway_harness import read_headers
 from tests.unit.test_streams_oracle import oracle
 

@@ -28,7 +28,7 @@ def _free_ports(count: int) -> list[int]:
 
 def _iotctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "iot_gateway.cli", *args],
+        [sys.executable, "-m", "iotctl.main", *args],
         env=env,
         capture_output=True,
         text=True,

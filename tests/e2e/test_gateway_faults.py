@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import kafka_client
-from iot_gateway.simulator import BAD_PAYLOADS, Simulation, SimulationSettings
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
+from devstack.simulator import BAD_PAYLOADS, Simulation, SimulationSettings
 from tests.clients import mqtt_login_kwargs
 from tests.e2e.gateway_harness import (
     GatewayProcess,

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from iot_gateway.devstack import DevStackSettings, down, up
-from iot_gateway.devstack.clients import kafka_client
-from iot_gateway.devstack.kafka import Kafka
-from iot_gateway.devstack.process import running_pid, stop
-from iot_gateway.simulator import Simulation, SimulationSettings
+from devstack import DevStackSettings, down, up
+from devstack.clients import kafka_client
+from devstack.kafka import Kafka
+from devstack.process import running_pid, stop
+from devstack.simulator import Simulation, SimulationSettings
 from tests.clients import mqtt_login_kwargs
 from tests.e2e.gateway_harness import (
     GatewayProcess,

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import MqttLogin, kafka_client
-from iot_gateway.registry.factory import open_registry
-from iot_gateway.security import SecuredStack
-from iot_gateway.topics import TELEMETRY, TELEMETRY_DLQ
+from contracts.registry.factory import open_registry
+from contracts.topics import TELEMETRY, TELEMETRY_DLQ
+from devstack import DevStackSettings, SecuredStack
+from devstack.clients import MqttLogin, kafka_client
 from tests.clients import mosquitto_pub
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]

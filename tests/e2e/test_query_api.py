@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.kafka_client import KafkaClientSettings
-from iot_gateway.security import TokenStore
+from contracts.kafka import KafkaClientSettings
+from devstack import DevStackSettings
+from security import TokenStore
 from streams.query import partition_for
 from tests.e2e.gateway_harness import free_port
 from tests.e2e.query_harness import QueryStack, get_json, read_sse

@@ -20,13 +20,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from iot_gateway.avro import SchemaCatalog, encode
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.kafka_client import KafkaClientSettings
-from iot_gateway.registry.factory import open_registry
-from streams.replay import rebuild, state_hashes
+from contracts.avro import SchemaCatalog, encode
+from contracts.kafka import KafkaClientSettings
+from contracts.registry.factory import open_registry
+from devstack import DevStackSettings
+from streams.replay.rebuild import rebuild, state_hashes
+from streams.settings import WorkerSettings
 from streams.store.sqlite import SqliteStore
-from streams.worker.settings import WorkerSettings
 from tests.clients import process_env
 from tests.e2e.gateway_harness import free_port, track
 from tests.e2e.streams_harness import RULES, assert_state_matches_log, end_offsets
@@ -83,7 +83,7 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return track(
             subprocess.Popen(
-                [sys.executable, "-m", "iot_gateway.cli", "streams", "worker"],
+                [sys.executable, "-m", "iotctl.main", "streams", "worker"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -161,7 +161,7 @@ async def test_rebuild_verify_swap_repairs_corrupted_state_while_ingest_continue
             [
                 sys.executable,
                 "-m",
-                "iot_gateway.cli",
+                "iotctl.main",
                 "replay",
                 "rebuild",
                 "--store",

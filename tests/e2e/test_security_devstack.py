@@ -16,9 +16,8 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from iot_gateway.devstack import DevStackSettings, down, up
-from iot_gateway.devstack.mosquitto import Mosquitto
-from iot_gateway.security import ADMIN, SecuredStack
+from devstack import ADMIN, DevStackSettings, SecuredStack, down, up
+from devstack.mosquitto import Mosquitto
 from tests.stacks import isolated_settings, remove_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

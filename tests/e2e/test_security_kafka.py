@@ -20,12 +20,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from iot_gateway.cli import main
-from iot_gateway.devstack import DevStackSettings, down, up
-from iot_gateway.kafka_client import KafkaClientSettings
-from iot_gateway.policy import AclBinding, KafkaOperation
-from iot_gateway.security import ADMIN, SecuredStack
-from iot_gateway.security.kafka import read_state
+from contracts.kafka import KafkaClientSettings
+from devstack import ADMIN, DevStackSettings, SecuredStack, down, up
+from iotctl.main import main
+from policy import AclBinding, KafkaOperation
+from security.kafka import read_state
 from tests.stacks import isolated_settings, remove_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

@@ -25,9 +25,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from iot_gateway.cli import main
-from iot_gateway.devstack import DevStackSettings, down, up
-from iot_gateway.security import ADMIN, SecuredStack
+from devstack import ADMIN, DevStackSettings, SecuredStack, down, up
+from iotctl.main import main
 from tests.stacks import isolated_settings, remove_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

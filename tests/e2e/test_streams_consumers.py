@@ -14,12 +14,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from iot_gateway.avro import SchemaCatalog, encode
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import kafka_client
-from iot_gateway.kafka_client import KafkaClientSettings
-from iot_gateway.registry.factory import open_registry
-from streams.replay import state_hashes
+from contracts.avro import SchemaCatalog, encode
+from contracts.kafka import KafkaClientSettings
+from contracts.registry.factory import open_registry
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
+from streams.replay.rebuild import state_hashes
 from streams.store.sqlite import SqliteStore
 from tests.clients import process_env
 from tests.e2e.gateway_harness import free_port, track
@@ -72,7 +72,7 @@ def _run_worker(consumer: str, env: dict[str, str], store: Path, log: Path) -> N
     with log.open("ab") as out:
         process = track(
             subprocess.Popen(
-                [sys.executable, "-m", "iot_gateway.cli", "streams", "worker"],
+                [sys.executable, "-m", "iotctl.main", "streams", "worker"],
                 env=worker_env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -30,8 +30,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import kafka_client
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
 from streams.store.postgres import PostgresStore
 from tests.clients import process_env
 from tests.e2e.gateway_harness import (
@@ -61,7 +61,7 @@ class PostgresWorker:
         with self.log.open("ab") as log:
             self.process = track(
                 subprocess.Popen(
-                    [sys.executable, "-m", "iot_gateway.cli", "streams", "worker"],
+                    [sys.executable, "-m", "iotctl.main", "streams", "worker"],
                     env=self.env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -196,7 +196,7 @@ async def _run(
                 [
                     sys.executable,
                     "-m",
-                    "iot_gateway.cli",
+                    "iotctl.main",
                     "simulate",
                     "--json",
                     "--quiet",

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import kafka_client
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
 from streams.store.sqlite import SqliteStore
 from tests.clients import process_env
 from tests.e2e.gateway_harness import (
@@ -50,7 +50,7 @@ class WorkerProcess:
         with self.log.open("ab") as log:
             self.process = track(
                 subprocess.Popen(
-                    [sys.executable, "-m", "iot_gateway.cli", "streams", "worker"],
+                    [sys.executable, "-m", "iotctl.main", "streams", "worker"],
                     env=self.env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -100,7 +100,7 @@ async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
             [
                 sys.executable,
                 "-m",
-                "iot_gateway.cli",
+                "iotctl.main",
                 "simulate",
                 "--json",
                 "--quiet",

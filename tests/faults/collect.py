@@ -17,10 +17,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from iot_gateway.kafka_client import KafkaClientSettings
-from iot_gateway.registry.factory import open_registry
+from contracts.kafka import KafkaClientSettings
+from contracts.registry.factory import open_registry
+from streams.decoding import telemetry_event
 from streams.domain import TelemetryEvent
-from streams.worker.runtime import telemetry_event
 from tests.faults.checker import Ack, Record
 
 

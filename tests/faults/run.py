@@ -32,8 +32,8 @@ from typing import Any
 
 import aiomqtt
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.simulator import Simulation, SimulationReport, SimulationSettings
+from devstack import DevStackSettings
+from devstack.simulator import Simulation, SimulationReport, SimulationSettings
 from streams.projections.alerts import ALERTS_TOPIC, load_alert_rules
 from streams.projections.windows import DEFAULT_WINDOWS
 from streams.store.sqlite import SqliteStore

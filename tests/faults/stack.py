@@ -23,14 +23,14 @@ from pathlib import Path
 
 import yaml
 
-from iot_gateway.devstack import DevStackSettings, down, up
-from iot_gateway.devstack.apps import http_probe
-from iot_gateway.devstack.clients import kafka_client
-from iot_gateway.devstack.kafka import Kafka
-from iot_gateway.devstack.mosquitto import Mosquitto
-from iot_gateway.devstack.process import alive, running_pid
-from iot_gateway.devstack.service import Service
-from iot_gateway.kafka_client import KafkaClientSettings
+from contracts.kafka import KafkaClientSettings
+from devstack import DevStackSettings, down, up
+from devstack.apps import http_probe
+from devstack.clients import kafka_client
+from devstack.kafka import Kafka
+from devstack.mosquitto import Mosquitto
+from devstack.process import alive, running_pid
+from devstack.service import Service
 from tests import clients
 from tests.e2e.gateway_harness import track
 from tests.stacks import free_port, remove_state
@@ -182,7 +182,7 @@ def gateway_process(
 ) -> AppProcess:
     client_id = f"faults-gw-{number}"
     env = process_env(settings, {"IOT_GATEWAY_MQTT__CLIENT_ID": client_id})
-    argv = [sys.executable, "-m", "iot_gateway.cli", "gateway", "run", "--config", str(config)]
+    argv = [sys.executable, "-m", "iotctl.main", "gateway", "run", "--config", str(config)]
     return AppProcess(f"gateway-{number}", argv, env, logs / f"gateway-{number}.log")
 
 
@@ -214,7 +214,7 @@ def worker_process(
             "IOT_STREAMS_HTTP__HOST": settings.host,
         },
     )
-    argv = [sys.executable, "-m", "iot_gateway.cli", "streams", "worker"]
+    argv = [sys.executable, "-m", "iotctl.main", "streams", "worker"]
     return AppProcess("worker", argv, env, work / "worker.log")
 
 

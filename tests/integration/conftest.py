@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iot_gateway.devstack import DevStackSettings, status
+from devstack import DevStackSettings, status
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

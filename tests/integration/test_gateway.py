@@ -15,14 +15,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from iot_gateway.avro import InMemorySchemas, SchemaCatalog, decode, encode
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import kafka_client
-from iot_gateway.gateway.bridge import Gateway
-from iot_gateway.gateway.codecs import SubjectCodec
-from iot_gateway.gateway.config import GatewayConfig
-from iot_gateway.gateway.downlink import Downlink
-from iot_gateway.kafka_client import KafkaClientSettings
+from contracts.avro import InMemorySchemas, SchemaCatalog, decode, encode
+from contracts.kafka import KafkaClientSettings
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
+from iot_gateway.bridge import Gateway
+from iot_gateway.codecs import SubjectCodec
+from iot_gateway.config import GatewayConfig
+from iot_gateway.downlink import Downlink
 from tests.clients import mosquitto_pub, mqtt_login_kwargs
 
 SUBJECT = "iot.telemetry.v1-value"

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import kafka_client
-from iot_gateway.kafka_client import KafkaClientSettings
+from contracts.kafka import KafkaClientSettings
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
 
 
 async def _create_topic(kafka: KafkaClientSettings, name: str, partitions: int) -> None:

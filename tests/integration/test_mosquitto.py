@@ -9,7 +9,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from iot_gateway.devstack import DevStackSettings
+from devstack import DevStackSettings
 from tests.clients import mosquitto_pub, mqtt_login_kwargs
 
 

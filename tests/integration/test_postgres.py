@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from iot_gateway.devstack import DevStackSettings
+from devstack import DevStackSettings
 
 
 def test_project_role_owns_its_database_and_transactions_roll_back(

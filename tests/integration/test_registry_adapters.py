@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import kafka_client
-from iot_gateway.registry import (
+from contracts.registry import (
     ConfluentSchemaRegistry,
     EmbeddedSchemaRegistry,
     SchemaRegistry,
     start_server,
 )
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
 from tests.unit.test_registry_contract import RegistryContract
 
 

@@ -17,18 +17,18 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from iot_gateway.avro import AvroSchema, CompatibilityMode, encode, parse_schema
-from iot_gateway.cli import main
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import kafka_client
-from iot_gateway.registry import (
+from contracts.avro import AvroSchema, CompatibilityMode, encode, parse_schema
+from contracts.registry import (
     EmbeddedSchemaRegistry,
     IncompatibleSchemaError,
     RegistryError,
     SchemaCache,
     SchemaNotFoundError,
 )
-from iot_gateway.registry.state import RegistryState
+from contracts.registry.state import RegistryState
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
+from iotctl.main import main
 
 
 def schema(name: str, *extra: dict[str, Any]) -> AvroSchema:
@@ -218,7 +218,7 @@ def test_cli_serve_answers_rest_and_stops_on_sigterm(
     settings: DevStackSettings, unique: Callable[[str], str]
 ) -> None:
     port = _free_port()
-    command = [sys.executable, "-m", "iot_gateway.cli", "schemas", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "iotctl.main", "schemas", "serve", "--port", str(port)]
     command += ["--kafka", settings.kafka_bootstrap, "--topic", unique("schemas")]
     server = subprocess.Popen(command, stderr=subprocess.PIPE, env={**os.environ})
     try:

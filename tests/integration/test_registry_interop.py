@@ -24,11 +24,11 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from iot_gateway.avro import SchemaCatalog, encode, parse_schema
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.clients import kafka_client
-from iot_gateway.kafka_client import KafkaClientSettings
-from iot_gateway.registry import EmbeddedSchemaRegistry, SchemaCache, start_server
+from contracts.avro import SchemaCatalog, encode, parse_schema
+from contracts.kafka import KafkaClientSettings
+from contracts.registry import EmbeddedSchemaRegistry, SchemaCache, start_server
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
 
 TELEMETRY = "iot.telemetry.v1-value"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

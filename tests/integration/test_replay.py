@@ -17,15 +17,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
-from iot_gateway.avro import SchemaCatalog, encode
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.kafka_client import KafkaClientSettings
-from iot_gateway.registry.factory import open_registry
+from contracts.avro import SchemaCatalog, encode
+from contracts.kafka import KafkaClientSettings
+from contracts.registry.factory import open_registry
+from devstack import DevStackSettings
 from streams.errors import ConfigError
-from streams.replay import catch_up, copy_slice, plan, rebuild, state_hashes, verify
-from streams.replay_jobs import rebuild_parallel
+from streams.replay.jobs import rebuild_parallel
+from streams.replay.rebuild import catch_up, copy_slice, plan, rebuild, state_hashes, verify
+from streams.settings import WorkerSettings
 from streams.store.sqlite import SqliteStore
-from streams.worker.settings import WorkerSettings
 from tests.clients import process_env
 
 SUBJECT = "iot.telemetry.v1-value"
@@ -171,7 +171,7 @@ def _iotctl(log: WorkerSettings, *args: str) -> subprocess.CompletedProcess[str]
         "IOT_STREAMS_GROUP": log.group,
     }
     return subprocess.run(
-        [sys.executable, "-m", "iot_gateway.cli", *args],
+        [sys.executable, "-m", "iotctl.main", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from iot_gateway.devstack import DevStackSettings
+from devstack import DevStackSettings
 from streams.store import PostgresStore, Store
 from tests.unit.test_replay_swap import GROUP, OpenSide, SwapContract, assert_matches, worker
 from tests.unit.test_streams_oracle import apply_in_batches, make_log, random_events

@@ -8,9 +8,8 @@ from collections.abc import Callable
 import aiomqtt
 import pytest
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.security import SecuredStack
-from iot_gateway.simulator import Simulation, SimulationSettings
+from devstack import DevStackSettings, SecuredStack
+from devstack.simulator import Simulation, SimulationSettings
 from tests.clients import mqtt_login_kwargs
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from iot_gateway.devstack import DevStackSettings
+from devstack import DevStackSettings
 from streams import BatchProcessor, StoreError
 from streams.store import OutboxStore, PostgresStore, Projection, Store
 from tests.unit.test_streams_oracle import RULES, WINDOWS, apply_in_batches, make_log, random_events

@@ -9,7 +9,7 @@ import avro.schema
 import pytest
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-from iot_gateway.avro import (
+from contracts.avro import (
     AvroSchema,
     CompatibilityMode,
     IncompatibleSchemaError,

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from iot_gateway.avro import (
+from contracts.avro import (
     HEADER_SIZE,
     AvroDeserializer,
     AvroSchema,

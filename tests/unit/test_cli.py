@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from iot_gateway.cli import main
+from iotctl.main import main
 
 
 def _closed_port() -> int:

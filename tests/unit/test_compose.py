@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from iot_gateway.cli import build_parser
+from iotctl.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())

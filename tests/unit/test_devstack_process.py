@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from iot_gateway.devstack.process import LaunchSpec, ProcessHandle, running_pid, spawn, stop
+from devstack.process import LaunchSpec, ProcessHandle, running_pid, spawn, stop
 
 # A parent that starts a child in its own process group, then both sleep.
 _FAMILY = (

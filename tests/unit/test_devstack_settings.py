@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from iot_gateway.devstack import DevStackSettings, SettingsError
-from iot_gateway.devstack.kafka import new_cluster_id
+from devstack import DevStackSettings, SettingsError
+from devstack.kafka import new_cluster_id
 
 
 def test_defaults_are_the_usual_ports_and_a_local_dir_in_the_checkout() -> None:

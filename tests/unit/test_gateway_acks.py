@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iot_gateway.gateway.acks import AckWindow
+from iot_gateway.acks import AckWindow
 
 
 def test_acks_wait_for_every_earlier_message() -> None:

@@ -10,17 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iot_gateway.avro import InMemorySchemas, SchemaCatalog, decode
-from iot_gateway.gateway.codecs import SubjectCodec
-from iot_gateway.gateway.config import LimitSettings, RouteSettings
-from iot_gateway.gateway.ingest import (
+from contracts.avro import InMemorySchemas, SchemaCatalog, decode
+from iot_gateway.codecs import SubjectCodec
+from iot_gateway.config import LimitSettings, RouteSettings
+from iot_gateway.ingest import (
     REASONS,
     Accepted,
     Ingest,
     Rejected,
     event_id_for,
 )
-from iot_gateway.gateway.ratelimit import DeviceRateLimiter
+from iot_gateway.ratelimit import DeviceRateLimiter
 
 SUBJECT = "iot.telemetry.v1-value"
 ROUTES = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from textwrap import dedent
 
-from iot_gateway.policy import FindingKind, check, load_policy, loads_policy
+from policy import FindingKind, check, load_policy, loads_policy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "policy.example.yaml"
 

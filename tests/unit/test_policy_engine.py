@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iot_gateway.policy import (
+from policy import (
     Authorizer,
     Effect,
     Group,
@@ -31,7 +31,7 @@ from iot_gateway.policy import (
     Rule,
     parse_resource,
 )
-from iot_gateway.policy.model import Target
+from policy.model import Target
 
 TOPIC = KafkaResourceType.TOPIC
 GROUP = KafkaResourceType.GROUP

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iot_gateway.policy import (
+from policy import (
     AclBinding,
     Authorizer,
     Effect,

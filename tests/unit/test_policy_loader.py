@@ -7,7 +7,7 @@ from textwrap import dedent
 
 import pytest
 
-from iot_gateway.policy import (
+from policy import (
     Effect,
     KafkaOperation,
     KafkaTarget,

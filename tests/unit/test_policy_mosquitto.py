@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from iot_gateway.policy import (
+from policy import (
     Authorizer,
     Effect,
     GenerationError,
@@ -36,7 +36,7 @@ from iot_gateway.policy import (
     loads_policy,
     verify_password,
 )
-from iot_gateway.policy.mosquitto import known_users
+from policy.mosquitto import known_users
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "policy.example.yaml"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"

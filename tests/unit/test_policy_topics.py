@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iot_gateway.policy import (
+from policy import (
     TopicError,
     TopicFilter,
     matches,
@@ -18,7 +18,7 @@ from iot_gateway.policy import (
     validate_topic_filter,
     validate_topic_name,
 )
-from iot_gateway.policy.topics import (
+from policy.topics import (
     covers,
     is_substitutable,
     overlaps,

@@ -24,8 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from iot_gateway.kafka_client import KafkaClientSettings
-from iot_gateway.security import TokenStore
+from contracts.kafka import KafkaClientSettings
+from security import TokenStore
 from streams.projections.alerts import AlertState
 from streams.query import BadParameterError, QueryApi
 from streams.query import api as api_module
@@ -38,7 +38,7 @@ from streams.query.params import AlertsQuery, Consistency, HistoryQuery, parse_a
 from streams.query.positions import Reflects
 from streams.query.service import QueryService
 from streams.query.sse import SseLimits, Subscriptions, stream_log
-from streams.worker.settings import QueryAuthSettings, QuerySettings
+from streams.settings import QueryAuthSettings, QuerySettings
 
 # -- 1. auth: the scope is the route's, not whatever query parameter is there ----------------
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from iot_gateway.avro import (
+from contracts.avro import (
     AvroDeserializer,
     AvroSchema,
     AvroSerializer,
@@ -16,7 +16,7 @@ from iot_gateway.avro import (
     encode,
     parse_schema,
 )
-from iot_gateway.registry import (
+from contracts.registry import (
     MemorySchemaRegistry,
     RegistryUnavailableError,
     SchemaCache,

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from iot_gateway.cli import main
-from iot_gateway.registry import (
+from contracts.registry import (
     ConfluentSchemaRegistry,
     EmbeddedSchemaRegistry,
     RegistrySettings,
     RegistryUnavailableError,
 )
+from iotctl.main import main
 
 
 def write_catalog(root: Path, mode: str, *versions: dict[str, Any]) -> Path:

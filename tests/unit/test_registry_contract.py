@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from iot_gateway.avro import AvroSchema, CompatibilityMode, parse_schema
-from iot_gateway.avro import IncompatibleSchemaError as AvroIncompatibleSchemaError
-from iot_gateway.registry import (
+from contracts.avro import AvroSchema, CompatibilityMode, parse_schema
+from contracts.avro import IncompatibleSchemaError as AvroIncompatibleSchemaError
+from contracts.registry import (
     ConfluentSchemaRegistry,
     IncompatibleSchemaError,
     MemorySchemaRegistry,

@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from iot_gateway.avro import parse_schema
-from iot_gateway.registry import MemorySchemaRegistry, start_server
+from contracts.avro import parse_schema
+from contracts.registry import MemorySchemaRegistry, start_server
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 V1 = parse_schema({"type": "record", "name": "R", "fields": [{"name": "x", "type": "int"}]})

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iot_gateway.avro import CompatibilityMode, parse_schema
-from iot_gateway.registry import (
+from contracts.avro import CompatibilityMode, parse_schema
+from contracts.registry import (
     IncompatibleSchemaError,
     InvalidCompatibilityError,
     InvalidSchemaError,
@@ -23,9 +23,9 @@ from iot_gateway.registry import (
     RegistryUnavailableError,
     SchemaNotFoundError,
 )
-from iot_gateway.registry.errors import error_for_code
-from iot_gateway.registry.port import parse_mode, parse_version
-from iot_gateway.registry.state import (
+from contracts.registry.errors import error_for_code
+from contracts.registry.port import parse_mode, parse_version
+from contracts.registry.state import (
     Command,
     DeleteSubject,
     DeleteVersion,
@@ -201,9 +201,9 @@ def test_the_log_format_is_compact_json_with_a_format_number() -> None:
 
 _FOLD_SCRIPT = """
 import json
-from iot_gateway.avro import CompatibilityMode, parse_schema
-from iot_gateway.registry.errors import IncompatibleSchemaError
-from iot_gateway.registry.state import *
+from contracts.avro import CompatibilityMode, parse_schema
+from contracts.registry.errors import IncompatibleSchemaError
+from contracts.registry.state import *
 
 def rec(*fields):
     return parse_schema({"type": "record", "name": "R", "fields": list(fields)}).text

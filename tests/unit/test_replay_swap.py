@@ -16,8 +16,8 @@ import pytest
 
 from streams import BatchProcessor, TopicPartition
 from streams.errors import PositionConflictError, StoreError, StoreSwappedError
-from streams.replay import Plan
-from streams.replay_jobs import split
+from streams.replay.jobs import split
+from streams.replay.rebuild import Plan
 from streams.store import OffsetAdvance, Projection, SqliteStore, Store
 from tests.unit.test_streams_oracle import (
     RULES,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from iot_gateway.avro import (
+from contracts.avro import (
     CatalogError,
     CompatibilityMode,
     SchemaCatalog,

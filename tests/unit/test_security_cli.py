@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from iot_gateway.cli import main
-from iot_gateway.policy import Authorizer, MqttTopic, load_policy
-from iot_gateway.policy.mosquitto_acl import MosquittoAcl
-from iot_gateway.security import SecretStore, SecurityLayout
+from iotctl.main import main
+from policy import Authorizer, MqttTopic, load_policy
+from policy.mosquitto_acl import MosquittoAcl
+from security import SecretStore, SecurityLayout
 
 POLICY = """\
 version: 1

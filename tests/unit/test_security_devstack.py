@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from iot_gateway.devstack import DevStackSettings, ServiceStartError
-from iot_gateway.devstack.accounts import service_user
-from iot_gateway.devstack.apps import GatewayApp, StreamsWorkerApp
-from iot_gateway.devstack.kafka import Kafka
-from iot_gateway.devstack.mosquitto import Mosquitto
-from iot_gateway.policy import verify_password
-from iot_gateway.security import ADMIN, SecuredStack
+from devstack import ADMIN, DevStackSettings, SecuredStack, ServiceStartError
+from devstack.accounts import service_user
+from devstack.apps import GatewayApp, StreamsWorkerApp
+from devstack.kafka import Kafka
+from devstack.mosquitto import Mosquitto
+from policy import verify_password
 
 PROJECT = Path(__file__).resolve().parents[2]
 needs_mosquitto = pytest.mark.skipif(

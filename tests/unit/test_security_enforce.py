@@ -14,9 +14,9 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AclBinding as ConfluentBinding
 
-from iot_gateway.devstack import DevStackSettings
-from iot_gateway.devstack.mosquitto import Mosquitto
-from iot_gateway.policy import (
+from devstack import ADMIN, DevStackSettings, SecuredStack
+from devstack.mosquitto import Mosquitto
+from policy import (
     AclBinding,
     Authorizer,
     KafkaOperation,
@@ -31,9 +31,8 @@ from iot_gateway.policy import (
     loads_policy,
     verify_password,
 )
-from iot_gateway.policy.mosquitto_acl import MosquittoAcl
-from iot_gateway.security import (
-    ADMIN,
+from policy.mosquitto_acl import MosquittoAcl
+from security import (
     ApplyError,
     Credential,
     DeviceError,
@@ -41,14 +40,13 @@ from iot_gateway.security import (
     KafkaState,
     NotSecureError,
     PolicyWatch,
-    SecuredStack,
     credentialed_principals,
     effective_policy,
     ingest_authorize,
     watched_ingest_authorize,
 )
-from iot_gateway.security import kafka as kafka_acls
-from iot_gateway.security import mosquitto as broker
+from security import kafka as kafka_acls
+from security import mosquitto as broker
 
 POLICY = """\
 version: 1
@@ -76,7 +74,7 @@ rules:
 
 
 def test_registered_devices_join_the_devices_group_and_admin_is_a_super_user() -> None:
-    policy = effective_policy(loads_policy(POLICY), ["dev-1", "sensor-9"])
+    policy = effective_policy(loads_policy(POLICY), ["dev-1", "sensor-9"], admin=ADMIN)
     dev = policy.principal("dev-1")
     assert dev is not None
     assert dev.kind is PrincipalKind.DEVICE
@@ -94,23 +92,23 @@ def test_registered_devices_join_the_devices_group_and_admin_is_a_super_user() -
 
 
 def test_the_devices_group_is_declared_when_the_file_lacks_it() -> None:
-    policy = effective_policy(loads_policy("version: 1"), ["d1"])
+    policy = effective_policy(loads_policy("version: 1"), ["d1"], admin=ADMIN)
     assert [group.name for group in policy.groups] == ["devices"]
-    assert effective_policy(loads_policy("version: 1"), []).groups == ()
+    assert effective_policy(loads_policy("version: 1"), [], admin=ADMIN).groups == ()
 
 
 def test_a_registered_device_the_file_declares_as_another_kind_is_refused() -> None:
     with pytest.raises(DeviceError, match="declares it as service"):
-        effective_policy(loads_policy(POLICY), ["gateway"])
+        effective_policy(loads_policy(POLICY), ["gateway"], admin=ADMIN)
 
 
 def test_services_and_super_users_get_passwords_devices_and_api_clients_do_not() -> None:
-    policy = effective_policy(loads_policy(POLICY), ["dev-1"])
+    policy = effective_policy(loads_policy(POLICY), ["dev-1"], admin=ADMIN)
     assert credentialed_principals(policy) == (ADMIN, "gateway", "ops")
 
 
 def test_broker_files_let_in_exactly_the_credentialed_users() -> None:
-    policy = effective_policy(loads_policy(POLICY), ["dev-1"])
+    policy = effective_policy(loads_policy(POLICY), ["dev-1"], admin=ADMIN)
     hashes = {name: hash_password(name + "-pw") for name in ("admin", "gateway", "ops", "dev-1")}
     files = broker.render(policy, hashes)
     assert files.users == {"admin", "gateway", "ops", "dev-1"}
@@ -128,7 +126,9 @@ def test_broker_files_let_in_exactly_the_credentialed_users() -> None:
 
 
 def test_the_gateway_hook_lets_a_device_feed_only_its_own_key() -> None:
-    authorize = ingest_authorize(Authorizer(effective_policy(loads_policy(POLICY), ["d1"])))
+    authorize = ingest_authorize(
+        Authorizer(effective_policy(loads_policy(POLICY), ["d1"], admin=ADMIN))
+    )
     assert authorize("d1", object(), "devices/d1/telemetry") is None
     reason = authorize("d1", object(), "devices/d2/telemetry")
     assert reason is not None

@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from iot_gateway.policy import Authorizer, loads_policy
-from iot_gateway.security import TokenStore, bearer_auth
-from iot_gateway.security.http import PRINCIPAL
+from policy import Authorizer, loads_policy
+from security import TokenStore, bearer_auth
+from security.http import PRINCIPAL
 
 POLICY = """\
 version: 1

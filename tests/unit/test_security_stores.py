@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from iot_gateway.policy import verify_password
-from iot_gateway.security import (
+from policy import verify_password
+from security import (
     Credential,
     DeviceError,
     DeviceStore,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from iot_gateway.security import LocalCA
+from security import LocalCA
 
 
 def _handshake(ca: LocalCA, server_hostname: str) -> str:

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from iot_gateway.gateway.config import load_config
-from iot_gateway.gateway.errors import ConfigError
+from iot_gateway.config import load_config
+from iot_gateway.errors import ConfigError
 from streams.errors import ConfigError as StreamsConfigError
-from streams.worker.settings import load_worker_settings
+from streams.settings import load_worker_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,125 @@
+"""Settings of the local development stack, read once from ``IOT_*`` environment variables.
+
+This module is the only place the dev stack reads the environment. Ports default to the
+usual ones (Kafka 9092, MQTT 1883, PostgreSQL 5432) and each can be overridden.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from devstack.errors import SettingsError
+
+ENV_PREFIX = "IOT_"
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default_project_dir() -> Path:
+    """The checkout that holds this package (editable install), else the working directory."""
+    if (_PACKAGE_ROOT / "pyproject.toml").is_file() and (_PACKAGE_ROOT / "infra").is_dir():
+        return _PACKAGE_ROOT
+    return Path.cwd()
+
+
+@dataclass(frozen=True, slots=True)
+class DevStackSettings:
+    """Where each local service listens and where its files live.
+
+    Every field maps to ``IOT_<FIELD NAME IN UPPER CASE>``; ``local_dir`` holds data, logs and
+    pid files and is git-ignored.
+    """
+
+    project_dir: Path = field(default_factory=_default_project_dir)
+    local_dir: Path | None = None
+    host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_version: str = "3.9.1"
+    kafka_heap: str = "1g"
+    kafka_partitions: int = 6
+    mqtt_port: int = 1883
+    pg_port: int = 5432
+    pg_database: str = "iot"
+    pg_user: str = "iot"
+    pg_password: str = field(default="iot", repr=False)
+    gateway_http_port: int = 9464
+    worker_http_port: int = 9465
+    apps: bool = True
+    """Also run the platform's own processes (gateway, ...), not only the servers."""
+    simulate: bool = False
+    """Also run simulated devices (``make run`` turns this on)."""
+    simulator_devices: int = 200
+    simulator_rate: float = 200.0
+    start_timeout_s: float = 90.0
+    secure: bool = True
+    """Authenticate and authorize everything from the security policy: Kafka on
+    SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs, Mosquitto with passwords, an acl_file and a
+    TLS listener, every process as its own principal. ``IOT_SECURE=false`` runs the stack
+    anonymous (PLAINTEXT Kafka, anonymous MQTT), e.g. to try a client without credentials."""
+    mqtts_port: int = 8883
+    """Mosquitto's TLS listener (secure mode only), with a certificate of the local CA."""
+    policy_file: Path | None = None
+    """The security policy in secure mode; ``config/policy.yaml`` of the project by default."""
+
+    @property
+    def state_dir(self) -> Path:
+        """Data, logs and pid files of the local services (``.local/`` by default)."""
+        return self.local_dir if self.local_dir is not None else self.project_dir / ".local"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"mqtt://{self.host}:{self.mqtt_port}"
+
+    def pg_dsn(self, *, masked: bool = False) -> str:
+        """libpq URI of the project database; ``masked`` hides the password for printing."""
+        password = "***" if masked else self.pg_password
+        return (
+            f"postgresql://{self.pg_user}:{password}@{self.host}:{self.pg_port}/{self.pg_database}"
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DevStackSettings:
+        """Build settings from ``IOT_*`` variables; a malformed value raises SettingsError."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for spec in fields(cls):
+            raw = env.get(ENV_PREFIX + spec.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[spec.name] = _convert(spec.name, str(spec.type), raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(name: str, type_name: str, raw: str) -> object:
+    variable = ENV_PREFIX + name.upper()
+    if type_name == "int":
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{variable}={raw!r} is not an integer") from None
+        if name.endswith("port") and not 0 < value < 65536:
+            raise SettingsError(f"{variable}={value} is not a TCP port (1-65535)")
+        if value <= 0:
+            raise SettingsError(f"{variable}={value} must be positive")
+        return value
+    if type_name == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{variable}={raw!r} is not a number") from None
+    if "Path" in type_name:
+        return Path(raw).expanduser().resolve()
+    if type_name == "bool":
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{variable}={raw!r} is not a boolean (true/false)")
+    return raw

@@ -1,0 +1,80 @@
+"""One gateway process: register the routes' schemas, serve HTTP, bridge until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from contracts.avro import AvroSchema, RegisteredSchema, SchemaCatalog
+from iot_gateway.bridge import Gateway
+from iot_gateway.codecs import SubjectCodec
+from iot_gateway.config import GatewayConfig
+from iot_gateway.downlink import Downlink
+from iot_gateway.http import build_app
+from iot_gateway.ingest import Authorize, allow_all
+from security.hooks import PolicyWatch, watched_ingest_authorize
+
+log = logging.getLogger("iot_gateway")
+
+
+class GatewayRegistry(Protocol):
+    """What the gateway needs of a schema registry (see ``contracts.registry``)."""
+
+    async def register(self, subject: str, schema: AvroSchema) -> RegisteredSchema: ...
+
+    async def decode(self, frame: bytes) -> Any:
+        """Decodes a Confluent frame, fetching its writer schema once if it is new."""
+        ...
+
+
+async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gateway:
+    """Registers each route's latest schema (idempotent) and wires codecs and the downlink."""
+    catalog = SchemaCatalog.load(config.schemas_dir)
+    codecs = {}
+    for route in config.routes:
+        registered = await registry.register(route.subject, catalog.latest(route.subject))
+        codecs[route.subject] = SubjectCodec(registered)
+        log.info("route %s: %s as schema id %d", route.name, route.subject, registered.schema_id)
+    gateway = Gateway(config, codecs, authorize=_authorize(config))
+    if config.downlink.enabled:
+
+        async def decode_command(frame: bytes) -> dict[str, Any]:
+            value = await registry.decode(frame)
+            if not isinstance(value, dict):
+                raise TypeError("a command must be an Avro record")
+            return value
+
+        gateway.add_session_task(Downlink(config, decode_command, gateway.metrics))
+    return gateway
+
+
+def _authorize(config: GatewayConfig) -> Authorize:
+    """The policy hook when a policy file is configured, else every device is let through."""
+    if config.policy.file is None:
+        return allow_all
+    devices = config.policy.devices_file or config.policy.file.parent / "devices.json"
+    log.info("authorizing every message with the policy %s", config.policy.file)
+    return watched_ingest_authorize(PolicyWatch(config.policy.file, devices))
+
+
+async def serve(config: GatewayConfig, registry: GatewayRegistry) -> None:
+    """Runs the gateway and its HTTP endpoints until SIGTERM or SIGINT, then drains."""
+    gateway = await build_gateway(config, registry)
+    runner = web.AppRunner(build_app(gateway), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http.host, config.http.port)
+    await site.start()
+    log.info("http on %s:%d (/metrics /healthz /readyz /stats)", config.http.host, config.http.port)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, gateway.stop)
+    try:
+        await gateway.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()

@@ -1,0 +1,162 @@
+"""Gateway settings: one YAML file (see ``config/gateway.yaml``) plus ``IOT_GATEWAY_*`` overrides.
+
+Environment variables win over the file, nested with ``__``: ``IOT_GATEWAY_MQTT__PORT=1884``,
+``IOT_GATEWAY_MQTT__CLIENT_ID=gateway-2``. Unknown keys are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import SettingsConfigDict
+
+from contracts.kafka import KafkaClientSettings
+from contracts.settings_file import FileSettings, load_settings
+from iot_gateway.errors import ConfigError
+from policy.topics import validate_topic_filter
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSettings(BaseModel):
+    """How the gateway meets the broker: an MQTT 5 persistent session on a shared subscription."""
+
+    model_config = _STRICT
+    host: str = "127.0.0.1"
+    port: int = Field(1883, gt=0, lt=65536)
+    client_id: str = Field("gateway-1", min_length=1, max_length=128)
+    """Stable per instance: the broker keeps this session's queue while the gateway is away.
+    ``{hostname}`` is replaced by the host's name (one session per container)."""
+    share_group: str = Field("gw", pattern=r"^[^/+#]+$")
+    filters: tuple[str, ...] = ("devices/+/telemetry/#",)
+    """What the gateway subscribes to. Wider than the routes on purpose: a message that no
+    route matches still reaches the gateway and lands in the DLQ as ``unknown_route``."""
+    session_expiry_s: int = Field(86_400, ge=0)
+    receive_maximum: int = Field(1_000, ge=1, le=65_535)
+    """Unacknowledged QoS 1 messages the broker may have in flight to us: our back-pressure."""
+    keepalive_s: int = Field(30, ge=5)
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    """CA bundle for TLS; TLS is on when this is set."""
+
+    @field_validator("client_id")
+    @classmethod
+    def _expand_hostname(cls, value: str) -> str:
+        return value.replace("{hostname}", socket.gethostname())
+
+
+class KafkaSettings(KafkaClientSettings):
+    """The idempotent, acks=all producer (and the downlink consumer), and how they connect."""
+
+    model_config = _STRICT
+    dlq_topic: str = "iot.telemetry.dlq"
+    linger_ms: int = Field(5, ge=0)
+    """How long a batch of received messages waits for more before it is produced."""
+    max_batch_bytes: int = Field(512 * 1024, ge=1024)
+    request_timeout_ms: int = Field(30_000, ge=1_000)
+    client_id: str = "iot-gateway"
+
+
+class RouteSettings(BaseModel):
+    """One MQTT topic filter mapped to a Kafka topic, a schema subject and a payload format."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    filter: str
+    kafka_topic: str = Field(min_length=1)
+    subject: str = Field(min_length=1)
+    payload_format: Literal["json", "avro"] = "json"
+    device_level: int | None = None
+    """Which topic level holds the device id; default: the filter's first ``+``."""
+
+    @model_validator(mode="after")
+    def _device_level_is_a_wildcard(self) -> RouteSettings:
+        validate_topic_filter(self.filter)
+        levels = self.filter.split("/")
+        level = self.device_level
+        if level is None:
+            if "+" not in levels:
+                raise ValueError(f"route {self.name}: filter {self.filter!r} has no '+' level")
+            object.__setattr__(self, "device_level", levels.index("+"))
+        elif not 0 <= level < len(levels) or levels[level] != "+":
+            raise ValueError(f"route {self.name}: device_level {level} is not a '+' level")
+        return self
+
+
+class LimitSettings(BaseModel):
+    """Bounds on what one message and one device may cost."""
+
+    model_config = _STRICT
+    max_payload_bytes: int = Field(64 * 1024, ge=64)
+    device_rate_per_s: float = Field(100.0, gt=0)
+    device_burst: int = Field(200, ge=1)
+    max_device_id_length: int = Field(128, ge=1, le=1024)
+
+
+class HttpSettings(BaseModel):
+    """Metrics (/metrics), liveness (/healthz) and readiness (/readyz)."""
+
+    model_config = _STRICT
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, lt=65536)
+
+
+class DownlinkSettings(BaseModel):
+    """Kafka commands to MQTT devices, at least once."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    kafka_topic: str = "iot.commands.v1"
+    group_id: str = "iot-gateway-downlink"
+    mqtt_topic: str = "devices/{device_id}/commands"
+
+
+class PolicySettings(BaseModel):
+    """Per-message authorization from the security policy (``security``).
+
+    With ``file`` set, a message is accepted only if the device its topic names may publish
+    on that topic under the policy plus the registered devices (``devices_file``); anything
+    else goes to the DLQ as ``unauthorized``. Both files are re-read when they change.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    file: Path | None = None
+    devices_file: Path | None = None
+
+
+class GatewayConfig(FileSettings):
+    """Everything one gateway process needs; frozen once loaded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IOT_GATEWAY_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+    mqtt: MqttSettings = MqttSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    routes: tuple[RouteSettings, ...] = Field(min_length=1)
+    limits: LimitSettings = LimitSettings()
+    http: HttpSettings = HttpSettings()
+    downlink: DownlinkSettings = DownlinkSettings()
+    policy: PolicySettings = PolicySettings()
+    schemas_dir: Path | None = None
+    """Folder of the Avro schemas (``schemas/`` of the checkout by default)."""
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """The shared subscriptions: ``$share/<group>/<filter>`` for each of ``mqtt.filters``."""
+        return [f"$share/{self.mqtt.share_group}/{f}" for f in self.mqtt.filters]
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Reads and validates ``path``; every problem is a ConfigError naming the key."""
+    return load_settings(GatewayConfig, path, ConfigError)

@@ -1,0 +1,317 @@
+"""What the gateway does with one MQTT message, as a pure function: accept it or reject it.
+
+``Ingest.process`` never raises for bad input: every problem becomes a ``Rejected`` with a
+machine-readable ``reason`` (used in DLQ headers and metrics) and a human-readable ``detail``.
+
+Everything decided by the topic alone (its route, its device id, or why it is rejected) is
+remembered per topic in a bounded table, so a device's steady stream pays for it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from contracts.avro import AvroError
+from iot_gateway.config import LimitSettings, RouteSettings
+from iot_gateway.ratelimit import DeviceRateLimiter
+from policy.errors import TopicError
+from policy.topics import matches
+
+REASONS = (
+    "invalid_topic",
+    "unknown_route",
+    "invalid_device_id",
+    "payload_too_large",
+    "rate_limited",
+    "unauthorized",
+    "invalid_utf8",
+    "invalid_json",
+    "not_an_object",
+    "device_mismatch",
+    "schema_mismatch",
+    "invalid_avro",
+)
+"""Every reason a message can be rejected for; metrics are labelled with these."""
+
+TOPIC_CACHE_SIZE = 65_536
+"""Topics whose routing decision is remembered; the oldest is forgotten first."""
+
+STAMPED = ("event_id", "device_id", "received_at")
+"""Fields the gateway sets; a payload may carry ``device_id`` only if it is the topic's."""
+
+
+class RecordCodec(Protocol):
+    """The Avro side of one route's subject (``codecs.SubjectCodec``)."""
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        """Validates ``record`` and returns it in the Confluent wire format.
+
+        Raises an ``AvroError`` naming the offending field when the record does not fit.
+        """
+        ...
+
+    def decode_plain(self, payload: bytes) -> dict[str, Any]:
+        """Reads plain Avro binary of this subject's schema; ``AvroError`` if it is not that."""
+        ...
+
+    @property
+    def field_names(self) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A message turned into a Kafka record, ready to produce."""
+
+    route: str
+    kafka_topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    event_id: str
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message the gateway refuses, and why; it goes to the DLQ with its raw bytes."""
+
+    reason: str
+    detail: str
+    route: str | None = None
+    device_id: str | None = None
+
+    def headers(self, mqtt_topic: str, received_at: int) -> tuple[tuple[str, bytes], ...]:
+        """DLQ record headers; the raw topic is kept as bytes even if it is not valid UTF-8."""
+        return (
+            ("reason", self.reason.encode()),
+            ("detail", self.detail.encode(errors="replace")[:1024]),
+            ("route", (self.route or "").encode()),
+            ("device_id", (self.device_id or "").encode(errors="replace")),
+            ("mqtt_topic", mqtt_topic.encode(errors="surrogateescape")),
+            ("received_at", str(received_at).encode()),
+        )
+
+
+Authorize = Callable[[str, RouteSettings, str], str | None]
+"""(device_id, route, topic) -> None when allowed, else the reason it is not."""
+
+
+def allow_all(device_id: str, route: RouteSettings, topic: str) -> str | None:
+    """The authorizer hook's default until a policy is configured."""
+    return None
+
+
+def event_id_for(device_id: str, seq: int | None, topic: str, payload: bytes) -> str:
+    """Stable id: ``<device>:<seq>`` when the device numbers its messages, else a content hash.
+
+    The same message redelivered (by MQTT or after a gateway crash) gets the same id, so
+    consumers can absorb the duplicate.
+    """
+    if seq is not None:
+        return f"{device_id}:{seq}"
+    digest = hashlib.sha256(topic.encode(errors="surrogateescape") + b"\0" + payload)
+    return "sha256:" + digest.hexdigest()[:32]
+
+
+def device_id_problem(device_id: str, max_length: int) -> str | None:
+    """Why a topic level cannot be a device id, or None if it can."""
+    if not device_id:
+        return "empty device id"
+    if len(device_id) > max_length:
+        return f"device id longer than {max_length} characters"
+    if any(char in device_id for char in "+#/"):
+        return "device id contains a wildcard or '/'"
+    if _CONTROL.search(device_id):
+        return "device id contains a control character"
+    return None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Ingest:
+    """Route ▸ device id ▸ size ▸ rate limit ▸ authorize ▸ parse ▸ validate ▸ stamp ▸ encode."""
+
+    def __init__(
+        self,
+        routes: Sequence[RouteSettings],
+        codecs: Mapping[str, RecordCodec],
+        limits: LimitSettings,
+        rate_limiter: DeviceRateLimiter,
+        authorize: Authorize = allow_all,
+    ) -> None:
+        missing = [route.subject for route in routes if route.subject not in codecs]
+        if missing:
+            raise ValueError(f"no codec for subjects {missing}")
+        self._routes = tuple(routes)
+        self._codecs = codecs
+        self._limits = limits
+        self._rate_limiter = rate_limiter
+        self._authorize = authorize
+        self._topics: dict[str, _TopicDecision] = {}
+
+    def route_for(self, topic: str) -> RouteSettings | None:
+        """The first route whose filter matches ``topic``; TopicError if it is no topic name."""
+        for route in self._routes:
+            if matches(route.filter, topic):
+                return route
+        return None
+
+    def process(self, topic: str, payload: bytes, received_at: int) -> Accepted | Rejected:
+        """Decides one message; never raises for anything the message contains."""
+        decision = self._topics.get(topic)
+        if decision is None:
+            decision = self._decide_topic(topic)
+            if len(self._topics) >= TOPIC_CACHE_SIZE:
+                del self._topics[next(iter(self._topics))]
+            self._topics[topic] = decision
+        if isinstance(decision, Rejected):
+            return decision
+        route, device_id, device_key, topic_bytes = decision
+        if len(payload) > self._limits.max_payload_bytes:
+            return Rejected(
+                "payload_too_large",
+                f"{len(payload)} bytes > limit {self._limits.max_payload_bytes}",
+                route.name,
+                device_id,
+            )
+        if not self._rate_limiter.allow(device_id):
+            return Rejected(
+                "rate_limited",
+                f"over {self._rate_limiter.rate:g} msg/s (burst {self._rate_limiter.burst:g})",
+                route.name,
+                device_id,
+            )
+        denied = self._authorize(device_id, route, topic)
+        if denied is not None:
+            return Rejected("unauthorized", denied, route.name, device_id)
+        codec = self._codecs[route.subject]
+        parsed = self._parse(route, codec, payload)
+        if isinstance(parsed, Rejected):
+            return Rejected(parsed.reason, parsed.detail, route.name, device_id)
+        return self._stamp_and_encode(
+            route, codec, parsed, (device_id, device_key, topic_bytes), topic, payload, received_at
+        )
+
+    def _decide_topic(self, topic: str) -> _TopicDecision:
+        """What the topic alone decides: its route and device id, or why it is rejected."""
+        try:
+            route = self.route_for(topic)
+        except TopicError as exc:
+            return Rejected("invalid_topic", str(exc))
+        if route is None:
+            return Rejected("unknown_route", f"no route matches topic {topic!r}")
+        device_id = topic.split("/")[route.device_level or 0]  # set by RouteSettings
+        problem = device_id_problem(device_id, self._limits.max_device_id_length)
+        if problem:
+            return Rejected("invalid_device_id", problem, route.name, None)
+        return route, device_id, device_id.encode(), topic.encode()
+
+    def _parse(
+        self, route: RouteSettings, codec: RecordCodec, payload: bytes
+    ) -> dict[str, Any] | Rejected:
+        if route.payload_format == "avro":
+            try:
+                return codec.decode_plain(payload)
+            except AvroError as exc:
+                return Rejected("invalid_avro", f"{exc.reason}: {exc}")
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Rejected("invalid_utf8", f"payload is not UTF-8 (byte {exc.start})")
+        try:
+            document = _JSON.decode(text)
+        except ValueError as exc:
+            return Rejected("invalid_json", str(exc))
+        if not isinstance(document, dict):
+            return Rejected("not_an_object", f"payload is a JSON {type(document).__name__}")
+        return document
+
+    def _stamp_and_encode(
+        self,
+        route: RouteSettings,
+        codec: RecordCodec,
+        record: dict[str, Any],
+        device: tuple[str, bytes, bytes],
+        topic: str,
+        payload: bytes,
+        received_at: int,
+    ) -> Accepted | Rejected:
+        device_id, device_key, topic_bytes = device
+        claimed = record.get("device_id", device_id)
+        if claimed != device_id:
+            return Rejected(
+                "device_mismatch",
+                f"payload device_id {claimed!r} is not the topic's {device_id!r}",
+                route.name,
+                device_id,
+            )
+        if route.payload_format == "json":
+            for field in ("event_id", "received_at"):
+                if field in record:
+                    return _mismatch(route, device_id, f"{field} is set by the gateway")
+            if not codec.field_names.issuperset(record):
+                unknown = sorted(set(record) - codec.field_names)
+                return _mismatch(route, device_id, f"unknown field(s) {', '.join(unknown)}")
+        seq = record.get("seq")
+        if seq is not None and (type(seq) is not int or seq < 0):
+            return _mismatch(route, device_id, "seq must be a non-negative integer")
+        problem = _metrics_problem(record.get("metrics"))
+        if problem:
+            return _mismatch(route, device_id, problem)
+        event_id = event_id_for(device_id, seq, topic, payload)
+        record["event_id"] = event_id
+        record["device_id"] = device_id
+        record["received_at"] = received_at
+        if "ts" in codec.field_names and record.get("ts") is None:
+            record["ts"] = received_at
+        try:
+            value = codec.encode(record)
+        except AvroError as exc:
+            return _mismatch(route, device_id, str(exc))
+        return Accepted(
+            route=route.name,
+            kafka_topic=route.kafka_topic,
+            key=device_key,
+            value=value,
+            headers=(
+                ("event_id", event_id.encode()),
+                ("device_id", device_key),
+                ("mqtt_topic", topic_bytes),
+                ("content_type", _AVRO_CONTENT_TYPE),
+            ),
+            event_id=event_id,
+            device_id=device_id,
+        )
+
+
+def _mismatch(route: RouteSettings, device_id: str, detail: str) -> Rejected:
+    return Rejected("schema_mismatch", detail, route.name, device_id)
+
+
+def _metrics_problem(metrics: object) -> str | None:
+    if metrics is None or not isinstance(metrics, dict):
+        return None  # absent or mistyped: the schema check names it
+    for name, value in metrics.items():
+        if type(value) not in (int, float) or not math.isfinite(value):
+            return f"metrics.{name} must be a finite number"
+    return None
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+"""What ``json.loads(text, parse_constant=...)`` builds per call, built once."""
+
+_AVRO_CONTENT_TYPE = b"application/vnd.confluent.avro"
+
+_TopicDecision = tuple[RouteSettings, str, bytes, bytes] | Rejected
+"""(route, device id, device id as bytes, topic as bytes), or the topic's rejection."""

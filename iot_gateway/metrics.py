@@ -1,0 +1,56 @@
+"""The gateway's Prometheus metrics, in a registry of their own per gateway instance."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from iot_gateway.ingest import REASONS
+
+
+class GatewayMetrics:
+    """Counters, gauges and the produce-latency histogram of one gateway."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter(
+            "iot_gateway_received", "MQTT messages received", ["route"], registry=r
+        )
+        self.produced = Counter(
+            "iot_gateway_produced", "records acknowledged by Kafka", ["topic"], registry=r
+        )
+        self.rejected = Counter(
+            "iot_gateway_dlq", "messages sent to the DLQ, by reason", ["reason"], registry=r
+        )
+        for reason in REASONS:
+            self.rejected.labels(reason)
+        self.acked = Counter("iot_gateway_pubacks", "PUBACKs sent to the broker", registry=r)
+        self.in_flight = Gauge(
+            "iot_gateway_in_flight", "messages received and not yet acknowledged", registry=r
+        )
+        self.produce_latency = Histogram(
+            "iot_gateway_produce_latency_seconds",
+            "from MQTT receipt to Kafka acknowledgement",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.mqtt_connected = Gauge(
+            "iot_gateway_mqtt_connected", "1 while connected to the broker", registry=r
+        )
+        self.kafka_connected = Gauge(
+            "iot_gateway_kafka_connected", "1 while the Kafka producer runs", registry=r
+        )
+        self.mqtt_paused = Gauge(
+            "iot_gateway_mqtt_reading_paused",
+            "1 while the broker's socket is not read: receive_maximum messages are in flight",
+            registry=r,
+        )
+        self.reconnects = Counter(
+            "iot_gateway_reconnects", "reconnections, by side", ["side"], registry=r
+        )
+        self.downlink = Counter(
+            "iot_gateway_downlink",
+            "commands delivered to devices, by outcome",
+            ["outcome"],
+            registry=r,
+        )

@@ -1,0 +1,131 @@
+"""The security policy: one YAML file decides MQTT, Kafka and HTTP access.
+
+Load it (:func:`load_policy`), decide requests in process (:class:`Authorizer`), review it
+(:func:`check`), and compile it for the brokers (:mod:`~policy.mosquitto`,
+:mod:`~policy.kafka`). MQTT topic matching lives in
+:mod:`~policy.topics`. Everything here is pure: no I/O beyond reading the file.
+"""
+
+from policy.checks import Finding, FindingKind, check
+from policy.engine import (
+    Action,
+    Authorizer,
+    Decision,
+    Explanation,
+    HttpScope,
+    KafkaResource,
+    MqttTopic,
+    Resource,
+    parse_resource,
+)
+from policy.errors import (
+    GenerationError,
+    MosquittoAclError,
+    PolicyError,
+    PolicyLoadError,
+    PrincipalError,
+    RequestError,
+    TopicError,
+)
+from policy.kafka import (
+    AclBinding,
+    AclChanges,
+    Permission,
+    acl_bindings,
+    kafka_principal,
+    plan_acl_changes,
+    super_users_config,
+)
+from policy.loader import dump_policy, load_policy, loads_policy
+from policy.model import (
+    Effect,
+    Group,
+    HttpAction,
+    HttpTarget,
+    KafkaOperation,
+    KafkaResourceType,
+    KafkaTarget,
+    MqttAction,
+    MqttTarget,
+    PatternType,
+    Policy,
+    Principal,
+    PrincipalKind,
+    Role,
+    Rule,
+    validate_principal_id,
+)
+from policy.mosquitto import (
+    generate_acl_file,
+    generate_password_file,
+    hash_password,
+    verify_password,
+)
+from policy.mosquitto_acl import ImportedAcl, MosquittoAcl, import_mosquitto_acl
+from policy.topics import (
+    TopicFilter,
+    matches,
+    parse_shared_subscription,
+    validate_topic_filter,
+    validate_topic_name,
+)
+
+__all__ = [
+    "AclBinding",
+    "AclChanges",
+    "Action",
+    "Authorizer",
+    "Decision",
+    "Effect",
+    "Explanation",
+    "Finding",
+    "FindingKind",
+    "GenerationError",
+    "Group",
+    "HttpAction",
+    "HttpScope",
+    "HttpTarget",
+    "ImportedAcl",
+    "KafkaOperation",
+    "KafkaResource",
+    "KafkaResourceType",
+    "KafkaTarget",
+    "MosquittoAcl",
+    "MosquittoAclError",
+    "MqttAction",
+    "MqttTarget",
+    "MqttTopic",
+    "PatternType",
+    "Permission",
+    "Policy",
+    "PolicyError",
+    "PolicyLoadError",
+    "Principal",
+    "PrincipalError",
+    "PrincipalKind",
+    "RequestError",
+    "Resource",
+    "Role",
+    "Rule",
+    "TopicError",
+    "TopicFilter",
+    "acl_bindings",
+    "check",
+    "dump_policy",
+    "generate_acl_file",
+    "generate_password_file",
+    "hash_password",
+    "import_mosquitto_acl",
+    "kafka_principal",
+    "load_policy",
+    "loads_policy",
+    "matches",
+    "parse_resource",
+    "parse_shared_subscription",
+    "plan_acl_changes",
+    "super_users_config",
+    "validate_principal_id",
+    "validate_topic_filter",
+    "validate_topic_name",
+    "verify_password",
+]

@@ -1,0 +1,41 @@
+"""What the query API needs of the process that serves it: a small port, not the worker.
+
+The stream worker's runtime satisfies it; so does any process with settings, a metrics
+registry, a readiness flag and a started schema registry.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+
+from contracts.registry.cache import SchemaCache
+from streams.settings import WorkerSettings
+
+__all__ = ["QueryContext"]
+
+
+class _Metrics(Protocol):
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+
+class QueryContext(Protocol):
+    """The host of a :class:`streams.query.QueryApi`."""
+
+    @property
+    def settings(self) -> WorkerSettings:
+        """Where the log, the store and the query limits are."""
+
+    @property
+    def metrics(self) -> _Metrics:
+        """Holds the registry the query metrics join (served at ``/metrics``)."""
+
+    @property
+    def ready(self) -> bool:
+        """Whether the host applies the log (``/api/health``)."""
+
+    @property
+    def registry(self) -> SchemaCache | None:
+        """The started schema registry (None before start): decodes log records."""

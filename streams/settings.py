@@ -1,0 +1,108 @@
+"""Stream worker settings: one YAML file (``config/streams.yaml``) plus ``IOT_STREAMS_*``.
+
+Environment variables win over the file, nested with ``__``:
+``IOT_STREAMS_STORE=postgresql://...``, ``IOT_STREAMS_KAFKA__BOOTSTRAP=host:9092``,
+``IOT_STREAMS_HTTP__PORT=9466`` for a second worker on the same host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
+
+from contracts.kafka import KafkaClientSettings
+from contracts.settings_file import FileSettings, load_settings
+from streams.errors import ConfigError
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(BaseModel):
+    """Metrics (/metrics) and health (/healthz, /readyz) of the worker."""
+
+    model_config = _STRICT
+    host: str = "127.0.0.1"
+    port: int = Field(9465, ge=0, lt=65536)
+
+
+class NotifierSettings(BaseModel):
+    """The alert notifier: an idempotent consumer of alerts that sends downlink commands."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    group_id: str = "iot-streams-notifier"
+    commands: dict[str, str] = Field(default_factory=lambda: {"temperature-high": "cool_down"})
+    """Rule name -> command sent to the device when that rule raises an alert."""
+
+
+class QueryAuthSettings(BaseModel):
+    """Bearer tokens for the query API, checked against the security policy's HTTP scopes.
+
+    Off by default while the dev stack runs unsecured; when on, ``policy_file`` (the policy
+    YAML) and ``tokens_file`` (``iotctl tokens`` store) are required.
+    """
+
+    model_config = _STRICT
+    enabled: bool = False
+    policy_file: Path | None = None
+    tokens_file: Path | None = None
+
+
+class QuerySettings(BaseModel):
+    """The HTTP query API (``/api/...``, ``/openapi.json``, ``/ui``) on the worker's port."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    dlq_topic: str = "iot.telemetry.dlq"
+    read_connections: int = Field(2, ge=1, le=16)
+    """Store instances used for reads only (own connections, so reads never queue behind a
+    batch commit)."""
+    end_offsets_refresh_s: float = Field(0.25, gt=0)
+    max_subscribers: int = Field(64, ge=0)
+    sse_max_behind: int = Field(10_000, ge=1)
+    """A stream whose client is more than this many records behind the log is ended with a
+    ``disconnect`` event (reason ``too_slow``); the client resumes with Last-Event-ID."""
+    sse_write_timeout_s: float = Field(5.0, gt=0)
+    sse_heartbeat_s: float = Field(15.0, gt=0)
+    auth: QueryAuthSettings = QueryAuthSettings()
+
+
+class WorkerSettings(FileSettings):
+    """Everything one stream worker needs; frozen once loaded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IOT_STREAMS_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+    group: str = "iot-streams"
+    """The consumer group (and faust app id): workers of one group share the partitions."""
+    kafka: KafkaClientSettings = KafkaClientSettings()
+    telemetry_topic: str = "iot.telemetry.v1"
+    alerts_topic: str = "iot.alerts.v1"
+    store: str = "sqlite:///.local/worker/state.db"
+    """``sqlite:///PATH`` (one worker) or a ``postgresql://`` DSN (any number of workers)."""
+    registry: str = "embedded"
+    batch_max: int = Field(5000, ge=1)
+    """Most events in one store transaction: only reached while catching up (a live stream
+    fills a batch for ``batch_within_s``); larger batches amortise the commit."""
+    batch_within_s: float = Field(0.05, gt=0)
+    consumer: Literal["batches", "faust"] = "batches"
+    """How telemetry is consumed: ``batches`` hands aiokafka's fetches to the runtime whole
+    (about five times faster); ``faust`` uses a faust agent's stream of events."""
+    session_timeout_s: float = Field(6.0, ge=6.0)
+    """How long a silent worker keeps its partitions (Kafka's group.min.session.timeout.ms is
+    6 s): the longest a crash can delay the partitions of the worker that died."""
+    alert_rules: Path | None = Path("config/alerts.example.yaml")
+    relay: bool = True
+    notifier: NotifierSettings = NotifierSettings()
+    http: HttpSettings = HttpSettings()
+    query: QuerySettings = QuerySettings()
+    data_dir: Path = Path(".local/worker/faust")
+    """faust's own working folder (its table state would live here; the worker keeps none)."""
+
+
+def load_worker_settings(path: Path | None) -> WorkerSettings:
+    """Reads ``path`` (or only the environment when None); errors name the key."""
+    return load_settings(WorkerSettings, path, ConfigError)
