@@ -101,7 +101,6 @@ class LimitSettings(BaseModel):
     max_payload_bytes: int = Field(64 * 1024, ge=64)
     device_rate_per_s: float = Field(100.0, gt=0)
     device_burst: int = Field(200, ge=1)
-    max_device_id_length: int = Field(128, ge=1, le=1024)
 
 
 class HttpSettings(BaseModel):

@@ -18,8 +18,8 @@ import aiomqtt
 from aiokafka import AIOKafkaConsumer
 
 from contracts.avro import AvroError
+from contracts.identifiers import device_id_problem
 from iot_gateway.config import GatewayConfig
-from iot_gateway.ingest import device_id_problem
 from iot_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("iot_gateway.downlink")
@@ -84,7 +84,7 @@ class Downlink:
             log.warning("skipping undecodable command (key %r): %s", key, exc)
             return
         device_id = str(command.get("device_id", ""))
-        if device_id_problem(device_id, self._config.limits.max_device_id_length):
+        if device_id_problem(device_id):
             self._metrics.downlink.labels("invalid").inc()
             log.warning(
                 "skipping command %s for invalid device id %r", command.get("command_id"), device_id

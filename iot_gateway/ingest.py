@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from contracts.avro import AvroError
+from contracts.identifiers import device_id_problem
 from iot_gateway.config import LimitSettings, RouteSettings
 from iot_gateway.ratelimit import DeviceRateLimiter
 from policy.errors import TopicError
@@ -119,22 +119,6 @@ def event_id_for(device_id: str, seq: int | None, topic: str, payload: bytes) ->
     return "sha256:" + digest.hexdigest()[:32]
 
 
-def device_id_problem(device_id: str, max_length: int) -> str | None:
-    """Why a topic level cannot be a device id, or None if it can."""
-    if not device_id:
-        return "empty device id"
-    if len(device_id) > max_length:
-        return f"device id longer than {max_length} characters"
-    if any(char in device_id for char in "+#/"):
-        return "device id contains a wildcard or '/'"
-    if _CONTROL.search(device_id):
-        return "device id contains a control character"
-    return None
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 class Ingest:
     """Route ▸ device id ▸ size ▸ rate limit ▸ authorize ▸ parse ▸ validate ▸ stamp ▸ encode."""
 
@@ -208,9 +192,9 @@ class Ingest:
         if route is None:
             return Rejected("unknown_route", f"no route matches topic {topic!r}")
         device_id = topic.split("/")[route.device_level or 0]  # set by RouteSettings
-        problem = device_id_problem(device_id, self._limits.max_device_id_length)
+        problem = device_id_problem(device_id)
         if problem:
-            return Rejected("invalid_device_id", problem, route.name, None)
+            return Rejected("invalid_device_id", f"device id {problem}", route.name, None)
         return route, device_id, device_id.encode(), topic.encode()
 
     def _parse(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from contracts.identifiers import WILDCARD, id_problem
 from policy.errors import PrincipalError
 
 __all__ = [
@@ -38,21 +39,9 @@ __all__ = [
     "validate_principal_id",
 ]
 
-WILDCARD = "*"
-"""As a selector: every principal. As a Kafka literal name: every resource of the type."""
 
 CLUSTER_NAME = "kafka-cluster"
 """The only name Kafka accepts for the cluster resource."""
-
-_FORBIDDEN_IN_IDS = {
-    "/": "a topic level separator",
-    "+": "an MQTT wildcard",
-    "#": "an MQTT wildcard",
-    ",": "a separator in Kafka principal lists and SCRAM",
-    ";": "the separator of Kafka's super.users",
-    ":": "the separator of Mosquitto's password_file and of Kafka principals",
-    "\x00": "NUL",
-}
 
 
 class Effect(StrEnum):
@@ -105,29 +94,14 @@ class PatternType(StrEnum):
 
 
 def validate_principal_id(value: object) -> str:
-    """Returns ``value`` if it can name a principal on MQTT, Kafka and HTTP alike.
-
-    Refused: non-strings, empty, ``*``, invalid UTF-8 (lone surrogates), whitespace or
-    control characters, and ``/ + # , ; :`` and NUL (see ``_FORBIDDEN_IN_IDS`` for why).
-    Raises PrincipalError with the reason.
+    """Returns ``value`` if it can name a principal on MQTT, Kafka and HTTP alike: the id
+    grammar of :mod:`contracts.identifiers`. Raises PrincipalError with the reason.
     """
     if not isinstance(value, str):
         raise PrincipalError("a principal id must be a string", value)
-    if not value:
-        raise PrincipalError("a principal id must not be empty", value)
-    if value == WILDCARD:
-        raise PrincipalError("'*' means every principal and cannot be an id", value)
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise PrincipalError("a principal id must be valid UTF-8", value) from None
-    if size > 255:
-        raise PrincipalError("a principal id must be at most 255 bytes", value)
-    for char, why in _FORBIDDEN_IN_IDS.items():
-        if char in value:
-            raise PrincipalError(f"a principal id must not contain {char!r} ({why})", value)
-    if any(char.isspace() or not char.isprintable() for char in value):
-        raise PrincipalError("a principal id must not contain whitespace or controls", value)
+    problem = id_problem(value)
+    if problem is not None:
+        raise PrincipalError(f"a principal id {problem}", value)
     return value
 
 

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from policy import PrincipalError, hash_password, validate_principal_id, verify_password
+from contracts.identifiers import device_id_problem
+from policy import hash_password, verify_password
 from security.credentials import new_password
 from security.errors import DeviceError, InvalidIdError, StoreError
 from security.files import locked, private_dir, read_json, write_json
@@ -26,11 +27,11 @@ __all__ = ["DeviceStore", "IssuedDevice", "RegisteredDevice", "check_device_id"]
 
 
 def check_device_id(device_id: str) -> str:
-    """``device_id`` if the policy accepts it as a principal id, else InvalidIdError."""
-    try:
-        return validate_principal_id(device_id)
-    except PrincipalError as exc:
-        raise InvalidIdError(f"invalid device id: {exc}") from None
+    """``device_id`` if it is a device id (:mod:`contracts.identifiers`), else InvalidIdError."""
+    problem = device_id_problem(device_id)
+    if problem is not None:
+        raise InvalidIdError(f"invalid device id {device_id!r}: it {problem}")
+    return device_id
 
 
 @dataclass(frozen=True, slots=True)

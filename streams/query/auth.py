@@ -22,6 +22,7 @@ from typing import Literal
 
 from aiohttp import web
 
+from contracts.identifiers import device_id_problem
 from policy import Authorizer, HttpScope, PolicyError, load_policy
 from security import TokenStore, bearer_auth
 from security.http import Middleware
@@ -51,8 +52,8 @@ ROUTE_SCOPES: Mapping[str, ScopeKind] = {
 def _device_scope(device: str | None) -> HttpScope:
     if device is None:
         return HttpScope(None, ALL_TELEMETRY)
-    if any(c in device for c in "/+#\x00"):
-        return HttpScope(device, None)  # not a topic level: only unrestricted tokens pass
+    if device_id_problem(device) is not None:
+        return HttpScope(device, None)  # not a device id: only unrestricted tokens pass
     return HttpScope(device, f"devices/{device}/telemetry")
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from contracts.identifiers import device_id_problem
 from streams.query.errors import BadParameterError
 
 __all__ = [
@@ -45,7 +46,6 @@ RESOLUTIONS: Mapping[str, tuple[int, int]] = {
     "1h": (3_600_000, 366 * 86_400_000),
 }
 _MAX_ID = 128
-_BAD_ID = re.compile(r"[/+#\x00\s]")
 _MIN_MS, _MAX_MS = 0, 253_402_300_799_999  # 1970 .. 9999-12-31
 
 
@@ -94,11 +94,10 @@ class AlertsQuery:
 
 
 def check_device_id(value: str, parameter: str = "device_id") -> str:
-    """A device id as the gateway accepts it in a topic level (no / + # NUL or whitespace)."""
-    if not value or len(value) > _MAX_ID or _BAD_ID.search(value):
-        raise BadParameterError(
-            parameter, f"must be 1..{_MAX_ID} characters without / + # NUL or whitespace"
-        )
+    """``value`` if it is a device id (:mod:`contracts.identifiers`), else BadParameterError."""
+    problem = device_id_problem(value)
+    if problem is not None:
+        raise BadParameterError(parameter, f"is not a device id: it {problem}")
     return value
 
 
