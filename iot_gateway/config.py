@@ -22,6 +22,7 @@ from pydantic_settings import SettingsConfigDict
 
 from contracts.kafka import KafkaClientSettings
 from contracts.settings_file import FileSettings, load_settings
+from contracts.topics import COMMANDS, TELEMETRY_DLQ
 from iot_gateway.errors import ConfigError
 from policy.topics import validate_topic_filter
 
@@ -60,7 +61,7 @@ class KafkaSettings(KafkaClientSettings):
     """The idempotent, acks=all producer (and the downlink consumer), and how they connect."""
 
     model_config = _STRICT
-    dlq_topic: str = "iot.telemetry.dlq"
+    dlq_topic: str = TELEMETRY_DLQ.name
     linger_ms: int = Field(5, ge=0)
     """How long a batch of received messages waits for more before it is produced."""
     max_batch_bytes: int = Field(512 * 1024, ge=1024)
@@ -116,7 +117,7 @@ class DownlinkSettings(BaseModel):
 
     model_config = _STRICT
     enabled: bool = True
-    kafka_topic: str = "iot.commands.v1"
+    kafka_topic: str = COMMANDS.name
     group_id: str = "iot-gateway-downlink"
     mqtt_topic: str = "devices/{device_id}/commands"
 

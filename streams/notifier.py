@@ -1,6 +1,6 @@
-"""An idempotent consumer of ``iot.alerts.v1``: raised alerts become downlink commands.
+"""An idempotent consumer of the alerts: raised alerts become downlink commands.
 
-For each RAISED alert of a configured rule it appends one command to ``iot.commands.v1``
+For each RAISED alert of a configured rule it appends one command to the commands topic
 through the outbox, in the same store transaction that records the alert's ``event_id``
 (``TrackingStore.apply_once``): a redelivered alert is skipped, so each alert yields exactly
 one command, whose ``command_id`` is derived from the alert's id.
@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from contracts.topics import COMMANDS
 from streams.domain import DerivedEvent, derived_event_id
 from streams.store.port import OnceResult, StoreTransaction, TrackingStore
 
-__all__ = ["COMMANDS_TOPIC", "AlertCommandNotifier"]
-
-COMMANDS_TOPIC = "iot.commands.v1"
+__all__ = ["AlertCommandNotifier"]
 
 
 class AlertCommandNotifier:
@@ -27,10 +26,12 @@ class AlertCommandNotifier:
         commands: Mapping[str, str],
         *,
         consumer: str = "alert-command-notifier",
+        commands_topic: str = COMMANDS.name,
     ) -> None:
         self._store = store
         self._commands = dict(commands)
         self._consumer = consumer
+        self._commands_topic = commands_topic
 
     def handle(self, alert: Mapping[str, object]) -> OnceResult[DerivedEvent | None]:
         """Processes one decoded alert record; ``applied`` False means it was a duplicate.
@@ -64,4 +65,6 @@ class AlertCommandNotifier:
             "issued_at": issued_at,
             "expires_at": None,
         }
-        return DerivedEvent(command_id, COMMANDS_TOPIC, device_id, "command", issued_at, payload)
+        return DerivedEvent(
+            command_id, self._commands_topic, device_id, "command", issued_at, payload
+        )

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from contracts.topics import ALERTS
 from streams.domain import DerivedEvent, Position, TelemetryEvent, TopicPartition
 from streams.inbox import PartitionInbox, RecentIds
 from streams.projections.alerts import AlertRule
@@ -80,11 +81,13 @@ class BatchProcessor:
         rules: Sequence[AlertRule] = (),
         seq_window: SeqWindow | None = None,
         recent_ids: int = 65_536,
+        alerts_topic: str = ALERTS.name,
     ) -> None:
-        """``recent_ids`` bounds the per-partition set of seq-less ids (see streams.inbox)."""
+        """``recent_ids`` bounds the per-partition set of seq-less ids (see streams.inbox);
+        alerts are appended to the outbox for ``alerts_topic``."""
         self.store = store
         self.group = group
-        self._projector = Projector(windows, rules, seq_window)
+        self._projector = Projector(windows, rules, seq_window, alerts_topic)
         self._horizon_ms = max((spec.grace_ms for spec in windows), default=0)
         self._recent_capacity = recent_ids
         self._partitions: dict[tuple[str, int], PartitionInbox] = {}

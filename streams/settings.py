@@ -15,6 +15,7 @@ from pydantic_settings import SettingsConfigDict
 
 from contracts.kafka import KafkaClientSettings
 from contracts.settings_file import FileSettings, load_settings
+from contracts.topics import ALERTS, COMMANDS, TELEMETRY, TELEMETRY_DLQ
 from streams.errors import ConfigError
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -34,6 +35,8 @@ class NotifierSettings(BaseModel):
     model_config = _STRICT
     enabled: bool = True
     group_id: str = "iot-streams-notifier"
+    commands_topic: str = COMMANDS.name
+    """Where the commands go: the topic the gateways' downlink reads."""
     commands: dict[str, str] = Field(default_factory=lambda: {"temperature-high": "cool_down"})
     """Rule name -> command sent to the device when that rule raises an alert."""
 
@@ -56,7 +59,7 @@ class QuerySettings(BaseModel):
 
     model_config = _STRICT
     enabled: bool = True
-    dlq_topic: str = "iot.telemetry.dlq"
+    dlq_topic: str = TELEMETRY_DLQ.name
     read_connections: int = Field(2, ge=1, le=16)
     """Store instances used for reads only (own connections, so reads never queue behind a
     batch commit)."""
@@ -79,8 +82,9 @@ class WorkerSettings(FileSettings):
     group: str = "iot-streams"
     """The consumer group (and faust app id): workers of one group share the partitions."""
     kafka: KafkaClientSettings = KafkaClientSettings()
-    telemetry_topic: str = "iot.telemetry.v1"
-    alerts_topic: str = "iot.alerts.v1"
+    telemetry_topic: str = TELEMETRY.name
+    alerts_topic: str = ALERTS.name
+    """Where the outbox relay publishes alerts; the notifier and the query API read them here."""
     store: str = "sqlite:///.local/worker/state.db"
     """``sqlite:///PATH`` (one worker) or a ``postgresql://`` DSN (any number of workers)."""
     registry: str = "embedded"

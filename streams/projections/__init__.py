@@ -5,7 +5,6 @@ same order give byte-identical state (see :func:`hash_rows`).
 """
 
 from streams.projections.alerts import (
-    ALERTS_TOPIC,
     AlertRule,
     AlertState,
     alert_event,
@@ -23,7 +22,6 @@ from streams.projections.windows import (
 )
 
 __all__ = [
-    "ALERTS_TOPIC",
     "DEFAULT_WINDOWS",
     "Admission",
     "AlertRule",

@@ -21,11 +21,11 @@ from typing import Literal
 
 import yaml
 
+from contracts.topics import ALERTS
 from streams.domain import DerivedEvent, derived_event_id
 from streams.errors import ConfigError
 
 __all__ = [
-    "ALERTS_TOPIC",
     "AlertRule",
     "AlertState",
     "alert_event",
@@ -33,7 +33,6 @@ __all__ = [
     "parse_alert_rules",
 ]
 
-ALERTS_TOPIC = "iot.alerts.v1"
 _RULE_KEYS = frozenset(
     {"name", "metric", "above", "below", "clear_below", "clear_above", "severity"}
 )
@@ -85,7 +84,7 @@ class AlertState:
     cause_event_id: str
 
 
-def alert_event(rule: AlertRule, state: AlertState) -> DerivedEvent:
+def alert_event(rule: AlertRule, state: AlertState, topic: str = ALERTS.name) -> DerivedEvent:
     """The ``iot.alerts.v1`` event of a transition into ``state`` (payload as the Avro schema)."""
     word = "RAISED" if state.active else "CLEARED"
     event_id = derived_event_id("alert", rule.name, state.device_id, word, state.cause_event_id)
@@ -102,7 +101,7 @@ def alert_event(rule: AlertRule, state: AlertState) -> DerivedEvent:
     }
     return DerivedEvent(
         event_id=event_id,
-        topic=ALERTS_TOPIC,
+        topic=topic,
         key=state.device_id,
         kind=f"alert.{word.lower()}",
         ts=state.since,

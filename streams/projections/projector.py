@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.topics import ALERTS
 from streams.domain import DerivedEvent, TelemetryEvent
 from streams.projections.alerts import AlertRule, AlertState, alert_event
 from streams.projections.device import Admission, DeviceState, DeviceTracker, LatestValue, SeqWindow
@@ -45,6 +46,7 @@ class Projector:
         windows: Sequence[WindowSpec] = DEFAULT_WINDOWS,
         rules: Sequence[AlertRule] = (),
         seq_window: SeqWindow | None = None,
+        alerts_topic: str = ALERTS.name,
     ) -> None:
         if len({spec.size_ms for spec in windows}) != len(windows):
             raise ValueError("window sizes must be distinct")
@@ -53,6 +55,7 @@ class Projector:
         self.windows = tuple(windows)
         self.rules = tuple(rules)
         self.seq_window = seq_window or SeqWindow()
+        self.alerts_topic = alerts_topic
         self._spec_by_size = {spec.size_ms: spec for spec in windows}
         self._rules_by_metric: dict[str, tuple[AlertRule, ...]] = {}
         for rule in rules:
@@ -213,7 +216,7 @@ class Projector:
                 continue
             state = AlertState(device_id, rule.name, new, ts, value, cause)
             self._alerts[key] = self._dirty_alerts[key] = state
-            self._derived.append(alert_event(rule, state))
+            self._derived.append(alert_event(rule, state, self.alerts_topic))
 
     # -- write-through ------------------------------------------------------------------------
 

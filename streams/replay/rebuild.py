@@ -455,7 +455,9 @@ async def rebuild(
 def replay_processor(settings: WorkerSettings, store: Store, group: str | None) -> BatchProcessor:
     """The live workers' processor (same alert rules) over ``store``, as group ``group``."""
     rules = load_alert_rules(settings.alert_rules) if settings.alert_rules else ()
-    return BatchProcessor(store, group or settings.group, rules=rules)
+    return BatchProcessor(
+        store, group or settings.group, rules=rules, alerts_topic=settings.alerts_topic
+    )
 
 
 async def catch_up(

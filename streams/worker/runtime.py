@@ -96,7 +96,9 @@ class WorkerRuntime:
             open_registry(settings.registry, settings.kafka)
         )
         rules = load_alert_rules(settings.alert_rules) if settings.alert_rules else ()
-        self.processor = BatchProcessor(store, settings.group, rules=rules)
+        self.processor = BatchProcessor(
+            store, settings.group, rules=rules, alerts_topic=settings.alerts_topic
+        )
         if settings.relay:
             producer = AIOKafkaProducer(
                 enable_idempotence=True,
@@ -254,7 +256,9 @@ class WorkerRuntime:
         """Alerts -> downlink commands, each alert at most once (``apply_once``)."""
         assert self.store is not None  # noqa: S101 - start() ran
         settings = self.settings
-        notifier = AlertCommandNotifier(self.store, settings.notifier.commands)
+        notifier = AlertCommandNotifier(
+            self.store, settings.notifier.commands, commands_topic=settings.notifier.commands_topic
+        )
         while not self._stop.is_set():
             consumer = AIOKafkaConsumer(
                 settings.alerts_topic,

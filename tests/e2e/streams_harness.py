@@ -8,15 +8,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.kafka import KafkaClientSettings
 from contracts.registry.factory import open_registry
+from contracts.topics import ALERTS
 from devstack import DevStackSettings
 from devstack.clients import kafka_client
 from streams.decoding import telemetry_event
 from streams.domain import TelemetryEvent
-from streams.projections.alerts import ALERTS_TOPIC, load_alert_rules
+from streams.projections.alerts import load_alert_rules
 from streams.projections.windows import DEFAULT_WINDOWS
 from streams.store.port import Store
 from tests.e2e.gateway_harness import read_headers
-from tests.unit.test_streams_oracle import oracle
+from tests.oracle import oracle
 
 RULES = """
 version: 1
@@ -83,7 +84,7 @@ async def assert_state_matches_log(
     assert wanted, "the rules should have fired"
     seen = await read_headers(
         kafka,
-        ALERTS_TOPIC,
+        ALERTS.name,
         lambda got: wanted <= {h["event_id"].decode() for h in got},
         timeout_s=60,
     )

@@ -32,9 +32,10 @@ from typing import Any
 
 import aiomqtt
 
+from contracts.topics import ALERTS
 from devstack import DevStackSettings
 from devstack.simulator import Simulation, SimulationReport, SimulationSettings
-from streams.projections.alerts import ALERTS_TOPIC, load_alert_rules
+from streams.projections.alerts import load_alert_rules
 from streams.projections.windows import DEFAULT_WINDOWS
 from streams.store.sqlite import SqliteStore
 from tests.e2e.gateway_harness import kill_leftovers
@@ -50,8 +51,8 @@ from tests.faults.checker import (
 )
 from tests.faults.collect import AckClock, end_offsets, read_header, read_log
 from tests.faults.schedule import Action, Fault, Target, make_schedule, missing_kinds
+from tests.oracle import oracle
 from tests.stacks import isolated_settings
-from tests.unit.test_streams_oracle import oracle
 
 SAVE_MARGIN_S = 0.05
 """Mosquitto's snapshot is taken when a save starts; the file's mtime is when it ended."""
@@ -355,7 +356,7 @@ async def collect(world: World, rules: Path) -> History:
         projections=actual,
         oracle=Projections(expected.devices, expected.windows, expected.alerts),
         expected_alerts=[d.event_id for d in expected.derived],
-        published_alerts=await read_header(client, ALERTS_TOPIC, "event_id"),
+        published_alerts=await read_header(client, ALERTS.name, "event_id"),
         crashes=world.crashes,
         faults=[(mark["at"], mark["label"]) for mark in world.done],
     )

@@ -21,7 +21,7 @@ from contracts.registry import (
 )
 from devstack import DevStackSettings
 from devstack.clients import kafka_client
-from tests.unit.test_registry_contract import RegistryContract
+from tests.contracts.registry import RegistryContract
 
 
 class TestEmbeddedRegistry(RegistryContract):

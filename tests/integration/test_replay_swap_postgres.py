@@ -10,8 +10,8 @@ import pytest
 
 from devstack import DevStackSettings
 from streams.store import PostgresStore, Store
-from tests.unit.test_replay_swap import GROUP, OpenSide, SwapContract, assert_matches, worker
-from tests.unit.test_streams_oracle import apply_in_batches, make_log, random_events
+from tests.contracts.swap import GROUP, OpenSide, SwapContract, assert_matches, worker
+from tests.oracle import apply_in_batches, make_log, random_events
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import pytest
 from devstack import DevStackSettings
 from streams import BatchProcessor, StoreError
 from streams.store import OutboxStore, PostgresStore, Projection, Store
-from tests.unit.test_streams_oracle import RULES, WINDOWS, apply_in_batches, make_log, random_events
-from tests.unit.test_streams_store_contract import OpenStore, StoreContract, alert_log
+from tests.contracts.store import OpenStore, StoreContract, alert_log
+from tests.oracle import RULES, WINDOWS, apply_in_batches, make_log, random_events
 
 
 def schema_name(unique: Callable[[str], str]) -> str:

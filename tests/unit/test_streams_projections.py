@@ -26,7 +26,7 @@ from streams.projections import (
 from streams.projections.device import DeviceTracker
 from streams.relay import OutboxRelay
 from streams.store import OutboxRecord, SqliteStore
-from tests.unit.test_streams_oracle import BASE_TS, RULES, WINDOWS, event, make_log
+from tests.oracle import BASE_TS, RULES, WINDOWS, event, make_log
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "alerts.example.yaml"
 

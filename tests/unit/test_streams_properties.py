@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from streams import BatchProcessor, SkipReason, TelemetryEvent
 from streams.domain import derived_event_id
 from streams.store import Projection, SqliteStore
-from tests.unit.test_streams_oracle import RULES, WINDOWS, Log, event, make_log, oracle
-from tests.unit.test_streams_store_contract import Failpoints, SimulatedCrashError, outbox
+from tests.contracts.store import Failpoints, SimulatedCrashError, outbox
+from tests.oracle import RULES, WINDOWS, Log, event, make_log, oracle
 
 METRIC_VALUES = st.one_of(
     st.floats(min_value=0, max_value=50, allow_nan=False),
