@@ -53,12 +53,11 @@ def client_env(
         f"{prefix}KAFKA__BOOTSTRAP": kafka.bootstrap,
         f"{prefix}KAFKA__SECURITY_PROTOCOL": kafka.security_protocol,
     }
-    if kafka.sasl_mechanism:
-        env[f"{prefix}KAFKA__SASL_MECHANISM"] = kafka.sasl_mechanism
-        env[f"{prefix}KAFKA__SASL_USERNAME"] = kafka.sasl_username or ""
-        env[f"{prefix}KAFKA__SASL_PASSWORD"] = (
-            kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
-        )
+    login = kafka.sasl()
+    if login is not None:
+        env[f"{prefix}KAFKA__SASL_MECHANISM"] = login.mechanism
+        env[f"{prefix}KAFKA__SASL_USERNAME"] = login.username
+        env[f"{prefix}KAFKA__SASL_PASSWORD"] = login.password
     if mqtt is not None:
         env[f"{prefix}MQTT__USERNAME"] = mqtt.username
         env[f"{prefix}MQTT__PASSWORD"] = mqtt.password

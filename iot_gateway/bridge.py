@@ -18,7 +18,7 @@ linger moved from aiokafka's per-partition batches to here: paho reads one packe
 of the event loop, so without it every turn would carry a batch of one). Each batch's records
 become one closed Kafka record batch per topic-partition, handed to aiokafka with
 ``send_batch``: one future per batch instead of one per record.
-Partitions are aiokafka's default for the key (murmur2, as the Java client), so each device
+Partitions are :func:`contracts.partitioning.partition_for` of the key, so each device
 keeps one partition. Counters are updated once per batch. None of this changes a guarantee
 above: a message's PUBACK still waits for the batch holding its record to be acknowledged,
 and PUBACKs still go out in arrival order.
@@ -39,10 +39,10 @@ from typing import Any
 import aiomqtt
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from prometheus_client import Counter
 
+from contracts.partitioning import partition_for
 from iot_gateway.acks import AckWindow, _Slot
 from iot_gateway.config import GatewayConfig
 from iot_gateway.ingest import Accepted, Authorize, Ingest, RecordCodec, allow_all
@@ -84,19 +84,13 @@ def kafka_producer(config: GatewayConfig) -> AIOKafkaProducer:
     """The idempotent, acks=all producer every gateway record goes through."""
     kafka = config.kafka
     return AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap,
+        **kafka.aiokafka_kwargs(),
         client_id=f"{kafka.client_id}-{config.mqtt.client_id}",
         enable_idempotence=True,
         acks="all",
         linger_ms=kafka.linger_ms,
         max_batch_size=kafka.max_batch_bytes,
         request_timeout_ms=kafka.request_timeout_ms,
-        security_protocol=kafka.security_protocol,
-        sasl_mechanism=kafka.sasl_mechanism or "PLAIN",
-        sasl_plain_username=kafka.sasl_username,
-        sasl_plain_password=(
-            kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
-        ),
     )
 
 
@@ -367,7 +361,7 @@ class _Outgoing:
 
 
 class _Partitions:
-    """Each key's partition as aiokafka's default partitioner picks it, remembered per key.
+    """Each key's partition (:func:`contracts.partitioning.partition_for`), remembered per key.
 
     The topic's partitions are checked once per round (receive batch); if they changed,
     what was remembered for the topic is forgotten.
@@ -394,7 +388,7 @@ class _Partitions:
             return random.choice(all_partitions)  # noqa: S311 - spreading, not security
         partition = by_key.get(key)
         if partition is None:
-            partition = DefaultPartitioner()(key, all_partitions, all_partitions)
+            partition = all_partitions[partition_for(key, len(all_partitions))]
             if len(by_key) >= self._max_keys:
                 by_key.clear()
             by_key[key] = partition

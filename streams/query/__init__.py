@@ -19,7 +19,6 @@ from streams.query.errors import (
 )
 from streams.query.openapi import openapi_document
 from streams.query.page import page_headers, page_html
-from streams.query.positions import partition_for
 
 __all__ = [
     "PUBLIC_PATHS",
@@ -32,7 +31,6 @@ __all__ = [
     "UnknownDeviceError",
     "mount_queries",
     "openapi_document",
-    "partition_for",
 ]
 
 

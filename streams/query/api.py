@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from contracts.partitioning import partition_for
 from security.http import Middleware
 from streams.decoding import UNDECODABLE, decode_telemetry
 from streams.query import params
@@ -27,7 +28,7 @@ from streams.query.errors import BadParameterError, QueryError, UnavailableError
 from streams.query.history import alert_history
 from streams.query.logtail import LogReader, parse_vector
 from streams.query.metrics import QueryMetrics
-from streams.query.positions import LogPositions, partition_for, topic_partitions
+from streams.query.positions import LogPositions, topic_partitions
 from streams.query.service import QueryService
 from streams.query.sse import SseLimits, Subscriptions, stream_log
 from streams.store import Store, open_store

@@ -12,8 +12,8 @@ get. ``lag = end - (applied + 1)``, summed over the partitions a read covers.
   the store until it applied them; the data read afterwards reflects at least that position
   (positions are read *before* the data, and applied offsets only grow).
 
-A device's partition follows Kafka's default partitioner (murmur2 of the key, the device id),
-as the gateway's producer uses it.
+A device's partition is :func:`contracts.partitioning.partition_for` of its id, as the
+gateway's producer places it.
 """
 
 from __future__ import annotations
@@ -26,18 +26,13 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.partitioner import murmur2
 
 from contracts.kafka import KafkaClientSettings
+from contracts.partitioning import partition_for
 from streams.query.errors import NotCaughtUpError
 from streams.store.port import Store
 
-__all__ = ["LogPositions", "Reflects", "partition_for"]
-
-
-def partition_for(key: str, partitions: int) -> int:
-    """Kafka's default partition of a keyed record (murmur2, positive, modulo)."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+__all__ = ["LogPositions", "Reflects"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -289,10 +289,11 @@ async def _learn_schemas(registry: SchemaCache, fetched: dict[TopicPartition, li
 
 def _decode(
     registry: SchemaCache, fetched: dict[TopicPartition, list[Any]], end: dict[TopicPartition, int]
-) -> tuple[list[tuple[Position, TelemetryEvent]], int]:
+) -> tuple[list[tuple[Position, TelemetryEvent | None]], int]:
     """The fetched records before ``end`` as events, and how many did not decode (schemas
-    learnt beforehand, so this never waits)."""
-    batch: list[tuple[Position, TelemetryEvent]] = []
+    learnt beforehand, so this never waits). An undecodable record stays in the batch
+    without an event, as in the worker: its offset is recorded like any other."""
+    batch: list[tuple[Position, TelemetryEvent | None]] = []
     append = batch.append
     bad = 0
     for tp, records in fetched.items():
@@ -300,11 +301,12 @@ def _decode(
         for record in records:
             if record.offset >= stop:
                 break
+            event: TelemetryEvent | None
             try:
                 event = telemetry_event(avro_decode(record.value or b"", registry))
             except UNDECODABLE:
                 bad += 1
-                continue
+                event = None
             append((Position(topic, partition, record.offset), event))
     return batch, bad
 
@@ -408,7 +410,7 @@ async def apply_range(
                     await applying
                     applying = None
                 if batch:
-                    events += len(batch)
+                    events += len(batch) - bad
                     applying = asyncio.ensure_future(asyncio.to_thread(processor.apply, batch))
                 if progress and time.monotonic() - last_report >= 1.0:
                     last_report = time.monotonic()

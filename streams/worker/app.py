@@ -31,13 +31,11 @@ def _broker_url(bootstrap: str) -> str:
 
 
 def _credentials(settings: WorkerSettings) -> faust.SASLCredentials | None:
-    kafka = settings.kafka
-    if not kafka.sasl_mechanism:
+    login = settings.kafka.sasl()
+    if login is None:
         return None
     return faust.SASLCredentials(
-        username=kafka.sasl_username,
-        password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
-        mechanism=kafka.sasl_mechanism,
+        username=login.username, password=login.password, mechanism=login.mechanism
     )
 
 

@@ -20,8 +20,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.kafka import KafkaClientSettings
+from contracts.partitioning import partition_for
 from devstack import DevStackSettings
-from streams.query import partition_for
 from tests.clients import mosquitto_pub, process_env
 from tests.e2e import gateway_harness
 from tests.e2e.gateway_harness import GatewayProcess, create_topics, free_port, write_config

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 from contracts.kafka import KafkaClientSettings
+from contracts.partitioning import partition_for
 from devstack import DevStackSettings
 from security import TokenStore
-from streams.query import partition_for
 from tests.e2e.gateway_harness import free_port
 from tests.e2e.query_harness import QueryStack, get_json, read_sse
 

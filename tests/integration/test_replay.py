@@ -102,6 +102,25 @@ async def test_a_rebuild_in_several_processes_equals_one_in_one_process(
     assert [name for name in left if "parts" in name] == []  # no parts left behind
 
 
+async def test_a_rebuild_passes_over_a_trailing_undecodable_record_like_the_worker(
+    log: WorkerSettings, tmp_path: Path
+) -> None:
+    """The worker commits an undecodable record's offset; a rebuild must end at the same
+    position, or a shadow rebuilt from a log ending in a bad record is never aligned."""
+    producer = AIOKafkaProducer(acks="all", **log.kafka.aiokafka_kwargs())
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(log.telemetry_topic, key=b"dev-0", value=b"\x00junk")
+    finally:
+        await producer.stop()
+    shadow = SqliteStore(tmp_path / "shadow.db")
+    shadow.migrate()
+    report = await rebuild(log, shadow)
+    assert (report.events, report.undecodable) == (1500, 1)
+    positions = {tp.partition: offset for tp, offset in shadow.positions(log.group).items()}
+    assert positions[sent.partition] == sent.offset
+
+
 async def test_verify_names_the_corrupted_device(log: WorkerSettings, tmp_path: Path) -> None:
     live, shadow = SqliteStore(tmp_path / "live.db"), SqliteStore(tmp_path / "shadow.db")
     live.migrate()

@@ -10,8 +10,9 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from contracts.partitioning import partition_for
 from streams.domain import TopicPartition
-from streams.query import BadParameterError, NotCaughtUpError, openapi_document, partition_for
+from streams.query import BadParameterError, NotCaughtUpError, openapi_document
 from streams.query.logtail import format_vector, parse_vector
 from streams.query.params import (
     MAX_LIMIT,
