@@ -41,7 +41,8 @@ import avro.io
 import avro.schema
 import fastavro
 
-from contracts.avro import HEADER_SIZE, InMemorySchemas, SchemaCatalog, decode, encode
+from contracts.avro import HEADER_SIZE, SchemaCatalog, decode, encode
+from tests.fakes import InMemorySchemas
 
 TARGET_US = 10.0
 RESULTS = Path(__file__).resolve().parent / "results"

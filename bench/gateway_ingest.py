@@ -512,7 +512,8 @@ def write_kcat_records(ctx: Context, count: int, value_bytes: int) -> Path:
 
 def gateway_record_size() -> int:
     """Bytes of one Avro telemetry record as the gateway writes it (Confluent framing)."""
-    from contracts.avro import InMemorySchemas, SchemaCatalog, encode  # noqa: PLC0415
+    from contracts.avro import SchemaCatalog, encode  # noqa: PLC0415
+    from tests.fakes import InMemorySchemas  # noqa: PLC0415
 
     registered = InMemorySchemas().register(SUBJECT, SchemaCatalog.load().latest(SUBJECT))
     record = {

@@ -11,9 +11,3 @@ class GatewayError(Exception):
 
 class ConfigError(GatewayError):
     """The gateway configuration is invalid; the message names the key and the problem."""
-
-
-class UpstreamUnavailableError(GatewayError):
-    """Kafka or the broker cannot be reached right now."""
-
-    retriable = True

@@ -30,7 +30,6 @@ __all__ = [
     "TopicFilter",
     "covers",
     "covers_levels",
-    "has_placeholder",
     "is_substitutable",
     "matches",
     "overlaps",
@@ -48,7 +47,6 @@ DEFAULT_MAX_LEVELS = 200
 """Topics with more levels are refused: no real topic needs them, an attacker does."""
 
 _SHARE_PREFIX = "$share/"
-_PLACEHOLDERS = ("%u", "%c")
 _UNSAFE_IN_NAMES = ("+", "#", "/", "\x00")
 
 
@@ -291,11 +289,6 @@ def overlaps_levels(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
         if x != y and "+" not in (x, y):
             return False
     return True
-
-
-def has_placeholder(topic_filter: str) -> bool:
-    """True iff a whole level of ``topic_filter`` is ``%u`` or ``%c``."""
-    return any(level in _PLACEHOLDERS for level in topic_filter.split("/"))
 
 
 def is_substitutable(name: str | None) -> bool:

@@ -7,7 +7,7 @@
 * :mod:`~contracts.avro.errors` - one error root, a typed error with a ``reason`` per fault.
 
 No I/O besides reading ``schemas/``: a schema registry plugs in through the
-:class:`WriterSchemas` and :class:`SchemaIds` protocols.
+:class:`WriterSchemas` protocol.
 """
 
 from contracts.avro.catalog import (
@@ -39,7 +39,6 @@ from contracts.avro.errors import (
     LimitExceededError,
     NegativeLengthError,
     RecordInvalidError,
-    SchemaNotRegisteredError,
     SchemaParseError,
     SchemaResolutionError,
     SerdeError,
@@ -51,12 +50,8 @@ from contracts.avro.schema import AvroSchema, parse_schema
 from contracts.avro.serde import (
     HEADER_SIZE,
     MAGIC_BYTE,
-    AvroDeserializer,
-    AvroSerializer,
     DecodeLimits,
-    InMemorySchemas,
     RegisteredSchema,
-    SchemaIds,
     WriterSchemas,
     decode,
     encode,
@@ -66,10 +61,8 @@ from contracts.avro.serde import (
 __all__ = [
     "HEADER_SIZE",
     "MAGIC_BYTE",
-    "AvroDeserializer",
     "AvroError",
     "AvroSchema",
-    "AvroSerializer",
     "BadMagicByteError",
     "CatalogError",
     "CompatibilityMode",
@@ -77,7 +70,6 @@ __all__ = [
     "DecodeLimits",
     "FrameTooShortError",
     "HistoryCheck",
-    "InMemorySchemas",
     "Incompatibility",
     "IncompatibleSchemaError",
     "InvalidBlockSizeError",
@@ -91,8 +83,6 @@ __all__ = [
     "RecordInvalidError",
     "RegisteredSchema",
     "SchemaCatalog",
-    "SchemaIds",
-    "SchemaNotRegisteredError",
     "SchemaParseError",
     "SchemaResolutionError",
     "SchemaVersion",

@@ -62,12 +62,6 @@ class CatalogError(AvroError):
     reason = "catalog_invalid"
 
 
-class SchemaNotRegisteredError(AvroError):
-    """The schema has no id under the subject (encode side: register it first)."""
-
-    reason = "schema_not_registered"
-
-
 class IncompatibleSchemaError(AvroError):
     """A new schema version breaks the subject's compatibility mode.
 

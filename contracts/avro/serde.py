@@ -20,9 +20,9 @@ Both paths give the same values for the same bytes: logical types are not conver
 ``datetime``). Any bad frame raises a ``SerdeError`` subclass with a ``reason``; nothing else
 escapes, no input hangs or allocates beyond ``DecodeLimits``.
 
-The serde does no I/O: it asks a :class:`WriterSchemas` for the schema of an id and a
-:class:`SchemaIds` for the id of a subject's schema. Both answer from memory; a registry
-adapter that must fetch an unknown id first can read it with :func:`peek_schema_id`.
+The serde does no I/O: it asks a :class:`WriterSchemas` for the schema of an id, which
+answers from memory; a registry adapter that must fetch an unknown id first can read it with
+:func:`peek_schema_id`. Producers encode with a :class:`RegisteredSchema` they registered.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from contracts.avro.errors import (
     BadMagicByteError,
     FrameTooShortError,
     RecordInvalidError,
-    SchemaNotRegisteredError,
     SchemaResolutionError,
     SerdeError,
     UnknownSchemaIdError,
@@ -49,12 +48,8 @@ from contracts.avro.schema import AvroSchema
 __all__ = [
     "HEADER_SIZE",
     "MAGIC_BYTE",
-    "AvroDeserializer",
-    "AvroSerializer",
     "DecodeLimits",
-    "InMemorySchemas",
     "RegisteredSchema",
-    "SchemaIds",
     "WriterSchemas",
     "decode",
     "encode",
@@ -91,47 +86,6 @@ class WriterSchemas(Protocol):
     def writer_schema(self, schema_id: int) -> AvroSchema | None:
         """The schema registered under ``schema_id``, or None if it is unknown."""
         ...
-
-
-class SchemaIds(Protocol):
-    """Maps (subject, schema) to the schema's id, as a registry's lookup does."""
-
-    def schema_id(self, subject: str, schema: AvroSchema) -> int | None:
-        """The id of ``schema`` under ``subject``, or None if it is not registered there."""
-        ...
-
-
-class InMemorySchemas:
-    """A process-local id table implementing both lookups (tests, tools, embedding).
-
-    Like a Confluent registry, one schema text gets one global id whatever the subject; ids
-    start at 1 and are never reused. Not a registry: nothing is shared or persisted, and
-    ``register`` must not race with itself (lookups may run concurrently with anything).
-    """
-
-    def __init__(self) -> None:
-        self._by_id: dict[int, AvroSchema] = {}
-        self._ids: dict[AvroSchema, int] = {}
-        self._subjects: dict[str, set[int]] = {}
-
-    def register(self, subject: str, schema: AvroSchema) -> RegisteredSchema:
-        """Registers ``schema`` under ``subject`` (idempotent) and returns it with its id."""
-        schema_id = self._ids.get(schema)
-        if schema_id is None:
-            schema_id = len(self._by_id) + 1
-            self._ids[schema] = schema_id
-            self._by_id[schema_id] = schema
-        self._subjects.setdefault(subject, set()).add(schema_id)
-        return RegisteredSchema(schema_id, schema)
-
-    def writer_schema(self, schema_id: int) -> AvroSchema | None:
-        return self._by_id.get(schema_id)
-
-    def schema_id(self, subject: str, schema: AvroSchema) -> int | None:
-        schema_id = self._ids.get(schema)
-        if schema_id is None or schema_id not in self._subjects.get(subject, ()):
-            return None
-        return schema_id
 
 
 def encode(record: Mapping[str, Any], writer: RegisteredSchema) -> bytes:
@@ -207,47 +161,3 @@ def decode(
             f"data written with schema id {schema_id} ({writer.name}) cannot be read as "
             f"{reader.name}: {exc}"
         ) from exc
-
-
-class AvroSerializer:
-    """Encodes records of one subject with one schema; the id is looked up once, here.
-
-    Raises ``SchemaNotRegisteredError`` at construction if the schema has no id.
-    """
-
-    __slots__ = ("_writer",)
-
-    def __init__(self, ids: SchemaIds, subject: str, schema: AvroSchema) -> None:
-        schema_id = ids.schema_id(subject, schema)
-        if schema_id is None:
-            raise SchemaNotRegisteredError(
-                f"schema {schema.name} ({schema.fingerprint}) is not registered under {subject}"
-            )
-        self._writer = RegisteredSchema(schema_id, schema)
-
-    @property
-    def writer(self) -> RegisteredSchema:
-        return self._writer
-
-    def __call__(self, record: Mapping[str, Any]) -> bytes:
-        return encode(record, self._writer)
-
-
-class AvroDeserializer:
-    """Decodes frames of any registered writer schema, optionally into one reader schema."""
-
-    __slots__ = ("_limits", "_reader", "_schemas")
-
-    def __init__(
-        self,
-        schemas: WriterSchemas,
-        *,
-        reader: AvroSchema | None = None,
-        limits: DecodeLimits = _DEFAULT_LIMITS,
-    ) -> None:
-        self._schemas = schemas
-        self._reader = reader
-        self._limits = limits
-
-    def __call__(self, frame: Frame) -> Any:
-        return decode(frame, self._schemas, reader=self._reader, limits=self._limits)

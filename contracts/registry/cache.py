@@ -1,11 +1,9 @@
 """The serde's view of a registry: synchronous lookups from memory, filled asynchronously.
 
-:class:`SchemaCache` implements :class:`~contracts.avro.WriterSchemas` and
-:class:`~contracts.avro.SchemaIds`, so :func:`~contracts.avro.decode`,
-:class:`~contracts.avro.AvroSerializer` and :class:`~contracts.avro.AvroDeserializer` use
-it on the hot path with no I/O. It only ever holds what the registry answered: an id maps to
-the same schema forever (ids are never reused), so entries never go stale and are never
-evicted. Fill it off the hot path:
+:class:`SchemaCache` implements :class:`~contracts.avro.WriterSchemas`, so
+:func:`~contracts.avro.decode` uses it on the hot path with no I/O. It only ever holds what
+the registry answered: an id maps to the same schema forever (ids are never reused), so
+entries never go stale and are never evicted. Fill it off the hot path:
 
 * :meth:`SchemaCache.register` / :meth:`SchemaCache.lookup` before encoding with a schema
   (producers, at start-up);
@@ -31,7 +29,6 @@ class SchemaCache:
     def __init__(self, registry: SchemaRegistry) -> None:
         self._registry = registry
         self._by_id: dict[int, AvroSchema] = {}
-        self._ids: dict[tuple[str, str], int] = {}
         self._fetching: dict[int, asyncio.Future[AvroSchema]] = {}
 
     @property
@@ -43,14 +40,10 @@ class SchemaCache:
     def writer_schema(self, schema_id: int) -> AvroSchema | None:
         return self._by_id.get(schema_id)
 
-    def schema_id(self, subject: str, schema: AvroSchema) -> int | None:
-        return self._ids.get((subject, schema.text))
-
     # --- filling ---------------------------------------------------------------------------
 
     def _remember(self, found: SubjectVersion) -> SubjectVersion:
         self._by_id[found.schema_id] = found.schema
-        self._ids[(found.subject, found.schema.text)] = found.schema_id
         return found
 
     async def register(self, subject: str, schema: AvroSchema) -> SubjectVersion:

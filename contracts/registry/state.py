@@ -266,11 +266,6 @@ class RegistryState:
         """The schema with id ``schema_id``, or None (the serde's ``WriterSchemas``)."""
         return self._schemas.get(schema_id)
 
-    def schema_id(self, subject: str, schema: AvroSchema) -> int | None:
-        """The id of ``schema`` if it is live under ``subject`` (the serde's ``SchemaIds``)."""
-        found = self.lookup(subject, schema)
-        return None if found is None else found.schema_id
-
     def lookup(self, subject: str, schema: AvroSchema) -> SubjectVersion | None:
         schema_id = self._ids.get(schema.text)
         for number, live_id in self._live(subject):

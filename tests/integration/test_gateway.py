@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from contracts.avro import InMemorySchemas, SchemaCatalog, decode, encode
+from contracts.avro import SchemaCatalog, decode, encode
 from contracts.kafka import KafkaClientSettings
 from devstack import DevStackSettings
 from devstack.clients import kafka_client
@@ -24,6 +24,7 @@ from iot_gateway.codecs import SubjectCodec
 from iot_gateway.config import GatewayConfig
 from iot_gateway.downlink import Downlink
 from tests.clients import mosquitto_pub, mqtt_login_kwargs
+from tests.fakes import InMemorySchemas
 
 SUBJECT = "iot.telemetry.v1-value"
 

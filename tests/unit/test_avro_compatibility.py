@@ -13,7 +13,6 @@ from contracts.avro import (
     AvroSchema,
     CompatibilityMode,
     IncompatibleSchemaError,
-    InMemorySchemas,
     SchemaParseError,
     check_compatibility,
     decode,
@@ -21,6 +20,7 @@ from contracts.avro import (
     parse_schema,
     reader_writer_incompatibilities,
 )
+from tests.fakes import InMemorySchemas
 
 NAMESPACE = "test.compat"
 

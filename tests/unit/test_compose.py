@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from iot_gateway.config import GatewayConfig
 from iotctl.main import build_parser
+from streams.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -100,3 +102,22 @@ def test_commands_of_built_services_exist_with_their_config_files(name: str) -> 
     build_parser().parse_args(argv[1:])  # exits (SystemExit 2) on an unknown command
     for path in _config_paths(SERVICES[name], argv):
         assert path.is_file(), f"{name} names {path}, which is not in the repo"
+
+
+SETTINGS_BY_PREFIX = {"IOT_GATEWAY_": GatewayConfig, "IOT_STREAMS_": WorkerSettings}
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_every_platform_variable_a_service_sets_is_a_setting(name: str) -> None:
+    """A variable nothing reads is a setting silently ignored (e.g. a store never wired)."""
+    for variable in SERVICES[name].get("environment", {}):
+        prefix = next((p for p in SETTINGS_BY_PREFIX if variable.startswith(p)), None)
+        assert prefix is not None, f"{name}: {variable} belongs to no component's settings"
+        field = variable.removeprefix(prefix).split("__")[0].lower()
+        assert field in SETTINGS_BY_PREFIX[prefix].model_fields, f"{name}: {variable}"
+
+
+def test_the_workers_keep_their_state_in_the_shared_postgresql() -> None:
+    environment = SERVICES["worker"]["environment"]
+    assert environment["IOT_STREAMS_STORE"].startswith("postgresql://iot:")
+    assert "@postgres:5432/iot" in environment["IOT_STREAMS_STORE"]

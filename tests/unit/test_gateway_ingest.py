@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.avro import InMemorySchemas, SchemaCatalog, decode
+from contracts.avro import SchemaCatalog, decode
 from iot_gateway.codecs import SubjectCodec
 from iot_gateway.config import LimitSettings, RouteSettings
 from iot_gateway.ingest import (
@@ -21,6 +21,7 @@ from iot_gateway.ingest import (
     event_id_for,
 )
 from iot_gateway.ratelimit import DeviceRateLimiter
+from tests.fakes import InMemorySchemas
 
 SUBJECT = "iot.telemetry.v1-value"
 ROUTES = (

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from contracts.avro import InMemorySchemas, SchemaCatalog
+from contracts.avro import SchemaCatalog
 from contracts.identifiers import DEVICE_ID_MAX_LENGTH, FORBIDDEN_IN_IDS, device_id_problem
 from iot_gateway.codecs import SubjectCodec
 from iot_gateway.config import LimitSettings, RouteSettings
@@ -17,6 +17,7 @@ from policy import PrincipalError, validate_principal_id
 from security import InvalidIdError, check_device_id
 from streams.query.errors import BadParameterError
 from streams.query.params import check_device_id as check_query_device_id
+from tests.fakes import InMemorySchemas
 
 SUBJECT = "iot.telemetry.v1-value"
 ROUTE = RouteSettings(

@@ -16,6 +16,7 @@ from contracts.avro import (
     check_compatibility,
     parse_schema,
 )
+from contracts.topics import PLATFORM_TOPICS
 
 CATALOG = SchemaCatalog.load()
 SUBJECTS = {
@@ -23,7 +24,6 @@ SUBJECTS = {
     "iot.device-events.v1-value": "DeviceEvent",
     "iot.alerts.v1-value": "Alert",
     "iot.commands.v1-value": "Command",
-    "iot.aggregates.v1-value": "WindowAggregate",
 }
 NAMESPACE = "io.iot_telemetry"
 TIMESTAMP_MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
@@ -37,6 +37,7 @@ def fields_of(subject: str, version: int | None = None) -> dict[str, dict[str, A
 
 def test_subjects_follow_the_topic_name_strategy() -> None:
     assert set(CATALOG.subject_names) == set(SUBJECTS)
+    assert set(SUBJECTS) <= {f"{topic.name}-value" for topic in PLATFORM_TOPICS}
     for name, record_name in SUBJECTS.items():
         assert CATALOG.latest(name).name == f"{NAMESPACE}.{record_name}"
         assert CATALOG.compatibility(name) is CompatibilityMode.BACKWARD
@@ -102,7 +103,7 @@ def test_enums_have_defaults_for_evolution() -> None:
     assert state["default"] in state["symbols"]
 
 
-def test_alert_command_and_aggregate_contracts() -> None:
+def test_alert_and_command_contracts() -> None:
     alert = fields_of("iot.alerts.v1-value")
     assert {
         "event_id",
@@ -119,19 +120,6 @@ def test_alert_command_and_aggregate_contracts() -> None:
     assert {"command_id", "device_id", "name", "params", "issued_at", "expires_at"} <= set(command)
     assert command["expires_at"]["type"] == ["null", TIMESTAMP_MILLIS]
     assert command["expires_at"]["default"] is None
-    aggregate = fields_of("iot.aggregates.v1-value")
-    assert {
-        "device_id",
-        "metric",
-        "window_start",
-        "window_end",
-        "resolution_ms",
-        "count",
-        "min",
-        "max",
-        "sum",
-        "mean",
-    } <= set(aggregate)
 
 
 # --- loading rules, on a scratch catalog --------------------------------------------------------
