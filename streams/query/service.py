@@ -13,8 +13,9 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
+from streams.projections.device import DeviceState
 from streams.projections.windows import DEFAULT_WINDOWS, WindowSpec
 from streams.query.dlq import DlqRejections
 from streams.query.errors import BadParameterError, UnknownDeviceError
@@ -25,6 +26,8 @@ from streams.store.port import Store
 from streams.store.sqlite import SqliteStore
 
 __all__ = ["QueryService"]
+
+T = TypeVar("T")
 
 _SPECS: dict[int, WindowSpec] = {spec.size_ms: spec for spec in DEFAULT_WINDOWS}
 
@@ -49,11 +52,12 @@ class QueryService:
         self.dlq = dlq
         self._clock = clock
 
-    async def _read(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def _read(self, read: Callable[[Store], T]) -> T:
+        """``read`` on the next reader store: inline on SQLite, in a thread otherwise."""
         store = next(self._readers)
         if self._inline:
-            return getattr(store, method)(*args, **kwargs)
-        return await asyncio.to_thread(getattr(store, method), *args, **kwargs)
+            return read(store)
+        return await asyncio.to_thread(read, store)
 
     async def _reflects(self, consistency: Consistency, partitions: list[int]) -> Reflects:
         if consistency.mode == "strong":
@@ -66,11 +70,9 @@ class QueryService:
     async def devices(self, query: DevicesQuery, consistency: Consistency) -> dict[str, object]:
         reflects = await self._reflects(consistency, self._all())
         page = await self._read(
-            "device_page",
-            query.after,
-            query.limit,
-            seen_since=query.seen_since,
-            has_metric=query.has_metric,
+            lambda store: store.device_page(
+                query.after, query.limit, seen_since=query.seen_since, has_metric=query.has_metric
+            )
         )
         return {
             "devices": [device_json(d) for d in page],
@@ -78,9 +80,11 @@ class QueryService:
             "consistency": reflects.as_json(),
         }
 
-    async def _device(self, device_id: str, consistency: Consistency) -> tuple[Any, Reflects]:
+    async def _device(
+        self, device_id: str, consistency: Consistency
+    ) -> tuple[DeviceState, Reflects]:
         reflects = await self._reflects(consistency, [self.positions.partition_of(device_id)])
-        state = await self._read("device", device_id)
+        state = await self._read(lambda store: store.device(device_id))
         if state is None:
             raise UnknownDeviceError(f"no device {device_id!r} (as of the position reported)")
         return state, reflects
@@ -99,7 +103,9 @@ class QueryService:
                 "metric", f"device {device_id!r} has no metric {query.metric!r} (known: {known})"
             )
         windows = await self._read(
-            "window_range", device_id, query.metric, query.size_ms, query.start_ms, query.end_ms
+            lambda store: store.window_range(
+                device_id, query.metric, query.size_ms, query.start_ms, query.end_ms
+            )
         )
         spec = _SPECS.get(query.size_ms, WindowSpec(query.resolution, query.size_ms, 0))
         return {
@@ -130,11 +136,12 @@ class QueryService:
         partitions = self._all() if device_id is None else [self.positions.partition_of(device_id)]
         reflects = await self._reflects(consistency, partitions)
         states = await self._read(
-            "alert_page",
-            query.after,
-            query.limit + 1,  # one more says whether there is a next page
-            device_id=device_id,
-            active_only=query.active_only,
+            lambda store: store.alert_page(
+                query.after,
+                query.limit + 1,  # one more says whether there is a next page
+                device_id=device_id,
+                active_only=query.active_only,
+            )
         )
         page = states[: query.limit]
         next_after = f"{page[-1].device_id}/{page[-1].rule}" if len(states) > query.limit else None
