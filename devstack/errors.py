@@ -6,6 +6,8 @@ from __future__ import annotations
 class DevStackError(Exception):
     """Root of every error the dev stack raises; the message says what to do next."""
 
+    retriable = False
+
 
 class SettingsError(DevStackError):
     """An ``IOT_*`` environment variable has a value that cannot be used."""

@@ -45,6 +45,7 @@ from prometheus_client import Counter
 from contracts.partitioning import partition_for
 from iot_gateway.acks import AckWindow, _Slot
 from iot_gateway.config import GatewayConfig
+from iot_gateway.errors import ProduceFailedError
 from iot_gateway.ingest import Accepted, Authorize, Ingest, RecordCodec, allow_all
 from iot_gateway.metrics import GatewayMetrics
 from iot_gateway.mqtt import InboundFlow, persistent_client, puback, subscribe_all
@@ -60,10 +61,6 @@ LINGER_STEP_S = 0.001
 
 SessionTask = Callable[[aiomqtt.Client], Coroutine[Any, Any, None]]
 """Extra work that runs for the life of each MQTT session (e.g. the downlink)."""
-
-
-class ProduceFailedError(Exception):
-    """A record could not be written to Kafka; the session restarts without acknowledging it."""
 
 
 class Backoff:

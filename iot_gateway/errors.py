@@ -11,3 +11,9 @@ class GatewayError(Exception):
 
 class ConfigError(GatewayError):
     """The gateway configuration is invalid; the message names the key and the problem."""
+
+
+class ProduceFailedError(GatewayError):
+    """A record could not be written to Kafka; the session restarts without acknowledging it."""
+
+    retriable = True

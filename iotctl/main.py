@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from contracts.avro import AvroError
+from contracts.errors import ContractsError
 from devstack.errors import DevStackError
 from iot_gateway.errors import GatewayError
 from iotctl import dev as dev_cli
@@ -28,7 +28,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     StreamsError,
-    AvroError,
+    ContractsError,
     DevStackError,
     GatewayError,
     PolicyError,

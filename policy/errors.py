@@ -9,7 +9,9 @@ from __future__ import annotations
 
 
 class PolicyError(Exception):
-    """Root of every error the policy package raises."""
+    """Root of every error the policy package raises (none is retriable)."""
+
+    retriable = False
 
 
 class TopicError(PolicyError, ValueError):

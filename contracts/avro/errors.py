@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from contracts.errors import ContractsError
+
 Direction = Literal["backward", "forward"]
 """Which side of a compatibility check reads: the new schema (backward) or the old ones."""
 
@@ -43,7 +45,7 @@ class Incompatibility:
         return text
 
 
-class AvroError(Exception):
+class AvroError(ContractsError):
     """Root of every error raised by :mod:`contracts.avro`."""
 
     reason: ClassVar[str] = "avro_error"

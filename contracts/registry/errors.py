@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from contracts.avro import Incompatibility
 from contracts.avro import IncompatibleSchemaError as AvroIncompatibleSchemaError
+from contracts.errors import ContractsError
 
 __all__ = [
     "IncompatibleSchemaError",
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 
-class RegistryError(Exception):
+class RegistryError(ContractsError):
     """Root of every error raised by :mod:`contracts.registry`."""
 
     error_code: ClassVar[int] = 50001

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from streams.query.errors import QueryError
 from streams.query.logtail import format_vector, gaps
 from streams.query.metrics import QueryMetrics
 
@@ -48,8 +49,10 @@ class SseLimits:
     heartbeat_s: float = 15.0
 
 
-class SlowClientError(Exception):
-    """The client is too far behind or stopped taking writes."""
+class SlowClientError(QueryError):
+    """The client is too far behind or stopped taking writes; it resumes with Last-Event-ID."""
+
+    retriable = True
 
 
 class Subscriptions:
