@@ -1,4 +1,5 @@
-"""Review findings on the query API, each pinned by a test that failed before its fix.
+"""The query API without services: token scopes per route, the page's CSP, SSE slots,
+resumes and heartbeats, alert paging and history by positions, start-up failures.
 
 No services: the ``/api`` sub-application runs on aiohttp's test server with a fake query
 service; streams run against fake log readers on a real socket (``AppRunner``), so a client
@@ -87,7 +88,7 @@ async def scoped_client(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, A
     ("path", "status"),
     [
         ("/api/devices", 403),
-        ("/api/devices?device_id=sensor-1", 403),  # was 200: the whole device list
+        ("/api/devices?device_id=sensor-1", 403),  # the list is every device, whatever ?device_id
         ("/api/devices/sensor-1", 200),
         ("/api/devices/plant-7", 403),
         ("/api/alerts?device_id=sensor-1", 200),
