@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,11 @@ def test_built_images_copy_only_what_exists(name: str) -> None:
     sources = [source for line in copies for source in line.split()]
     assert sources
     assert all((context / source).exists() for source in sources), sources
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    installed = {name.rstrip("*") for name in packages["packages"]["find"]["include"]}
+    assert installed <= set(sources), (
+        f"`pip install .` in the image misses {installed - set(sources)}"
+    )
 
 
 def _config_paths(service: dict[str, Any], argv: list[str]) -> list[Path]:
