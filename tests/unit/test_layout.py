@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 import sys
@@ -76,3 +77,14 @@ def test_production_modules_load_no_dev_stack_code(module: str) -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "", f"{module} loads {result.stdout.strip()}"
+
+
+@pytest.mark.parametrize(
+    "init",
+    sorted(str(p.relative_to(ROOT)) for pkg in PACKAGES for p in (ROOT / pkg).rglob("__init__.py")),
+)
+def test_every_package_declares_its_public_surface(init: str) -> None:
+    """A deliberate ``__all__`` (ruff keeps it sorted) whose names all exist."""
+    module = importlib.import_module(init.removesuffix("/__init__.py").replace("/", "."))
+    assert isinstance(module.__all__, list)
+    assert [name for name in module.__all__ if not hasattr(module, name)] == []
