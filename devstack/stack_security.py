@@ -92,6 +92,7 @@ class StackSecurity:
     def broker_files(
         self, policy: Policy, credentials: dict[str, Credential]
     ) -> broker.BrokerFiles:
+        """Mosquitto's password_file and acl_file for ``policy`` and these credentials."""
         hashes = {name: c.mosquitto_hash for name, c in credentials.items()}
         hashes.update(self.devices.hashes())
         return broker.render(policy, {u: h for u, h in hashes.items() if u in _users(policy)})
