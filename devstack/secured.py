@@ -202,8 +202,8 @@ class SecuredStack(StackSecurity):
     def add_device(self, device_id: str) -> tuple[IssuedDevice, BrokerSync]:
         """Registers a device and, in secured mode with the broker running, lets it in now.
 
-        In secured mode the policy is checked first (it must load, and must not declare the
-        id as another kind), so a device is never stored that the broker could not take.
+        The policy is checked first (it must load, and the id must be neither reserved nor
+        declared as another kind), so a device is never stored that the broker could not take.
         """
         issued, sync = self.add_devices([device_id])
         return issued[0], sync
@@ -215,8 +215,8 @@ class SecuredStack(StackSecurity):
         that are registered already a new password."""
         for device_id in device_ids:
             check_device_id(device_id)
-        if self.settings.secure:
-            self.effective(adding=[d for d in device_ids if d not in self.devices.hashes()])
+        # Also unsecured: a device stored under a reserved name would break the next secured start.
+        self.effective(adding=[d for d in device_ids if d not in self.devices.hashes()])
         issued = self.devices.add_many(device_ids, reissue=reissue)
         if not self.settings.secure:
             return issued, BrokerSync(False, None, (), _OFF)

@@ -31,11 +31,19 @@ def effective_policy(policy: Policy, devices: Iterable[str], *, admin: str | Non
     user; enforcement points that never see the admin (the gateway's per-message check)
     pass None.
 
-    Raises DeviceError when a registered device is declared in the file as another kind.
+    Raises DeviceError when a registered device is the admin or a super user, or is declared
+    in the file as another kind (a service, an API client): a device must never inherit
+    another principal's rights or its password line.
     """
     declared = {principal.id: principal for principal in policy.principals}
     added: list[Principal] = []
+    reserved = policy.super_users if admin is None else policy.super_users | {admin}
     for device_id in sorted(set(devices)):
+        if device_id in reserved:
+            raise DeviceError(
+                f"{device_id!r} is reserved (the administrator or a super user) and cannot be "
+                "a device; register the device under another id"
+            )
         existing = declared.get(device_id)
         if existing is None:
             added.append(Principal(device_id, PrincipalKind.DEVICE, (DEVICES_GROUP,)))

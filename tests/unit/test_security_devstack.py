@@ -20,6 +20,7 @@ from devstack.apps import GatewayApp, StreamsWorkerApp
 from devstack.kafka import Kafka
 from devstack.mosquitto import Mosquitto
 from policy import verify_password
+from security import DeviceError
 
 PROJECT = Path(__file__).resolve().parents[2]
 needs_mosquitto = pytest.mark.skipif(
@@ -265,3 +266,14 @@ def test_secured_mosquitto_refuses_anonymous_and_reads_generated_files(tmp_path:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         if user is not None:
             assert path.owner() == user
+
+
+@pytest.mark.parametrize("secure", [True, False])
+@pytest.mark.parametrize("name", ["admin", "gateway"])
+def test_registering_a_device_under_a_reserved_name_stores_nothing(
+    tmp_path: Path, secure: bool, name: str
+) -> None:
+    stack = SecuredStack(_settings(tmp_path, secure=secure))
+    with pytest.raises(DeviceError, match=repr(name)):
+        stack.add_device(name)
+    assert stack.devices.hashes() == {}

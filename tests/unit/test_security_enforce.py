@@ -102,6 +102,14 @@ def test_a_registered_device_the_file_declares_as_another_kind_is_refused() -> N
         effective_policy(loads_policy(POLICY), ["gateway"], admin=ADMIN)
 
 
+@pytest.mark.parametrize("name", [ADMIN, "ops", "gateway", "dashboard"])
+def test_a_reserved_principal_name_is_refused_as_a_device(name: str) -> None:
+    """A device named like the admin, a super user or a service would take its rights (and
+    its password line in Mosquitto's file)."""
+    with pytest.raises(DeviceError, match=repr(name)):
+        effective_policy(loads_policy(POLICY), [name], admin=ADMIN)
+
+
 def test_services_and_super_users_get_passwords_devices_and_api_clients_do_not() -> None:
     policy = effective_policy(loads_policy(POLICY), ["dev-1"], admin=ADMIN)
     assert credentialed_principals(policy) == (ADMIN, "gateway", "ops")
