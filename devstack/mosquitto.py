@@ -24,6 +24,7 @@ from devstack.service import Probe, Progress, Service
 from devstack.stack_security import StackSecurity
 from policy import PolicyError
 from security import SecurityError
+from security.files import chown_to
 
 
 class Mosquitto(Service):
@@ -81,7 +82,9 @@ class Mosquitto(Service):
             lines.append(f"user {user}")
         if self.settings.secure:
             lines = self._secured(lines, user)
-        (self.home / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+        config = self.home / "mosquitto.conf"
+        config.write_text("\n".join(lines) + "\n")
+        chown_to(config, user)  # the broker re-reads it on SIGHUP, after dropping to `user`
 
     def _secured(self, lines: list[str], user: str | None) -> list[str]:
         """``lines`` with a TLS listener, passwords and ACLs instead of anonymous access."""

@@ -18,6 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+PRIVATE_UMASK = 0o077
+"""What every process of the stack creates is its owner's alone: files 0600, folders 0700."""
+PRIVATE_FILE = 0o600
+
 
 @dataclass(frozen=True, slots=True)
 class ProcessHandle:
@@ -93,7 +97,9 @@ def spawn(spec: LaunchSpec, handle: ProcessHandle) -> int:
     handle.pid_file.parent.mkdir(parents=True, exist_ok=True)
     spec.log_file.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ if spec.env is None else spec.env)
-    with spec.log_file.open("ab") as log:
+    fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)  # also a log an older stack left readable
+    with os.fdopen(fd, "ab") as log:
         process = subprocess.Popen(
             list(spec.argv),
             stdin=subprocess.DEVNULL,
@@ -105,9 +111,11 @@ def spawn(spec: LaunchSpec, handle: ProcessHandle) -> int:
             group=spec.user,
             extra_groups=[] if spec.user else None,
             start_new_session=True,
+            umask=PRIVATE_UMASK,
         )
     _DETACHED.append(process)
     handle.pid_file.write_text(f"{process.pid}\n")
+    handle.pid_file.chmod(PRIVATE_FILE)
     return process.pid
 
 

@@ -7,6 +7,7 @@ started, found through their pid files.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from devstack.errors import PortInUseError, ServiceStartError
 from devstack.kafka import Kafka
 from devstack.mosquitto import Mosquitto
 from devstack.postgres import Postgres
-from devstack.process import alive, port_open, running_pid, spawn, stop, tail
+from devstack.process import PRIVATE_UMASK, alive, port_open, running_pid, spawn, stop, tail
 from devstack.secured import SecuredStack
 from devstack.service import Progress, Service
 from devstack.settings import DevStackSettings
@@ -103,7 +104,18 @@ def up(settings: DevStackSettings, progress: Progress) -> list[ServiceStatus]:
     the security policy is applied to Kafka and Mosquitto) before the platform's own
     processes (stage 1), which need them, start.
     """
+    previous = os.umask(PRIVATE_UMASK)  # config files, pid files, folders of ours: private
+    try:
+        _up(settings, progress)
+    finally:
+        os.umask(previous)
+    return status(settings)
+
+
+def _up(settings: DevStackSettings, progress: Progress) -> None:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # Others may pass through (a service user reaches its own 0700 folder), never list or read.
+    settings.state_dir.chmod(0o711)
     stack = services(settings)
     for stage in sorted({service.stage for service in stack}):
         members = [service for service in stack if service.stage == stage]
@@ -119,7 +131,6 @@ def up(settings: DevStackSettings, progress: Progress) -> list[ServiceStatus]:
             service.after_start(progress)
         if stage == 0 and settings.secure:
             _apply_policy(settings, progress)
-    return status(settings)
 
 
 def _apply_policy(settings: DevStackSettings, progress: Progress) -> None:

@@ -2,12 +2,16 @@
 
 At least once: a record's offset is committed only after the broker acknowledged (PUBACK)
 the QoS 1 publish of every record before it. A command whose ``expires_at`` has passed is
-not sent (counted as ``expired``); a record that does not decode is counted as ``invalid``
-and skipped, never retried forever. The device sees JSON with the command's fields.
+not sent (counted as ``expired``); a record that is not a command (does not decode, an unknown
+schema, another record type, an invalid device id) is counted as ``invalid`` and skipped, never
+retried forever. A registry that cannot be reached is retried: the downlink restarts from the
+last committed offset after a pause, and the uplink on the same session goes on. The device
+sees JSON with the command's fields.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -16,8 +20,9 @@ from typing import Any
 
 import aiomqtt
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
-from contracts.avro import AvroError
+from contracts.errors import ContractsError
 from contracts.identifiers import device_id_problem
 from iot_gateway.config import GatewayConfig
 from iot_gateway.metrics import GatewayMetrics
@@ -51,8 +56,23 @@ class Downlink:
         self._config = config
         self._decode = decode
         self._metrics = metrics
+        self.retry_delay_s = 1.0
 
     async def __call__(self, client: aiomqtt.Client) -> None:
+        """Forwards until the MQTT session ends (its ``MqttError`` ends this too). A Kafka or
+        registry failure of the downlink pauses and restarts the downlink alone, from the
+        last committed offset: the uplink on the same session never stops for it."""
+        delay = self.retry_delay_s
+        while True:
+            try:
+                await self._consume(client)
+            except (KafkaError, ContractsError) as exc:
+                self._metrics.downlink.labels("retried").inc()
+                log.warning("downlink restarts in %.1fs: %s: %s", delay, type(exc).__name__, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
         settings, kafka = self._config.downlink, self._config.kafka
         consumer = AIOKafkaConsumer(
             settings.kafka_topic,
@@ -74,14 +94,23 @@ class Downlink:
         finally:
             await consumer.stop()
 
+    def _invalid(self, key: bytes | None, exc: Exception) -> None:
+        self._metrics.downlink.labels("invalid").inc()
+        log.warning("skipping a command record that is not a command (key %r): %s", key, exc)
+
     async def _forward(
         self, client: aiomqtt.Client, value: bytes | None, key: bytes | None
     ) -> None:
         try:
             command = await self._decode(value if value is not None else b"")
-        except (AvroError, TypeError, ValueError, KeyError) as exc:
-            self._metrics.downlink.labels("invalid").inc()
-            log.warning("skipping undecodable command (key %r): %s", key, exc)
+            payload = command_payload(command)
+        except ContractsError as exc:
+            if exc.retriable:
+                raise  # the registry is unreachable now: the record is read again later
+            self._invalid(key, exc)
+            return
+        except (TypeError, ValueError, KeyError) as exc:  # not a Command (another record type)
+            self._invalid(key, exc)
             return
         device_id = str(command.get("device_id", ""))
         if device_id_problem(device_id):
@@ -95,5 +124,5 @@ class Downlink:
             self._metrics.downlink.labels("expired").inc()
             return
         topic = self._config.downlink.mqtt_topic.format(device_id=device_id)
-        await client.publish(topic, command_payload(command), qos=1)
+        await client.publish(topic, payload, qos=1)
         self._metrics.downlink.labels("delivered").inc()

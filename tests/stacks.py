@@ -5,8 +5,10 @@ Each gets free ports and its own state folder, so the shared dev stack is never 
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,18 @@ def remove_state(settings: DevStackSettings) -> None:
             link.unlink(missing_ok=True)
         elif target.is_dir():
             shutil.rmtree(target, ignore_errors=True)
+
+
+def exposed(state_dir: Path) -> list[str]:
+    """Files and folders of the stack that anyone but their owner may read (or, for folders,
+    list): the state dir itself may only be passed through (0711)."""
+    found = []
+    for root, folders, files in os.walk(state_dir, followlinks=True):
+        for name in [*folders, *files]:
+            path = Path(root) / name
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                found.append(f"{path} {mode:04o}")
+    if stat.S_IMODE(state_dir.stat().st_mode) & 0o066:
+        found.append(f"{state_dir} {stat.S_IMODE(state_dir.stat().st_mode):04o}")
+    return found

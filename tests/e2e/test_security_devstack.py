@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 
 from devstack import ADMIN, DevStackSettings, SecuredStack, down, up
 from devstack.mosquitto import Mosquitto
-from tests.stacks import isolated_settings, remove_state
+from tests.stacks import exposed, isolated_settings, remove_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -54,6 +54,7 @@ def test_secured_mode_reformats_a_plain_data_dir_and_can_be_turned_off_again(
     assert any("applying the security policy" in line for line in said)
     admin = SecuredStack(secured).kafka_client(ADMIN).confluent_config()
     assert "iot.telemetry.v1" in _topics(admin)  # topics created again, as the admin
+    assert exposed(secured.state_dir) == []
     with pytest.raises(KafkaException):
         _topics({"bootstrap.servers": plain.kafka_bootstrap})  # PLAINTEXT is refused
     assert not Mosquitto(plain).probe().answers  # anonymous MQTT is refused
