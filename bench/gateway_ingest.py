@@ -86,6 +86,7 @@ from bench.procs import Children, CpuWindow, Spawned, pid_listening
 from contracts.kafka import KafkaClientSettings
 from devstack import DevStackSettings
 from devstack.clients import MqttLogin, client_env, kafka_client, mqtt_login
+from tests.clients import AUTHORIZATION_OFF
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -255,6 +256,7 @@ class Gateway:
         env = {
             **os.environ,
             **client_env("IOT_GATEWAY_", self.ctx.kafka, self.ctx.login),
+            **AUTHORIZATION_OFF,  # the admin publishes for every simulated device
             "IOT_GATEWAY_MQTT__CLIENT_ID": self.client_id,
             "IOT_GATEWAY_HTTP__PORT": str(self.http_port),
         }

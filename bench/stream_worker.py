@@ -61,6 +61,7 @@ from streams.replay.rebuild import rebuild
 from streams.settings import WorkerSettings
 from streams.store.postgres import PostgresStore
 from streams.store.sqlite import SqliteStore
+from tests.clients import AUTHORIZATION_OFF
 
 PARTITIONS = 6
 SUBJECT = "iot.telemetry.v1-value"
@@ -468,6 +469,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "IOT_STREAMS_GROUP": f"bench-sw-{token}",
         "IOT_STREAMS_TELEMETRY_TOPIC": topic,
         **client_env("IOT_STREAMS_", kafka),
+        **AUTHORIZATION_OFF,
         "IOT_STREAMS_NOTIFIER__ENABLED": "false",
         "IOT_STREAMS_ALERT_RULES": str(ALERT_RULES),
     }

@@ -84,6 +84,8 @@ class GatewayApp(Service):
             stack = StackSecurity(s)
             env["IOT_GATEWAY_POLICY__FILE"] = str(stack.policy_path)
             env["IOT_GATEWAY_POLICY__DEVICES_FILE"] = str(stack.layout.devices_file)
+        else:
+            env["IOT_GATEWAY_POLICY__ENABLED"] = "false"  # IOT_SECURE=false: nothing enforced
         return LaunchSpec(
             argv=[
                 sys.executable,
@@ -199,6 +201,8 @@ class StreamsWorkerApp(Service):
             env["IOT_STREAMS_QUERY__AUTH__ENABLED"] = "true"
             env["IOT_STREAMS_QUERY__AUTH__POLICY_FILE"] = str(stack.policy_path)
             env["IOT_STREAMS_QUERY__AUTH__TOKENS_FILE"] = str(stack.layout.tokens_file)
+        else:
+            env["IOT_STREAMS_QUERY__AUTH__ENABLED"] = "false"  # IOT_SECURE=false
         return LaunchSpec(
             argv=[
                 sys.executable,

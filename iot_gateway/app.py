@@ -14,6 +14,7 @@ from iot_gateway.bridge import Gateway
 from iot_gateway.codecs import SubjectCodec
 from iot_gateway.config import GatewayConfig
 from iot_gateway.downlink import Downlink
+from iot_gateway.errors import ConfigError
 from iot_gateway.http import build_app
 from iot_gateway.ingest import Authorize, allow_all
 from security.hooks import PolicyWatch, watched_ingest_authorize
@@ -53,9 +54,19 @@ async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gat
 
 
 def _authorize(config: GatewayConfig) -> Authorize:
-    """The policy hook when a policy file is configured, else every device is let through."""
-    if config.policy.file is None:
+    """The policy hook; every device is let through only when the policy is explicitly off."""
+    if not config.policy.enabled:
+        log.warning(
+            "PER-MESSAGE AUTHORIZATION IS DISABLED (policy.enabled=false): any client of the "
+            "broker may publish as any device"
+        )
         return allow_all
+    if config.policy.file is None:
+        raise ConfigError(
+            "the gateway needs policy.file, the security policy every message is checked "
+            "against (IOT_GATEWAY_POLICY__FILE); to let every device through set "
+            "policy.enabled=false explicitly"
+        )
     devices = config.policy.devices_file or config.policy.file.parent / "devices.json"
     log.info("authorizing every message with the policy %s", config.policy.file)
     return watched_ingest_authorize(PolicyWatch(config.policy.file, devices))

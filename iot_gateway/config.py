@@ -131,6 +131,8 @@ class PolicySettings(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+    """Off only when set explicitly: then every device may publish anything (logged loudly)."""
     file: Path | None = None
     devices_file: Path | None = None
 

@@ -23,10 +23,10 @@ def build_app(gateway: Gateway) -> web.Application:
 
     async def readyz(_: web.Request) -> web.Response:
         ready = gateway.ready
-        return web.json_response(
-            {"ready": ready, "client_id": gateway.config.mqtt.client_id},
-            status=200 if ready else 503,
-        )
+        answer: dict[str, object] = {"ready": ready, "client_id": gateway.config.mqtt.client_id}
+        if not gateway.config.policy.enabled:
+            answer["warnings"] = ["per-message authorization is disabled (policy.enabled=false)"]
+        return web.json_response(answer, status=200 if ready else 503)
 
     async def stats(_: web.Request) -> web.Response:
         limited = sorted(gateway.rate_limiter.rejected.items(), key=lambda kv: -kv[1])

@@ -7,11 +7,13 @@ Exit codes: 0 success, 1 the operation failed (the message says what to do next)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from contracts.errors import ContractsError
 from devstack.errors import DevStackError
+from devstack.process import PRIVATE_UMASK
 from iot_gateway.errors import GatewayError
 from iotctl import dev as dev_cli
 from iotctl import gateway as gateway_cli
@@ -58,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs one ``iotctl`` command and returns its exit code."""
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
+    previous = os.umask(PRIVATE_UMASK)  # what the platform writes is its owner's alone
     try:
         return handler(args)
     except EXPECTED_ERRORS as exc:
@@ -65,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        os.umask(previous)
 
 
 if __name__ == "__main__":

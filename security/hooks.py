@@ -52,7 +52,7 @@ class PolicyWatch:
     def __init__(
         self,
         policy_file: Path,
-        devices_file: Path,
+        devices_file: Path | None,
         *,
         check_every_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -66,7 +66,9 @@ class PolicyWatch:
         self._checked_at = clock()
 
     def _mtimes(self) -> tuple[int, int]:
-        def mtime(path: Path) -> int:
+        def mtime(path: Path | None) -> int:
+            if path is None:
+                return 0
             try:
                 return path.stat().st_mtime_ns
             except FileNotFoundError:
@@ -75,7 +77,8 @@ class PolicyWatch:
         return mtime(self.policy_file), mtime(self.devices_file)
 
     def _load(self) -> Authorizer:
-        devices = DeviceStore(self.devices_file).hashes() if self.devices_file.exists() else {}
+        path = self.devices_file
+        devices = DeviceStore(path).hashes() if path is not None and path.exists() else {}
         return Authorizer(effective_policy(load_policy(self.policy_file), devices, admin=None))
 
     @property

@@ -49,9 +49,11 @@ class QueryAuthSettings(BaseModel):
     """
 
     model_config = _STRICT
-    enabled: bool = False
+    enabled: bool = True
     policy_file: Path | None = None
     tokens_file: Path | None = None
+    reload_every_s: float = Field(1.0, ge=0)
+    """How often the policy file is checked for changes (a changed scope needs no restart)."""
 
 
 class QuerySettings(BaseModel):

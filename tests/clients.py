@@ -20,11 +20,23 @@ def mqtt_auth_args(settings: DevStackSettings, login: MqttLogin | None = None) -
     return [] if login is None else ["-u", login.username, "-P", login.password]
 
 
+AUTHORIZATION_OFF = {
+    "IOT_GATEWAY_POLICY__ENABLED": "false",
+    "IOT_STREAMS_QUERY__AUTH__ENABLED": "false",
+}
+"""For processes whose test is about something else than authorization."""
+
+
 def process_env(settings: DevStackSettings) -> dict[str, str]:
     """Environment for gateways, workers and simulators a test starts: the admin's
-    Kafka connection and MQTT login, whatever the stack's security."""
+    Kafka connection and MQTT login, whatever the stack's security. Per-message and query
+    authorization are switched off explicitly: the security tests turn them on."""
     kafka, login = kafka_client(settings), mqtt_login(settings)
-    env = {**client_env("IOT_GATEWAY_", kafka, login), **client_env("IOT_STREAMS_", kafka)}
+    env = {
+        **client_env("IOT_GATEWAY_", kafka, login),
+        **client_env("IOT_STREAMS_", kafka),
+        **AUTHORIZATION_OFF,
+    }
     if login is not None:
         env["IOT_SIMULATOR_USERNAME"] = login.username
         env["IOT_SIMULATOR_PASSWORD"] = login.password

@@ -55,12 +55,16 @@ def remove_state(settings: DevStackSettings) -> None:
 
 def exposed(state_dir: Path) -> list[str]:
     """Files and folders of the stack that anyone but their owner may read (or, for folders,
-    list): the state dir itself may only be passed through (0711)."""
+    list): the state dir itself may only be passed through (0711). Not counted: sockets
+    (reachable only through their private folder) and certificates (public by nature)."""
     found = []
     for root, folders, files in os.walk(state_dir, followlinks=True):
         for name in [*folders, *files]:
             path = Path(root) / name
-            mode = stat.S_IMODE(path.stat().st_mode)
+            info = path.stat()
+            if stat.S_ISSOCK(info.st_mode) or path.suffix == ".crt":
+                continue
+            mode = stat.S_IMODE(info.st_mode)
             if mode & 0o077:
                 found.append(f"{path} {mode:04o}")
     if stat.S_IMODE(state_dir.stat().st_mode) & 0o066:

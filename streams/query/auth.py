@@ -17,17 +17,20 @@ fails closed until it is given a scope.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping
 from typing import Literal
 
 from aiohttp import web
 
 from contracts.identifiers import device_id_problem
-from policy import Authorizer, HttpScope, PolicyError, load_policy
-from security import TokenStore, bearer_auth
+from policy import Decision, HttpAction, HttpScope, PolicyError, Resource
+from security import PolicyWatch, SecurityError, TokenStore, bearer_auth
 from security.http import Middleware
 from streams.errors import ConfigError
 from streams.settings import QueryAuthSettings
+
+log = logging.getLogger("streams.query")
 
 __all__ = ["ROUTE_SCOPES", "ScopeKind", "query_auth", "query_scope"]
 
@@ -69,14 +72,43 @@ def query_scope(request: web.Request) -> HttpScope:
 
 
 def query_auth(settings: QueryAuthSettings, public: Collection[str]) -> Middleware | None:
-    """The middleware when auth is enabled (ConfigError if its files are not given)."""
+    """The middleware, or None when auth is explicitly disabled (logged loudly). Auth is on
+    by default: without its files that is a ConfigError, never an open API."""
     if not settings.enabled:
+        log.warning(
+            "QUERY API AUTHENTICATION IS DISABLED (query.auth.enabled=false): anyone who "
+            "reaches the worker's HTTP port reads every device"
+        )
         return None
     if settings.policy_file is None or settings.tokens_file is None:
-        raise ConfigError("query.auth.enabled needs query.auth.policy_file and tokens_file")
+        raise ConfigError(
+            "the query API needs query.auth.policy_file and query.auth.tokens_file "
+            "(IOT_STREAMS_QUERY__AUTH__POLICY_FILE, ..._TOKENS_FILE); to serve it without "
+            "authentication set query.auth.enabled=false explicitly"
+        )
     try:
-        authorizer = Authorizer(load_policy(settings.policy_file))
-    except (OSError, PolicyError) as exc:
+        watch = PolicyWatch(settings.policy_file, None, check_every_s=settings.reload_every_s)
+    except (OSError, PolicyError, SecurityError) as exc:
         raise ConfigError(f"query.auth.policy_file: {exc}") from exc
     tokens = TokenStore(settings.tokens_file)
-    return bearer_auth(authorizer, tokens, scope=query_scope, public=public)
+    return bearer_auth(_Current(watch), tokens, scope=query_scope, public=public)
+
+
+class _Current:
+    """Decides with the policy as the file says now (re-read when it changes)."""
+
+    def __init__(self, watch: PolicyWatch) -> None:
+        self._watch = watch
+
+    def authorize(
+        self,
+        principal: str,
+        action: HttpAction,
+        resource: Resource,
+        *,
+        client_id: str | None = None,
+        host: str | None = None,
+    ) -> Decision:
+        return self._watch.authorizer.authorize(
+            principal, action, resource, client_id=client_id, host=host
+        )

@@ -67,8 +67,18 @@ async def serve_http(runtime: WorkerRuntime) -> web.AppRunner:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    query = runtime.settings.query
+    warnings = (
+        ["query authentication is disabled (query.auth.enabled=false)"]
+        if query.enabled and not query.auth.enabled
+        else []
+    )
+
     async def readyz(_: web.Request) -> web.Response:
-        return web.json_response({"ready": runtime.ready}, status=200 if runtime.ready else 503)
+        answer: dict[str, object] = {"ready": runtime.ready}
+        if warnings:
+            answer["warnings"] = warnings
+        return web.json_response(answer, status=200 if runtime.ready else 503)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

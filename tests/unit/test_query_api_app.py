@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import re
+import time
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -27,6 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from contracts.kafka import KafkaClientSettings
 from security import TokenStore
+from streams.errors import ConfigError
 from streams.projections.alerts import AlertState
 from streams.query import BadParameterError, QueryApi
 from streams.query import api as api_module
@@ -70,7 +73,7 @@ async def scoped_client(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, A
     (tmp_path / "policy.yaml").write_text(POLICY)
     token = TokenStore(tmp_path / "tokens.json").add("dashboard").token
     auth = QueryAuthSettings(
-        enabled=True, policy_file=tmp_path / "policy.yaml", tokens_file=tmp_path / "tokens.json"
+        policy_file=tmp_path / "policy.yaml", tokens_file=tmp_path / "tokens.json", reload_every_s=0
     )
     runtime = types.SimpleNamespace(
         settings=types.SimpleNamespace(query=QuerySettings(auth=auth)),
@@ -105,9 +108,30 @@ async def test_a_device_scoped_token_reads_only_what_the_route_scopes_to_its_dev
     assert response.status == status, await response.text()
 
 
-def test_every_route_of_the_api_has_a_scope() -> None:
+async def test_a_narrowed_policy_applies_without_a_restart(
+    scoped_client: tuple[TestClient[Any, Any], str], tmp_path: Path
+) -> None:
+    client, token = scoped_client
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/devices/sensor-1", headers=headers)).status == 200
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.replace('"sensor-*"', '"plant-*"'))
+    os.utime(policy, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # a visible change
+    assert (await client.get("/api/devices/sensor-1", headers=headers)).status == 403
+
+
+def test_the_api_refuses_to_run_open_unless_told_to() -> None:
     runtime = types.SimpleNamespace(
         settings=types.SimpleNamespace(query=QuerySettings()),
+        metrics=types.SimpleNamespace(registry=CollectorRegistry()),
+    )
+    with pytest.raises(ConfigError, match=r"query\.auth\.enabled=false explicitly"):
+        QueryApi(runtime).app()  # type: ignore[arg-type]
+
+
+def test_every_route_of_the_api_has_a_scope() -> None:
+    runtime = types.SimpleNamespace(
+        settings=types.SimpleNamespace(query=QuerySettings(auth=QueryAuthSettings(enabled=False))),
         metrics=types.SimpleNamespace(registry=CollectorRegistry()),
     )
     app = QueryApi(runtime).app()  # type: ignore[arg-type]

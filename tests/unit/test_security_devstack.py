@@ -214,7 +214,10 @@ def test_secured_apps_connect_as_their_own_principals(tmp_path: Path) -> None:
     plain = GatewayApp(replace(settings, secure=False)).launch().env or {}
     assert plain["IOT_GATEWAY_KAFKA__SECURITY_PROTOCOL"] == "PLAINTEXT"
     ours = [key for key in plain if key.startswith("IOT_GATEWAY_")]
-    assert not any("SASL" in key or "POLICY" in key or "USERNAME" in key for key in ours)
+    assert not any("SASL" in key or "POLICY__FILE" in key or "USERNAME" in key for key in ours)
+    assert plain["IOT_GATEWAY_POLICY__ENABLED"] == "false"  # said, not defaulted
+    plain_worker = StreamsWorkerApp(replace(settings, secure=False)).launch().env or {}
+    assert plain_worker["IOT_STREAMS_QUERY__AUTH__ENABLED"] == "false"
 
 
 def test_a_data_dir_formatted_without_sasl_is_formatted_again(tmp_path: Path) -> None:
