@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -67,10 +68,19 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_TRANSIENT = (
+    psycopg.errors.TransactionRollback,  # serialization failure, deadlock
+    psycopg.errors.LockNotAvailable,  # lock_timeout
+    psycopg.errors.QueryCanceled,  # statement_timeout
+    psycopg.errors.IdleInTransactionSessionTimeout,  # a stalled transaction ended by the server
+)
+"""Failures after which the same call may succeed unchanged."""
+
+
 def _translate(exc: psycopg.Error, action: str) -> StoreError:
     message = f"postgres {action} failed: {type(exc).__name__}: {exc}".strip()
-    if isinstance(exc, psycopg.errors.TransactionRollback | psycopg.errors.LockNotAvailable):
-        return StoreError(message, retriable=True)  # serialization failure, deadlock, lock
+    if isinstance(exc, _TRANSIENT):
+        return StoreError(message, retriable=True)
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return StoreUnavailableError(message)
     return StoreError(message, retriable=False)
@@ -83,19 +93,53 @@ def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long the store waits on PostgreSQL before it fails (and the caller retries).
+
+    * ``statement_s``: one statement (``statement_timeout``);
+    * ``idle_in_transaction_s``: a transaction left open by a stalled client is ended by the
+      server (``idle_in_transaction_session_timeout``), so a paused relay's claim cannot hold
+      row locks and hold back vacuum for long;
+    * ``dead_peer_s``: a half-open connection (the server or the network gone) fails writes
+      after this long (``tcp_user_timeout``) and idle ones by TCP keep-alives, instead of
+      hanging a batch commit for the kernel's retransmission timeout (minutes).
+    """
+
+    connect_s: float = 10.0
+    statement_s: float = 60.0
+    idle_in_transaction_s: float = 60.0
+    dead_peer_s: float = 20.0
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        idle = max(1, int(self.dead_peer_s / 2))
+        return {
+            "connect_timeout": max(1, int(self.connect_s)),
+            "keepalives": 1,
+            "keepalives_idle": idle,
+            "keepalives_interval": max(1, idle // 3),
+            "keepalives_count": 3,
+            "tcp_user_timeout": int(self.dead_peer_s * 1000),
+            "options": (
+                f"-c statement_timeout={int(self.statement_s * 1000)} "
+                f"-c idle_in_transaction_session_timeout={int(self.idle_in_transaction_s * 1000)}"
+            ),
+        }
+
+
 class _Connection:
     """One lazily (re)opened autocommit connection and the lock that serializes its users."""
 
-    def __init__(self, dsn: str, connect_timeout: float) -> None:
+    def __init__(self, dsn: str, timeouts: Timeouts) -> None:
         self._dsn = dsn
-        self._timeout = connect_timeout
+        self._timeouts = timeouts
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self.lock = threading.RLock()
 
     def get(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = psycopg.connect(
-                self._dsn, autocommit=True, connect_timeout=max(1, int(self._timeout))
+                self._dsn, autocommit=True, **self._timeouts.connect_kwargs()
             )
         return self._conn
 
@@ -113,7 +157,7 @@ class PostgresStore:
         dsn: str,
         *,
         schema: str = "streams",
-        connect_timeout: float = 10.0,
+        timeouts: Timeouts = Timeouts(),
         clock: Callable[[], int] = _now_ms,
         failpoint: Callable[[str], None] | None = None,
     ) -> None:
@@ -129,9 +173,9 @@ class PostgresStore:
         self._sql = Statements(schema)
         self._clock = clock
         self._failpoint = failpoint or (lambda _step: None)
-        self._main = _Connection(dsn, connect_timeout)
-        self._claims = _Connection(dsn, connect_timeout)
-        self._listen = _Connection(dsn, connect_timeout)
+        self._main = _Connection(dsn, timeouts)
+        self._claims = _Connection(dsn, timeouts)
+        self._listen = _Connection(dsn, timeouts)
         self._staged_on: object = None  # the connection whose staging tables exist
         self._listening_on: object = None  # the connection that LISTENs (reconnects re-LISTEN)
         self._claim_open = threading.Lock()  # held from claim() until the claim ends

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from devstack import DevStackSettings
 from streams import BatchProcessor, StoreError
 from streams.store import OutboxStore, PostgresStore, Projection, Store
+from streams.store.postgres import Timeouts
 from tests.contracts.store import OpenStore, StoreContract, alert_log
 from tests.oracle import RULES, WINDOWS, apply_in_batches, make_log, random_events
 
@@ -100,8 +102,53 @@ def test_concurrent_migrations_and_workers_share_one_schema(open_pg: OpenStore) 
 
 
 def test_an_unreachable_server_is_a_retriable_store_error() -> None:
-    store = PostgresStore("postgresql://iot:iot@127.0.0.1:1/iot", connect_timeout=1)
+    store = PostgresStore("postgresql://iot:iot@127.0.0.1:1/iot", timeouts=Timeouts(connect_s=1))
     with pytest.raises(StoreError) as failure:
         store.positions("workers")
     assert failure.value.retriable
     assert isinstance(failure.value.__cause__, psycopg.Error)
+
+
+@pytest.fixture
+def short_timeouts(pg_dsn: str, unique: Callable[[str], str]) -> Iterator[PostgresStore]:
+    schema = schema_name(unique)
+    store = PostgresStore(pg_dsn, schema=schema, timeouts=Timeouts(idle_in_transaction_s=1))
+    store.migrate()
+    yield store
+    store.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_stalled_claim_is_ended_by_the_server_and_its_rows_are_claimed_again(
+    short_timeouts: PostgresStore,
+) -> None:
+    """A relay that stalls with its claim open (paused, a publish that hangs) must not hold
+    row locks, and with them vacuum, for long: the server ends its transaction."""
+    store = short_timeouts
+    BatchProcessor(store, "workers", windows=WINDOWS, rules=RULES).apply(alert_log())
+    claim = store.claim(10)
+    claimed = [record.seq for record in claim.records]
+    assert claimed
+    time.sleep(2.5)  # the stall: longer than idle_in_transaction_s
+    with pytest.raises(StoreError) as ended:
+        claim.mark_published()
+    assert ended.value.retriable
+    again = store.claim(10)
+    assert [record.seq for record in again.records] == claimed  # nothing marked, nothing lost
+    again.mark_published()
+    assert store.outbox_backlog() == 0
+
+
+def test_every_connection_bounds_statements_idle_transactions_and_dead_peers(
+    short_timeouts: PostgresStore,
+) -> None:
+    with short_timeouts._use(short_timeouts._main, "settings") as conn:
+        shown = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+            for name in ("statement_timeout", "idle_in_transaction_session_timeout")
+        }
+        parameters = conn.info.get_parameters()
+    assert shown == {"statement_timeout": "1min", "idle_in_transaction_session_timeout": "1s"}
+    assert parameters["keepalives"] == "1"
+    assert parameters["tcp_user_timeout"] == "20000"
