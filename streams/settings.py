@@ -67,6 +67,11 @@ class QuerySettings(BaseModel):
     batch commit)."""
     end_offsets_refresh_s: float = Field(0.25, gt=0)
     max_subscribers: int = Field(64, ge=0)
+    max_subscribers_per_client: int = Field(8, ge=1)
+    """Open streams one client (token principal, else address) may hold: 429 above."""
+    history_max_scan_s: float = Field(5.0, gt=0)
+    """The longest one alert-history request reads the log; then it answers ``truncated``
+    with ``next_after`` to continue from."""
     sse_max_behind: int = Field(10_000, ge=1)
     """A stream whose client is more than this many records behind the log is ended with a
     ``disconnect`` event (reason ``too_slow``); the client resumes with Last-Event-ID."""

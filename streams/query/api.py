@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from contracts.partitioning import partition_for
-from security.http import Middleware
+from security.http import PRINCIPAL, Middleware
 from streams.decoding import UNDECODABLE, decode_telemetry
 from streams.query import params
 from streams.query.auth import query_auth
@@ -49,7 +49,9 @@ class QueryApi:
         self.settings = runtime.settings
         self.metrics = QueryMetrics(runtime.metrics.registry)
         query = self.settings.query
-        self.subscriptions = Subscriptions(query.max_subscribers, self.metrics)
+        self.subscriptions = Subscriptions(
+            query.max_subscribers, self.metrics, per_client=query.max_subscribers_per_client
+        )
         self.limits = SseLimits(
             query.sse_max_behind, query.sse_write_timeout_s, query.sse_heartbeat_s
         )
@@ -225,7 +227,12 @@ class QueryApi:
         after = None if query.after is None else parse_vector(query.after, "after", partitions)
         async with LogReader(self.settings.kafka, self.settings.alerts_topic) as reader:
             body = await alert_history(
-                reader, partitions, query, self._decode_alert_or_none, after=after
+                reader,
+                partitions,
+                query,
+                self._decode_alert_or_none,
+                after=after,
+                max_seconds=self.settings.query.history_max_scan_s,
             )
         return web.json_response(body)
 
@@ -247,7 +254,16 @@ class QueryApi:
         event: str,
     ) -> web.StreamResponse:
         resume = self._resume(request, partitions)
-        if not self.subscriptions.admit():
+        client = str(request.get(PRINCIPAL) or request.remote or "")
+        refused = self.subscriptions.admit(client)
+        if refused == "client_limit":
+            limit = self.subscriptions.per_client
+            return web.json_response(
+                {"error": "too_many_requests", "reason": f"{limit} open streams per client"},
+                status=429,
+                headers={"Retry-After": "1"},
+            )
+        if refused is not None:
             return web.json_response(
                 {"error": "unavailable", "reason": "too many open streams on this worker"},
                 status=503,
@@ -271,10 +287,11 @@ class QueryApi:
                     limits=self.limits,
                     subscriptions=self.subscriptions,
                     requested=requested,
+                    client=client,
                 )
         finally:
             if admitted:
-                self.subscriptions.leave("failed")
+                self.subscriptions.leave("failed", client)
 
     async def _readings_stream(self, request: web.Request) -> web.StreamResponse:
         device_id = params.check_device_id(request.match_info["device_id"])

@@ -8,16 +8,18 @@ request, and keeps the device's transitions with event time in ``[from, to)``.
 
 Paging is by log position, not by time: records arrive in offset order per partition, not
 in time order across partitions, so a later ``from`` would skip transitions. When an answer
-stops early (``limit`` matches, or ``MAX_SCANNED`` records read) ``truncated`` is true and
-``next_after`` is the vector to pass as ``after``: every record at or before it was either
-returned or filtered out, none after it was looked at. Records that cannot be decoded are
-skipped and counted (``undecodable``), never an error. Records published more than once by
-the outbox relay (at least once) are returned once per answer, by ``event_id``. A start older
-than the log's first retained record reads on from that record and says so in ``gap``.
+stops early (``limit`` matches, ``MAX_SCANNED`` records read, or ``max_seconds`` spent)
+``truncated`` is true and ``next_after`` is the vector to pass as ``after``: every record at
+or before it was either returned or filtered out, none after it was looked at. Records that
+cannot be decoded are skipped and counted (``undecodable``), never an error. Records
+published more than once by the outbox relay (at least once) are returned once per answer,
+by ``event_id``. A start older than the log's first retained record reads on from that
+record and says so in ``gap``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -62,6 +64,8 @@ async def alert_history(
     *,
     after: Mapping[int, int] | None = None,
     max_scanned: int = MAX_SCANNED,
+    max_seconds: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, object]:
     """One page of the history (see the module docstring); ``after`` covers ``partitions``."""
     if after is None:
@@ -80,12 +84,13 @@ async def alert_history(
     scanned = undecodable = 0
     stopped = False
     want = None if query.device_id is None else query.device_id.encode()
+    deadline = clock() + max_seconds
     while todo and not stopped:
         for partition, record in await reader.read(timeout_ms=1000, max_records=1000):
             if partition not in todo or record.offset >= ends[partition]:
                 todo.discard(partition)
                 continue
-            if scanned >= max_scanned or len(alerts) >= query.limit:
+            if scanned >= max_scanned or len(alerts) >= query.limit or clock() >= deadline:
                 stopped = True
                 break
             scanned += 1

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -56,23 +57,34 @@ class SlowClientError(QueryError):
 
 
 class Subscriptions:
-    """Open streams of one server: a cap, a count, and one stop signal for shutdown."""
+    """Open streams of one server: a cap for all, a cap per client (so one client cannot
+    take every slot), the counts, and one stop signal for shutdown."""
 
-    def __init__(self, limit: int, metrics: QueryMetrics) -> None:
+    def __init__(self, limit: int, metrics: QueryMetrics, *, per_client: int | None = None) -> None:
         self.limit = limit
+        self.per_client = limit if per_client is None else per_client
         self.open = 0
         self.stopping = asyncio.Event()
         self._metrics = metrics
+        self._by_client: Counter[str] = Counter()
 
-    def admit(self) -> bool:
+    def admit(self, client: str = "") -> str | None:
+        """Takes a slot for ``client`` (a principal, else an address); None when admitted,
+        else why not (``busy``: the server is full; ``client_limit``: this client is)."""
         if self.open >= self.limit or self.stopping.is_set():
-            return False
+            return "busy"
+        if self._by_client[client] >= self.per_client:
+            return "client_limit"
         self.open += 1
+        self._by_client[client] += 1
         self._metrics.subscribers.set(self.open)
-        return True
+        return None
 
-    def leave(self, reason: str) -> None:
+    def leave(self, reason: str, client: str = "") -> None:
         self.open -= 1
+        self._by_client[client] -= 1
+        if self._by_client[client] <= 0:
+            del self._by_client[client]
         self._metrics.subscribers.set(self.open)
         self._metrics.disconnects.labels(reason).inc()
 
@@ -121,6 +133,7 @@ async def stream_log(
     subscriptions: Subscriptions,
     requested: Mapping[int, int] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    client: str = "",
 ) -> web.StreamResponse:
     """Serves one stream from ``starts`` (next offset per partition) until the client leaves.
 
@@ -192,5 +205,5 @@ async def stream_log(
         reason = "failed"
         raise
     finally:
-        subscriptions.leave(reason)
+        subscriptions.leave(reason, client)
     return response

@@ -237,7 +237,7 @@ async def test_a_client_gone_before_the_response_started_releases_its_slot() -> 
     subs = _subscriptions()
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        assert subs.admit()
+        assert subs.admit() is None
         await asyncio.sleep(0.3)  # the LogReader starting and seeking; the client leaves
         return await stream_log(
             request, _Idle(), {0: 0}, _none, event="x", limits=SseLimits(), subscriptions=subs
@@ -262,7 +262,7 @@ async def test_a_failing_prepare_releases_the_slot(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(web.StreamResponse, "prepare", refuse)
     subs = _subscriptions()
-    assert subs.admit()
+    assert subs.admit() is None
     request: Any = object()
     await stream_log(
         request, _Idle(), {0: 0}, _none, event="x", limits=SseLimits(), subscriptions=subs
@@ -275,7 +275,7 @@ async def test_an_abandoned_stream_on_a_busy_partition_is_noticed_within_heartbe
     limits = SseLimits(max_behind=10_000, write_timeout_s=1.0, heartbeat_s=0.2)
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        assert subs.admit()
+        assert subs.admit() is None
         return await stream_log(
             request,
             _BusyOtherDevices(),
@@ -304,7 +304,7 @@ async def test_a_client_resuming_far_behind_is_served_its_whole_backlog() -> Non
     backlog = 12_000  # more than max_behind (10,000)
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        assert subs.admit()
+        assert subs.admit() is None
         return await stream_log(
             request,
             _Backlog(backlog),
@@ -339,7 +339,7 @@ async def test_hello_names_the_records_retention_removed_before_the_resume_posit
     frames: list[bytes] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        assert subs.admit()
+        assert subs.admit() is None
         subs.stopping.set()  # serve the hello, then end
         return await stream_log(
             request,
@@ -525,6 +525,33 @@ async def test_history_stops_at_the_scan_cap_even_without_a_match() -> None:
     assert body["truncated"]
     assert body["scanned"] == 1_200
     assert body["next_after"] == "0:1199"
+
+
+async def test_history_stops_when_its_time_is_up_and_says_where_to_go_on() -> None:
+    log = _FakeLog({0: [(b"other", 1)] * 5_000})
+    ticks = iter(range(10**6))
+    body = await alert_history(
+        log,
+        [0],
+        HistoryQuery("mine", 0, 10**12, 10),
+        _decode,
+        max_seconds=300,
+        clock=lambda: float(next(ticks)),  # one "second" per record looked at
+    )
+    assert body["truncated"]
+    assert 0 < body["scanned"] < 5_000  # type: ignore[operator]
+    assert body["next_after"] == f"0:{body['scanned'] - 1}"  # type: ignore[operator]
+
+
+def test_one_client_cannot_take_every_stream_slot() -> None:
+    slots = Subscriptions(10, QueryMetrics(CollectorRegistry()), per_client=2)
+    assert [slots.admit("dashboard") for _ in range(3)] == [None, None, "client_limit"]
+    assert slots.admit("ops") is None
+    slots.leave("client_left", "dashboard")
+    assert slots.admit("dashboard") is None
+    assert slots.open == 3
+    full = Subscriptions(1, QueryMetrics(CollectorRegistry()), per_client=5)
+    assert (full.admit("a"), full.admit("b")) == (None, "busy")
 
 
 async def test_history_skips_and_counts_undecodable_records() -> None:
