@@ -26,6 +26,9 @@ from policy import PolicyError
 from security import SecurityError
 from security.files import chown_to
 
+MAX_PACKET_BYTES = 256 * 1024
+"""The largest MQTT packet the broker accepts (a 2 MB publish is refused, not queued)."""
+
 
 class Mosquitto(Service):
     """The local MQTT broker: one listener on loopback, persistent sessions saved to disk."""
@@ -71,6 +74,8 @@ class Mosquitto(Service):
             # Offline persistent sessions may queue this many QoS 1 messages each.
             "max_queued_messages 1000000",
             "max_queued_bytes 0",
+            # Refuse what Kafka could not take whole (its records are at most 1 MiB).
+            f"max_packet_size {MAX_PACKET_BYTES}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",

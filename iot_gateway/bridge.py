@@ -234,6 +234,7 @@ class Gateway:
         when it is full and at the end of the batch.
         """
         metrics, ingest, dlq_topic = self.metrics, self.ingest, self.config.kafka.dlq_topic
+        max_payload = self.config.limits.max_payload_bytes
         partitions.new_round()
         outgoing: dict[tuple[str, int], _Outgoing] = {}
         counts: dict[str, int] = {}
@@ -252,9 +253,10 @@ class Gateway:
                     headers = result.headers
                 else:
                     metrics.rejected.labels(result.reason).inc()
-                    kafka_topic, value = dlq_topic, payload
+                    value, extra = result.dlq_value(payload, max_payload)
+                    kafka_topic = dlq_topic
                     key = result.device_id.encode() if result.device_id else None
-                    headers = result.headers(topic, int(received_at * 1000))
+                    headers = (*result.headers(topic, int(received_at * 1000)), *extra)
                 partition = await partitions.of(kafka_topic, key)
                 group = outgoing.get((kafka_topic, partition))
                 if group is None:

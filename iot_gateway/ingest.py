@@ -39,6 +39,9 @@ REASONS = (
 )
 """Every reason a message can be rejected for; metrics are labelled with these."""
 
+DLQ_EXCERPT_BYTES = 1024
+"""How much of an oversized payload its DLQ record keeps."""
+
 TOPIC_CACHE_SIZE = 65_536
 """Topics whose routing decision is remembered; the oldest is forgotten first."""
 
@@ -95,6 +98,18 @@ class Rejected:
             ("device_id", (self.device_id or "").encode(errors="replace")),
             ("mqtt_topic", mqtt_topic.encode(errors="surrogateescape")),
             ("received_at", str(received_at).encode()),
+        )
+
+    def dlq_value(self, payload: bytes, keep: int) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
+        """The DLQ record's value and extra headers: the raw payload when it is at most
+        ``keep`` bytes (the route's size limit), else its first :data:`DLQ_EXCERPT_BYTES`
+        with its length and SHA-256, so a dead letter always fits in a Kafka record and
+        never stalls the input behind it."""
+        if len(payload) <= keep:
+            return payload, ()
+        return payload[:DLQ_EXCERPT_BYTES], (
+            ("payload_bytes", str(len(payload)).encode()),
+            ("payload_sha256", hashlib.sha256(payload).hexdigest().encode()),
         )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -161,6 +163,31 @@ async def test_bad_inputs_land_in_the_dlq_with_reasons_and_the_gateway_keeps_goi
     assert raw[b"invalid_utf8"] == cases[1][1]  # the raw bytes, untouched
     good = await _consume(kafka_client(settings), harness.topic, 1)
     assert dict(good[0].headers)["event_id"] == b"dev-1:1"  # type: ignore[attr-defined]
+
+
+async def test_an_oversized_publish_is_dead_lettered_as_an_excerpt_and_ingest_goes_on(
+    settings: DevStackSettings, harness: Harness
+) -> None:
+    """2 MB is refused by the broker (its max_packet_size); 200 kB passes the broker but not
+    the gateway's limit, and its DLQ record holds an excerpt, the length and the digest: a
+    record Kafka accepts, so nothing stalls behind it."""
+    topic = f"{harness.prefix}/devices/dev-1/telemetry"
+    huge, large = b"{" + b" " * 2_000_000 + b"}", b"{" + b" " * 200_000 + b"}"
+    for payload in (huge, large):
+        with contextlib.suppress(subprocess.CalledProcessError):
+            await asyncio.to_thread(mosquitto_pub, settings, topic, payload)
+    await asyncio.to_thread(mosquitto_pub, settings, topic, b'{"seq": 1, "metrics": {"t": 1}}')
+    good = await _consume(kafka_client(settings), harness.topic, 1)
+    assert dict(good[0].headers)["event_id"] == b"dev-1:1"  # type: ignore[attr-defined]
+    dlq = await _consume(kafka_client(settings), harness.dlq, 1)
+    assert len(dlq) == 1  # the broker refused the 2 MB publish: it never reached the gateway
+    [dead] = dlq
+    headers = dict(dead.headers)  # type: ignore[attr-defined]
+    assert headers["reason"] == b"payload_too_large"
+    assert headers["payload_bytes"] == str(len(large)).encode()
+    assert headers["payload_sha256"] == hashlib.sha256(large).hexdigest().encode()
+    assert dead.value == large[: len(dead.value)]  # type: ignore[attr-defined]
+    assert len(dead.value) <= 1024  # type: ignore[attr-defined]
 
 
 async def test_downlink_commands_reach_the_device_topic_expired_and_garbage_do_not(

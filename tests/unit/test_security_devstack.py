@@ -72,6 +72,7 @@ persistence_location {home}/data/
 autosave_interval 1
 max_queued_messages 1000000
 max_queued_bytes 0
+max_packet_size 262144
 log_dest stderr
 log_type error
 log_type warning
