@@ -46,7 +46,7 @@ from contracts.partitioning import partition_for
 from iot_gateway.acks import AckWindow, _Slot
 from iot_gateway.config import GatewayConfig
 from iot_gateway.errors import ProduceFailedError
-from iot_gateway.ingest import Accepted, Authorize, Ingest, RecordCodec, allow_all
+from iot_gateway.ingest import Accepted, Authorize, Ingest, RecordCodec, Throttled, allow_all
 from iot_gateway.metrics import GatewayMetrics
 from iot_gateway.mqtt import InboundFlow, persistent_client, puback, subscribe_all
 from iot_gateway.ratelimit import DeviceRateLimiter
@@ -247,6 +247,10 @@ class Gateway:
                 payload = message.payload
                 slot = window.admit(message.mid) if message.qos > 0 else None
                 result = ingest.process(topic, payload, int(received_at * 1000))
+                while isinstance(result, Throttled):  # back-pressure: the session waits
+                    metrics.throttled.inc(result.wait_s)
+                    await asyncio.sleep(result.wait_s)
+                    result = ingest.process(topic, payload, int(received_at * 1000))
                 key: bytes | None
                 if isinstance(result, Accepted):
                     kafka_topic, key, value = result.kafka_topic, result.key, result.value

@@ -102,6 +102,10 @@ class LimitSettings(BaseModel):
     max_payload_bytes: int = Field(64 * 1024, ge=64)
     device_rate_per_s: float = Field(100.0, gt=0)
     device_burst: int = Field(200, ge=1)
+    over_rate: Literal["delay", "drop"] = "delay"
+    """What happens to a device's message beyond its rate: ``delay`` (the default) holds it
+    until the device's bucket refills, which back-pressures the session and loses nothing;
+    ``drop`` sends it to the DLQ as ``rate_limited`` (acknowledged, not ingested)."""
 
 
 class HttpSettings(BaseModel):

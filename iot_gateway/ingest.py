@@ -81,6 +81,14 @@ class Accepted:
 
 
 @dataclass(frozen=True, slots=True)
+class Throttled:
+    """A device over its rate (``over_rate: delay``): nothing decided, nothing counted yet."""
+
+    device_id: str
+    wait_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """A message the gateway refuses, and why; it goes to the DLQ with its raw bytes."""
 
@@ -162,8 +170,11 @@ class Ingest:
                 return route
         return None
 
-    def process(self, topic: str, payload: bytes, received_at: int) -> Accepted | Rejected:
-        """Decides one message; never raises for anything the message contains."""
+    def process(
+        self, topic: str, payload: bytes, received_at: int
+    ) -> Accepted | Rejected | Throttled:
+        """Decides one message; never raises for anything the message contains. Throttled
+        means "not yet": process the same message again after ``wait_s``."""
         decision = self._topics.get(topic)
         if decision is None:
             decision = self._decide_topic(topic)
@@ -180,7 +191,11 @@ class Ingest:
                 route.name,
                 device_id,
             )
-        if not self._rate_limiter.allow(device_id):
+        if self._limits.over_rate == "delay":
+            wait_s = self._rate_limiter.wait_s(device_id)
+            if wait_s > 0.0:
+                return Throttled(device_id, wait_s)
+        elif not self._rate_limiter.allow(device_id):
             return Rejected(
                 "rate_limited",
                 f"over {self._rate_limiter.rate:g} msg/s (burst {self._rate_limiter.burst:g})",

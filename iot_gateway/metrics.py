@@ -25,6 +25,11 @@ class GatewayMetrics:
         for reason in REASONS:
             self.rejected.labels(reason)
         self.acked = Counter("iot_gateway_pubacks", "PUBACKs sent to the broker", registry=r)
+        self.throttled = Counter(
+            "iot_gateway_throttled_seconds",
+            "time spent holding messages of devices over their rate (back-pressure)",
+            registry=r,
+        )
         self.in_flight = Gauge(
             "iot_gateway_in_flight", "messages received and not yet acknowledged", registry=r
         )

@@ -37,8 +37,16 @@ class DeviceRateLimiter:
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self.rejected: OrderedDict[str, int] = OrderedDict()
 
-    def allow(self, device_id: str) -> bool:
-        """Takes one token for ``device_id``; False (and counted) when its bucket is empty."""
+    def wait_s(self, device_id: str) -> float:
+        """Takes one token for ``device_id`` and returns 0.0, or, when its bucket is empty,
+        takes nothing and returns how long until it holds one (for back-pressure)."""
+        bucket = self._refill(device_id)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+    def _refill(self, device_id: str) -> _Bucket:
         now = self._clock()
         bucket = self._buckets.get(device_id)
         if bucket is None:
@@ -50,8 +58,11 @@ class DeviceRateLimiter:
             self._buckets.move_to_end(device_id)
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
             bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        return bucket
+
+    def allow(self, device_id: str) -> bool:
+        """Takes one token for ``device_id``; False (and counted) when its bucket is empty."""
+        if self.wait_s(device_id) == 0.0:
             return True
         self.rejected[device_id] = self.rejected.get(device_id, 0) + 1
         self.rejected.move_to_end(device_id)

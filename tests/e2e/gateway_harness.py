@@ -76,7 +76,6 @@ def write_config(
                 "subject": SUBJECT,
             }
         ],
-        "limits": {"device_rate_per_s": 10_000, "device_burst": 10_000},
         "downlink": {"enabled": False},
     }
     path.write_text(yaml.safe_dump(config))

@@ -94,7 +94,6 @@ def write_gateway_config(path: Path, settings: DevStackSettings) -> Path:
                 "subject": SUBJECT,
             }
         ],
-        "limits": {"device_rate_per_s": 10_000, "device_burst": 10_000},
         "http": {"host": settings.host},
         "downlink": {"enabled": False},
     }

@@ -190,6 +190,28 @@ async def test_an_oversized_publish_is_dead_lettered_as_an_excerpt_and_ingest_go
     assert len(dead.value) <= 1024  # type: ignore[attr-defined]
 
 
+async def test_a_device_flushing_its_buffer_is_slowed_down_never_dropped(
+    settings: DevStackSettings, harness: Harness
+) -> None:
+    """300 readings in one burst against the default limits (100/s, burst 200): every one
+    reaches the telemetry topic (the excess waits for its tokens); none is dead-lettered."""
+    assert harness.gateway.config.limits.device_rate_per_s == 100
+    topic = f"{harness.prefix}/devices/dev-3/telemetry"
+    async with aiomqtt.Client(
+        settings.host,
+        settings.mqtt_port,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        **mqtt_login_kwargs(settings),
+    ) as device:
+        for seq in range(1, 301):
+            payload = json.dumps({"seq": seq, "metrics": {"t": seq}}).encode()
+            await device.publish(topic, payload, qos=1)
+    landed = await _consume(kafka_client(settings), harness.topic, 300)
+    seqs = [int(dict(r.headers)["event_id"].split(b":")[1]) for r in landed]  # type: ignore[attr-defined]
+    assert seqs == list(range(1, 301))  # all of them, in order
+    assert harness.gateway.metrics.rejected.labels("rate_limited")._value.get() == 0
+
+
 async def test_downlink_commands_reach_the_device_topic_expired_and_garbage_do_not(
     settings: DevStackSettings, harness: Harness
 ) -> None:

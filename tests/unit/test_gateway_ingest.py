@@ -18,6 +18,7 @@ from iot_gateway.ingest import (
     Accepted,
     Ingest,
     Rejected,
+    Throttled,
     event_id_for,
 )
 from iot_gateway.ratelimit import DeviceRateLimiter
@@ -184,16 +185,30 @@ def test_each_bad_input_class_is_rejected_with_its_reason(
     assert headers["mqtt_topic"] == topic.encode()
 
 
-def test_a_flooding_device_is_limited_without_starving_others(
+def test_a_flooding_device_is_held_back_without_starving_others(
     ingest: Ingest, clock: _Clock
 ) -> None:
     payload = _json({"metrics": {"t": 1}})
     outcomes = [ingest.process("devices/flood/telemetry", payload, NOW) for _ in range(8)]
     assert [isinstance(o, Accepted) for o in outcomes] == [True] * 5 + [False] * 3
-    assert {o.reason for o in outcomes if isinstance(o, Rejected)} == {"rate_limited"}
+    held = [o for o in outcomes if not isinstance(o, Accepted)]
+    assert all(isinstance(o, Throttled) and 0 < o.wait_s <= 0.1 for o in held)  # 10 msg/s
     assert isinstance(ingest.process("devices/calm/telemetry", payload, NOW), Accepted)
-    clock.now += 0.1  # 10 msg/s refills one token per 100 ms
+    clock.now += held[0].wait_s  # the wait it asked for refills one token
     assert isinstance(ingest.process("devices/flood/telemetry", payload, NOW), Accepted)
+
+
+def test_with_over_rate_drop_the_excess_is_dead_lettered(
+    schemas: InMemorySchemas, clock: _Clock
+) -> None:
+    registered = schemas.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT))
+    limits = LimitSettings(device_rate_per_s=10, device_burst=5, over_rate="drop")
+    limiter = DeviceRateLimiter(limits.device_rate_per_s, limits.device_burst, clock)
+    ingest = Ingest(ROUTES, {SUBJECT: SubjectCodec(registered)}, limits, limiter)
+    payload = _json({"metrics": {"t": 1}})
+    outcomes = [ingest.process("devices/flood/telemetry", payload, NOW) for _ in range(8)]
+    assert [o.reason for o in outcomes if isinstance(o, Rejected)] == ["rate_limited"] * 3
+    assert limiter.rejected == {"flood": 3}
 
 
 @given(
