@@ -11,10 +11,11 @@ from pathlib import Path
 
 from contracts.kafka import KafkaClientSettings
 from contracts.registry import RegistrySettings, SchemaRegistry
+from devstack import ADMIN, DevStackSettings, StackSecurity
 from devstack.clients import on_local_stack
 from streams.settings import WorkerSettings, load_worker_settings
 
-__all__ = ["open_registry", "worker_settings"]
+__all__ = ["open_registry", "registry_login", "worker_settings"]
 
 
 def worker_settings(path: Path | None, *, principal: str) -> WorkerSettings:
@@ -29,3 +30,15 @@ def open_registry(settings: RegistrySettings) -> SchemaRegistry:
     """``settings.open()``; on the secured dev stack the embedded registry's log is read as
     the stack's admin."""
     return settings.open(on_local_stack(KafkaClientSettings(bootstrap=settings.kafka_bootstrap)))
+
+
+def registry_login(settings: RegistrySettings) -> tuple[str, str] | None:
+    """Who may write to a served registry: ``IOT_REGISTRY_USERNAME``/``_PASSWORD`` when set;
+    on the secured dev stack, its admin; else nobody (the registry is served read-only)."""
+    if settings.username is not None and settings.password is not None:
+        return settings.username, settings.password.get_secret_value()
+    stack = DevStackSettings.from_env()
+    if not stack.secure or settings.kafka_bootstrap != stack.kafka_bootstrap:
+        return None
+    admin = StackSecurity(stack).secrets.get(ADMIN)
+    return None if admin is None else (ADMIN, admin.password)

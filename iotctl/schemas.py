@@ -26,7 +26,7 @@ from contracts.registry.factory import EMBEDDED
 from contracts.registry.port import SchemaRegistry
 from contracts.registry.server import start_server
 from contracts.registry.settings import RegistrySettings
-from iotctl.local import open_registry
+from iotctl.local import open_registry, registry_login
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> RegistrySettings:
@@ -189,10 +189,21 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with open_registry(_settings(args, url=EMBEDDED)) as registry:
-        runner, url = await start_server(registry, args.host, args.port)
+    settings = _settings(args, url=EMBEDDED)
+    login = registry_login(settings)
+    async with open_registry(settings) as registry:
+        runner, url = await start_server(registry, args.host, args.port, login=login)
         try:
-            print(f"serving the embedded schema registry at {url}", file=sys.stderr, flush=True)
+            writes = (
+                f"writes need HTTP Basic login {login[0]!r}"
+                if login is not None
+                else "read-only: set IOT_REGISTRY_USERNAME and _PASSWORD to accept writes"
+            )
+            print(
+                f"serving the embedded schema registry at {url} ({writes})",
+                file=sys.stderr,
+                flush=True,
+            )
             await stop.wait()
         finally:
             await runner.cleanup()

@@ -13,7 +13,9 @@ metadata or rules; ``?deleted=true`` reads are not supported)::
     GET    /config   PUT /config   GET|PUT|DELETE /config/{s}   (GET: ?defaultToGlobal=true)
     DELETE /subjects/{s}[/versions/{v}]    (?permanent=true after a soft delete)
 
-Responses are ``application/vnd.schemaregistry.v1+json``; errors are
+Reads are open (schemas are public contracts); whatever changes state (register, delete,
+``PUT /config``) needs the HTTP Basic login the server was started with, and a server started
+without one is read-only (403). Responses are ``application/vnd.schemaregistry.v1+json``; errors are
 ``{"error_code": ..., "message": ...}`` with Confluent's codes and statuses (each
 :class:`RegistryError` subclass carries its own). An unexpected fault answers 500/50001 and is
 logged; nothing a client sends can stop the server.
@@ -21,12 +23,15 @@ logged; nothing a client sends can stop the server.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from contracts.avro import AvroSchema, SchemaParseError, parse_schema
 from contracts.registry.errors import (
@@ -64,6 +69,54 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         _log.exception("registry request %s %s failed", request.method, request.path)
         return _error(500, 50001, "internal error of the schema registry")
+
+
+_READS_BY_POST = ("/compatibility/",)
+"""POST paths that change nothing: compatibility checks (and ``POST /subjects/{s}``, a lookup)."""
+
+
+def _changes_state(request: web.Request) -> bool:
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return False
+    if request.method == "POST":
+        lookup = request.path.startswith("/subjects/") and request.path.count("/") == 2
+        return not (lookup or request.path.startswith(_READS_BY_POST))
+    return True  # PUT, DELETE
+
+
+def _writers(login: tuple[str, str] | None) -> Middleware:
+    """Writes (register, delete, change compatibility) need HTTP Basic ``login``; without
+    one the registry is read-only. Reads are open: schemas are public contracts."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not _changes_state(request):
+            return await handler(request)
+        if login is None:
+            return _error(403, 40301, "this registry is read-only (served without credentials)")
+        given = _basic(request.headers.get("Authorization", ""))
+        if given is None or not all(
+            hmac.compare_digest(a.encode(), b.encode()) for a, b in zip(given, login, strict=True)
+        ):
+            response = _error(401, 40101, "writes need the registry's credentials (HTTP Basic)")
+            response.headers["WWW-Authenticate"] = 'Basic realm="schema-registry"'
+            return response
+        return await handler(request)
+
+    return middleware
+
+
+def _basic(header: str) -> tuple[str, str] | None:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = (
+            base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        )
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
 
 
 def _registry(request: web.Request) -> SchemaRegistry:
@@ -249,9 +302,12 @@ async def _delete_config(request: web.Request) -> web.Response:
     return _json({"compatibilityLevel": previous})
 
 
-def create_app(registry: SchemaRegistry) -> web.Application:
-    """The REST application over ``registry`` (which the caller starts and closes)."""
-    app = web.Application(middlewares=[_errors])
+def create_app(
+    registry: SchemaRegistry, *, login: tuple[str, str] | None = None
+) -> web.Application:
+    """The REST application over ``registry`` (which the caller starts and closes); writes
+    need HTTP Basic ``login``, and without one it is read-only."""
+    app = web.Application(middlewares=[_errors, _writers(login)])
     app[REGISTRY] = registry
     subject = "/subjects/{subject}"
     version = subject + "/versions/{version}"
@@ -286,13 +342,18 @@ def create_app(registry: SchemaRegistry) -> web.Application:
 
 
 async def start_server(
-    registry: SchemaRegistry, host: str = "127.0.0.1", port: int = 8081
+    registry: SchemaRegistry,
+    host: str = "127.0.0.1",
+    port: int = 8081,
+    *,
+    login: tuple[str, str] | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Serves ``registry`` on ``host:port`` (0: any free port); returns the runner and URL.
+    Writes need HTTP Basic ``login`` (read-only without one).
 
     Stop it with ``await runner.cleanup()``; the registry itself stays open.
     """
-    runner = web.AppRunner(create_app(registry), access_log=None)
+    runner = web.AppRunner(create_app(registry, login=login), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -23,6 +23,8 @@ from devstack import DevStackSettings
 from devstack.clients import kafka_client
 from tests.contracts.registry import RegistryContract
 
+LOGIN = ("registry-admin", "s3cret-for-tests")
+
 
 class TestEmbeddedRegistry(RegistryContract):
     @pytest.fixture
@@ -41,9 +43,9 @@ class TestRestClientOverEmbeddedServer(RegistryContract):
     ) -> AsyncIterator[SchemaRegistry]:
         topic = unique("schemas")
         async with EmbeddedSchemaRegistry(kafka_client(settings), topic=topic) as backend:
-            runner, url = await start_server(backend, port=0)
+            runner, url = await start_server(backend, port=0, login=LOGIN)
             try:
-                async with ConfluentSchemaRegistry(url) as client:
+                async with ConfluentSchemaRegistry(url, auth=LOGIN) as client:
                     yield client
             finally:
                 await runner.cleanup()

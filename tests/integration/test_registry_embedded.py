@@ -27,7 +27,7 @@ from contracts.registry import (
 )
 from contracts.registry.state import RegistryState
 from devstack import DevStackSettings
-from devstack.clients import kafka_client
+from devstack.clients import kafka_client, mqtt_login
 from iotctl.main import main
 
 
@@ -224,6 +224,12 @@ def test_cli_serve_answers_rest_and_stops_on_sigterm(
     try:
         body = asyncio.run(_get_when_up(f"http://127.0.0.1:{port}/config"))
         assert body == {"compatibilityLevel": "BACKWARD"}
+        if settings.secure:  # on the secured stack only its admin may write
+            url, change = f"http://127.0.0.1:{port}/config", {"compatibility": "FULL"}
+            assert asyncio.run(_put(url, change, None)) == 401
+            admin = mqtt_login(settings)  # the admin's password, the same on every plane
+            assert admin is not None
+            assert asyncio.run(_put(url, change, (admin.username, admin.password))) == 200
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=20) == 0
     finally:
@@ -252,3 +258,12 @@ async def _get_when_up(url: str) -> Any:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
+
+
+async def _put(url: str, body: Any, login: tuple[str, str] | None) -> int:
+    headers = {} if login is None else {"Authorization": aiohttp.encode_basic_auth(*login)}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(url, json=body, headers=headers) as response,
+    ):
+        return response.status

@@ -31,6 +31,7 @@ from devstack import DevStackSettings
 from devstack.clients import kafka_client
 
 TELEMETRY = "iot.telemetry.v1-value"
+LOGIN = ("registry-admin", "s3cret-for-tests")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -53,7 +54,7 @@ async def served(settings: DevStackSettings, unique: Callable[[str], str]) -> As
     finally:
         await admin.close()
     async with EmbeddedSchemaRegistry(kafka_client(settings), topic=unique("schemas")) as registry:
-        runner, url = await start_server(registry, port=0)
+        runner, url = await start_server(registry, port=0, login=LOGIN)
         try:
             yield Served(registry, url, topic, kafka_client(settings))
         finally:
@@ -73,7 +74,9 @@ def telemetry(n: int) -> dict[str, Any]:
 
 
 def _confluent_consume(served: Served, count: int) -> list[Any]:
-    with SchemaRegistryClient({"url": served.url}) as client:
+    with SchemaRegistryClient(
+        {"url": served.url, "basic.auth.user.info": ":".join(LOGIN)}
+    ) as client:
         return _confluent_consume_with(client, served, count)
 
 
@@ -126,7 +129,9 @@ async def test_confluent_deserializer_reads_what_our_serde_produced(served: Serv
 
 
 def _confluent_produce(served: Served, schema_text: str, records: list[dict[str, Any]]) -> None:
-    with SchemaRegistryClient({"url": served.url}) as client:
+    with SchemaRegistryClient(
+        {"url": served.url, "basic.auth.user.info": ":".join(LOGIN)}
+    ) as client:
         serializer = AvroSerializer(client, schema_text)
         producer = Producer({**served.kafka.confluent_config(), "enable.idempotence": True})
         context = SerializationContext(served.topic, MessageField.VALUE)
@@ -172,7 +177,9 @@ async def _consume(kafka: KafkaClientSettings, topic: str, count: int) -> list[b
 
 
 def _confluent_compatibility(served: Served, subject: str, schema_text: str) -> dict[str, Any]:
-    with SchemaRegistryClient({"url": served.url}) as client:
+    with SchemaRegistryClient(
+        {"url": served.url, "basic.auth.user.info": ":".join(LOGIN)}
+    ) as client:
         return _confluent_compatibility_with(client, subject, schema_text)
 
 
@@ -201,7 +208,9 @@ async def test_an_incompatible_registration_over_rest_is_a_409_naming_the_field(
     breaking = dict(catalog.latest(TELEMETRY).definition)
     breaking["fields"] = [*breaking["fields"], {"name": "firmware", "type": "string"}]
     body = {"schema": parse_schema(breaking).text, "schemaType": "AVRO"}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(
+        headers={"Authorization": aiohttp.encode_basic_auth(*LOGIN)}
+    ) as session:
         async with session.post(f"{served.url}/subjects/{subject}/versions", json=body) as resp:
             status, content_type = resp.status, resp.content_type
             error = await resp.json(content_type=None)

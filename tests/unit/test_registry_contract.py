@@ -16,6 +16,8 @@ from tests.contracts.registry import (
     RegistryContract,
 )
 
+LOGIN = ("registry-admin", "s3cret-for-tests")
+
 
 class TestMemoryRegistry(RegistryContract):
     @pytest.fixture
@@ -28,9 +30,9 @@ class TestRestClientOverMemoryServer(RegistryContract):
     @pytest.fixture
     async def registry(self) -> AsyncIterator[SchemaRegistry]:
         async with MemorySchemaRegistry() as backend:
-            runner, url = await start_server(backend, port=0)
+            runner, url = await start_server(backend, port=0, login=LOGIN)
             try:
-                async with ConfluentSchemaRegistry(url) as client:
+                async with ConfluentSchemaRegistry(url, auth=LOGIN) as client:
                     yield client
             finally:
                 await runner.cleanup()

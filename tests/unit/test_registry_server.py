@@ -30,15 +30,17 @@ BREAKING = parse_schema(
 )
 
 Call = Callable[..., Awaitable[tuple[int, Any]]]
+LOGIN = ("registry-admin", "s3cret-for-tests")
+BASIC = {"Authorization": aiohttp.encode_basic_auth(*LOGIN)}
 
 
 @pytest.fixture
 async def call() -> AsyncIterator[Call]:
     """``await call(method, path, body=None)`` -> (status, decoded JSON) against a fresh server."""
     async with MemorySchemaRegistry() as registry:
-        runner, url = await start_server(registry, port=0)
+        runner, url = await start_server(registry, port=0, login=LOGIN)
         try:
-            async with aiohttp.ClientSession() as session:
+            async with aiohttp.ClientSession(headers=BASIC) as session:
 
                 async def request(method: str, path: str, body: Any = None) -> tuple[int, Any]:
                     data = None if body is None else json.dumps(body)
@@ -171,3 +173,35 @@ async def test_deletes_soft_then_permanent(call: Call) -> None:
     assert (await call("DELETE", "/subjects/t-value"))[1]["error_code"] == 40404
     assert await call("DELETE", "/subjects/t-value?permanent=true") == (200, [1])
     assert await call("GET", "/schemas/ids/1") == (200, {"schema": V1.text})
+
+
+@pytest.mark.parametrize("login", [None, LOGIN], ids=["read-only", "with-login"])
+async def test_writes_need_the_registry_login_reads_do_not(login: tuple[str, str] | None) -> None:
+    schema = {"schema": json.dumps({"type": "record", "name": "A", "fields": []})}
+    async with MemorySchemaRegistry() as registry:
+        runner, url = await start_server(registry, port=0, login=login)
+        try:
+            async with aiohttp.ClientSession() as session:
+                writes = [
+                    ("POST", "/subjects/a-value/versions", schema, None),
+                    ("PUT", "/config", {"compatibility": "NONE"}, None),
+                    ("DELETE", "/subjects/a-value", None, aiohttp.encode_basic_auth("x", "wrong")),
+                ]
+                for method, path, payload, auth in writes:
+                    headers = {} if auth is None else {"Authorization": auth}
+                    async with session.request(
+                        method, url + path, json=payload, headers=headers
+                    ) as r:
+                        assert r.status == (403 if login is None else 401), (method, path)
+                        assert (await r.json())["error_code"] in (40101, 40301)
+                for method, path, payload in [
+                    ("GET", "/subjects", None),
+                    ("GET", "/config", None),
+                    ("POST", "/subjects/a-value", schema),  # a lookup
+                    ("POST", "/compatibility/subjects/a-value/versions/latest", schema),
+                ]:
+                    async with session.request(method, url + path, json=payload) as r:
+                        assert r.status in (200, 404), (method, path, await r.text())
+                assert list(await registry.subjects()) == []  # nothing was written
+        finally:
+            await runner.cleanup()
