@@ -44,3 +44,8 @@ class WorkerMetrics:
         self.commands = Counter(
             "iot_streams_notifier_commands", "commands sent for raised alerts", registry=r
         )
+        self.notifier_skipped = Counter(
+            "iot_streams_notifier_skipped",
+            "records on the alerts topic that are not alerts, passed over",
+            registry=r,
+        )

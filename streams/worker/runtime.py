@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from contracts.avro import AvroError, SchemaCatalog
+from contracts.avro import SchemaCatalog
+from contracts.errors import ContractsError
 from contracts.registry.cache import SchemaCache
-from contracts.registry.errors import RegistryError
 from contracts.registry.factory import open_registry
 from streams.decoding import UNDECODABLE, decode_telemetry
 from streams.domain import Position, TelemetryEvent, TopicPartition
@@ -53,6 +53,9 @@ from streams.worker.metrics import WorkerMetrics
 from streams.worker.publisher import KafkaOutboxPublisher
 
 log = logging.getLogger("streams.worker")
+
+_ALERT_FIELDS = frozenset({"event_id", "device_id", "rule", "state", "ts"})
+"""What the notifier reads of an alert record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,18 +278,30 @@ class WorkerRuntime:
                         for record in records:
                             await self._notify(notifier, record.value)
                         await consumer.commit({partition: records[-1].offset + 1})
-            except (StoreError, OSError, KafkaError) as exc:  # anything else is a bug: crash
+            except (StoreError, OSError, KafkaError, ContractsError) as exc:  # else: a bug
                 log.warning("notifier: %s; restarting", exc)
                 await asyncio.sleep(1.0)
             finally:
                 await consumer.stop()
 
+    def _skip_alert(self, why: str) -> None:
+        self.metrics.notifier_skipped.inc()
+        log.warning("notifier: passing over a record that is not an alert: %s", why)
+
     async def _notify(self, notifier: AlertCommandNotifier, value: bytes | None) -> None:
+        """Handles one record of the alerts topic in isolation: one that is not an alert is
+        counted and passed over; a registry that cannot be reached is raised (retried)."""
         assert self.registry is not None  # noqa: S101
         try:
             alert = await self.registry.decode(value or b"")
-        except (AvroError, RegistryError) as exc:
-            log.warning("notifier: skipping undecodable alert: %s", exc)
+        except ContractsError as exc:
+            if exc.retriable:
+                raise
+            self._skip_alert(str(exc))
+            return
+        missing = _ALERT_FIELDS - set(alert) if isinstance(alert, dict) else _ALERT_FIELDS
+        if missing:
+            self._skip_alert(f"no {', '.join(sorted(missing))}")
             return
         result = await asyncio.to_thread(notifier.handle, alert)
         if result.applied and result.value is not None:

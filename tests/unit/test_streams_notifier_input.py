@@ -1,0 +1,79 @@
+"""The notifier handles each record of the alerts topic in isolation: a record that is not
+an alert is counted and passed over; only a registry outage stops (and restarts) it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts.avro import UnknownSchemaIdError
+from contracts.registry.errors import RegistryUnavailableError
+from streams.notifier import AlertCommandNotifier
+from streams.settings import WorkerSettings
+from streams.store import SqliteStore
+from streams.worker.runtime import WorkerRuntime
+
+ALERT = {
+    "event_id": "a1",
+    "device_id": "dev-1",
+    "state": "RAISED",
+    "rule": "temperature-high",
+    "metric": "temp_c",
+    "value": 31.0,
+    "threshold": 30.0,
+    "window_ms": 0,
+    "ts": 1,
+}
+
+
+class _Registry:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+
+    async def decode(self, _: bytes) -> Any:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> tuple[WorkerRuntime, AlertCommandNotifier]:
+    store = SqliteStore(tmp_path / "s.db")
+    store.migrate()
+    runtime = WorkerRuntime(WorkerSettings())
+    return runtime, AlertCommandNotifier(store, {"temperature-high": "cool_down"})
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        UnknownSchemaIdError("schema id 7 is not known", schema_id=7),
+        {"event_id": "dev-1:1", "device_id": "dev-1", "metrics": {}},  # a Telemetry record
+        ["not", "a", "record"],
+    ],
+    ids=["unknown-schema", "telemetry", "not-a-record"],
+)
+async def test_a_record_that_is_not_an_alert_is_counted_and_passed_over(
+    runtime: tuple[WorkerRuntime, AlertCommandNotifier], answer: Any
+) -> None:
+    worker, notifier = runtime
+    worker.registry = _Registry(answer)  # type: ignore[assignment]
+    await worker._notify(notifier, b"frame")
+    assert worker.metrics.notifier_skipped._value.get() == 1
+    assert worker.metrics.commands._value.get() == 0
+
+
+async def test_an_alert_becomes_one_command_and_an_outage_is_raised_for_a_retry(
+    runtime: tuple[WorkerRuntime, AlertCommandNotifier],
+) -> None:
+    worker, notifier = runtime
+    worker.registry = _Registry(ALERT)  # type: ignore[assignment]
+    await worker._notify(notifier, b"frame")
+    await worker._notify(notifier, b"frame")  # redelivered: absorbed
+    assert worker.metrics.commands._value.get() == 1
+    worker.registry = _Registry(RegistryUnavailableError("down"))  # type: ignore[assignment]
+    with pytest.raises(RegistryUnavailableError):
+        await worker._notify(notifier, b"frame")
+    assert worker.metrics.notifier_skipped._value.get() == 0
