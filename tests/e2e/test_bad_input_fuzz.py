@@ -8,13 +8,15 @@ import asyncio
 import json
 import random
 import urllib.request
+import uuid
+from collections.abc import Iterator
 
 import aiomqtt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.topics import TELEMETRY, TELEMETRY_DLQ
-from devstack import DevStackSettings
+from devstack import DevStackSettings, SecuredStack
 from devstack.apps import GatewayApp
 from devstack.process import running_pid
 from tests.clients import mqtt_login_kwargs
@@ -59,8 +61,22 @@ def _device(rng: random.Random) -> str:
     return "fz-" + "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
 
 
+@pytest.fixture
+def registered(settings: DevStackSettings) -> Iterator[str]:
+    """A registered device, so that its messages get past authorization to the parsers."""
+    device_id = f"fz-{uuid.uuid4().hex[:10]}"
+    stack = SecuredStack(settings)
+    if settings.secure:
+        stack.add_device(device_id)
+    try:
+        yield device_id
+    finally:
+        if settings.secure:
+            stack.revoke_device(device_id)
+
+
 async def test_random_input_is_accounted_for_and_never_stops_the_gateway(
-    settings: DevStackSettings,
+    settings: DevStackSettings, registered: str
 ) -> None:
     app = GatewayApp(settings)
     pid, url = running_pid(app.handle), app.endpoint
@@ -75,7 +91,8 @@ async def test_random_input_is_accounted_for_and_never_stops_the_gateway(
     ) as client:
         for _ in range(MESSAGES):
             suffix = rng.choice(["", "", "/avro", "/unknown"])
-            topic = f"devices/{_device(rng)}/telemetry{suffix}"
+            device = registered if rng.random() < 0.6 else _device(rng)
+            topic = f"devices/{device}/telemetry{suffix}"
             await client.publish(topic, _payload(rng), qos=1)
     async with asyncio.timeout(60):
         while True:
@@ -94,4 +111,7 @@ async def test_random_input_is_accounted_for_and_never_stops_the_gateway(
     assert acked == MESSAGES
     assert telemetry + dead == MESSAGES  # each one in Kafka once: telemetry or the DLQ
     assert delta("iot_gateway_dlq_total") == dead  # every dead letter counted by its reason
-    assert dead > MESSAGES / 2  # most of this input is bad on purpose
+    assert dead > MESSAGES / 2, (telemetry, dead)  # most of this input is bad on purpose
+    assert telemetry > 0  # and the good part of it still gets through
+    for reason in ("invalid_utf8", "invalid_json", "schema_mismatch", "payload_too_large"):
+        assert delta(f"iot_gateway_dlq_total:{reason}") > 0, reason  # the parsers were reached
