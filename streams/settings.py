@@ -102,6 +102,8 @@ class WorkerSettings(FileSettings):
     consumer: Literal["batches", "faust"] = "batches"
     """How telemetry is consumed: ``batches`` hands aiokafka's fetches to the runtime whole
     (about five times faster); ``faust`` uses a faust agent's stream of events."""
+    store_stall_s: float = Field(10.0, gt=0)
+    """A store call waiting longer than this makes ``/readyz`` answer 503 until it returns."""
     session_timeout_s: float = Field(6.0, ge=6.0)
     """How long a silent worker keeps its partitions (Kafka's group.min.session.timeout.ms is
     6 s): the longest a crash can delay the partitions of the worker that died."""

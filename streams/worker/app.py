@@ -76,6 +76,9 @@ async def serve_http(runtime: WorkerRuntime) -> web.AppRunner:
 
     async def readyz(_: web.Request) -> web.Response:
         answer: dict[str, object] = {"ready": runtime.ready}
+        problem = runtime.store_problem()
+        if problem is not None:
+            answer["store"] = problem
         if warnings:
             answer["warnings"] = warnings
         return web.json_response(answer, status=200 if runtime.ready else 503)

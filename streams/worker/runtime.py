@@ -32,6 +32,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -54,6 +56,8 @@ from streams.worker.publisher import KafkaOutboxPublisher
 
 log = logging.getLogger("streams.worker")
 
+T = TypeVar("T")
+
 _ALERT_FIELDS = frozenset({"event_id", "device_id", "rule", "state", "ts"})
 """What the notifier reads of an alert record."""
 
@@ -74,7 +78,9 @@ class WorkerRuntime:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.metrics = WorkerMetrics()
-        self.ready = False
+        self._started = False
+        self._store_since: float | None = None  # when the store call in progress began
+        self._store_failure: str | None = None  # the last store error, until a call succeeds
         self._stack = contextlib.AsyncExitStack()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -120,10 +126,40 @@ class WorkerRuntime:
         # Everything built so far lives as long as the worker: keep the collector from
         # scanning it on every collection of the per-batch garbage.
         gc.freeze()
-        self.ready = True
+        self._started = True
+
+    @property
+    def ready(self) -> bool:
+        """Started, and the store answers: no store call has failed since the last one that
+        succeeded, and none has been waiting longer than ``store_stall_s`` (a paused or cut-off
+        database hangs calls rather than failing them)."""
+        return self._started and self.store_problem() is None
+
+    def store_problem(self) -> str | None:
+        """Why the store does not answer right now, or None."""
+        if self._store_failure is not None:
+            return self._store_failure
+        since = self._store_since
+        if since is not None and time.monotonic() - since > self.settings.store_stall_s:
+            return f"a store call has not returned for {time.monotonic() - since:.0f}s"
+        return None
+
+    async def _on_store(self, call: Callable[[], T]) -> T:
+        """Runs one store call in a thread, watched for ``ready``."""
+        self._store_since = time.monotonic()
+        try:
+            result = await asyncio.to_thread(call)
+        except StoreError as exc:
+            if exc.retriable:
+                self._store_failure = str(exc)
+            raise
+        finally:
+            self._store_since = None
+        self._store_failure = None
+        return result
 
     async def stop(self) -> None:
-        self.ready = False
+        self._started = False
         self._stop.set()
         for task in self._tasks:
             task.cancel()
@@ -183,7 +219,7 @@ class WorkerRuntime:
                     if TopicPartition(item[0].topic, item[0].partition) in self._assignment
                 ]
                 try:
-                    return await asyncio.to_thread(self.processor.apply, mine)
+                    return await self._on_store(partial(self.processor.apply, mine))
                 except StoreSwappedError:
                     await self._follow_swap()
                     return BatchResult(applied=0)
@@ -201,7 +237,7 @@ class WorkerRuntime:
         if store is None:
             return False
         async with self._lock:
-            if await asyncio.to_thread(store.stored_generation) == store.generation():
+            if await self._on_store(store.stored_generation) == store.generation():
                 return False
             await self._follow_swap()
         return True

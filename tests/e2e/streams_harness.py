@@ -1,7 +1,17 @@
-"""Helpers of the stream-worker end-to-end tests: alert rules, the log, end offsets."""
+"""Helpers of the stream-worker end-to-end tests: alert rules, the log, end offsets, worker
+processes on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -16,8 +26,10 @@ from streams.domain import TelemetryEvent
 from streams.projections.alerts import load_alert_rules
 from streams.projections.windows import DEFAULT_WINDOWS
 from streams.store.port import Store
-from tests.e2e.gateway_harness import read_headers
+from tests.e2e.gateway_harness import read_headers, track
 from tests.oracle import oracle
+
+_ASSIGNED = re.compile(r"assigned \[([0-9, ]*)\]")
 
 RULES = """
 version: 1
@@ -90,3 +102,74 @@ async def assert_state_matches_log(
     )
     published = [h["event_id"].decode() for h in seen if h["event_id"].decode() in wanted]
     assert set(published) == wanted  # every crossing at least once, exactly once after dedupe
+
+
+class PostgresWorker:
+    """One worker process of the group; its HTTP port serves ``/metrics``."""
+
+    def __init__(self, env: dict[str, str], schema: str, log: Path, http_port: int) -> None:
+        self.http_port = http_port
+        self.env = {**env, "IOT_STREAMS_HTTP__PORT": str(self.http_port)}
+        self.schema, self.log = schema, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = track(
+                subprocess.Popen(
+                    [sys.executable, "-m", "iotctl.main", "streams", "worker"],
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+    def applied(self) -> float:
+        """``iot_streams_events_applied_total`` of this process (0 until it serves HTTP)."""
+        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return 0.0
+        for line in text.splitlines():
+            if line.startswith("iot_streams_events_applied_total "):
+                return float(line.split()[1])
+        return 0.0
+
+    def assigned(self) -> set[int]:
+        """The partitions of the last assignment this worker logged."""
+        found = _ASSIGNED.findall(self.log.read_text(errors="replace"))
+        return {int(p) for p in found[-1].split(",") if p.strip()} if found else set()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(60)
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports (all bound at once, so no two are the same)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+async def until(condition: Callable[[], bool], timeout_s: float, what: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(condition):
+        assert time.monotonic() < deadline, what()
+        await asyncio.sleep(0.2)

@@ -16,13 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -39,77 +35,18 @@ from tests.e2e.gateway_harness import (
     start_gateway,
     track,
 )
-from tests.e2e.streams_harness import RULES, assert_state_matches_log, end_offsets
+from tests.e2e.streams_harness import (
+    RULES,
+    PostgresWorker,
+    assert_state_matches_log,
+    end_offsets,
+    free_ports,
+    until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 PARTITIONS = 6
-
-_ASSIGNED = re.compile(r"assigned \[([0-9, ]*)\]")
-
-
-class PostgresWorker:
-    """One worker process of the group; its HTTP port serves ``/metrics``."""
-
-    def __init__(self, env: dict[str, str], schema: str, log: Path, http_port: int) -> None:
-        self.http_port = http_port
-        self.env = {**env, "IOT_STREAMS_HTTP__PORT": str(self.http_port)}
-        self.schema, self.log = schema, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = track(
-                subprocess.Popen(
-                    [sys.executable, "-m", "iotctl.main", "streams", "worker"],
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-
-    def applied(self) -> float:
-        """``iot_streams_events_applied_total`` of this process (0 until it serves HTTP)."""
-        url = f"http://127.0.0.1:{self.http_port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                text = response.read().decode()
-        except OSError:
-            return 0.0
-        for line in text.splitlines():
-            if line.startswith("iot_streams_events_applied_total "):
-                return float(line.split()[1])
-        return 0.0
-
-    def assigned(self) -> set[int]:
-        """The partitions of the last assignment this worker logged."""
-        found = _ASSIGNED.findall(self.log.read_text(errors="replace"))
-        return {int(p) for p in found[-1].split(",") if p.strip()} if found else set()
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def terminate(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(60)
-
-
-def _free_ports(count: int) -> list[int]:
-    """Distinct free ports (all bound at once, so no two are the same)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _shared(first: set[int], second: set[int]) -> bool:
@@ -120,13 +57,6 @@ def _shared(first: set[int], second: set[int]) -> bool:
 def _positions(store: PostgresStore, group: str) -> dict[int, int]:
     """Next offset to apply per partition, as the store says."""
     return {tp.partition: offset + 1 for tp, offset in store.positions(group).items()}
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float, what: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await asyncio.to_thread(condition):
-        assert time.monotonic() < deadline, what()
-        await asyncio.sleep(0.2)
 
 
 async def test_two_postgres_workers_one_killed_partitions_move_and_projections_hold(
@@ -170,7 +100,7 @@ async def _run(
         "IOT_STREAMS_NOTIFIER__ENABLED": "false",
         "IOT_STREAMS_BATCH_MAX": "200",
     }
-    ports = _free_ports(2)
+    ports = free_ports(2)
     workers = [PostgresWorker(env, schema, tmp_path / f"worker-{n}.log", ports[n]) for n in (0, 1)]
     for worker in workers:
         worker.start()
@@ -185,7 +115,7 @@ async def _run(
         )
 
     # The group settles (each worker holds partitions) before the devices publish.
-    await _until(
+    await until(
         lambda: _shared(workers[0].assigned(), workers[1].assigned()),
         60,
         lambda: f"the workers should share the partitions\n{logs()}",
@@ -226,13 +156,13 @@ async def _run(
         )
 
     # Both workers own partitions and apply batches; the store's positions grow.
-    await _until(
+    await until(
         lambda: all(w.applied() > 0 for w in workers) and all(w.assigned() for w in workers),
         90,
         lambda: f"both workers should apply batches: {[w.applied() for w in workers]}\n{logs()}",
     )
     before = sum(_positions(store, group).values())
-    await _until(
+    await until(
         lambda: sum(_positions(store, group).values()) > before,
         30,
         lambda: f"store positions stuck at {_positions(store, group)}",
@@ -247,12 +177,12 @@ async def _run(
 
     # The survivor takes the victim's partitions (after the session timeout) and applies
     # the records published to them after the kill.
-    await _until(
+    await until(
         lambda: survivor.assigned() == set(range(PARTITIONS)),
         45,
         lambda: f"survivor still assigned {survivor.assigned()}\n{logs()}",
     )
-    await _until(
+    await until(
         lambda: any(_positions(store, group).get(p, 0) > at_kill.get(p, 0) for p in moved),
         45,
         lambda: f"the victim's partitions {moved} did not advance past {at_kill}\n{logs()}",
@@ -274,7 +204,7 @@ async def _run(
         done = all(positions.get(p, 0) >= end for p, end in ends.items() if end)
         return done and store.outbox_backlog() == 0
 
-    await _until(caught_up, 60, lambda: f"survivor at {_positions(store, group)}, log ends {ends}")
+    await until(caught_up, 60, lambda: f"survivor at {_positions(store, group)}, log ends {ends}")
     assert {p: _positions(store, group).get(p, 0) for p in ends if ends[p]} == {
         p: end for p, end in ends.items() if end
     }

@@ -1,8 +1,10 @@
-"""The notifier handles each record of the alerts topic in isolation: a record that is not
-an alert is counted and passed over; only a registry outage stops (and restarts) it."""
+"""The worker runtime in isolation: the notifier passes over records that are not alerts
+(only a registry outage stops, and restarts, it), and readiness follows the store."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 
 from contracts.avro import UnknownSchemaIdError
 from contracts.registry.errors import RegistryUnavailableError
+from streams.errors import StoreUnavailableError
 from streams.notifier import AlertCommandNotifier
 from streams.settings import WorkerSettings
 from streams.store import SqliteStore
@@ -77,3 +80,26 @@ async def test_an_alert_becomes_one_command_and_an_outage_is_raised_for_a_retry(
     with pytest.raises(RegistryUnavailableError):
         await worker._notify(notifier, b"frame")
     assert worker.metrics.notifier_skipped._value.get() == 0
+
+
+async def test_readiness_follows_the_store_hung_or_failing() -> None:
+    worker = WorkerRuntime(WorkerSettings(store_stall_s=0.2))
+    worker._started = True  # what start() ends with
+    assert worker.ready
+    release = threading.Event()
+    hung = asyncio.create_task(worker._on_store(lambda: release.wait(5)))
+    await asyncio.sleep(0.5)  # a paused database: the call neither returns nor fails
+    assert not worker.ready
+    assert "has not returned" in (worker.store_problem() or "")
+    release.set()
+    await hung
+    assert worker.ready
+
+    def unavailable() -> None:
+        raise StoreUnavailableError("postgres down")
+
+    with pytest.raises(StoreUnavailableError):
+        await worker._on_store(unavailable)
+    assert not worker.ready  # until a store call succeeds again
+    assert await worker._on_store(lambda: 7) == 7
+    assert worker.ready
