@@ -6,6 +6,9 @@ from streams.store import _codec
 
 SCHEMA_VERSION = "1"
 
+_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+"""The database's clock in epoch ms: leases are judged by one clock, whichever worker."""
+
 _DDL = """
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text NOT NULL);
@@ -36,6 +39,8 @@ CREATE TABLE IF NOT EXISTS {s}.outbox (
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, event_id text NOT NULL UNIQUE,
     topic text NOT NULL, msg_key text NOT NULL, kind text NOT NULL, ts bigint NOT NULL,
     payload text NOT NULL, published_at bigint);
+ALTER TABLE {s}.outbox ADD COLUMN IF NOT EXISTS lease_owner text;
+ALTER TABLE {s}.outbox ADD COLUMN IF NOT EXISTS lease_until bigint;
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON {s}.outbox (msg_key, seq)
     WHERE published_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_published ON {s}.outbox (published_at)
@@ -83,16 +88,21 @@ _STATEMENTS = {
     "devices": "SELECT {device_cols} FROM {s}.devices",
     "windows": "SELECT * FROM {s}.windows WHERE %s::text IS NULL OR device_id = %s",
     "alerts": "SELECT * FROM {s}.alert_states WHERE %s::text IS NULL OR device_id = %s",
-    # Claiming a key = locking its oldest unpublished row (skipping keys other relays hold),
-    # then taking the key's next unpublished rows in order.
+    # Claiming a key = leasing its oldest unpublished row and the rows after it, in one short
+    # transaction: keys whose oldest row another relay holds an unexpired lease on (or is
+    # leasing right now: SKIP LOCKED) are skipped. Publishing happens after the commit.
     "claim_heads": "WITH heads AS (SELECT DISTINCT ON (msg_key) seq FROM {s}.outbox "
     "WHERE published_at IS NULL ORDER BY msg_key, seq) "
     "SELECT o.msg_key FROM {s}.outbox o JOIN heads h ON o.seq = h.seq "
-    "WHERE o.published_at IS NULL ORDER BY o.seq LIMIT %s FOR UPDATE OF o SKIP LOCKED",
-    "claim_rows": "SELECT seq, {outbox_cols} FROM {s}.outbox "
-    "WHERE published_at IS NULL AND msg_key = ANY(%s) ORDER BY seq LIMIT %s FOR UPDATE",
-    "mark_published": "UPDATE {s}.outbox SET published_at = %s "
-    "WHERE seq = ANY(%s) AND published_at IS NULL",
+    "WHERE o.published_at IS NULL AND (o.lease_until IS NULL OR o.lease_until < {now_ms}) "
+    "ORDER BY o.seq LIMIT %s FOR UPDATE OF o SKIP LOCKED",
+    "claim_rows": "UPDATE {s}.outbox SET lease_owner = %s, lease_until = {now_ms} + %s "
+    "WHERE seq IN (SELECT seq FROM {s}.outbox WHERE published_at IS NULL AND msg_key = ANY(%s) "
+    "ORDER BY seq LIMIT %s FOR UPDATE) RETURNING seq, {outbox_cols}",
+    "mark_published": "UPDATE {s}.outbox SET published_at = %s, lease_owner = NULL, "
+    "lease_until = NULL WHERE seq = ANY(%s) AND published_at IS NULL AND lease_owner = %s",
+    "release": "UPDATE {s}.outbox SET lease_owner = NULL, lease_until = NULL "
+    "WHERE seq = ANY(%s) AND lease_owner = %s",
     "prune": "DELETE FROM {s}.outbox WHERE published_at IS NOT NULL AND published_at < %s",
     "backlog": "SELECT count(*) FROM {s}.outbox WHERE published_at IS NULL",
     "track": "INSERT INTO {s}.tracking VALUES (%s, %s) ON CONFLICT DO NOTHING",
@@ -137,6 +147,7 @@ class Statements:
             "s": s,
             "device_cols": ", ".join(_codec.DEVICE_COLUMNS),
             "outbox_cols": ", ".join(_codec.OUTBOX_COLUMNS),
+            "now_ms": _NOW_MS,
         }
         sql = {key: template.format(**names) for key, template in _STATEMENTS.items()}
         self.schema_name = schema
@@ -163,6 +174,7 @@ class Statements:
         self.claim_heads = sql["claim_heads"]
         self.claim_rows = sql["claim_rows"]
         self.mark_published = sql["mark_published"]
+        self.release = sql["release"]
         self.prune = sql["prune"]
         self.backlog = sql["backlog"]
         self.track = sql["track"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -158,6 +159,7 @@ class PostgresStore:
         *,
         schema: str = "streams",
         timeouts: Timeouts = Timeouts(),
+        lease_s: float = 60.0,
         clock: Callable[[], int] = _now_ms,
         failpoint: Callable[[str], None] | None = None,
     ) -> None:
@@ -172,6 +174,7 @@ class PostgresStore:
         self.schema = schema
         self._sql = Statements(schema)
         self._clock = clock
+        self._lease_s = lease_s
         self._failpoint = failpoint or (lambda _step: None)
         self._main = _Connection(dsn, timeouts)
         self._claims = _Connection(dsn, timeouts)
@@ -355,39 +358,37 @@ class PostgresStore:
     # -- outbox -----------------------------------------------------------------------------
 
     def claim(self, limit: int) -> _PgClaim:
-        """Locks the head row of up to ``limit`` keys (SKIP LOCKED), then their next rows.
-
-        The claim holds its transaction (and the row locks) open on this store's claim
-        connection until it ends; one open claim per store instance.
-        """
+        """Leases the oldest unpublished row of up to ``limit`` keys and the rows after them
+        (at most ``limit`` rows), in one short transaction; nothing stays open while the
+        caller publishes. A lease another relay holds keeps its keys out of this claim; one
+        never ended (a relay that died or hangs) expires after ``lease_s``, and its rows are
+        claimed again (at least once: consumers dedupe by event id). One open claim per
+        store instance."""
         if not self._claim_open.acquire(blocking=False):
             raise StoreError("an outbox claim is already open on this store instance")
+        owner = uuid.uuid4().hex
         try:
-            with self._use(self._claims, "claim") as conn:
-                conn.execute("BEGIN")
-                try:
-                    keys = [key for (key,) in conn.execute(self._sql.claim_heads, (limit,))]
-                    rows = conn.execute(self._sql.claim_rows, (keys, limit)).fetchall()
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+            with self._use(self._claims, "claim") as conn, conn.transaction():
+                keys = [key for (key,) in conn.execute(self._sql.claim_heads, (limit,))]
+                rows = conn.execute(
+                    self._sql.claim_rows, (owner, int(self._lease_s * 1000), keys, limit)
+                ).fetchall()
         except BaseException:
             self._claim_open.release()
             raise
+        rows.sort(key=lambda row: row[0])
         records = [OutboxRecord(row[0], _codec.event_from_row(row[1:])) for row in rows]
-        return _PgClaim(self, records)
+        return _PgClaim(self, records, owner)
 
-    def _end_claim(self, seqs: Sequence[int]) -> None:
+    def _end_claim(self, owner: str, seqs: Sequence[int], released: Sequence[int]) -> None:
+        """Marks ``seqs`` published and gives up the lease of ``released``; rows whose lease
+        expired and went to another relay meanwhile are left to it."""
         try:
-            with self._use(self._claims, "mark_published") as conn:
-                try:
-                    if seqs:
-                        conn.execute(self._sql.mark_published, (self._clock(), list(seqs)))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if not conn.broken:
-                        conn.execute("ROLLBACK")
-                    raise
+            with self._use(self._claims, "mark_published") as conn, conn.transaction():
+                if seqs:
+                    conn.execute(self._sql.mark_published, (self._clock(), list(seqs), owner))
+                if released:
+                    conn.execute(self._sql.release, (list(released), owner))
         finally:
             self._claim_open.release()
 
@@ -515,9 +516,10 @@ class PostgresStore:
 
 
 class _PgClaim:
-    def __init__(self, store: PostgresStore, records: list[OutboxRecord]) -> None:
+    def __init__(self, store: PostgresStore, records: list[OutboxRecord], owner: str) -> None:
         self._store: PostgresStore | None = store
         self._records = records
+        self._owner = owner
 
     @property
     def records(self) -> Sequence[OutboxRecord]:
@@ -527,12 +529,14 @@ class _PgClaim:
         if self._store is None:
             raise StoreError("outbox claim already ended")
         store, self._store = self._store, None
-        store._end_claim([r.seq for r in self._records] if seqs is None else seqs)
+        marked = [r.seq for r in self._records] if seqs is None else list(seqs)
+        left = sorted({r.seq for r in self._records} - set(marked))
+        store._end_claim(self._owner, marked, left)
 
     def release(self) -> None:
         if self._store is not None:
             store, self._store = self._store, None
-            store._end_claim(())
+            store._end_claim(self._owner, (), [r.seq for r in self._records])
 
     def __enter__(self) -> Self:
         return self

@@ -120,24 +120,43 @@ def short_timeouts(pg_dsn: str, unique: Callable[[str], str]) -> Iterator[Postgr
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def test_a_stalled_claim_is_ended_by_the_server_and_its_rows_are_claimed_again(
+def test_a_claim_holds_no_transaction_while_its_rows_are_published(
     short_timeouts: PostgresStore,
 ) -> None:
-    """A relay that stalls with its claim open (paused, a publish that hangs) must not hold
-    row locks, and with them vacuum, for long: the server ends its transaction."""
+    """Claim, commit, publish: a relay that stalls with a claim (paused, a publish that
+    hangs) holds no transaction, row lock or snapshot, so nothing waits on it and the
+    server's idle-in-transaction timeout (1 s here) has nothing to end."""
     store = short_timeouts
     BatchProcessor(store, "workers", windows=WINDOWS, rules=RULES).apply(alert_log())
     claim = store.claim(10)
-    claimed = [record.seq for record in claim.records]
-    assert claimed
-    time.sleep(2.5)  # the stall: longer than idle_in_transaction_s
-    with pytest.raises(StoreError) as ended:
-        claim.mark_published()
-    assert ended.value.retriable
-    again = store.claim(10)
-    assert [record.seq for record in again.records] == claimed  # nothing marked, nothing lost
-    again.mark_published()
+    assert claim.records
+    with store._use(store._claims, "state") as conn:
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    time.sleep(1.5)  # the stall: longer than idle_in_transaction_s
+    claim.mark_published()
     assert store.outbox_backlog() == 0
+
+
+def test_the_lease_of_a_claim_never_ended_expires_and_its_rows_are_claimed_again(
+    pg_dsn: str, short_timeouts: PostgresStore
+) -> None:
+    store = short_timeouts
+    BatchProcessor(store, "workers", windows=WINDOWS, rules=RULES).apply(alert_log())
+    dead = PostgresStore(pg_dsn, schema=store.schema, lease_s=1.0)
+    other = PostgresStore(pg_dsn, schema=store.schema, lease_s=1.0)
+    try:
+        claimed = [record.seq for record in dead.claim(100).records]  # never ended: it died
+        assert claimed
+        with other.claim(100) as early:
+            assert early.records == []  # leased to the relay that died
+        time.sleep(1.5)
+        with other.claim(100) as late:
+            assert [record.seq for record in late.records] == claimed
+            late.mark_published()
+        assert store.outbox_backlog() == 0
+    finally:
+        dead.close()
+        other.close()
 
 
 def test_every_connection_bounds_statements_idle_transactions_and_dead_peers(
