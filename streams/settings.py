@@ -68,6 +68,9 @@ class QuerySettings(BaseModel):
     end_offsets_refresh_s: float = Field(0.25, gt=0)
     max_subscribers: int = Field(64, ge=0)
     max_subscribers_per_client: int = Field(8, ge=1)
+    max_history_scans: int = Field(8, ge=1)
+    """Alert-history requests reading the log at once (each its own consumer); one client
+    may hold 2 of them (429 above), the worker ``max_history_scans`` (503 above)."""
     """Open streams one client (token principal, else address) may hold: 429 above."""
     history_max_scan_s: float = Field(5.0, gt=0)
     """The longest one alert-history request reads the log; then it answers ``truncated``

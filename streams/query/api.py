@@ -30,6 +30,7 @@ from streams.query.logtail import LogReader, parse_vector
 from streams.query.metrics import QueryMetrics
 from streams.query.positions import LogPositions, topic_partitions
 from streams.query.service import QueryService
+from streams.query.slots import ClientSlots, Refusal
 from streams.query.sse import SseLimits, Subscriptions, stream_log
 from streams.store import Store, open_store
 
@@ -52,6 +53,7 @@ class QueryApi:
         self.subscriptions = Subscriptions(
             query.max_subscribers, self.metrics, per_client=query.max_subscribers_per_client
         )
+        self.history_scans = ClientSlots(query.max_history_scans, per_client=2)
         self.limits = SseLimits(
             query.sse_max_behind, query.sse_write_timeout_s, query.sse_heartbeat_s
         )
@@ -210,6 +212,16 @@ class QueryApi:
 
     async def _alert_history(self, request: web.Request) -> web.Response:
         query = params.parse_history(request.query, int(time.time() * 1000))
+        client = _client(request)
+        refused = self.history_scans.take(client)
+        if refused is not None:
+            return _refused(refused, self.history_scans.per_client, "history scans")
+        try:
+            return await self._history(request, query)
+        finally:
+            self.history_scans.give_back(client)
+
+    async def _history(self, request: web.Request, query: params.HistoryQuery) -> web.Response:
         if self.alert_partitions == 0:
             return web.json_response(
                 {
@@ -254,21 +266,10 @@ class QueryApi:
         event: str,
     ) -> web.StreamResponse:
         resume = self._resume(request, partitions)
-        client = str(request.get(PRINCIPAL) or request.remote or "")
+        client = _client(request)
         refused = self.subscriptions.admit(client)
-        if refused == "client_limit":
-            limit = self.subscriptions.per_client
-            return web.json_response(
-                {"error": "too_many_requests", "reason": f"{limit} open streams per client"},
-                status=429,
-                headers={"Retry-After": "1"},
-            )
         if refused is not None:
-            return web.json_response(
-                {"error": "unavailable", "reason": "too many open streams on this worker"},
-                status=503,
-                headers={"Retry-After": "1"},
-            )
+            return _refused(refused, self.subscriptions.per_client, "open streams")
         admitted = True  # until stream_log takes over the slot (it leaves it on every path)
         try:
             async with LogReader(self.settings.kafka, topic) as reader:
@@ -340,3 +341,16 @@ class QueryApi:
         return await self._subscribe(
             request, self.settings.alerts_topic, partitions, decode, "alert"
         )
+
+
+def _client(request: web.Request) -> str:
+    """Who a request counts against: its token's principal, else its address."""
+    return str(request.get(PRINCIPAL) or request.remote or "")
+
+
+def _refused(refusal: Refusal, per_client: int, what: str) -> web.Response:
+    if refusal == "client_limit":
+        body = {"error": "too_many_requests", "reason": f"{per_client} {what} per client"}
+        return web.json_response(body, status=429, headers={"Retry-After": "1"})
+    body = {"error": "unavailable", "reason": f"too many {what} on this worker"}
+    return web.json_response(body, status=503, headers={"Retry-After": "1"})

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from aiohttp import web
 from streams.query.errors import QueryError
 from streams.query.logtail import format_vector, gaps
 from streams.query.metrics import QueryMetrics
+from streams.query.slots import ClientSlots, Refusal
 
 __all__ = ["Reader", "SseLimits", "Subscriptions", "stream_log"]
 
@@ -57,34 +57,32 @@ class SlowClientError(QueryError):
 
 
 class Subscriptions:
-    """Open streams of one server: a cap for all, a cap per client (so one client cannot
-    take every slot), the counts, and one stop signal for shutdown."""
+    """Open streams of one server: slots (a cap for all, a cap per client), the gauge, and
+    one stop signal for shutdown."""
 
     def __init__(self, limit: int, metrics: QueryMetrics, *, per_client: int | None = None) -> None:
-        self.limit = limit
-        self.per_client = limit if per_client is None else per_client
-        self.open = 0
+        self._slots = ClientSlots(limit, per_client)
         self.stopping = asyncio.Event()
         self._metrics = metrics
-        self._by_client: Counter[str] = Counter()
 
-    def admit(self, client: str = "") -> str | None:
-        """Takes a slot for ``client`` (a principal, else an address); None when admitted,
-        else why not (``busy``: the server is full; ``client_limit``: this client is)."""
-        if self.open >= self.limit or self.stopping.is_set():
+    @property
+    def open(self) -> int:
+        return self._slots.open
+
+    @property
+    def per_client(self) -> int:
+        return self._slots.per_client
+
+    def admit(self, client: str = "") -> Refusal | None:
+        """Takes a stream slot for ``client``; None when admitted, else why not."""
+        if self.stopping.is_set():
             return "busy"
-        if self._by_client[client] >= self.per_client:
-            return "client_limit"
-        self.open += 1
-        self._by_client[client] += 1
+        refused = self._slots.take(client)
         self._metrics.subscribers.set(self.open)
-        return None
+        return refused
 
     def leave(self, reason: str, client: str = "") -> None:
-        self.open -= 1
-        self._by_client[client] -= 1
-        if self._by_client[client] <= 0:
-            del self._by_client[client]
+        self._slots.give_back(client)
         self._metrics.subscribers.set(self.open)
         self._metrics.disconnects.labels(reason).inc()
 

@@ -543,6 +543,23 @@ async def test_history_stops_when_its_time_is_up_and_says_where_to_go_on() -> No
     assert body["next_after"] == f"0:{body['scanned'] - 1}"  # type: ignore[operator]
 
 
+async def test_one_client_cannot_run_more_than_two_history_scans_at_once() -> None:
+    runtime = types.SimpleNamespace(
+        settings=types.SimpleNamespace(query=QuerySettings(auth=QueryAuthSettings(enabled=False))),
+        metrics=types.SimpleNamespace(registry=CollectorRegistry()),
+    )
+    api = QueryApi(runtime)  # type: ignore[arg-type]
+    root = web.Application()
+    root.add_subapp("/api", api.app())
+    async with TestClient(TestServer(root)) as client:
+        assert api.history_scans.take("127.0.0.1") is None  # two scans of this client
+        assert api.history_scans.take("127.0.0.1") is None  # are running
+        response = await client.get("/api/alerts/history?from=0")
+        assert response.status == 429, await response.text()
+        assert "2 history scans per client" in (await response.json())["reason"]
+    assert api.history_scans.open == 2  # the refused request took nothing
+
+
 def test_one_client_cannot_take_every_stream_slot() -> None:
     slots = Subscriptions(10, QueryMetrics(CollectorRegistry()), per_client=2)
     assert [slots.admit("dashboard") for _ in range(3)] == [None, None, "client_limit"]
