@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from policy import Authorizer, MqttAction, MqttTopic, PolicyError, load_policy
+from policy import Authorizer, Decision, MqttAction, MqttTopic, PolicyError, load_policy
 from security.devices import DeviceStore
 from security.effective import effective_policy
 from security.errors import SecurityError
@@ -86,6 +86,12 @@ class PolicyWatch:
         if self._clock() - self._checked_at >= self._check_every_s:
             self.refresh()
         return self._authorizer
+
+    @property
+    def authorize(self) -> Callable[..., Decision]:
+        """The current policy's :meth:`Authorizer.authorize`: a watch decides like the
+        authorizer of whatever the files say now (for :func:`security.http.bearer_auth`)."""
+        return self.authorizer.authorize
 
     def refresh(self) -> bool:
         """Loads the files again if either changed; True if the policy was replaced."""

@@ -24,7 +24,7 @@ from typing import Literal
 from aiohttp import web
 
 from contracts.identifiers import device_id_problem
-from policy import Decision, HttpAction, HttpScope, PolicyError, Resource
+from policy import HttpScope, PolicyError
 from security import PolicyWatch, SecurityError, TokenStore, bearer_auth
 from security.http import Middleware
 from streams.errors import ConfigError
@@ -91,24 +91,4 @@ def query_auth(settings: QueryAuthSettings, public: Collection[str]) -> Middlewa
     except (OSError, PolicyError, SecurityError) as exc:
         raise ConfigError(f"query.auth.policy_file: {exc}") from exc
     tokens = TokenStore(settings.tokens_file)
-    return bearer_auth(_Current(watch), tokens, scope=query_scope, public=public)
-
-
-class _Current:
-    """Decides with the policy as the file says now (re-read when it changes)."""
-
-    def __init__(self, watch: PolicyWatch) -> None:
-        self._watch = watch
-
-    def authorize(
-        self,
-        principal: str,
-        action: HttpAction,
-        resource: Resource,
-        *,
-        client_id: str | None = None,
-        host: str | None = None,
-    ) -> Decision:
-        return self._watch.authorizer.authorize(
-            principal, action, resource, client_id=client_id, host=host
-        )
+    return bearer_auth(watch, tokens, scope=query_scope, public=public)
