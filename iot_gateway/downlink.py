@@ -1,12 +1,17 @@
 """Downlink: commands from Kafka ``iot.commands.v1`` to MQTT ``devices/{id}/commands``.
 
 At least once: a record's offset is committed only after the broker acknowledged (PUBACK)
-the QoS 1 publish of every record before it. A command whose ``expires_at`` has passed is
-not sent (counted as ``expired``); a record that is not a command (does not decode, an unknown
-schema, another record type, an invalid device id) is counted as ``invalid`` and skipped, never
-retried forever. A registry that cannot be reached is retried: the downlink restarts from the
-last committed offset after a pause, and the uplink on the same session goes on. The device
-sees JSON with the command's fields.
+the QoS 1 publish of every record before it. Not sent:
+
+* a command whose ``expires_at`` has passed (``expired``);
+* one whose ``command_id`` this process sent already (``duplicate``: the outbox relay
+  publishes at least once);
+* a record that is not a command (does not decode, an unknown schema, another record type,
+  an invalid device id): ``invalid``, skipped, never retried forever.
+
+A registry that cannot be reached is retried: the downlink restarts from the last committed
+offset after a pause, and the uplink on the same session goes on. The device sees JSON with
+the command's fields.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +36,10 @@ from iot_gateway.metrics import GatewayMetrics
 log = logging.getLogger("iot_gateway.downlink")
 
 DecodeCommand = Callable[[bytes], Awaitable[dict[str, Any]]]
+
+RECENT_COMMANDS = 65_536
+"""Command ids remembered per gateway process: a command the relay publishes again (same
+``command_id``) reaches the device once, as long as it is among the most recent this many."""
 
 
 def command_payload(command: dict[str, Any]) -> bytes:
@@ -57,6 +67,7 @@ class Downlink:
         self._decode = decode
         self._metrics = metrics
         self.retry_delay_s = 1.0
+        self._sent: OrderedDict[str, None] = OrderedDict()  # recent command ids, oldest first
 
     async def __call__(self, client: aiomqtt.Client) -> None:
         """Forwards until the MQTT session ends (its ``MqttError`` ends this too). A Kafka or
@@ -123,6 +134,13 @@ class Downlink:
         if expires_at is not None and expires_at < time.time() * 1000:
             self._metrics.downlink.labels("expired").inc()
             return
+        command_id = str(command["command_id"])
+        if command_id in self._sent:  # the outbox relay publishes at least once
+            self._metrics.downlink.labels("duplicate").inc()
+            return
         topic = self._config.downlink.mqtt_topic.format(device_id=device_id)
         await client.publish(topic, payload, qos=1)
+        self._sent[command_id] = None
+        if len(self._sent) > RECENT_COMMANDS:
+            self._sent.popitem(last=False)
         self._metrics.downlink.labels("delivered").inc()

@@ -112,6 +112,9 @@ class WorkerSettings(FileSettings):
     6 s): the longest a crash can delay the partitions of the worker that died."""
     alert_rules: Path | None = Path("config/alerts.example.yaml")
     relay: bool = True
+    outbox_keep_s: float = Field(300.0, ge=0)
+    """Published outbox rows are deleted this long after publication (checked every minute):
+    the outbox is a queue, not a history; the alert topic is the history."""
     notifier: NotifierSettings = NotifierSettings()
     http: HttpSettings = HttpSettings()
     query: QuerySettings = QuerySettings()

@@ -78,7 +78,7 @@ async def serve_http(runtime: WorkerRuntime) -> web.AppRunner:
         answer: dict[str, object] = {"ready": runtime.ready}
         problem = runtime.store_problem()
         if problem is not None:
-            answer["store"] = problem
+            answer["problem"] = problem
         if warnings:
             answer["warnings"] = warnings
         return web.json_response(answer, status=200 if runtime.ready else 503)

@@ -35,6 +35,9 @@ class WorkerMetrics:
         self.published = Counter(
             "iot_streams_outbox_published", "outbox rows published", registry=r
         )
+        self.outbox_pruned = Counter(
+            "iot_streams_outbox_pruned", "published outbox rows deleted", registry=r
+        )
         self.publish_latency = Histogram(
             "iot_streams_outbox_publish_seconds",
             "time to publish one claimed outbox batch (acks=all)",

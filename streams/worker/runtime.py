@@ -58,6 +58,9 @@ log = logging.getLogger("streams.worker")
 
 T = TypeVar("T")
 
+OUTBOX_PRUNE_EVERY_S = 60.0
+"""How often the relay deletes outbox rows published longer than ``outbox_keep_s`` ago."""
+
 _ALERT_FIELDS = frozenset({"event_id", "device_id", "rule", "state", "ts"})
 """What the notifier reads of an alert record."""
 
@@ -120,9 +123,9 @@ class WorkerRuntime:
             self._stack.push_async_callback(producer.stop)
             publisher = KafkaOutboxPublisher(producer, self.registry, SchemaCatalog.load())
             relay = OutboxRelay(store, publisher)
-            self._tasks.append(asyncio.create_task(self._run_relay(relay)))
+            self._tasks.append(asyncio.create_task(self._run_relay(relay), name="the outbox relay"))
         if settings.notifier.enabled:
-            self._tasks.append(asyncio.create_task(self._run_notifier()))
+            self._tasks.append(asyncio.create_task(self._run_notifier(), name="the notifier"))
         # Everything built so far lives as long as the worker: keep the collector from
         # scanning it on every collection of the per-batch garbage.
         gc.freeze()
@@ -130,13 +133,21 @@ class WorkerRuntime:
 
     @property
     def ready(self) -> bool:
-        """Started, and the store answers: no store call has failed since the last one that
-        succeeded, and none has been waiting longer than ``store_stall_s`` (a paused or cut-off
-        database hangs calls rather than failing them)."""
+        """Started, its background tasks (relay, notifier) running, and the store answering:
+        no store call has failed since the last one that succeeded, and none has been waiting
+        longer than ``store_stall_s`` (a paused or cut-off database hangs calls rather than
+        failing them)."""
         return self._started and self.store_problem() is None
 
     def store_problem(self) -> str | None:
-        """Why the store does not answer right now, or None."""
+        """Why the worker cannot do its work right now (the store does not answer, a
+        background task such as the relay or the notifier has stopped), or None."""
+        for task in self._tasks:
+            if task.done() and not task.cancelled():
+                error = task.exception()
+                return (
+                    f"{task.get_name()} stopped: {error!r}" if error else f"{task.get_name()} ended"
+                )
         if self._store_failure is not None:
             return self._store_failure
         since = self._store_since
@@ -274,9 +285,15 @@ class WorkerRuntime:
         assert self.store is not None  # noqa: S101
         store = self.store
         delay = 0.1
+        next_prune = time.monotonic()
         while not self._stop.is_set():
             started = time.perf_counter()
             try:
+                if time.monotonic() >= next_prune:  # published rows are not kept for good
+                    keep_ms = int(self.settings.outbox_keep_s * 1000)
+                    pruned = await asyncio.to_thread(store.prune_outbox, keep_ms)
+                    self.metrics.outbox_pruned.inc(pruned)
+                    next_prune = time.monotonic() + OUTBOX_PRUNE_EVERY_S
                 published = await relay.pump()
             except Exception as exc:
                 log.warning("outbox relay: %s; retrying in %.1fs", exc, delay)

@@ -98,3 +98,12 @@ async def test_a_downlink_failure_restarts_the_downlink_not_the_session() -> Non
     with pytest.raises(aiomqtt.MqttError):  # only the session's own end ends the downlink
         await downlink(_Client())  # type: ignore[arg-type]
     assert _count(metrics, "retried") == 2
+
+
+async def test_a_command_published_twice_reaches_the_device_once() -> None:
+    downlink, metrics = _downlink(COMMAND)
+    client = _Client()
+    for _ in range(3):  # the relay published it again (at least once)
+        await downlink._forward(client, b"frame", b"dev-1")  # type: ignore[arg-type]
+    assert len(client.published) == 1
+    assert _count(metrics, "duplicate") == 2

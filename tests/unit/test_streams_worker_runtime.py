@@ -12,11 +12,13 @@ import pytest
 
 from contracts.avro import UnknownSchemaIdError
 from contracts.registry.errors import RegistryUnavailableError
+from streams import BatchProcessor
 from streams.errors import StoreUnavailableError
 from streams.notifier import AlertCommandNotifier
 from streams.settings import WorkerSettings
 from streams.store import SqliteStore
 from streams.worker.runtime import WorkerRuntime
+from tests.oracle import RULES, event, make_log
 
 ALERT = {
     "event_id": "a1",
@@ -103,3 +105,40 @@ async def test_readiness_follows_the_store_hung_or_failing() -> None:
     assert not worker.ready  # until a store call succeeds again
     assert await worker._on_store(lambda: 7) == 7
     assert worker.ready
+
+
+async def test_a_background_task_that_stopped_makes_the_worker_unready() -> None:
+    worker = WorkerRuntime(WorkerSettings())
+    worker._started = True
+
+    async def crash() -> None:
+        raise KeyError("rule")
+
+    worker._tasks.append(asyncio.create_task(crash(), name="the notifier"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert not worker.ready
+    assert worker.store_problem() == "the notifier stopped: KeyError('rule')"
+
+
+async def test_the_relay_deletes_rows_published_longer_ago_than_kept(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    store.migrate()
+    BatchProcessor(store, "g", rules=RULES).apply(
+        make_log([event("a", i * 1000, seq=i, temp=t) for i, t in enumerate([26.0, 18.0])])
+    )
+    with store.claim(10) as claim:
+        assert len(claim.records) == 2
+        claim.mark_published()
+    worker = WorkerRuntime(WorkerSettings(outbox_keep_s=0))
+    worker.store = store
+
+    class _Idle:
+        async def pump(self) -> int:
+            worker._stop.set()  # one round is enough
+            return 0
+
+    await asyncio.sleep(0.01)  # published "longer ago" than 0 s
+    await worker._run_relay(_Idle())  # type: ignore[arg-type]
+    assert worker.metrics.outbox_pruned._value.get() == 2
+    assert store.claim(10).records == []
