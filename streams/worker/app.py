@@ -161,7 +161,8 @@ def build_app(settings: WorkerSettings) -> WorkerApp:
             if tp.topic == settings.telemetry_topic
         ]
         for tp, offset in (await runtime.assigned(mine)).items():
-            await app.consumer.seek(TP(tp.topic, tp.partition), offset)
+            # 0 for nothing stored: below the log's start, the reset policy (earliest) applies
+            await app.consumer.seek(TP(tp.topic, tp.partition), 0 if offset is None else offset)
         log.info("assigned %s", sorted(tp.partition for tp in mine))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]

@@ -33,7 +33,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[KafkaPartition]) -> None:
         mine = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
         for tp, offset in (await self._runtime.assigned(mine)).items():
-            self._consumer.seek(KafkaPartition(tp.topic, tp.partition), offset)
+            partition = KafkaPartition(tp.topic, tp.partition)
+            if offset is None:
+                await self._consumer.seek_to_beginning(partition)
+            else:
+                self._consumer.seek(partition, offset)
         log.info("assigned %s", sorted(tp.partition for tp in mine))
 
 

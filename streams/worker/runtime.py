@@ -179,14 +179,17 @@ class WorkerRuntime:
 
     # -- partitions -------------------------------------------------------------------------
 
-    async def assigned(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        """Where to seek each newly assigned partition: one past the store's last offset."""
+    async def assigned(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
+        """Where to seek each newly assigned partition: one past the store's last offset, or
+        None for a partition the store has nothing of: the log's start, never the group's
+        committed offset (a new or wiped store would silently miss what came before it)."""
         assert self.processor is not None  # noqa: S101 - start() ran
         parts = list(partitions)
         async with self._lock:
             self._assignment.update(parts)
-            offsets = await asyncio.to_thread(self.processor.assign, parts)
-        return {tp: offset for tp, offset in offsets.items() if offset is not None}
+            return await asyncio.to_thread(self.processor.assign, parts)
 
     async def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         assert self.processor is not None  # noqa: S101 - start() ran

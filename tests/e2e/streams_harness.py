@@ -14,11 +14,12 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from contracts.avro import SchemaCatalog, encode
 from contracts.kafka import KafkaClientSettings
 from contracts.registry.factory import open_registry
-from contracts.topics import ALERTS
+from contracts.topics import ALERTS, TELEMETRY
 from devstack import DevStackSettings
 from devstack.clients import kafka_client
 from streams.decoding import telemetry_event
@@ -28,6 +29,10 @@ from streams.projections.windows import DEFAULT_WINDOWS
 from streams.store.port import Store
 from tests.e2e.gateway_harness import read_headers, track
 from tests.oracle import oracle
+
+TELEMETRY_SUBJECT = f"{TELEMETRY.name}-value"
+READING_DEVICES = 12
+"""How many devices ``publish_readings`` spreads its records over."""
 
 _ASSIGNED = re.compile(r"assigned \[([0-9, ]*)\]")
 
@@ -104,13 +109,13 @@ async def assert_state_matches_log(
     assert set(published) == wanted  # every crossing at least once, exactly once after dedupe
 
 
-class PostgresWorker:
+class WorkerProcess:
     """One worker process of the group; its HTTP port serves ``/metrics``."""
 
-    def __init__(self, env: dict[str, str], schema: str, log: Path, http_port: int) -> None:
+    def __init__(self, env: dict[str, str], log: Path, http_port: int) -> None:
         self.http_port = http_port
         self.env = {**env, "IOT_STREAMS_HTTP__PORT": str(self.http_port)}
-        self.schema, self.log = schema, log
+        self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -173,3 +178,32 @@ async def until(condition: Callable[[], bool], timeout_s: float, what: Callable[
     while not await asyncio.to_thread(condition):
         assert time.monotonic() < deadline, what()
         await asyncio.sleep(0.2)
+
+
+async def publish_readings(
+    kafka: KafkaClientSettings, topic: str, first_seq: int, count: int
+) -> None:
+    """``count`` telemetry records of 12 devices (``dev-0``...), Avro as the gateway writes
+    them, with sequence numbers from ``first_seq`` (each device's seq rises by 1 a round)."""
+    async with open_registry("embedded", kafka) as registry:
+        writer = await registry.register(
+            TELEMETRY_SUBJECT, SchemaCatalog.load().latest(TELEMETRY_SUBJECT)
+        )
+    producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **kafka.aiokafka_kwargs())
+    await producer.start()
+    try:
+        for n in range(count):
+            device, seq = f"dev-{n % READING_DEVICES}", first_seq + n // READING_DEVICES
+            record = {
+                "event_id": f"{device}:{seq}",
+                "device_id": device,
+                "ts": 1_767_225_600_000 + seq * 1000,
+                "received_at": 1_767_225_600_000 + seq * 1000,
+                "seq": seq,
+                "metrics": {"temp_c": 20.0 + n % 5},
+                "attributes": {},
+            }
+            await producer.send(topic, key=device.encode(), value=encode(record, writer))
+        await producer.flush()
+    finally:
+        await producer.stop()

@@ -37,7 +37,7 @@ from tests.e2e.gateway_harness import (
 )
 from tests.e2e.streams_harness import (
     RULES,
-    PostgresWorker,
+    WorkerProcess,
     assert_state_matches_log,
     end_offsets,
     free_ports,
@@ -101,7 +101,7 @@ async def _run(
         "IOT_STREAMS_BATCH_MAX": "200",
     }
     ports = free_ports(2)
-    workers = [PostgresWorker(env, schema, tmp_path / f"worker-{n}.log", ports[n]) for n in (0, 1)]
+    workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log", ports[n]) for n in (0, 1)]
     for worker in workers:
         worker.start()
 

@@ -18,11 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from contracts.avro import SchemaCatalog, encode
-from contracts.kafka import KafkaClientSettings
-from contracts.registry.factory import open_registry
 from devstack import DevStackSettings
 from devstack.clients import kafka_client
 from devstack.postgres import Postgres
@@ -30,12 +26,9 @@ from devstack.process import running_pid
 from streams.store.postgres import PostgresStore
 from tests.clients import process_env
 from tests.e2e.gateway_harness import create_topics
-from tests.e2e.streams_harness import PostgresWorker, free_ports, until
+from tests.e2e.streams_harness import WorkerProcess, free_ports, publish_readings, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-SUBJECT = "iot.telemetry.v1-value"
-DEVICES = 12
 
 
 def _children(pid: int) -> list[int]:
@@ -59,29 +52,6 @@ def _readyz(port: int) -> int:
         return exc.code
     except OSError:
         return 0
-
-
-async def _publish(kafka: KafkaClientSettings, topic: str, first_seq: int, count: int) -> None:
-    async with open_registry("embedded", kafka) as registry:
-        writer = await registry.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT))
-    producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **kafka.aiokafka_kwargs())
-    await producer.start()
-    try:
-        for n in range(count):
-            device, seq = f"dev-{n % DEVICES}", first_seq + n // DEVICES
-            record = {
-                "event_id": f"{device}:{seq}",
-                "device_id": device,
-                "ts": 1_767_225_600_000 + seq * 1000,
-                "received_at": 1_767_225_600_000 + seq * 1000,
-                "seq": seq,
-                "metrics": {"temp_c": 20.0 + n % 5},
-                "attributes": {},
-            }
-            await producer.send(topic, key=device.encode(), value=encode(record, writer))
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 @pytest.fixture
@@ -109,12 +79,12 @@ async def test_a_paused_database_fails_readiness_then_the_worker_recovers_applyi
         "IOT_STREAMS_QUERY__ENABLED": "false",
         "IOT_STREAMS_DATA_DIR": str(tmp_path / "faust"),
     }
-    worker = PostgresWorker(env, schema, tmp_path / "worker.log", port)
+    worker = WorkerProcess(env, tmp_path / "worker.log", port)
     worker.start()
     log = lambda: worker.log.read_text(errors="replace")[-3000:]  # noqa: E731
     try:
         await until(lambda: _readyz(port) == 200, 60, lambda: f"never ready\n{log()}")
-        await _publish(kafka, topic, 1, 240)
+        await publish_readings(kafka, topic, 1, 240)
         await until(lambda: worker.applied() >= 240, 60, lambda: f"stuck\n{log()}")
 
         server = running_pid(Postgres(settings).handle)
@@ -123,7 +93,7 @@ async def test_a_paused_database_fails_readiness_then_the_worker_recovers_applyi
         for pid in paused:
             os.kill(pid, signal.SIGSTOP)
         try:
-            await _publish(kafka, topic, 21, 240)  # a batch that will hang on the store
+            await publish_readings(kafka, topic, 21, 240)  # a batch that will hang on the store
             await until(lambda: _readyz(port) == 503, 40, lambda: f"/readyz stayed 200\n{log()}")
         finally:
             for pid in paused:

@@ -29,9 +29,13 @@ from tests.e2e.gateway_harness import (
     create_topics,
     free_port,
     start_gateway,
-    track,
 )
-from tests.e2e.streams_harness import RULES, assert_state_matches_log, end_offsets
+from tests.e2e.streams_harness import (
+    RULES,
+    WorkerProcess,
+    assert_state_matches_log,
+    end_offsets,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -39,33 +43,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 def _applied(store: SqliteStore, group: str) -> int:
     """How far the worker got: the sum of its stored offsets (-1 per unseen partition)."""
     return sum(store.positions(group).values())
-
-
-class WorkerProcess:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = track(
-                subprocess.Popen(
-                    [sys.executable, "-m", "iotctl.main", "streams", "worker"],
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def terminate(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(60)
 
 
 async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
@@ -89,9 +66,9 @@ async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
             "IOT_STREAMS_ALERT_RULES": str(rules_file),
             "IOT_STREAMS_NOTIFIER__ENABLED": "false",
             "IOT_STREAMS_BATCH_MAX": "200",
-            "IOT_STREAMS_HTTP__PORT": str(free_port()),
         },
         tmp_path / "worker.log",
+        free_port(),
     )
     worker.start()
     # The devices: `iotctl simulate` in a process of its own, publishing until told to stop.
