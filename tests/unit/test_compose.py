@@ -127,3 +127,12 @@ def test_the_workers_keep_their_state_in_the_shared_postgresql() -> None:
     environment = SERVICES["worker"]["environment"]
     assert environment["IOT_STREAMS_STORE"].startswith("postgresql://iot:")
     assert "@postgres:5432/iot" in environment["IOT_STREAMS_STORE"]
+
+
+@pytest.mark.parametrize("name", ["gateway", "worker"])
+def test_an_unsecured_topology_says_so_instead_of_failing_to_start(name: str) -> None:
+    """Authorization is on by default in the code: a topology without a policy must turn it
+    off explicitly, or its processes refuse to start."""
+    environment = SERVICES[name]["environment"]
+    assert environment["IOT_GATEWAY_POLICY__ENABLED"] == "false"
+    assert environment["IOT_STREAMS_QUERY__AUTH__ENABLED"] == "false"
