@@ -11,7 +11,6 @@ from pathlib import Path
 
 from contracts.kafka import KafkaClientSettings
 from contracts.registry import RegistrySettings, SchemaRegistry
-from devstack import ADMIN, DevStackSettings, StackSecurity
 from devstack.clients import on_local_stack
 from streams.settings import WorkerSettings, load_worker_settings
 
@@ -26,10 +25,15 @@ def worker_settings(path: Path | None, *, principal: str) -> WorkerSettings:
     return settings if kafka is settings.kafka else settings.model_copy(update={"kafka": kafka})
 
 
+def _registry_kafka(settings: RegistrySettings) -> KafkaClientSettings:
+    """The embedded registry's Kafka connection: the stack's admin on the secured dev stack."""
+    return on_local_stack(KafkaClientSettings(bootstrap=settings.kafka_bootstrap))
+
+
 def open_registry(settings: RegistrySettings) -> SchemaRegistry:
     """``settings.open()``; on the secured dev stack the embedded registry's log is read as
     the stack's admin."""
-    return settings.open(on_local_stack(KafkaClientSettings(bootstrap=settings.kafka_bootstrap)))
+    return settings.open(_registry_kafka(settings))
 
 
 def registry_login(settings: RegistrySettings) -> tuple[str, str] | None:
@@ -37,8 +41,5 @@ def registry_login(settings: RegistrySettings) -> tuple[str, str] | None:
     on the secured dev stack, its admin; else nobody (the registry is served read-only)."""
     if settings.username is not None and settings.password is not None:
         return settings.username, settings.password.get_secret_value()
-    stack = DevStackSettings.from_env()
-    if not stack.secure or settings.kafka_bootstrap != stack.kafka_bootstrap:
-        return None
-    admin = StackSecurity(stack).secrets.get(ADMIN)
-    return None if admin is None else (ADMIN, admin.password)
+    login = _registry_kafka(settings).sasl()
+    return None if login is None else (login.username, login.password)

@@ -21,6 +21,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports (all bound at once, so no two are the same)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def isolated_settings(state_dir: Path, **overrides: Any) -> DevStackSettings:
     """A stack on free ports with its state under ``state_dir``; servers only (no apps)
     unless ``overrides`` say otherwise (e.g. ``secure=False``, ``policy_file=...``)."""

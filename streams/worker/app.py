@@ -76,7 +76,7 @@ async def serve_http(runtime: WorkerRuntime) -> web.AppRunner:
 
     async def readyz(_: web.Request) -> web.Response:
         answer: dict[str, object] = {"ready": runtime.ready}
-        problem = runtime.store_problem()
+        problem = runtime.problem()
         if problem is not None:
             answer["problem"] = problem
         if warnings:

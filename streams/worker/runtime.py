@@ -137,9 +137,9 @@ class WorkerRuntime:
         no store call has failed since the last one that succeeded, and none has been waiting
         longer than ``store_stall_s`` (a paused or cut-off database hangs calls rather than
         failing them)."""
-        return self._started and self.store_problem() is None
+        return self._started and self.problem() is None
 
-    def store_problem(self) -> str | None:
+    def problem(self) -> str | None:
         """Why the worker cannot do its work right now (the store does not answer, a
         background task such as the relay or the notifier has stopped), or None."""
         for task in self._tasks:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -159,18 +158,6 @@ class WorkerProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(60)
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports (all bound at once, so no two are the same)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 async def until(condition: Callable[[], bool], timeout_s: float, what: Callable[[], str]) -> None:

@@ -5,25 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.stacks import free_ports
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _iotctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +45,7 @@ def _alive_in_groups(groups: set[int]) -> list[str]:
 
 
 def test_up_is_idempotent_and_down_leaves_no_process_behind(tmp_path: Path) -> None:
-    kafka, controller, mqtt, mqtts, pg, gateway, worker = _free_ports(7)
+    kafka, controller, mqtt, mqtts, pg, gateway, worker = free_ports(7)
     env = {
         **os.environ,
         "IOT_LOCAL_DIR": str(tmp_path / "state"),

@@ -14,8 +14,9 @@ from devstack.clients import kafka_client
 from streams.store import SqliteStore
 from tests.clients import process_env
 from tests.e2e.gateway_harness import create_topics
-from tests.e2e.streams_harness import WorkerProcess, free_ports, until
+from tests.e2e.streams_harness import WorkerProcess, until
 from tests.e2e.test_streams_postgres_pause import publish_readings
+from tests.stacks import free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

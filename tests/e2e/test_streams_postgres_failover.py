@@ -40,9 +40,9 @@ from tests.e2e.streams_harness import (
     WorkerProcess,
     assert_state_matches_log,
     end_offsets,
-    free_ports,
     until,
 )
+from tests.stacks import free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

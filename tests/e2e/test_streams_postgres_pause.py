@@ -26,7 +26,8 @@ from devstack.process import running_pid
 from streams.store.postgres import PostgresStore
 from tests.clients import process_env
 from tests.e2e.gateway_harness import create_topics
-from tests.e2e.streams_harness import WorkerProcess, free_ports, publish_readings, until
+from tests.e2e.streams_harness import WorkerProcess, publish_readings, until
+from tests.stacks import free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from contracts.registry.state import RegistryState
 from devstack import DevStackSettings
 from devstack.clients import kafka_client, mqtt_login
 from iotctl.main import main
+from tests.stacks import free_port
 
 
 def schema(name: str, *extra: dict[str, Any]) -> AvroSchema:
@@ -217,7 +217,7 @@ def test_cli_push_is_idempotent_and_show_lists_the_registry(
 def test_cli_serve_answers_rest_and_stops_on_sigterm(
     settings: DevStackSettings, unique: Callable[[str], str]
 ) -> None:
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "iotctl.main", "schemas", "serve", "--port", str(port)]
     command += ["--kafka", settings.kafka_bootstrap, "--topic", unique("schemas")]
     server = subprocess.Popen(command, stderr=subprocess.PIPE, env={**os.environ})
@@ -238,13 +238,6 @@ def test_cli_serve_answers_rest_and_stops_on_sigterm(
             server.wait()
         assert server.stderr is not None
         server.stderr.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def _get_when_up(url: str) -> Any:

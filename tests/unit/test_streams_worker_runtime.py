@@ -92,7 +92,7 @@ async def test_readiness_follows_the_store_hung_or_failing() -> None:
     hung = asyncio.create_task(worker._on_store(lambda: release.wait(5)))
     await asyncio.sleep(0.5)  # a paused database: the call neither returns nor fails
     assert not worker.ready
-    assert "has not returned" in (worker.store_problem() or "")
+    assert "has not returned" in (worker.problem() or "")
     release.set()
     await hung
     assert worker.ready
@@ -118,7 +118,7 @@ async def test_a_background_task_that_stopped_makes_the_worker_unready() -> None
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert not worker.ready
-    assert worker.store_problem() == "the notifier stopped: KeyError('rule')"
+    assert worker.problem() == "the notifier stopped: KeyError('rule')"
 
 
 async def test_the_relay_deletes_rows_published_longer_ago_than_kept(tmp_path: Path) -> None:
