@@ -14,10 +14,12 @@ from iot_gateway.bridge import Gateway
 from iot_gateway.codecs import SubjectCodec
 from iot_gateway.config import GatewayConfig
 from iot_gateway.downlink import Downlink
+from iot_gateway.edge.server import EdgeServer
 from iot_gateway.errors import ConfigError
 from iot_gateway.http import build_app
-from iot_gateway.ingest import Authorize, allow_all
-from security.hooks import PolicyWatch, watched_ingest_authorize
+from iot_gateway.ingest import allow_all
+from security.hooks import PolicyWatch, watched_ingest_authorize, watched_subscribe_authorize
+from security.logins import PasswordFile
 
 log = logging.getLogger("iot_gateway")
 
@@ -32,15 +34,29 @@ class GatewayRegistry(Protocol):
         ...
 
 
-async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gateway:
-    """Registers each route's latest schema (idempotent) and wires codecs and the downlink."""
+async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gateway | EdgeServer:
+    """Registers each route's latest schema (idempotent) and wires the mode's runtime."""
     catalog = SchemaCatalog.load(config.schemas_dir)
     codecs = {}
     for route in config.routes:
         registered = await registry.register(route.subject, catalog.latest(route.subject))
         codecs[route.subject] = SubjectCodec(registered)
         log.info("route %s: %s as schema id %d", route.name, route.subject, registered.schema_id)
-    gateway = Gateway(config, codecs, authorize=_authorize(config))
+    watch = _policy_watch(config)
+    authorize = allow_all if watch is None else watched_ingest_authorize(watch)
+    if config.mode == "direct":
+        return EdgeServer(
+            config,
+            codecs,
+            authorize=authorize,
+            authorize_subscribe=(
+                (lambda principal, topic_filter: None)
+                if watch is None
+                else watched_subscribe_authorize(watch)
+            ),
+            logins=_logins(config, watch),
+        )
+    gateway = Gateway(config, codecs, authorize=authorize)
     if config.downlink.enabled:
 
         async def decode_command(frame: bytes) -> dict[str, Any]:
@@ -53,14 +69,14 @@ async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gat
     return gateway
 
 
-def _authorize(config: GatewayConfig) -> Authorize:
-    """The policy hook; every device is let through only when the policy is explicitly off."""
+def _policy_watch(config: GatewayConfig) -> PolicyWatch | None:
+    """The policy every message is checked against; None only when it is explicitly off."""
     if not config.policy.enabled:
         log.warning(
-            "PER-MESSAGE AUTHORIZATION IS DISABLED (policy.enabled=false): any client of the "
-            "broker may publish as any device"
+            "PER-MESSAGE AUTHORIZATION IS DISABLED (policy.enabled=false): any client may "
+            "publish as any device"
         )
-        return allow_all
+        return None
     if config.policy.file is None:
         raise ConfigError(
             "the gateway needs policy.file, the security policy every message is checked "
@@ -69,7 +85,25 @@ def _authorize(config: GatewayConfig) -> Authorize:
         )
     devices = config.policy.devices_file or config.policy.file.parent / "devices.json"
     log.info("authorizing every message with the policy %s", config.policy.file)
-    return watched_ingest_authorize(PolicyWatch(config.policy.file, devices))
+    return PolicyWatch(config.policy.file, devices)
+
+
+def _logins(config: GatewayConfig, watch: PolicyWatch | None) -> PasswordFile | None:
+    """Who may connect in direct mode; None (anyone) only with the policy explicitly off."""
+    if watch is None:
+        log.warning("LOGINS ARE NOT CHECKED (policy.enabled=false): any client may connect")
+        return None
+    path = config.edge.password_file
+    if path is None:
+        raise ConfigError(
+            "direct mode needs edge.password_file, the logins devices connect with "
+            "(IOT_GATEWAY_EDGE__PASSWORD_FILE; `iotctl security apply` renders it); to let "
+            "anyone connect set policy.enabled=false explicitly"
+        )
+    try:
+        return PasswordFile(path)
+    except OSError as exc:
+        raise ConfigError(f"edge.password_file {path} cannot be read: {exc}") from exc
 
 
 async def serve(config: GatewayConfig, registry: GatewayRegistry) -> None:

@@ -6,6 +6,7 @@ Environment variables win over the file, nested with ``__``: ``IOT_GATEWAY_MQTT_
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Literal
@@ -55,6 +56,61 @@ class MqttSettings(BaseModel):
     @classmethod
     def _expand_hostname(cls, value: str) -> str:
         return value.replace("{hostname}", socket.gethostname())
+
+
+class EdgeSettings(BaseModel):
+    """The gateway as the devices' own MQTT server (``mode: direct``).
+
+    Several processes may listen on the same port (``reuse_port``: the kernel spreads new
+    connections) or sit behind any L4 balancer: a connection lives on one process.
+    """
+
+    model_config = _STRICT
+    host: str = "127.0.0.1"
+    """Where devices connect; loopback by default, like Mosquitto 2 without a listener."""
+    port: int | None = Field(1883, ge=0, lt=65536)
+    """Plain MQTT; null turns the plain listener off (TLS only); 0 picks a free port."""
+    tls_port: int = Field(8883, ge=0, lt=65536)
+    """MQTT over TLS, served when ``cert_file`` and ``key_file`` are set; 0 picks a free port."""
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    reuse_port: bool = True
+    """SO_REUSEPORT: N gateway processes share the ports on one host."""
+    password_file: Path | None = None
+    """Who may log in (``username:$7$…`` lines, the file the policy renders for Mosquitto);
+    re-read when it changes. Required while ``policy.enabled``."""
+    instance: str = Field("{hostname}-{pid}", min_length=1, max_length=128)
+    """This process's name in client ids (producer, downlink); unique per process."""
+    receive_maximum: int = Field(100, ge=1, le=65_535)
+    """QoS 1/2 messages one connection may have unacknowledged (MQTT 5 Receive Maximum; a
+    3.1.1 connection is simply not read beyond it)."""
+    max_in_flight: int = Field(20_000, ge=1)
+    """Messages the whole process may have waiting for Kafka; beyond it no connection is
+    read until half of them are acknowledged (back-pressure, not memory growth)."""
+    max_packet_bytes: int = Field(262_144, ge=1_024, le=268_435_455)
+    """Largest packet accepted; a bigger PUBLISH becomes a DLQ record without its payload
+    and the connection is closed (MQTT 5: DISCONNECT 0x95)."""
+    topic_alias_maximum: int = Field(16, ge=0, le=65_535)
+    max_keepalive_s: int = Field(300, ge=5, le=65_535)
+    """Longest keep-alive granted; a client asking for more (or none) gets this one (MQTT 5
+    Server Keep Alive) and is disconnected after 1.5 times it without a packet."""
+    connect_timeout_s: float = Field(10.0, gt=0)
+    """A connection that sends no CONNECT within this is closed."""
+    max_session_expiry_s: int = Field(86_400, ge=0)
+    """Longest a disconnected persistent session is kept."""
+
+    @field_validator("instance")
+    @classmethod
+    def _expand_instance(cls, value: str) -> str:
+        return value.replace("{hostname}", socket.gethostname()).replace("{pid}", str(os.getpid()))
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> EdgeSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("edge.cert_file and edge.key_file go together")
+        if self.port is None and self.cert_file is None:
+            raise ValueError("edge.port is null and no TLS certificate is set: nothing to serve")
+        return self
 
 
 class KafkaSettings(KafkaClientSettings):
@@ -147,6 +203,11 @@ class GatewayConfig(FileSettings):
     model_config = SettingsConfigDict(
         env_prefix="IOT_GATEWAY_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
+    mode: Literal["direct", "bridge"] = "direct"
+    """``direct``: devices connect to the gateway itself (``edge``), and a PUBACK means the
+    reading is in Kafka. ``bridge``: the gateway subscribes to an existing broker (``mqtt``),
+    whose own durability bounds what its PUBACKs promise."""
+    edge: EdgeSettings = EdgeSettings()
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()
     routes: tuple[RouteSettings, ...] = Field(min_length=1)

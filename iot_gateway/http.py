@@ -6,11 +6,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from iot_gateway.bridge import Gateway
+from iot_gateway.edge.server import EdgeServer
 
 _TOP_DEVICES = 20
 
 
-def build_app(gateway: Gateway) -> web.Application:
+def build_app(gateway: Gateway | EdgeServer) -> web.Application:
     """``/metrics``, ``/healthz`` (the process runs), ``/readyz`` (connected to both sides),
     ``/stats`` (JSON: what the gateway counted, the most rate-limited devices)."""
 
@@ -23,7 +24,12 @@ def build_app(gateway: Gateway) -> web.Application:
 
     async def readyz(_: web.Request) -> web.Response:
         ready = gateway.ready
-        answer: dict[str, object] = {"ready": ready, "client_id": gateway.config.mqtt.client_id}
+        answer: dict[str, object] = {"ready": ready, "mode": gateway.config.mode}
+        if isinstance(gateway, EdgeServer):
+            answer["instance"] = gateway.settings.instance
+            answer["ports"] = gateway.ports
+        else:
+            answer["client_id"] = gateway.config.mqtt.client_id
         if not gateway.config.policy.enabled:
             answer["warnings"] = ["per-message authorization is disabled (policy.enabled=false)"]
         return web.json_response(answer, status=200 if ready else 503)

@@ -36,6 +36,7 @@ REASONS = (
     "device_mismatch",
     "schema_mismatch",
     "invalid_avro",
+    "packet_too_large",
 )
 """Every reason a message can be rejected for; metrics are labelled with these."""
 
@@ -121,8 +122,38 @@ class Rejected:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    """What goes to Kafka for one message: its record, or its dead letter."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def kafka_record(
+    result: Accepted | Rejected,
+    mqtt_topic: str,
+    payload: bytes,
+    received_at: int,
+    *,
+    dlq_topic: str,
+    keep: int,
+) -> KafkaRecord:
+    """The record for an accepted message, or the DLQ record of a rejected one (its raw
+    payload up to ``keep`` bytes, see :meth:`Rejected.dlq_value`)."""
+    if isinstance(result, Accepted):
+        return KafkaRecord(result.kafka_topic, result.key, result.value, result.headers)
+    value, extra = result.dlq_value(payload, keep)
+    key = result.device_id.encode(errors="replace") if result.device_id else None
+    return KafkaRecord(dlq_topic, key, value, (*result.headers(mqtt_topic, received_at), *extra))
+
+
 Authorize = Callable[[str, RouteSettings, str], str | None]
-"""(device_id, route, topic) -> None when allowed, else the reason it is not."""
+"""(principal, route, topic) -> None when allowed, else the reason it is not. The principal
+is who published: the connection's login in direct mode, the topic's device in bridge mode
+(the broker already checked the login)."""
 
 
 def allow_all(device_id: str, route: RouteSettings, topic: str) -> str | None:
@@ -171,10 +202,11 @@ class Ingest:
         return None
 
     def process(
-        self, topic: str, payload: bytes, received_at: int
+        self, topic: str, payload: bytes, received_at: int, principal: str | None = None
     ) -> Accepted | Rejected | Throttled:
         """Decides one message; never raises for anything the message contains. Throttled
-        means "not yet": process the same message again after ``wait_s``."""
+        means "not yet": process the same message again after ``wait_s``. ``principal`` is
+        who published it (default: the device the topic names)."""
         decision = self._topics.get(topic)
         if decision is None:
             decision = self._decide_topic(topic)
@@ -202,7 +234,7 @@ class Ingest:
                 route.name,
                 device_id,
             )
-        denied = self._authorize(device_id, route, topic)
+        denied = self._authorize(device_id if principal is None else principal, route, topic)
         if denied is not None:
             return Rejected("unauthorized", denied, route.name, device_id)
         codec = self._codecs[route.subject]

@@ -50,6 +50,32 @@ class GatewayMetrics:
             "1 while the broker's socket is not read: receive_maximum messages are in flight",
             registry=r,
         )
+        self.connections = Gauge(
+            "iot_gateway_edge_connections", "open device connections (direct mode)", registry=r
+        )
+        self.sessions = Gauge(
+            "iot_gateway_edge_sessions",
+            "MQTT sessions held, connected or not (direct mode)",
+            registry=r,
+        )
+        self.connects = Counter(
+            "iot_gateway_edge_connects",
+            "CONNECT packets answered, by CONNACK reason code (0x00: accepted)",
+            ["code"],
+            registry=r,
+        )
+        self.disconnects = Counter(
+            "iot_gateway_edge_disconnects",
+            "connections ended by the server, by MQTT 5 reason code, or by the client",
+            ["reason"],
+            registry=r,
+        )
+        self.protocol_errors = Counter(
+            "iot_gateway_edge_protocol_errors",
+            "malformed or forbidden packets from clients, by MQTT 5 reason code",
+            ["code"],
+            registry=r,
+        )
         self.reconnects = Counter(
             "iot_gateway_reconnects", "reconnections, by side", ["side"], registry=r
         )

@@ -19,12 +19,22 @@ from security.devices import DeviceStore
 from security.effective import effective_policy
 from security.errors import SecurityError
 
-__all__ = ["IngestAuthorize", "PolicyWatch", "ingest_authorize", "watched_ingest_authorize"]
+__all__ = [
+    "IngestAuthorize",
+    "PolicyWatch",
+    "SubscribeAuthorize",
+    "ingest_authorize",
+    "watched_ingest_authorize",
+    "watched_subscribe_authorize",
+]
 
 log = logging.getLogger("security")
 
 IngestAuthorize = Callable[[str, object, str], str | None]
-"""``(device_id, route, topic) -> None`` when allowed, else the reason it is not."""
+"""``(principal, route, topic) -> None`` when allowed, else the reason it is not."""
+
+SubscribeAuthorize = Callable[[str, str], str | None]
+"""``(principal, topic filter) -> None`` when allowed, else the reason it is not."""
 
 
 def ingest_authorize(authorizer: Authorizer) -> IngestAuthorize:
@@ -33,8 +43,8 @@ def ingest_authorize(authorizer: Authorizer) -> IngestAuthorize:
     Pure and cheap (decisions are memoised by the authorizer); never raises for bad input.
     """
 
-    def authorize(device_id: str, route: object, topic: str) -> str | None:
-        decision = authorizer.authorize(device_id, MqttAction.PUBLISH, MqttTopic(topic))
+    def authorize(principal: str, route: object, topic: str) -> str | None:
+        decision = authorizer.authorize(principal, MqttAction.PUBLISH, MqttTopic(topic))
         return None if decision.allowed else decision.reason
 
     return authorize
@@ -114,11 +124,27 @@ def watched_ingest_authorize(watch: PolicyWatch) -> IngestAuthorize:
     the files once more first, so a device registered a moment ago is not refused while the
     periodic check has yet to notice it."""
 
-    def authorize(device_id: str, route: object, topic: str) -> str | None:
-        action, resource = MqttAction.PUBLISH, MqttTopic(topic)
-        decision = watch.authorizer.authorize(device_id, action, resource)
-        if not decision.allowed and watch.refresh():
-            decision = watch.authorizer.authorize(device_id, action, resource)
-        return None if decision.allowed else decision.reason
+    def authorize(principal: str, route: object, topic: str) -> str | None:
+        return _decide(watch, principal, MqttAction.PUBLISH, topic)
 
     return authorize
+
+
+def watched_subscribe_authorize(watch: PolicyWatch) -> SubscribeAuthorize:
+    """May ``principal`` subscribe to ``topic_filter``, under the policy ``watch`` keeps
+    current (the gateway's own MQTT server asks this for every SUBSCRIBE)."""
+
+    def authorize(principal: str, topic_filter: str) -> str | None:
+        return _decide(watch, principal, MqttAction.SUBSCRIBE, topic_filter)
+
+    return authorize
+
+
+def _decide(watch: PolicyWatch, principal: str, action: MqttAction, topic: str) -> str | None:
+    """A denial looks at the files once more first, so a device registered a moment ago is
+    not refused while the periodic check has yet to notice it."""
+    resource = MqttTopic(topic)
+    decision = watch.authorizer.authorize(principal, action, resource)
+    if not decision.allowed and watch.refresh():
+        decision = watch.authorizer.authorize(principal, action, resource)
+    return None if decision.allowed else decision.reason

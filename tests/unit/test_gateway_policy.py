@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from iot_gateway import ConfigError
-from iot_gateway.app import _authorize
+from iot_gateway.app import _policy_watch
 from iot_gateway.config import PolicySettings, load_config
-from iot_gateway.ingest import allow_all
 from security import DeviceStore
+from security.hooks import watched_ingest_authorize
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_config(ROOT / "config" / "gateway.yaml")
@@ -18,12 +18,12 @@ CONFIG = load_config(ROOT / "config" / "gateway.yaml")
 
 def test_without_a_policy_file_the_gateway_refuses_to_start() -> None:
     with pytest.raises(ConfigError, match=r"policy\.enabled=false explicitly"):
-        _authorize(CONFIG)
+        _policy_watch(CONFIG)
 
 
 def test_only_an_explicit_opt_out_lets_every_device_through() -> None:
     config = CONFIG.model_copy(update={"policy": PolicySettings(enabled=False)})
-    assert _authorize(config) is allow_all
+    assert _policy_watch(config) is None
 
 
 def test_with_a_policy_a_device_publishes_only_its_own_telemetry(tmp_path: Path) -> None:
@@ -37,7 +37,9 @@ def test_with_a_policy_a_device_publishes_only_its_own_telemetry(tmp_path: Path)
     )
     DeviceStore(tmp_path / "devices.json").add("d1")
     config = CONFIG.model_copy(update={"policy": PolicySettings(file=policy)})
-    authorize = _authorize(config)
+    watch = _policy_watch(config)
+    assert watch is not None
+    authorize = watched_ingest_authorize(watch)
     assert authorize("d1", object(), "devices/d1/telemetry") is None
     assert authorize("d1", object(), "devices/d2/telemetry") is not None
     assert authorize("d9", object(), "devices/d9/telemetry") is not None  # not registered

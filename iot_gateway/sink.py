@@ -1,0 +1,284 @@
+"""Kafka records out, in closed batches per topic-partition, each completed by its batch's ack.
+
+Both modes hand every decided message to a :class:`KafkaSink`. Records are grouped by
+topic-partition, keeping their order, and each group becomes one closed Kafka record batch
+handed to aiokafka with ``send_batch``: one future per batch instead of one per record.
+A record's ``done`` callback runs once Kafka (acks=all, idempotent producer) acknowledged
+its batch, with ``None``, or once the batch failed, with the error; callbacks of one batch
+run in record order. Partitions are :func:`contracts.partitioning.partition_for` of the key,
+so each device keeps one partition.
+
+The first failed batch fails the sink: ``failed`` is set, every record not yet handed to
+aiokafka and every later ``put`` completes with the error at once, and the owner replaces
+the sink and its producer (an idempotent producer that lost a batch must not go on, or the
+partition's sequence would have a hole). Nothing is ever completed successfully that Kafka
+did not acknowledge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
+from prometheus_client import Counter
+
+from contracts.partitioning import partition_for
+from iot_gateway.config import GatewayConfig
+from iot_gateway.errors import ProduceFailedError
+from iot_gateway.ingest import KafkaRecord
+from iot_gateway.metrics import GatewayMetrics
+
+Done = Callable[[BaseException | None], object]
+"""Called once per record: ``None`` when Kafka acknowledged it, else the error."""
+
+
+def kafka_producer(config: GatewayConfig, instance: str) -> AIOKafkaProducer:
+    """The idempotent, acks=all producer every gateway record goes through."""
+    kafka = config.kafka
+    return AIOKafkaProducer(
+        **kafka.aiokafka_kwargs(),
+        client_id=f"{kafka.client_id}-{instance}",
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=kafka.linger_ms,
+        max_batch_size=kafka.max_batch_bytes,
+        request_timeout_ms=kafka.request_timeout_ms,
+    )
+
+
+@dataclass(slots=True)
+class _Queued:
+    record: KafkaRecord
+    done: Done
+    received_at: float
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Records bound for one topic-partition, in arrival order, with their callbacks."""
+
+    topic: str
+    partition: int
+    builder: BatchBuilder
+    done: list[Done] = field(default_factory=list)
+    received: list[float] = field(default_factory=list)
+    submitted: bool = False
+
+    def add(self, queued: _Queued) -> bool:
+        """Appends one record; False (nothing added) when the batch is full."""
+        record = queued.record
+        appended = self.builder.append(
+            key=record.key, value=record.value, timestamp=None, headers=list(record.headers)
+        )
+        if appended is None:
+            return False
+        self.done.append(queued.done)
+        self.received.append(queued.received_at)
+        return True
+
+
+class KafkaSink:
+    """Puts records on Kafka for one producer; see the module docstring for the guarantees.
+
+    ``put`` never blocks. Records are submitted by :meth:`flush` (the bridge calls it after
+    each batch of messages) or by :meth:`run`, which flushes ``linger_s`` after the first
+    record of a round (the edge runs it). ``in_flight`` counts records put and not yet
+    completed; :meth:`when_relieved` is how callers wait for it to fall.
+    """
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        metrics: GatewayMetrics,
+        *,
+        linger_s: float = 0.0,
+        max_in_flight: int = 10_000,
+    ) -> None:
+        self._producer = producer
+        self._metrics = metrics
+        self._linger_s = linger_s
+        self.max_in_flight = max_in_flight
+        self._queue: list[_Queued] = []
+        self._wake = asyncio.Event()
+        self._partitions = _Partitions(producer)
+        self._produced: dict[str, Counter] = {}
+        self._relief: list[Callable[[], object]] = []
+        self.in_flight = 0
+        self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def saturated(self) -> bool:
+        """True while ``max_in_flight`` records or more wait for Kafka."""
+        return self.in_flight >= self.max_in_flight
+
+    def when_relieved(self, callback: Callable[[], object]) -> None:
+        """Calls ``callback`` once, when in-flight records fall to half the bound (or the sink
+        fails)."""
+        self._relief.append(callback)
+
+    def put(self, record: KafkaRecord, done: Done, received_at: float) -> None:
+        """Queues ``record``; ``done`` is called once its fate is known (see the module)."""
+        if self.failed.done():
+            done(self.failed.exception())
+            return
+        self.in_flight += 1
+        self._queue.append(_Queued(record, done, received_at))
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Flushes until cancelled: ``linger_s`` after the first record of each round."""
+        while not self.failed.done():
+            await self._wake.wait()
+            if self._linger_s:
+                await asyncio.sleep(self._linger_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Hands every queued record to aiokafka, grouped into batches per topic-partition.
+
+        Waits while an earlier batch of the same partition is not yet sent (aiokafka keeps
+        one queued batch per partition): that wait is the back-pressure toward the input.
+        """
+        self._wake.clear()
+        queued, self._queue = self._queue, []
+        if not queued:
+            return
+        self._partitions.new_round()
+        batches: dict[tuple[str, int], _Batch] = {}
+        unadded = 0  # queued[unadded:] are in no batch yet
+        try:
+            for item in queued:
+                if self.failed.done() or not await self._add(batches, item):
+                    break
+                unadded += 1
+            for batch in batches.values():
+                if not self.failed.done():
+                    await self._submit(batch)
+        except Exception as exc:  # metadata or send failures: the sink cannot go on
+            self._fail(ProduceFailedError(f"produce failed: {type(exc).__name__}: {exc}"))
+            raise self.failed.exception() from exc  # type: ignore[misc]
+        finally:
+            if self.failed.done():
+                error = self.failed.exception()
+                for batch in batches.values():
+                    if not batch.submitted:
+                        self._complete_batch(batch, error)
+                self._complete(queued[unadded:], error)
+
+    async def _add(self, batches: dict[tuple[str, int], _Batch], item: _Queued) -> bool:
+        """Adds ``item`` to its partition's batch, submitting that batch first if it is full;
+        False (and the sink failed) if the record alone does not fit a batch."""
+        topic = item.record.topic
+        partition = await self._partitions.of(topic, item.record.key)
+        batch = batches.get((topic, partition))
+        if batch is not None:
+            if batch.add(item):
+                return True
+            await self._submit(batch)  # full
+        batch = batches[topic, partition] = _Batch(topic, partition, self._producer.create_batch())
+        if batch.add(item):
+            return True
+        self._fail(ProduceFailedError(f"a record does not fit a batch of {topic}"))
+        return False
+
+    async def drain(self, timeout_s: float) -> int:
+        """Waits up to ``timeout_s`` for in-flight records; returns how many are left."""
+        deadline = time.monotonic() + timeout_s
+        await self.flush()
+        while self.in_flight and not self.failed.done() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # completions arrive as producer callbacks
+        return self.in_flight
+
+    async def _submit(self, batch: _Batch) -> None:
+        batch.builder.close()
+        future = await self._producer.send_batch(
+            batch.builder, batch.topic, partition=batch.partition
+        )
+        batch.submitted = True
+        future.add_done_callback(functools.partial(self._delivered, batch))
+
+    def _delivered(self, batch: _Batch, future: asyncio.Future[object]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            cause = "cancelled" if future.cancelled() else future.exception()
+            error = ProduceFailedError(f"produce to {batch.topic} failed: {cause}")
+            self._fail(error)
+            self._complete_batch(batch, error)
+            return
+        produced = self._produced.get(batch.topic)
+        if produced is None:
+            produced = self._produced[batch.topic] = self._metrics.produced.labels(batch.topic)
+        produced.inc(len(batch.done))
+        now = time.time()
+        observe = self._metrics.produce_latency.observe
+        for received_at in batch.received:
+            observe(now - received_at)
+        self._complete_batch(batch, None)
+
+    def _complete_batch(self, batch: _Batch, error: BaseException | None) -> None:
+        self.in_flight -= len(batch.done)
+        for done in batch.done:
+            done(error)
+        self._relieve()
+
+    def _complete(self, queued: list[_Queued], error: BaseException | None) -> None:
+        self.in_flight -= len(queued)
+        for item in queued:
+            item.done(error)
+        self._relieve()
+
+    def _fail(self, error: ProduceFailedError) -> None:
+        if not self.failed.done():
+            self.failed.set_exception(error)
+            self.failed.exception()  # retrieved: the owner may only look at .done()
+            queued, self._queue = self._queue, []
+            self._complete(queued, error)
+            self._wake.set()
+
+    def _relieve(self) -> None:
+        if self._relief and (self.in_flight <= self.max_in_flight // 2 or self.failed.done()):
+            callbacks, self._relief = self._relief, []
+            for callback in callbacks:
+                with contextlib.suppress(Exception):
+                    callback()
+
+
+class _Partitions:
+    """Each key's partition (:func:`contracts.partitioning.partition_for`), remembered per key.
+
+    The topic's partitions are checked once per round (flush); if they changed, what was
+    remembered for the topic is forgotten.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, max_keys: int = 65_536) -> None:
+        self._producer = producer
+        self._max_keys = max_keys
+        self._topics: dict[str, tuple[list[int], dict[bytes, int]]] = {}
+        self._checked: set[str] = set()
+
+    def new_round(self) -> None:
+        self._checked.clear()
+
+    async def of(self, topic: str, key: bytes | None) -> int:
+        if topic not in self._checked:
+            current = sorted(await self._producer.partitions_for(topic))
+            known = self._topics.get(topic)
+            if known is None or known[0] != current:
+                self._topics[topic] = (current, {})
+            self._checked.add(topic)
+        all_partitions, by_key = self._topics[topic]
+        if key is None:
+            return random.choice(all_partitions)  # noqa: S311 - spreading, not security
+        partition = by_key.get(key)
+        if partition is None:
+            partition = all_partitions[partition_for(key, len(all_partitions))]
+            if len(by_key) >= self._max_keys:
+                by_key.clear()
+            by_key[key] = partition
+        return partition
