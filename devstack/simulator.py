@@ -35,6 +35,10 @@ NO_MATCHING_SUBSCRIBERS = 16
 """MQTT 5 PUBACK reason code 0x10: accepted, but nobody subscribed, so the broker dropped it."""
 FIRST_FAILURE_CODE = 0x80
 """MQTT 5 PUBACK reason codes from 0x80 up say the broker did not accept the message."""
+RECONNECT_FIRST_S, RECONNECT_CAP_S = 0.2, 5.0
+"""A device's first wait before reconnecting, and the longest (doubling in between)."""
+REFUSED = "refused: "
+"""How ``connect_error`` starts when the server refused the login (not retried)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,10 @@ class SimulationReport:
     acked_by_kind: dict[str, int] = field(default_factory=dict)
     unrouted: int = 0
     """PUBACKs with reason code 16 (no subscriber took the message): sent again."""
+    refused: int = 0
+    """Good readings the server refused (PUBACK reason code 0x80 or more)."""
+    reconnects: int = 0
+    """Connections made again after one was lost."""
     connect_failures: int = 0
     connect_error: str = ""
     """Why the first device that could not connect was refused."""
@@ -176,18 +184,17 @@ class Simulation:
 
     async def _deliver(
         self, client: aiomqtt.Client, codes: _PubackCodes, topic: str, payload: bytes
-    ) -> None:
-        """Publishes until the broker has handed the message on: a PUBACK with reason code
-        16 (no matching subscribers; e.g. a restarted Mosquitto before the gateways have
-        subscribed again) means it was dropped, so the device sends it again."""
+    ) -> int:
+        """Publishes until the server has handed the message on; returns the PUBACK's reason
+        code. Code 16 (no matching subscribers; e.g. a restarted Mosquitto before the
+        gateways have subscribed again) means it was dropped, so the device sends it again.
+        A lost connection raises ``MqttError`` (the caller reconnects and sends it again)."""
         delay = 0.2
         while True:
             codes.latest = 0
             await client.publish(topic, payload, qos=1)
-            if codes.latest >= FIRST_FAILURE_CODE:  # e.g. 0x87 not authorized, 0x97 quota
-                raise aiomqtt.MqttError(f"the broker refused the publish (reason {codes.latest})")
             if codes.latest != NO_MATCHING_SUBSCRIBERS:
-                return
+                return codes.latest
             self.report.unrouted += 1
             if self._stopping.is_set():
                 raise aiomqtt.MqttError("stopped before any subscriber took the message")
@@ -241,15 +248,72 @@ class Simulation:
         started: float,
         deadline: float | None,
     ) -> None:
+        """One device, as real ones behave: it reconnects (with backoff) whenever its
+        connection is lost and first sends again what was not acknowledged."""
         settings = self.settings
         interval = settings.devices / settings.rate
         # Spread the devices' schedules over one interval so load is even.
-        next_at = started + self._rng.uniform(0, interval)
-        username, password = settings.login(device.device_id)
+        schedule = _Schedule(started + self._rng.uniform(0, interval), interval, deadline)
+        topic = settings.topic_template.format(device_id=device.device_id)
+        unacknowledged: list[_Outgoing] = []
+        backoff = RECONNECT_FIRST_S
+        connected_once = False
+        while not self._stopping.is_set() and not schedule.over():
+            client = await self._connect(device, connect_slots, refused_ends=not connected_once)
+            if client is None:
+                if not connected_once and self.report.connect_error.startswith(REFUSED):
+                    return  # a refused login is not retried
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                backoff = min(backoff * 2, RECONNECT_CAP_S)
+                continue
+            if connected_once:
+                self.report.reconnects += 1
+            connected_once, backoff = True, RECONNECT_FIRST_S
+            try:
+                if await self._publish_until_done(client, device, topic, schedule, unacknowledged):
+                    return
+            except aiomqtt.MqttError:
+                self.report.failed += 1  # the connection is gone: reconnect, send again
+            finally:
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.__aexit__(None, None, None)
+
+    async def _publish_until_done(
+        self,
+        client: aiomqtt.Client,
+        device: _Device,
+        topic: str,
+        schedule: _Schedule,
+        unacknowledged: list[_Outgoing],
+    ) -> bool:
+        """Sends what was not acknowledged, then a message per tick; True when the device
+        is done (duration, count or stop), ``MqttError`` when the connection is lost."""
+        codes = _PubackCodes(client)
+        while True:
+            while unacknowledged:
+                await self._send(client, codes, topic, unacknowledged[0])
+                unacknowledged.pop(0)
+            if self._stopping.is_set() or schedule.over():
+                return True
+            wait = schedule.next_at - time.monotonic()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), wait)
+                continue
+            schedule.next_at += schedule.interval
+            if not self._take_budget():
+                return True
+            unacknowledged.extend(self._next_messages(device))
+
+    async def _connect(
+        self, device: _Device, connect_slots: asyncio.Semaphore, *, refused_ends: bool
+    ) -> aiomqtt.Client | None:
+        username, password = self.settings.login(device.device_id)
         async with connect_slots:
             client = aiomqtt.Client(
-                settings.host,
-                settings.port,
+                self.settings.host,
+                self.settings.port,
                 identifier=device.device_id,
                 username=username,
                 password=password,
@@ -260,54 +324,67 @@ class Simulation:
                 await client.__aenter__()
             except aiomqtt.MqttError as exc:
                 self.report.connect_failures += 1
-                self.report.connect_error = self.report.connect_error or str(exc)
-                return
-        codes = _PubackCodes(client)
-        try:
-            topic = settings.topic_template.format(device_id=device.device_id)
-            while not self._stopping.is_set():
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    return
-                if next_at > now:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), next_at - now)
-                    continue
-                next_at += interval
-                if not self._take_budget():
-                    return
-                await self._publish_one(client, codes, device, topic)
-        finally:
-            with contextlib.suppress(aiomqtt.MqttError):
-                await client.__aexit__(None, None, None)
+                refused = isinstance(exc, aiomqtt.MqttCodeError) and refused_ends
+                if not self.report.connect_error or refused:
+                    self.report.connect_error = f"{REFUSED if refused else ''}{exc}"
+                return None
+        return client
 
-    async def _publish_one(
-        self, client: aiomqtt.Client, codes: _PubackCodes, device: _Device, topic: str
-    ) -> None:
+    def _next_messages(self, device: _Device) -> list[_Outgoing]:
+        """The next reading (or bad payload), and its duplicate when one is injected."""
         roll = self._rng.random()
         settings = self.settings
         if roll < settings.bad_ratio:
             kind, payload = self._rng.choice(BAD_PAYLOADS)
-            seq = None
-        else:
-            reading = device.reading(int(time.time() * 1000))
-            seq = device.seq
-            payload = json.dumps(reading, separators=(",", ":")).encode()
-            kind = "ok"
-        copies = 2 if kind == "ok" and roll > 1 - settings.duplicate_ratio else 1
-        for copy in range(copies):
-            label = "duplicate" if copy else kind
-            self.report.attempted += 1
-            try:
-                await self._deliver(client, codes, topic, payload)
-            except aiomqtt.MqttError:
-                self.report.failed += 1
-                continue
-            self.report.acked += 1
-            self.report.acked_by_kind[label] = self.report.acked_by_kind.get(label, 0) + 1
-            if self._ledger is not None:
-                entry = {"device_id": device.device_id, "seq": seq, "kind": label}
-                self._ledger.write(json.dumps(entry) + "\n")
+            return [_Outgoing(device.device_id, payload, kind, None)]
+        reading = device.reading(int(time.time() * 1000))
+        payload = json.dumps(reading, separators=(",", ":")).encode()
+        message = _Outgoing(device.device_id, payload, "ok", device.seq)
+        if roll > 1 - settings.duplicate_ratio:
+            return [message, _Outgoing(device.device_id, payload, "duplicate", device.seq)]
+        return [message]
+
+    async def _send(
+        self, client: aiomqtt.Client, codes: _PubackCodes, topic: str, message: _Outgoing
+    ) -> None:
+        """Publishes ``message`` once it is acknowledged (``MqttError`` if the connection
+        is lost first). A refusal (reason code 0x80 or more) is an answer too: for a bad
+        payload it is the expected one (the server dead-lettered it); a good reading
+        refused is counted as failed and not sent again."""
+        self.report.attempted += 1
+        code = await self._deliver(client, codes, topic, message.payload)
+        if code >= FIRST_FAILURE_CODE and message.kind in ("ok", "duplicate"):
+            self.report.failed += 1
+            self.report.refused += 1
+            return
+        self.report.acked += 1
+        kinds = self.report.acked_by_kind
+        kinds[message.kind] = kinds.get(message.kind, 0) + 1
+        if self._ledger is not None:
+            entry = {"device_id": message.device_id, "seq": message.seq, "kind": message.kind}
+            self._ledger.write(json.dumps(entry) + "\n")
+
+
+@dataclass(slots=True)
+class _Schedule:
+    """When a device publishes next, how often, and until when."""
+
+    next_at: float
+    interval: float
+    deadline: float | None
+
+    def over(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """A message a device sends, kept until acknowledged."""
+
+    device_id: str
+    payload: bytes
+    kind: str
+    seq: int | None
 
 
 class _PubackCodes:

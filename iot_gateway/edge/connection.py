@@ -22,26 +22,64 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import mqtt5
 
 from iot_gateway.acks import AckWindow, Slot
-from iot_gateway.edge.codec import (
+from iot_gateway.config import EdgeSettings
+from iot_gateway.edge.codec import codec_for
+from iot_gateway.edge.sessions import Session
+from iot_gateway.edge.wire import (
     Codec,
     MalformedPacket,
     PacketTooLarge,
     ProtocolViolation,
     UnsupportedProtocol,
-    codec_for,
     connect_version,
     frame_length,
 )
-from iot_gateway.edge.sessions import Session
-from iot_gateway.ingest import Rejected, Throttled, kafka_record
+from iot_gateway.ingest import Ingest, Rejected, Throttled, kafka_record
+from iot_gateway.metrics import GatewayMetrics
+from iot_gateway.sink import KafkaSink
 
-if TYPE_CHECKING:
-    from iot_gateway.edge.server import EdgeServer
+
+class Host(Protocol):
+    """What a connection needs of its server (``server.EdgeServer``)."""
+
+    settings: EdgeSettings
+    metrics: GatewayMetrics
+    ingest: Ingest
+    dlq_topic: str
+    keep_bytes: int
+
+    @property
+    def sink(self) -> KafkaSink: ...
+
+    def attach(self, connection: EdgeConnection) -> None: ...
+
+    def detach(self, connection: EdgeConnection) -> None: ...
+
+    def connect(self, connection: EdgeConnection, packet: mqtt5.ConnectPacket) -> None: ...
+
+    def subscribe(
+        self, connection: EdgeConnection, session: Session, packet: mqtt5.SubscribePacket
+    ) -> None: ...
+
+    def unsubscribe(
+        self, connection: EdgeConnection, session: Session, packet: mqtt5.UnsubscribePacket
+    ) -> None: ...
+
+    def command_acknowledged(self, session: Session, packet_id: int) -> None: ...
+
+    def publish_will(self, connection: EdgeConnection, will: mqtt5.Will) -> None: ...
+
+    def dead_letter_too_large(
+        self, connection: EdgeConnection, rest: memoryview, exc: PacketTooLarge
+    ) -> None: ...
+
+    def count_received(self, route: str | None) -> None: ...
+
 
 log = logging.getLogger("iot_gateway.edge")
 
@@ -77,7 +115,7 @@ def _ack(kind: int, packet_id: int, reason: int = 0) -> bytes:
 class EdgeConnection(asyncio.Protocol):
     """The asyncio protocol of one client connection (see the module docstring)."""
 
-    def __init__(self, server: EdgeServer) -> None:
+    def __init__(self, server: Host) -> None:
         self._server = server
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
@@ -202,7 +240,7 @@ class EdgeConnection(asyncio.Protocol):
             if packet.retain:
                 self.disconnect(0x9A, "retained messages are not supported")
                 return True
-        qos = packet.qos
+        qos = int(packet.qos)  # mqtt5's QoS is not an int: QoS 0 is truthy
         packet_id = packet.packet_id or 0
         session = self._session()
         if qos == 2 and packet_id in session.awaiting_release:
@@ -235,8 +273,8 @@ class EdgeConnection(asyncio.Protocol):
         else:
             slot = self._window.admit(_ack(_PUBACK if qos == 1 else _PUBREC, packet_id, reason))
             server.sink.put(record, self._completer(slot, qos, packet_id), received_at)
-            if len(self._window) >= self._receive_maximum:
-                self._hold()
+            if self.version != 5 and len(self._window) >= self._receive_maximum:
+                self._hold()  # 3.1.1 has no Receive Maximum: stop reading instead
         if server.sink.saturated:
             self._hold()
             server.sink.when_relieved(self._release)
@@ -287,7 +325,8 @@ class EdgeConnection(asyncio.Protocol):
         """Reads again if nothing holds the connection back any more."""
         if not self._held or self._closing or self._transport is None:
             return
-        if len(self._window) >= self._receive_maximum or self._server.sink.saturated:
+        window_full = self.version != 5 and len(self._window) >= self._receive_maximum
+        if window_full or self._server.sink.saturated:
             if self._server.sink.saturated:
                 self._server.sink.when_relieved(self._release)
             return

@@ -28,9 +28,9 @@ from prometheus_client import Counter
 
 from iot_gateway.backoff import Backoff
 from iot_gateway.config import GatewayConfig
-from iot_gateway.edge.codec import PacketTooLarge
 from iot_gateway.edge.connection import EdgeConnection
 from iot_gateway.edge.sessions import Session, SessionTable
+from iot_gateway.edge.wire import PacketTooLarge
 from iot_gateway.ingest import (
     Authorize,
     Ingest,

@@ -18,9 +18,11 @@ from typing import Final
 import mqtt5
 from mqtt5 import Packet
 
-from iot_gateway.edge.codec import (
+from iot_gateway.edge.wire import (
     _CONNECT,
     _NAMES,
+    _PINGREQ,
+    _PUBLISH,
     _PUBLISH_QOS,
     _QOS,
     _SUBSCRIBE,
@@ -62,7 +64,8 @@ class V311Codec:
         pos = _body_start(frame)
         end = len(frame)
         first = frame[0]
-        if first >> 4 == 3:  # PUBLISH, the hot path
+        kind = first >> 4
+        if kind == _PUBLISH:  # the hot path
             qos = _PUBLISH_QOS[first & 0x0F]
             if qos is None:
                 _reject_publish_flags(first)
@@ -80,7 +83,6 @@ class V311Codec:
                 duplicate=first & 8 == 8,
             )
         _check_header(first, self.version)
-        kind = first >> 4
         ack = _ACKS.get(kind)
         if ack is not None:
             if end - pos != 2:
@@ -94,7 +96,7 @@ class V311Codec:
             return _read_unsubscribe(frame, pos)
         if pos != end:
             raise MalformedPacket(f"{_NAMES[kind]} must have a remaining length of 0")
-        return mqtt5.PingReqPacket() if kind == 12 else mqtt5.DisconnectPacket()
+        return mqtt5.PingReqPacket() if kind == _PINGREQ else mqtt5.DisconnectPacket()
 
     def write(self, packet: Packet) -> bytes:
         """The packet's 3.1.1 bytes; b"" for DISCONNECT (the server just closes).

@@ -481,7 +481,17 @@ def format_verdicts(verdicts: Sequence[Verdict]) -> str:
         lines.append(f"{verdict.status:<5} {verdict.name:<{width}}  {verdict.summary}")
         lines.extend(f"{'':<5} {'':<{width}}    e.g. {example}" for example in verdict.examples)
     failed = [v.name for v in verdicts if not v.ok]
-    lines.append("FAILED: " + ", ".join(failed) if failed else "all invariants hold")
+    limited = [v.name for v in verdicts if v.status is Status.LIMIT]
+    if failed:
+        lines.append("FAILED: " + ", ".join(failed))
+    elif limited:
+        lines.append(
+            "DATA LOST within the documented limit of bridge mode: "
+            + ", ".join(limited)
+            + " (acknowledged readings a device will not send again are gone)"
+        )
+    else:
+        lines.append("all invariants hold")
     return "\n".join(lines)
 
 

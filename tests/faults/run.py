@@ -4,14 +4,17 @@ the checker's verdicts.
     .venv/bin/python -m tests.faults.run [--seed N] [--duration S] [--devices N] [--rate R]
 
 An isolated stack (its own Kafka, Mosquitto and PostgreSQL on free ports, state under
-``.local/faults/``) runs a gateway (``--gateways N``: several sharing the MQTT subscription)
-and one stream worker;
-simulated devices publish (with duplicates and bad payloads) while a seeded schedule kills
-with SIGKILL and restarts a gateway, the worker, Kafka and Mosquitto, and freezes each with
-SIGSTOP/SIGCONT. Afterwards everything drains, the processes stop, and the checker compares
-the devices' acknowledged publishes, the Kafka topics and the projections. Prints a verdict
-per invariant and writes them as JSON (``.local/faults/verdict-<seed>.json``); exit status 1
-if an invariant fails. The shared dev stack is never touched.
+``.local/faults/``) runs gateways and one stream worker. In direct mode (the default) two
+gateways share one MQTT port (SO_REUSEPORT) and the devices connect to them; with
+``--mode bridge`` the devices connect to Mosquitto and one gateway subscribes to it.
+Simulated devices publish (with duplicates and bad payloads; each reconnects and sends
+again what was not acknowledged, as real devices do) while a seeded schedule kills with
+SIGKILL and restarts a gateway, the worker, Kafka (and Mosquitto in bridge mode), and
+freezes each with SIGSTOP/SIGCONT. Afterwards everything drains, the processes stop, and
+the checker compares the devices' acknowledged publishes, the Kafka topics and the
+projections. Prints a verdict per invariant and writes them as JSON
+(``.local/faults/verdict-<seed>.json``); exit status 1 if an invariant fails. The shared
+dev stack is never touched.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from tests.faults.checker import (
 from tests.faults.collect import AckClock, end_offsets, read_header, read_log
 from tests.faults.schedule import Action, Fault, Target, make_schedule, missing_kinds
 from tests.oracle import oracle
-from tests.stacks import isolated_settings
+from tests.stacks import free_port, isolated_settings
 
 SAVE_MARGIN_S = 0.05
 """Mosquitto's snapshot is taken when a save starts; the file's mtime is when it ended."""
@@ -79,6 +82,8 @@ class Load:
     """
 
     settings: DevStackSettings
+    port: int
+    """Where the devices connect: the gateways' shared port, or Mosquitto's."""
     folder: Path
     devices: int
     rate: float
@@ -96,7 +101,7 @@ class Load:
                 devices=self.devices,
                 rate=self.rate,
                 host=self.settings.host,
-                port=self.settings.mqtt_port,
+                port=self.port,
                 prefix="fdev",
                 topic_template=stack.DEVICE_TOPIC,
                 duplicate_ratio=0.02,
@@ -365,13 +370,16 @@ async def collect(world: World, rules: Path) -> History:
 async def run(args: argparse.Namespace) -> int:
     clock = Clock()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
-    faults = make_schedule(seed, args.duration, gateways=args.gateways)
+    gateways = args.gateways or (2 if args.mode == "direct" else 1)
+    faults = make_schedule(seed, args.duration, mode=args.mode, gateways=gateways)
     say(
-        f"fault suite: seed {seed}, {args.duration:.0f}s of load, {args.devices} devices at "
-        f"{args.rate:g} msg/s; repeat with `make faults FAULTS_SEED={seed}`"
+        f"fault suite: {args.mode} mode, {gateways} gateway(s), seed {seed}, "
+        f"{args.duration:.0f}s of load, {args.devices} devices at {args.rate:g} msg/s; "
+        f"repeat with `make faults FAULTS_SEED={seed}`"
+        + (" FAULTS_ARGS='--mode bridge'" if args.mode == "bridge" else "")
     )
     say("schedule:\n" + "\n".join(f"  {fault}" for fault in faults))
-    lacking = missing_kinds(faults)
+    lacking = missing_kinds(faults, args.mode)
     if lacking:
         say(f"the run is too short to inject every kind of fault: missing {lacking}")
         return 2
@@ -379,9 +387,11 @@ async def run(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True)
     shared = DevStackSettings.from_env()
     settings = isolated_settings(folder / "stack", secure=shared.secure)
+    edge_port = free_port()
+    device_port = edge_port if args.mode == "direct" else settings.mqtt_port
     say(
         f"[{clock():6.1f}s] starting an isolated stack in {folder} "
-        f"(Kafka {settings.kafka_bootstrap}, MQTT {settings.mqtt_port})"
+        f"(Kafka {settings.kafka_bootstrap}, devices connect to MQTT port {device_port})"
     )
     world: World | None = None
     tasks: list[asyncio.Task[None]] = []
@@ -389,17 +399,16 @@ async def run(args: argparse.Namespace) -> int:
         await _blocking(stack.start_stack, settings, lambda _: None)
         rules = folder / "alerts.yaml"
         rules.write_text(RULES)
-        config = stack.write_gateway_config(folder / "gateway.yaml", settings)
+        config = stack.write_gateway_config(folder / "gateway.yaml", settings, args.mode, edge_port)
         store = stack.WorkerStore(folder / "state.db")
         world = World(
             settings=settings,
             gateways=[
-                stack.gateway_process(settings, config, n, folder)
-                for n in range(1, args.gateways + 1)
+                stack.gateway_process(settings, config, n, folder) for n in range(1, gateways + 1)
             ],
             worker=stack.worker_process(settings, store, rules, folder),
             store=store,
-            load=Load(settings, folder, args.devices, args.rate, seed),
+            load=Load(settings, device_port, folder, args.devices, args.rate, seed),
             clock=clock,
         )
         # One at a time: the first creates the schema registry's single-partition topic
@@ -407,10 +416,7 @@ async def run(args: argparse.Namespace) -> int:
         for app in world.apps:
             app.start()
             await _blocking(app.wait_ready, 120)
-        say(
-            f"[{clock():6.1f}s] stack, {args.gateways} gateway(s) and the worker ready; "
-            "devices start"
-        )
+        say(f"[{clock():6.1f}s] stack, {gateways} gateway(s) and the worker ready; devices start")
         world.load.start()
         load_started = time.monotonic()
         tasks = [
@@ -434,10 +440,11 @@ async def run(args: argparse.Namespace) -> int:
             seed=seed,
             wall_s=round(clock(), 1),
             load={
+                "mode": args.mode,
                 "devices": args.devices,
                 "rate": args.rate,
                 "duration_s": args.duration,
-                "gateways": args.gateways,
+                "gateways": gateways,
             },
             acked=acked,
             failed_publishes=failed,
@@ -479,11 +486,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=130.0, help="seconds of load")
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument(
+        "--mode",
+        choices=("direct", "bridge"),
+        default="direct",
+        help="direct: devices connect to the gateways; bridge: to Mosquitto (default: direct)",
+    )
+    parser.add_argument(
         "--gateways",
         type=int,
-        default=1,
-        help="gateways sharing the subscription (1: with more, a device's readings may reach "
-        "Kafka out of order, see the README's Guarantees)",
+        default=None,
+        help="gateway processes (default: 2 sharing the port in direct mode; 1 in bridge mode, "
+        "where with more a device's readings may reach Kafka out of order, see the README)",
     )
     parser.add_argument("--rate", type=float, default=200.0, help="messages/s over all devices")
     parser.add_argument("--out", type=Path, default=Path(".local/faults"))

@@ -88,10 +88,16 @@ PAUSE_S = (2.0, 5.0)
 """Pauses stay below the clients' request timeouts (MQTT publish 15 s, Kafka 10 s)."""
 
 
+def kinds_for(mode: str, kinds: Sequence[tuple[Action, Target]]) -> list[tuple[Action, Target]]:
+    """``kinds`` that apply to a gateway ``mode``: in direct mode there is no Mosquitto."""
+    return [kind for kind in kinds if mode == "bridge" or kind[1] is not Target.MOSQUITTO]
+
+
 def make_schedule(
     seed: int,
     duration_s: float,
     *,
+    mode: str = "direct",
     gateways: int = 2,
     start_s: float = 8.0,
     gap_s: tuple[float, float] = (4.0, 8.0),
@@ -101,12 +107,13 @@ def make_schedule(
     spaced by ``gap_s`` plus each fault's own repair time, all starting before
     ``duration_s - quiet_tail_s`` (the load's last seconds run without faults)."""
     rng = random.Random(seed)
-    kinds = list(REQUIRED)
+    kinds = kinds_for(mode, REQUIRED)
+    extra = kinds_for(mode, EXTRA)
     rng.shuffle(kinds)
     faults: list[Fault] = []
     at = start_s
     while True:
-        action, target = kinds.pop(0) if kinds else rng.choice(EXTRA)
+        action, target = kinds.pop(0) if kinds else rng.choice(extra)
         hold = rng.uniform(0.2, 2.5) if action is Action.KILL else rng.uniform(*PAUSE_S)
         cost = hold + (0.5 if action is Action.PAUSE else COST_S[target])
         if at + cost > duration_s - quiet_tail_s:
@@ -117,7 +124,7 @@ def make_schedule(
     return faults
 
 
-def missing_kinds(faults: Sequence[Fault]) -> list[tuple[Action, Target]]:
+def missing_kinds(faults: Sequence[Fault], mode: str = "direct") -> list[tuple[Action, Target]]:
     """Required kinds a schedule lacks (a run too short to inject them all)."""
     present = {(f.action, f.target) for f in faults}
-    return [kind for kind in REQUIRED if kind not in present]
+    return [kind for kind in kinds_for(mode, REQUIRED) if kind not in present]

@@ -1,9 +1,10 @@
 """The fault suite's world: an isolated stack (own ports and state dir) and its processes.
 
 Servers (Kafka, Mosquitto, PostgreSQL) are the dev stack's own (``iotctl dev up`` code on
-other ports), so killing them disturbs nobody else; the platform's processes (two gateways
-sharing the subscription, one stream worker) are started here, tracked, and each can be
-killed with SIGKILL, restarted, paused with SIGSTOP and resumed.
+other ports), so killing them disturbs nobody else; the platform's processes (gateways
+sharing one MQTT port in direct mode, or one subscription in bridge mode, and one stream
+worker) are started here, tracked, and each can be killed with SIGKILL, restarted, paused
+with SIGSTOP and resumed.
 
 How a spawned process connects (bootstrap, SASL credentials, MQTT login) is decided in one
 place, :func:`process_env` (on top of the tests' ``tests.clients.process_env``). The
@@ -76,9 +77,12 @@ def device_login(settings: DevStackSettings) -> tuple[str | None, str | None]:
     return login.get("username"), login.get("password")
 
 
-def write_gateway_config(path: Path, settings: DevStackSettings) -> Path:
-    """The platform's telemetry route and topics, with limits no simulated device reaches."""
+def write_gateway_config(path: Path, settings: DevStackSettings, mode: str, edge_port: int) -> Path:
+    """The platform's telemetry route and topics, with limits no simulated device reaches.
+    In direct mode every gateway serves devices on ``edge_port`` (SO_REUSEPORT)."""
     config = {
+        "mode": mode,
+        "edge": {"host": settings.host, "port": edge_port, "reuse_port": True},
         "mqtt": {
             "share_group": "gw",
             "filters": ["devices/+/telemetry/#"],
@@ -180,7 +184,10 @@ def gateway_process(
     settings: DevStackSettings, config: Path, number: int, logs: Path
 ) -> AppProcess:
     client_id = f"faults-gw-{number}"
-    env = process_env(settings, {"IOT_GATEWAY_MQTT__CLIENT_ID": client_id})
+    env = process_env(
+        settings,
+        {"IOT_GATEWAY_MQTT__CLIENT_ID": client_id, "IOT_GATEWAY_EDGE__INSTANCE": client_id},
+    )
     argv = [sys.executable, "-m", "iotctl.main", "gateway", "run", "--config", str(config)]
     return AppProcess(f"gateway-{number}", argv, env, logs / f"gateway-{number}.log")
 

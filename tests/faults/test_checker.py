@@ -22,7 +22,7 @@ from tests.faults.checker import (
     format_verdicts,
     verdicts_json,
 )
-from tests.faults.schedule import REQUIRED, make_schedule, missing_kinds
+from tests.faults.schedule import REQUIRED, Target, kinds_for, make_schedule, missing_kinds
 
 
 def _device(device_id: str, count: int, duplicates: int = 0) -> DeviceState:
@@ -106,6 +106,9 @@ def test_a_loss_inside_a_mosquitto_crash_window_is_the_documented_limit() -> Non
     assert limit.ok
     assert limit.counts["lost"] == 1
     assert limit.examples == ("d2:1",)
+    summary = format_verdicts(list(verdicts.values())).splitlines()[-1]
+    assert "all invariants hold" not in summary
+    assert summary.startswith("DATA LOST within the documented limit of bridge mode")
 
 
 def test_a_puback_that_arrived_just_after_the_kill_was_sent_by_the_broker_that_died() -> None:
@@ -240,7 +243,11 @@ def test_a_schedule_is_a_function_of_its_seed_and_holds_every_kind_of_fault() ->
     assert first == make_schedule(42, 130)
     assert first != make_schedule(43, 130)
     assert missing_kinds(first) == []
-    assert len(first) >= len(REQUIRED)
+    assert len(first) >= len(kinds_for("direct", REQUIRED))
+    assert Target.MOSQUITTO not in {f.target for f in first}  # direct mode: no broker
+    bridge = make_schedule(42, 160, mode="bridge", gateways=1)
+    assert missing_kinds(bridge, "bridge") == []
+    assert Target.MOSQUITTO in {f.target for f in bridge}
     assert all(a.at_s < b.at_s for a, b in itertools.pairwise(first))
     assert first[-1].at_s < 130 - 10
     assert missing_kinds(make_schedule(42, 30)) != []  # too short: the runner refuses it
