@@ -44,6 +44,13 @@ async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gat
         log.info("route %s: %s as schema id %d", route.name, route.subject, registered.schema_id)
     watch = _policy_watch(config)
     authorize = allow_all if watch is None else watched_ingest_authorize(watch)
+
+    async def decode_command(frame: bytes) -> dict[str, Any]:
+        value = await registry.decode(frame)
+        if not isinstance(value, dict):
+            raise TypeError("a command must be an Avro record")
+        return value
+
     if config.mode == "direct":
         return EdgeServer(
             config,
@@ -55,16 +62,10 @@ async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gat
                 else watched_subscribe_authorize(watch)
             ),
             logins=_logins(config, watch),
+            decode_command=decode_command if config.downlink.enabled else None,
         )
     gateway = Gateway(config, codecs, authorize=authorize)
     if config.downlink.enabled:
-
-        async def decode_command(frame: bytes) -> dict[str, Any]:
-            value = await registry.decode(frame)
-            if not isinstance(value, dict):
-                raise TypeError("a command must be an Avro record")
-            return value
-
         gateway.add_session_task(Downlink(config, decode_command, gateway.metrics))
     return gateway
 

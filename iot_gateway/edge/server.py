@@ -28,8 +28,10 @@ from prometheus_client import Counter
 
 from iot_gateway.backoff import Backoff
 from iot_gateway.config import GatewayConfig
+from iot_gateway.downlink import Command, CommandReader, DecodeCommand
 from iot_gateway.edge.connection import EdgeConnection
-from iot_gateway.edge.sessions import Session, SessionTable
+from iot_gateway.edge.downlink import EdgeDownlink
+from iot_gateway.edge.sessions import Outgoing, Session, SessionTable
 from iot_gateway.edge.wire import PacketTooLarge
 from iot_gateway.ingest import (
     Authorize,
@@ -72,6 +74,7 @@ class EdgeServer:
         authorize: Authorize = allow_all,
         authorize_subscribe: SubscribeAuthorize = _allow_subscribe,
         logins: PasswordFile | None = None,
+        decode_command: DecodeCommand | None = None,
     ) -> None:
         self.config = config
         self.settings = config.edge
@@ -92,7 +95,16 @@ class EdgeServer:
         self._servers: list[asyncio.Server] = []
         self.ports: dict[str, int] = {}
         """The listening ports, by "mqtt"/"mqtts" (useful with port 0)."""
-        self._logins_seen: frozenset[str] | None = None
+        self._downlink = (
+            None
+            if decode_command is None
+            else EdgeDownlink(
+                config,
+                CommandReader(config, decode_command, self.metrics),
+                self.deliver,
+                self.metrics,
+            )
+        )
 
     # -- what connections use ------------------------------------------------------------
 
@@ -101,6 +113,11 @@ class EdgeServer:
         """Listening, and Kafka takes records."""
         sink = self._sink
         return bool(self._servers) and sink is not None and not sink.failed.done()
+
+    @property
+    def downlink_reading(self) -> bool:
+        """The command consumer is reading (commands published from now on are delivered)."""
+        return self._downlink is not None and self._downlink.reading
 
     @property
     def sink(self) -> KafkaSink:
@@ -181,16 +198,34 @@ class EdgeServer:
             )
         )
         self.metrics.connects.labels("0x00").inc()
-        for packet_id, outgoing in list(session.outgoing.items()):  # resend what was unacked
-            connection.send(
-                mqtt5.PublishPacket(
-                    outgoing.topic,
-                    outgoing.payload,
-                    qos=mqtt5.QoS.AT_LEAST_ONCE,
-                    packet_id=packet_id,
-                    duplicate=True,
-                )
+        now_ms = time.time() * 1000
+        for packet_id, outgoing in list(session.outgoing.items()):  # sent again, or at last
+            if outgoing.expires_at is not None and outgoing.expires_at < now_ms:
+                del session.outgoing[packet_id]
+                self.metrics.downlink.labels("expired").inc()
+                continue
+            connection.send(outgoing.publish(packet_id, again=present))
+
+    def deliver(self, command: Command) -> int:
+        """Hands ``command`` to every session here subscribed to its topic: sent at once to a
+        connected client, kept for one that is away. Returns how many sessions took it."""
+        taken = 0
+        for session in self.sessions.subscribers(command.topic):
+            packet_id = session.next_packet_id()
+            if packet_id is None:  # 65,535 commands unacknowledged: the client is not reading
+                self.metrics.downlink.labels("dropped").inc()
+                continue
+            outgoing = Outgoing(
+                command.topic, command.payload, command.command_id, command.expires_at
             )
+            session.outgoing[packet_id] = outgoing
+            if session.holder is not None:
+                session.holder.send(outgoing.publish(packet_id, again=False))
+                self.metrics.downlink.labels("delivered").inc()
+            else:
+                self.metrics.downlink.labels("queued").inc()
+            taken += 1
+        return taken
 
     def _login(self, connection: EdgeConnection, packet: mqtt5.ConnectPacket) -> str | None:
         """The principal the CONNECT logs in as, or None (and the CONNECT refused)."""
@@ -284,7 +319,9 @@ class EdgeServer:
     async def run(self) -> None:
         """Serves until ``stop``: listeners up while a producer runs; a failed producer is
         replaced with backoff (its connections were closed without acknowledgements)."""
-        sweeper = asyncio.create_task(self._sweep())
+        background = [asyncio.create_task(self._sweep())]
+        if self._downlink is not None:
+            background.append(asyncio.create_task(self._downlink.run()))
         backoff = Backoff()
         try:
             while not self._stopping.is_set():
@@ -300,11 +337,12 @@ class EdgeServer:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), backoff.next_delay())
         finally:
-            sweeper.cancel()
+            for task in background:
+                task.cancel()
             await self._close_listeners()
             for connection in list(self.connections):
                 connection.disconnect(0x8B, "the server is shutting down")
-            await asyncio.gather(sweeper, return_exceptions=True)
+            await asyncio.gather(*background, return_exceptions=True)
 
     async def _produce_until_failure(self) -> None:
         producer = kafka_producer(self.config, self.settings.instance)

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import mqtt5
+
 from policy.topics import matches
 
 
@@ -23,6 +25,10 @@ class Holder(Protocol):
         """Closes the connection because a newer one took its session (MQTT 5: 0x8E)."""
         ...
 
+    def send(self, packet: mqtt5.Packet) -> None:
+        """Writes ``packet`` to the client."""
+        ...
+
 
 @dataclass(slots=True)
 class Outgoing:
@@ -31,6 +37,17 @@ class Outgoing:
     topic: str
     payload: bytes
     command_id: str
+    expires_at: int | None = None
+    """Epoch milliseconds after which it is not sent again."""
+
+    def publish(self, packet_id: int, *, again: bool) -> mqtt5.PublishPacket:
+        return mqtt5.PublishPacket(
+            self.topic,
+            self.payload,
+            qos=mqtt5.QoS.AT_LEAST_ONCE,
+            packet_id=packet_id,
+            duplicate=again,
+        )
 
 
 @dataclass(slots=True)

@@ -12,19 +12,21 @@ import contextlib
 import json
 import subprocess
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from gmqtt import Client as GmqttClient
 from paho.mqtt.enums import CallbackAPIVersion
 
-from contracts.avro import SchemaCatalog
+from contracts.avro import SchemaCatalog, decode, encode
 from contracts.kafka import KafkaClientSettings
 from devstack import DevStackSettings
 from devstack.clients import kafka_client
@@ -62,6 +64,8 @@ class Edge:
     kafka: KafkaClientSettings
     topic: str
     dlq: str
+    commands: str
+    schemas: InMemorySchemas
     passwords: dict[str, str]
     ca_file: Path
 
@@ -111,8 +115,8 @@ async def edge(
     settings: DevStackSettings, unique: Callable[[str], str], tmp_path: Path
 ) -> AsyncIterator[Edge]:
     kafka = kafka_client(settings)
-    topic, dlq = unique("telemetry"), unique("dlq")
-    await _create_topics(kafka, topic, dlq)
+    topic, dlq, commands = unique("telemetry"), unique("dlq"), unique("commands")
+    await _create_topics(kafka, topic, dlq, commands)
     store = DeviceStore(tmp_path / "devices.json")
     token = unique("d").rsplit(".", 1)[-1]
     issued = store.add_many([f"dev-{token}-a", f"dev-{token}-b"])
@@ -144,23 +148,29 @@ async def edge(
         ],
         limits={"max_payload_bytes": 1024},
         policy={"file": tmp_path / "policy.yaml", "devices_file": tmp_path / "devices.json"},
+        downlink={"kafka_topic": commands},
     )
     schemas = InMemorySchemas()
     codec = SubjectCodec(schemas.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT)))
     watch = PolicyWatch(tmp_path / "policy.yaml", tmp_path / "devices.json")
+
+    async def decode_command(frame: bytes) -> dict[str, Any]:
+        return dict(decode(frame, schemas))
+
     server = EdgeServer(
         config,
         {SUBJECT: codec},
         authorize=watched_ingest_authorize(watch),
         authorize_subscribe=watched_subscribe_authorize(watch),
         logins=PasswordFile(tmp_path / "passwords"),
+        decode_command=decode_command,
     )
     task = asyncio.create_task(server.run())
     async with asyncio.timeout(20):
         while not server.ready:  # noqa: ASYNC110 - readiness is a flag, polled like /readyz
             await asyncio.sleep(0.05)
     try:
-        yield Edge(server, kafka, topic, dlq, passwords, tls.ca_cert)
+        yield Edge(server, kafka, topic, dlq, commands, schemas, passwords, tls.ca_cert)
     finally:
         server.stop()
         with contextlib.suppress(asyncio.CancelledError):
@@ -327,3 +337,80 @@ async def test_gmqtt_publishes_at_qos_2(edge: Edge) -> None:
     assert sorted(dict(r.headers)["event_id"] for r in records) == [  # type: ignore[attr-defined]
         f"{device_id}:{n}".encode() for n in (1, 2, 3)
     ]
+
+
+async def _send_commands(edge: Edge, device_id: str, *command_ids: str) -> None:
+    subject = "iot.commands.v1-value"
+    registered = edge.schemas.register(subject, SchemaCatalog.load().latest(subject))
+    producer = AIOKafkaProducer(**edge.kafka.aiokafka_kwargs(), acks="all")
+    await producer.start()
+    try:
+        for command_id in command_ids:
+            value = encode(
+                {
+                    "command_id": command_id,
+                    "device_id": device_id,
+                    "name": "reboot",
+                    "params": {},
+                    "issued_at": int(time.time() * 1000),
+                    "expires_at": None,
+                },
+                registered,
+            )
+            await producer.send_and_wait(edge.commands, value=value, key=device_id.encode())
+    finally:
+        await producer.stop()
+
+
+async def _commands_received(client: aiomqtt.Client, count: int) -> list[str]:
+    received: list[str] = []
+    async with asyncio.timeout(20):
+        async for message in client.messages:
+            received.append(json.loads(message.payload)["command_id"])
+            if len(received) == count:
+                return received
+    return received
+
+
+async def _downlink_reading(edge: Edge) -> None:
+    """Waits until the edge's command consumer reads (it starts at the end of the topic)."""
+    async with asyncio.timeout(20):
+        while not edge.server.downlink_reading:  # noqa: ASYNC110 - a flag, like /readyz
+            await asyncio.sleep(0.05)
+
+
+async def test_a_command_reaches_the_connected_device(edge: Edge) -> None:
+    device_id, password = edge.device(0)
+    await _downlink_reading(edge)
+    async with aiomqtt.Client(
+        "127.0.0.1", edge.port, identifier=device_id, username=device_id, password=password
+    ) as client:
+        await client.subscribe(f"devices/{device_id}/commands", qos=1)
+        await _send_commands(edge, device_id, "c-1", "c-2", "c-1")  # c-1 again: a relay repeat
+        assert await _commands_received(client, 2) == ["c-1", "c-2"]
+    assert edge.server.metrics.downlink.labels("duplicate")._value.get() == 1
+
+
+async def test_a_persistent_session_gets_the_commands_sent_while_it_was_away(edge: Edge) -> None:
+    device_id, password = edge.device(1)
+    await _downlink_reading(edge)
+
+    def persistent() -> aiomqtt.Client:
+        return aiomqtt.Client(
+            "127.0.0.1",
+            edge.port,
+            identifier=device_id,
+            username=device_id,
+            password=password,
+            clean_session=False,
+        )
+
+    async with persistent() as client:
+        await client.subscribe(f"devices/{device_id}/commands", qos=1)
+    await _send_commands(edge, device_id, "c-away-1", "c-away-2")
+    queued = edge.server.metrics.downlink.labels("queued")
+    async with asyncio.timeout(20):
+        while queued._value.get() < 2:  # noqa: ASYNC110 - a counter
+            await asyncio.sleep(0.05)
+    async with persistent() as client:
+        assert await _commands_received(client, 2) == ["c-away-1", "c-away-2"]
