@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from contracts.avro import AvroSchema, RegisteredSchema, SchemaCatalog
+from contracts.topics import DEVICE_EVENTS
 from iot_gateway.bridge import Gateway
 from iot_gateway.codecs import SubjectCodec
 from iot_gateway.config import GatewayConfig
@@ -52,6 +53,10 @@ async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gat
         return value
 
     if config.mode == "direct":
+        presence = None
+        if config.edge.presence:
+            subject = f"{DEVICE_EVENTS.name}-value"
+            presence = SubjectCodec(await registry.register(subject, catalog.latest(subject)))
         return EdgeServer(
             config,
             codecs,
@@ -63,6 +68,7 @@ async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gat
             ),
             logins=_logins(config, watch),
             decode_command=decode_command if config.downlink.enabled else None,
+            presence_codec=presence,
         )
     gateway = Gateway(config, codecs, authorize=authorize)
     if config.downlink.enabled:

@@ -23,7 +23,7 @@ from pydantic_settings import SettingsConfigDict
 
 from contracts.kafka import KafkaClientSettings
 from contracts.settings_file import FileSettings, load_settings
-from contracts.topics import COMMANDS, TELEMETRY_DLQ
+from contracts.topics import COMMANDS, DEVICE_EVENTS, TELEMETRY_DLQ
 from iot_gateway.errors import ConfigError
 from policy.topics import validate_topic_filter
 
@@ -98,6 +98,9 @@ class EdgeSettings(BaseModel):
     """A connection that sends no CONNECT within this is closed."""
     max_session_expiry_s: int = Field(86_400, ge=0)
     """Longest a disconnected persistent session is kept."""
+    presence: bool = True
+    """Connects and disconnects become ``DeviceEvent`` records on ``presence_topic``."""
+    presence_topic: str = DEVICE_EVENTS.name
 
     @field_validator("instance")
     @classmethod

@@ -135,6 +135,9 @@ class EdgeConnection(asyncio.Protocol):
         self._will: mqtt5.Will | None = None
         self._aliases: dict[int, str] = {}
         self._receive_maximum = server.settings.receive_maximum
+        self.end_reason = "connection lost"
+        """Why the connection ended, for the DISCONNECTED presence event."""
+        self.taken_over = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -312,6 +315,7 @@ class EdgeConnection(asyncio.Protocol):
                 packet.session_expiry_interval, self._server.settings.max_session_expiry_s
             )
         self._server.metrics.disconnects.labels("client").inc()
+        self.end_reason = "the client disconnected"
         self.close()
 
     # -- flow control ----------------------------------------------------------------------
@@ -379,12 +383,14 @@ class EdgeConnection(asyncio.Protocol):
         """Drops the connection at once: nothing more is acknowledged, the will is sent."""
         if self._transport is not None and not self._closing:
             log.info("closing %s: %s", self.client_id or self.peer, why)
+            self.end_reason = why
             self._closing = True
             self._transport.abort()
 
     def disconnect(self, reason: int, why: str) -> None:
         """Closes the connection; an MQTT 5 client is told ``reason`` first."""
         log.info("disconnecting %s: %s (0x%02X)", self.client_id or self.peer, why, reason)
+        self.end_reason = why
         self._server.metrics.disconnects.labels(f"0x{reason:02x}").inc()
         if self.version == 5 and self._codec is not None:
             packet = mqtt5.DisconnectPacket(reason_code=mqtt5.DisconnectReasonCode(reason))
@@ -393,6 +399,7 @@ class EdgeConnection(asyncio.Protocol):
 
     def take_over(self) -> None:
         self._will = None  # MQTT-3.1.4-3: a takeover is a normal end for the will
+        self.taken_over = True  # the device stays connected: no DISCONNECTED event
         self.disconnect(0x8E, "a newer connection took over its session")
 
     def refuse(self, reason: int, why: str) -> None:

@@ -36,6 +36,7 @@ from iot_gateway.edge.wire import PacketTooLarge
 from iot_gateway.ingest import (
     Authorize,
     Ingest,
+    KafkaRecord,
     RecordCodec,
     Rejected,
     Throttled,
@@ -75,6 +76,7 @@ class EdgeServer:
         authorize_subscribe: SubscribeAuthorize = _allow_subscribe,
         logins: PasswordFile | None = None,
         decode_command: DecodeCommand | None = None,
+        presence_codec: RecordCodec | None = None,
     ) -> None:
         self.config = config
         self.settings = config.edge
@@ -88,6 +90,7 @@ class EdgeServer:
         self.dlq_topic = config.kafka.dlq_topic
         self.keep_bytes = config.limits.max_payload_bytes
         self.sessions = SessionTable()
+        self._presence_codec = presence_codec
         self.connections: set[EdgeConnection] = set()
         self._received: dict[str, Counter] = {}
         self._sink: KafkaSink | None = None
@@ -136,6 +139,37 @@ class EdgeServer:
         self.metrics.connections.set(len(self.connections))
         if connection.session is not None:
             self.sessions.release(connection.session, connection, time.monotonic())
+            if not connection.taken_over:
+                self._presence(connection, "DISCONNECTED", connection.end_reason)
+
+    def _presence(self, connection: EdgeConnection, kind: str, reason: str | None) -> None:
+        """A ``DeviceEvent`` (CONNECTED or DISCONNECTED) of the connection's principal."""
+        codec, sink = self._presence_codec, self._sink
+        principal = connection.principal
+        if codec is None or sink is None or sink.failed.done() or principal is None:
+            return
+        now = time.time()
+        stamp = int(now * 1000)
+        event_id = f"{principal}:{kind.lower()}:{stamp}:{self.settings.instance}"
+        value = codec.encode(
+            {
+                "event_id": event_id,
+                "device_id": principal,
+                "kind": kind,
+                "ts": stamp,
+                "principal": principal,
+                "reason": reason,
+                "attributes": {
+                    "client_id": connection.client_id or "",
+                    "protocol": {3: "3.1", 4: "3.1.1", 5: "5.0"}.get(connection.version, "?"),
+                    "peer": connection.peer,
+                    "gateway": self.settings.instance,
+                },
+            }
+        )
+        key = principal.encode()
+        headers = (("event_id", event_id.encode()), ("device_id", key))
+        sink.put(KafkaRecord(self.settings.presence_topic, key, value, headers), _ignore, now)
 
     def count_received(self, route: str | None) -> None:
         name = route or "-"
@@ -198,6 +232,7 @@ class EdgeServer:
             )
         )
         self.metrics.connects.labels("0x00").inc()
+        self._presence(connection, "CONNECTED", None)
         now_ms = time.time() * 1000
         for packet_id, outgoing in list(session.outgoing.items()):  # sent again, or at last
             if outgoing.expires_at is not None and outgoing.expires_at < now_ms:

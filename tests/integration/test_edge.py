@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import mqtt5
 import paho.mqtt.client as paho
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -65,6 +66,7 @@ class Edge:
     topic: str
     dlq: str
     commands: str
+    presence: str
     schemas: InMemorySchemas
     passwords: dict[str, str]
     ca_file: Path
@@ -116,7 +118,8 @@ async def edge(
 ) -> AsyncIterator[Edge]:
     kafka = kafka_client(settings)
     topic, dlq, commands = unique("telemetry"), unique("dlq"), unique("commands")
-    await _create_topics(kafka, topic, dlq, commands)
+    presence = unique("presence")
+    await _create_topics(kafka, topic, dlq, commands, presence)
     store = DeviceStore(tmp_path / "devices.json")
     token = unique("d").rsplit(".", 1)[-1]
     issued = store.add_many([f"dev-{token}-a", f"dev-{token}-b"])
@@ -136,6 +139,7 @@ async def edge(
             "max_packet_bytes": 4096,
             "receive_maximum": 20,
             "instance": unique("edge"),
+            "presence_topic": presence,
         },
         kafka={**kafka.model_dump(), "dlq_topic": dlq},
         routes=[
@@ -151,7 +155,10 @@ async def edge(
         downlink={"kafka_topic": commands},
     )
     schemas = InMemorySchemas()
-    codec = SubjectCodec(schemas.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT)))
+    catalog = SchemaCatalog.load()
+    codec = SubjectCodec(schemas.register(SUBJECT, catalog.latest(SUBJECT)))
+    events = "iot.device-events.v1-value"
+    presence_codec = SubjectCodec(schemas.register(events, catalog.latest(events)))
     watch = PolicyWatch(tmp_path / "policy.yaml", tmp_path / "devices.json")
 
     async def decode_command(frame: bytes) -> dict[str, Any]:
@@ -164,13 +171,14 @@ async def edge(
         authorize_subscribe=watched_subscribe_authorize(watch),
         logins=PasswordFile(tmp_path / "passwords"),
         decode_command=decode_command,
+        presence_codec=presence_codec,
     )
     task = asyncio.create_task(server.run())
     async with asyncio.timeout(20):
         while not server.ready:  # noqa: ASYNC110 - readiness is a flag, polled like /readyz
             await asyncio.sleep(0.05)
     try:
-        yield Edge(server, kafka, topic, dlq, commands, schemas, passwords, tls.ca_cert)
+        yield Edge(server, kafka, topic, dlq, commands, presence, schemas, passwords, tls.ca_cert)
     finally:
         server.stop()
         with contextlib.suppress(asyncio.CancelledError):
@@ -388,7 +396,11 @@ async def test_a_command_reaches_the_connected_device(edge: Edge) -> None:
         await client.subscribe(f"devices/{device_id}/commands", qos=1)
         await _send_commands(edge, device_id, "c-1", "c-2", "c-1")  # c-1 again: a relay repeat
         assert await _commands_received(client, 2) == ["c-1", "c-2"]
-    assert edge.server.metrics.downlink.labels("duplicate")._value.get() == 1
+    duplicate = edge.server.metrics.downlink.labels("duplicate")
+    async with asyncio.timeout(20):
+        while duplicate._value.get() < 1:  # noqa: ASYNC110 - a counter
+            await asyncio.sleep(0.05)
+    assert edge.server.metrics.downlink.labels("delivered")._value.get() == 2
 
 
 async def test_a_persistent_session_gets_the_commands_sent_while_it_was_away(edge: Edge) -> None:
@@ -414,3 +426,37 @@ async def test_a_persistent_session_gets_the_commands_sent_while_it_was_away(edg
             await asyncio.sleep(0.05)
     async with persistent() as client:
         assert await _commands_received(client, 2) == ["c-away-1", "c-away-2"]
+
+
+async def test_connects_and_disconnects_are_presence_events(edge: Edge) -> None:
+    device_id, password = edge.device(0)
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        edge.port,
+        identifier=device_id,
+        username=device_id,
+        password=password,
+        protocol=aiomqtt.ProtocolVersion.V5,
+    ):
+        pass
+    silent = mqtt5.ConnectPacket(
+        device_id, username=device_id, password=password.encode(), keep_alive=1
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    writer.write(silent.write())
+    await reader.read(64)  # CONNACK; then nothing, not even PINGREQ
+    async with asyncio.timeout(10):
+        assert await reader.read(64) != b""  # DISCONNECT 0x8D, then the end
+        await reader.read(64)
+    writer.close()
+    events = [
+        decode(r.value, edge.schemas)  # type: ignore[attr-defined]
+        for r in await _records(edge.kafka, edge.presence, 4)
+    ]
+    assert [(e["device_id"], e["kind"], e["reason"]) for e in events] == [
+        (device_id, "CONNECTED", None),
+        (device_id, "DISCONNECTED", "the client disconnected"),
+        (device_id, "CONNECTED", None),
+        (device_id, "DISCONNECTED", "keep-alive timeout"),
+    ]
+    assert events[0]["attributes"]["protocol"] == "5.0"
