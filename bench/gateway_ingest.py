@@ -1,22 +1,35 @@
-"""Benchmark: gateway ingest (MQTT 5 QoS 1 in, Kafka acks=all out) next to its raw limits.
+"""Benchmark: gateway ingest (MQTT 5 QoS 1 in, Kafka acks=all out), direct mode and bridge
+mode, next to the raw limits, in the same run.
 
 Run from the repository root, with Mosquitto and Kafka up (``make up``)::
 
-    .venv/bin/python -m bench.gateway_ingest                 # 3 interleaved repeats, ~7 min
+    .venv/bin/python -m bench.gateway_ingest                 # 3 interleaved repeats, ~8 min
     .venv/bin/python -m bench.gateway_ingest --repeat 1 --measure 8      # a quicker look
-    .venv/bin/python -m bench.gateway_ingest --profile 20    # + a pyinstrument profile
+    .venv/bin/python -m bench.gateway_ingest --profile 20    # + pyinstrument profiles
 
 Writes ``bench/results/gateway_ingest.json`` and ``bench/results/gateway_ingest_*.png``
-(``--profile`` also ``gateway_ingest_profile.txt``). Everything runs on loopback against the
-shared dev servers (the dev stack the ``IOT_*`` variables name, as ``iotctl dev`` does: its
-Kafka and MQTT ports; on a secured stack every client of this benchmark, the gateways, the
-load generator, ``mosquitto_sub`` and ``kcat`` included, connects as the stack's ``admin``)
-but under names of its own: a run id ``gwb-<hex>`` prefixes the MQTT
-topics (``<run>-<phase>/devices/+/telemetry``), share groups, client ids and Kafka topics (6
-partitions each, deleted at the end). The gateways are this benchmark's own processes with
-their own config files in a temp dir; the dev stack's gateway (share group ``gw``) never sees
-this traffic. A run is bounded (``--max-seconds``), stops every process it started (by pid)
-and drops the MQTT sessions it created, so the broker keeps nothing queued for them.
+(``--profile`` also ``gateway_ingest_profile.txt``, bridge mode, and
+``gateway_direct_profile.txt``, direct mode; ``--profile-modes`` picks). Everything runs on
+loopback against the shared dev servers (the dev stack the ``IOT_*`` variables name, as
+``iotctl dev`` does: its Kafka and MQTT ports; on a secured stack every client of this
+benchmark, the gateways, the load generator, ``mosquitto_sub`` and ``kcat`` included,
+connects as the stack's ``admin``; direct mode's load generator excepted, see below) but
+under names of its own: a run id ``gwb-<hex>`` prefixes the MQTT topics
+(``<run>-<phase>/devices/+/telemetry``), share groups, client ids, direct gateways' instance
+names and Kafka topics (6 partitions each, deleted at the end). The gateways are this
+benchmark's own processes with their own config files in a temp dir (direct ones on free
+loopback ports); the dev stack's gateway (share group ``gw``) never sees this traffic. A
+run is bounded (``--max-seconds``), stops every process it started (by pid) and drops the
+MQTT sessions it created, so the broker keeps nothing queued for them.
+
+``--broker own`` runs the raw-limit and bridge phases against a Mosquitto of the run's own
+instead (free loopback port, anonymous, the dev stack's persistence and queue settings;
+stopped and removed at the end): for when the dev stack's broker is not running (a direct-mode
+stack) or misbehaves. ``settings.broker`` in the results says which one was measured.
+
+Every gateway runs with authorization off (``policy.enabled: false``, also by name in the
+environment): the admin publishes for every simulated device in bridge mode, and in direct
+mode the load generator connects anonymously. The benchmark is about ingest, not the policy.
 
 Per repeat, in this order (repeats are interleaved, so background load hits all alike):
 
@@ -45,10 +58,26 @@ Per repeat, in this order (repeats are interleaved, so background load hits all 
                    Records sent in the window that did not arrive within ``--settle`` s count
                    as infinitely late.
 
+Direct mode (``bench/gateway_direct.py``; the gateway is the devices' MQTT server, its PUBACK
+follows Kafka's ack; no broker in the path):
+
+``direct_x1``      one direct gateway, the load generator connected to it directly
+                   (``--direct-connections``), unthrottled: its windows (the gateway's Receive
+                   Maximum per connection) are the back-pressure. Throughput = records
+                   acknowledged by Kafka per second after the warm-up; gateway CPU per message.
+``direct_x2``      two direct gateways sharing one port (SO_REUSEPORT): the kernel spreads the
+                   load generator's connections (the split is recorded).
+``direct_latency`` one direct gateway at 5,000 msg/s: publish -> PUBACK latency of every
+                   message sent in the window as the load generator measures it (it includes
+                   the Kafka ack); never-acknowledged ones count as infinitely late.
+``direct_connect`` connections per second: ``--connect-count`` MQTT 5 connections (TCP, CONNECT,
+                   CONNACK), ``--connect-concurrency`` at a time, held open until all are up.
+
 The machine has 2 cores shared by the broker, Kafka, the load generator, the gateways and
-whatever else runs. Every phase records the CPU each party used and ``other`` (everything
-this benchmark did not start, including other people's work): read throughput against it,
-and prefer the gateways' CPU per message when comparing runs.
+whatever else runs (so two gateways never both get a whole core). Every phase records the
+CPU each party used and ``other`` (everything this benchmark did not start, including other
+people's work): read throughput against it, and prefer the gateways' CPU per message when
+comparing runs.
 """
 
 from __future__ import annotations
@@ -57,340 +86,58 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import json
 import os
 import platform
-import re
 import shutil
 import signal
-import socket
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench import gateway_direct as direct
 from bench import gateway_ingest_report as report
-from bench.loadgen import PASSWORD_ENV, drop_sessions
-from bench.procs import Children, CpuWindow, Spawned, pid_listening
-from contracts.kafka import KafkaClientSettings
+from bench.gateway_harness import (
+    PARTITIONS,
+    RESULTS,
+    ROOT,
+    SUBJECT,
+    Context,
+    LoadGen,
+    Samples,
+    cpu_text,
+    log,
+    prune_tree,
+    render_profile,
+    sample,
+    start_gateways,
+    steady_state,
+    stop_gateways,
+    use_own_broker,
+)
+from bench.procs import Children, pid_listening
 from devstack import DevStackSettings
-from devstack.clients import MqttLogin, client_env, kafka_client, mqtt_login
-from tests.clients import AUTHORIZATION_OFF
+from devstack.clients import kafka_client, mqtt_login
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-SUBJECT = "iot.telemetry.v1-value"
-PARTITIONS = 6
 LATENCY_RATE = 5_000.0
-HOT_PATH = ("bridge.py", "ingest.py", "codecs.py")
-PHASES = ("loadgen", "mosquitto_sub", "kcat", "gateway_x1", "gateway_x2", "latency")
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class Context:
-    """What every phase needs: settings, names, children, an HTTP session, Kafka admin."""
-
-    args: argparse.Namespace
-    run_id: str
-    tmp: Path
-    children: Children
-    http: aiohttp.ClientSession
-    infra: dict[str, int | None]
-    kafka: KafkaClientSettings
-    """The dev stack administrator's Kafka connection (every Kafka client of the run)."""
-    login: MqttLogin | None
-    """The administrator's MQTT login; None on an unsecured (anonymous) stack."""
-    topics: list[str] = field(default_factory=list)
-    sessions: list[str] = field(default_factory=list)
-
-    async def create_topics(self, *names: str) -> None:
-        admin = AIOKafkaAdminClient(**self.kafka.aiokafka_kwargs())
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
-            self.topics.extend(names)
-        finally:
-            await admin.close()
-
-    async def delete_topics(self) -> None:
-        if not self.topics or self.args.keep_topics:
-            return
-        admin = AIOKafkaAdminClient(**self.kafka.aiokafka_kwargs())
-        await admin.start()
-        try:
-            await admin.delete_topics(self.topics)
-        finally:
-            await admin.close()
-
-    def window(self, **pids: int | None) -> CpuWindow:
-        """CPU accounting for the shared servers plus ``pids``."""
-        return CpuWindow({**self.infra, **pids})
-
-    def mqtt_auth_args(self) -> list[str]:
-        """``-u``/``-P`` for Mosquitto's command-line clients (nothing when anonymous)."""
-        login = self.login
-        return [] if login is None else ["-u", login.username, "-P", login.password]
-
-    def kcat_args(self) -> list[str]:
-        """``-b`` and the connection's ``-X`` settings (SASL on a secured stack) for kcat."""
-        config = self.kafka.confluent_config()
-        args = ["-b", config.pop("bootstrap.servers")]
-        for key, value in config.items():
-            args += ["-X", f"{key}={value}"]
-        return args
-
-    async def drop_sessions(self, client_ids: list[str]) -> None:
-        """Ends these broker sessions (and what the broker queued for them), as the admin."""
-        login = self.login
-        await drop_sessions(
-            self.args.mqtt_host,
-            self.args.mqtt_port,
-            client_ids,
-            username=login.username if login else None,
-            password=login.password if login else None,
-        )
-
-
-# ---------------------------------------------------------------------------- load generator
-
-
-class LoadGen:
-    """``bench.loadgen`` as a child process: progress lines in, rate commands out."""
-
-    def __init__(self, child: Spawned) -> None:
-        self.child = child
-        self.progress: list[dict[str, Any]] = []
-        self.final: dict[str, Any] | None = None
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(
-        cls,
-        ctx: Context,
-        prefix: str,
-        duration_s: float,
-        rate: float = 0,
-        sends: Path | None = None,
-    ) -> LoadGen:
-        a = ctx.args
-        args = [
-            sys.executable, "-m", "bench.loadgen", "--prefix", prefix, "--devices", str(a.devices),
-            "--connections", str(a.connections), "--duration", str(duration_s),
-            "--rate", str(rate), "--progress", "0.25", "--host", a.mqtt_host,
-            "--port", str(a.mqtt_port), "--commands",
-        ]  # fmt: skip
-        if sends is not None:
-            args += ["--record-sends", str(sends)]
-        env = None
-        if ctx.login is not None:  # the password in the environment, not on the command line
-            args += ["--username", ctx.login.username]
-            env = {**os.environ, PASSWORD_ENV: ctx.login.password}
-        child = await ctx.children.spawn(
-            "loadgen", *args, cwd=ROOT, env=env, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        return cls(child)
-
-    async def _read(self) -> None:
-        stdout = self.child.process.stdout
-        assert stdout is not None
-        while line := await stdout.readline():
-            data = json.loads(line)
-            data["mono"] = time.monotonic()
-            if data.get("final"):
-                self.final = data
-            else:
-                self.progress.append(data)
-
-    @property
-    def acked(self) -> int:
-        return int(self.progress[-1]["acked"]) if self.progress else 0
-
-    def set_rate(self, rate: float) -> None:
-        stdin = self.child.process.stdin
-        if stdin is not None and not stdin.is_closing():
-            stdin.write(f"rate {max(rate, 1.0):.0f}\n".encode())
-
-    async def wait(self, timeout_s: float) -> dict[str, Any]:
-        await asyncio.wait_for(self.child.process.wait(), timeout_s)
-        await asyncio.wait_for(self._reader, 5)
-        if self.final is None or self.child.process.returncode != 0:
-            raise RuntimeError(f"load generator failed (exit {self.child.process.returncode})")
-        if self.final["failed"]:
-            raise RuntimeError(f"load generator saw {self.final['failed']} failed publishes")
-        return self.final
-
-    def rate_between(self, t0: float, t1: float) -> float:
-        """Broker-acknowledged publishes per second between two monotonic instants."""
-        return report.slope([(p["mono"], p["acked"]) for p in self.progress], t0, t1)
-
-
-# ---------------------------------------------------------------------------- gateways
-
-
-class Gateway:
-    """One ``iotctl gateway run`` process of this benchmark, with its own client id and port."""
-
-    def __init__(self, ctx: Context, config: Path, client_id: str) -> None:
-        self.ctx, self.config, self.client_id = ctx, config, client_id
-        self.log = ctx.tmp / f"{client_id}.log"
-        self.http_port = _free_port()
-        self.child: Spawned | None = None
-
-    async def start(self, profile_to: Path | None = None) -> None:
-        env = {
-            **os.environ,
-            **client_env("IOT_GATEWAY_", self.ctx.kafka, self.ctx.login),
-            **AUTHORIZATION_OFF,  # the admin publishes for every simulated device
-            "IOT_GATEWAY_MQTT__CLIENT_ID": self.client_id,
-            "IOT_GATEWAY_HTTP__PORT": str(self.http_port),
-        }
-        source = self.ctx.args.gateway_src  # a checkout whose iot_gateway/ is imported first
-        if source != ROOT:
-            env["PYTHONPATH"] = str(source)
-        command = ["-m", "iotctl.main", "gateway", "run", "--config", str(self.config)]
-        command += ["--log-level", "warning"]
-        if profile_to is None:
-            args = [sys.executable, *command]
-        else:
-            args = [_pyinstrument(), "-r", "session", "-o", str(profile_to), *command]
-        with self.log.open("ab") as out:
-            self.child = await self.ctx.children.spawn(
-                f"gateway {self.client_id}", *args, cwd=source, env=env, stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-
-    @property
-    def pid(self) -> int | None:
-        return self.child.pid if self.child else None
-
-    async def get(self, path: str) -> str:
-        url = f"http://127.0.0.1:{self.http_port}{path}"
-        async with self.ctx.http.get(url, timeout=aiohttp.ClientTimeout(total=5)) as response:
-            return await response.text()
-
-    async def wait_ready(self, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.child is None or self.child.process.returncode is not None:
-                raise RuntimeError(f"gateway exited: {self.log.read_text()[-2000:]}")
-            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                if json.loads(await self.get("/stats")).get("ready"):
-                    return
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"gateway not ready: {self.log.read_text()[-2000:]}")
-
-    async def counters(self) -> dict[str, float]:
-        metrics = json.loads(await self.get("/stats"))["metrics"]
-
-        def total(prefix: str) -> float:
-            return float(sum(v for k, v in metrics.items() if k.startswith(prefix)))
-
-        return {
-            "produced": total("iot_gateway_produced_total"),
-            "received": total("iot_gateway_received_total"),
-            "pubacks": total("iot_gateway_pubacks_total"),
-            "dlq": total("iot_gateway_dlq_total"),
-            "reconnects": total("iot_gateway_reconnects_total"),
-        }
-
-    async def histogram(self) -> list[tuple[float, float]]:
-        """Cumulative (upper bound s, count) buckets of the produce latency histogram."""
-        text = await self.get("/metrics")
-        pattern = r'^iot_gateway_produce_latency_seconds_bucket\{le="([^"]+)"\} (\S+)$'
-        return sorted(
-            (float(m.group(1)), float(m.group(2))) for m in re.finditer(pattern, text, re.M)
-        )
-
-    async def stop(self) -> int | None:
-        return await self.child.stop(30) if self.child else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pyinstrument() -> str:
-    found = shutil.which("pyinstrument", path=str(Path(sys.executable).parent))
-    if found is None:
-        raise RuntimeError("--profile needs pyinstrument (.venv/bin/pip install pyinstrument)")
-    return found
-
-
-def write_gateway_config(ctx: Context, prefix: str, topic: str) -> Path:
-    """A gateway config confined to ``<prefix>/devices/+/telemetry`` and this run's topics."""
-    a = ctx.args
-    config: dict[str, Any] = {
-        "mqtt": {
-            "host": a.mqtt_host,
-            "port": a.mqtt_port,
-            "share_group": prefix,
-            "filters": [f"{prefix}/devices/+/telemetry/#"],
-            "session_expiry_s": 300,
-            "receive_maximum": a.receive_maximum,
-        },
-        # The credentials (SASL on a secured stack) come from the environment: Gateway.start.
-        "kafka": {"bootstrap": ctx.kafka.bootstrap, "dlq_topic": f"{topic}.dlq"},
-        "routes": [
-            {
-                "name": "telemetry",
-                "filter": f"{prefix}/devices/+/telemetry",
-                "kafka_topic": topic,
-                "subject": SUBJECT,
-            }
-        ],
-        # High enough that no benchmark device is ever rate limited.
-        "limits": {"device_rate_per_s": 1_000_000, "device_burst": 1_000_000},
-        "downlink": {"enabled": False},
-    }
-    path = ctx.tmp / f"{prefix}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-async def start_gateways(
-    ctx: Context, name: str, count: int, profile_to: Path | None = None
-) -> tuple[str, str, list[Gateway]]:
-    """``count`` gateways sharing one subscription, ready; (prefix, topic, gateways)."""
-    prefix = f"{ctx.run_id}-{name}"
-    topic = f"{prefix}.telemetry"
-    await ctx.create_topics(topic, f"{topic}.dlq")
-    config = write_gateway_config(ctx, prefix, topic)
-    gateways = [Gateway(ctx, config, f"{prefix}-gw{index}") for index in range(count)]
-    ctx.sessions.extend(g.client_id for g in gateways)
-    for gateway in gateways:
-        await gateway.start(profile_to)
-    await asyncio.gather(*(g.wait_ready() for g in gateways))
-    return prefix, topic, gateways
-
-
-async def stop_gateways(ctx: Context, gateways: list[Gateway]) -> list[int | None]:
-    """SIGTERM (the gateways drain), then drop their broker sessions and what they queued."""
-    codes = await asyncio.gather(*(g.stop() for g in gateways))
-    await ctx.drop_sessions([g.client_id for g in gateways])
-    return list(codes)
-
-
-async def sample(gateways: list[Gateway]) -> tuple[float, list[dict[str, float]]]:
-    counters = await asyncio.gather(*(g.counters() for g in gateways))
-    return time.monotonic(), list(counters)
+HOT_PATH = (
+    "bridge.py", "ingest.py", "codecs.py", "sink.py", "acks.py",
+    "edge/connection.py", "edge/server.py", "edge/wire.py", "edge/v5.py",
+)  # fmt: skip
+"""The gateway's files (under ``iot_gateway/``) whose hashes identify what was measured."""
+PHASES = (
+    "loadgen", "mosquitto_sub", "kcat", "gateway_x1", "gateway_x2", "latency",
+    *direct.DIRECT_PHASES,
+)  # fmt: skip
+PROFILE_MODES = ("bridge", "direct")
 
 
 # ---------------------------------------------------------------------------- raw limits
@@ -545,7 +292,7 @@ async def phase_saturated(
     a = ctx.args
     duration = a.warmup + a.measure
     prefix, _topic, gateways = await start_gateways(ctx, name, count, profile_to)
-    samples: list[tuple[float, list[dict[str, float]]]] = []
+    samples: Samples = []
     try:
         loadgen = await LoadGen.start(ctx, prefix, duration + 1, rate=2_000)
         started = time.monotonic()
@@ -575,55 +322,29 @@ async def phase_saturated(
 def _saturated_result(
     ctx: Context,
     count: int,
-    samples: list[tuple[float, list[dict[str, float]]]],
+    samples: Samples,
     times: tuple[float, float, float],
     usage: dict[str, Any],
     loadgen: LoadGen,
     final: list[Any],
     codes: list[int | None],
 ) -> dict[str, Any]:
-    started, t0, t1 = times
-    produced = [(t, sum(c["produced"] for c in cs)) for t, cs in samples]
-    rate = report.slope(produced, t0, t1)
-    per_gateway = [
-        report.slope([(t, cs[i]["produced"]) for t, cs in samples], t0, t1) for i in range(count)
-    ]
-    gateway_cpu = sum(usage["cpu_seconds"].get(f"gateway{i}", 0.0) for i in range(count))
-    cpu_us = gateway_cpu / (rate * (t1 - t0)) * 1e6 if rate else None
-    timeline = [
-        {"t": round(tb - started, 2), "rate": round((vb - va) / (tb - ta), 1)}
-        for (ta, va), (tb, vb) in itertools.pairwise(produced)
-        if tb > ta
-    ]
-    steady = [p["rate"] for p in timeline if t0 - started <= p["t"] <= t1 - started]
+    _, t0, t1 = times
     counters = [c for c in final if isinstance(c, dict)]
-    result = {
-        "gateways": count,
-        "rate": rate,
-        "pubacks_rate": report.slope(
-            [(t, sum(c["pubacks"] for c in cs)) for t, cs in samples], t0, t1
-        ),
-        "per_gateway": per_gateway,
-        "window_s": round(t1 - t0, 2),
-        "samples_p10_p90": report.quantiles(steady, (0.1, 0.9)),
-        "gateway_cpu_us_per_msg": round(cpu_us, 1) if cpu_us else None,
-        "msgs_per_gateway_cpu_second": round(1e6 / cpu_us) if cpu_us else None,
+    result = steady_state(samples, times, usage, count) | {
         "offered_rate": loadgen.rate_between(t0, t1),
         "backlog_end": loadgen.acked - sum(c["received"] for c in samples[-1][1]),
         "dlq": sum(c["dlq"] for c in counters),
         "reconnects": sum(c["reconnects"] for c in counters),
         "exit_codes": codes,
         "cpu_pct": usage,
-        "timeline": timeline,
         "warmup_s": ctx.args.warmup,
     }
-    cpu_text = ", ".join(
-        f"{k} {v}%" for k, v in usage.items() if isinstance(v, int | float) and k != "seconds"
-    )
+    per_gateway = ", ".join(f"{r:,.0f}" for r in result["per_gateway"])
     log(
-        f"gateway x{count}: {rate:,.0f} msg/s acked by Kafka (per gateway "
-        f"{', '.join(f'{r:,.0f}' for r in per_gateway)}; {result['gateway_cpu_us_per_msg']} us "
-        f"CPU/msg; CPU % of a core: {cpu_text})"
+        f"gateway x{count}: {result['rate']:,.0f} msg/s acked by Kafka (per gateway "
+        f"{per_gateway}; {result['gateway_cpu_us_per_msg']} us CPU/msg; CPU % of a core: "
+        f"{cpu_text(usage)})"
     )
     return result
 
@@ -724,7 +445,7 @@ async def phase_latency(ctx: Context, repeat: int) -> dict[str, Any]:
             "producer when it appends the record; ms resolution)",
         },
         "end_to_end_cdf": report.cdf(latencies),
-        "broker_puback_ms": final["broker_puback_ms"],
+        "broker_puback_ms": final["puback_ms"],
         "cpu_pct": usage,
     }
 
@@ -765,12 +486,12 @@ async def phase_profile(ctx: Context, seconds: float) -> dict[str, Any]:
         result = await phase_saturated(ctx, "prof", 1, profile_to=session)
     finally:
         ctx.args.warmup, ctx.args.measure = saved
-    tree = await _render(session, "--show-all")
+    tree = await render_profile(session, "--show-all")
     path = ctx.args.out / "gateway_ingest_profile.txt"
     path.write_text(
         "# pyinstrument (wall clock, statistical) of one saturated gateway; call tree, frames\n"
         f"# >= 1% only. {result['rate']:,.0f} msg/s while profiled (profiling slows it down)\n"
-        + _prune(tree, min_share=0.01)
+        + prune_tree(tree, min_share=0.01)
         + "\n"
     )
     log(f"profile written to {path}")
@@ -778,45 +499,23 @@ async def phase_profile(ctx: Context, seconds: float) -> dict[str, Any]:
     return {"rate_while_profiled": result["rate"], "file": str(shown)}
 
 
-async def _render(session: Path, *options: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        _pyinstrument(), "--load", str(session), "-r", "text", "--no-color", *options,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    stdout, _ = await asyncio.wait_for(process.communicate(), 120)
-    return stdout.decode()
-
-
-def _prune(tree: str, min_share: float) -> str:
-    """The call tree without frames under ``min_share`` of the total."""
-    lines = tree.splitlines()
-    total = None
-    kept = []
-    for line in lines:
-        match = re.match(r"^([│├└─ ]*)(\d+\.\d+) ", line)
-        if match is None:
-            kept.append(line)
-            continue
-        seconds = float(match.group(2))
-        total = total or seconds
-        if seconds >= min_share * total:
-            kept.append(line)
-    return "\n".join(kept)
-
-
 # ---------------------------------------------------------------------------- main
 
 
 def environment(ctx: Context) -> dict[str, Any]:
-    gateway_dir = Path(ctx.args.gateway_src) / "iot_gateway" / "gateway"
-    packages = ("aiokafka", "aiomqtt", "paho-mqtt", "fastavro")
+    gateway_dir = Path(ctx.args.gateway_src) / "iot_gateway"
+    packages = ("aiokafka", "aiomqtt", "paho-mqtt", "fastavro", "mqtt5", "prometheus-client")
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "packages": {name: metadata.version(name) for name in packages},
         "hot_path_sha1": {
-            name: hashlib.sha1((gateway_dir / name).read_bytes()).hexdigest()[:12]  # noqa: S324
+            name: (
+                hashlib.sha1((gateway_dir / name).read_bytes()).hexdigest()[:12]  # noqa: S324
+                if (gateway_dir / name).is_file()
+                else None
+            )
             for name in HOT_PATH
         },
         "infra_pids": ctx.infra,
@@ -827,7 +526,7 @@ async def run(args: argparse.Namespace, stack: DevStackSettings) -> dict[str, An
     run_id = f"gwb-{uuid.uuid4().hex[:8]}"
     tmp = Path(tempfile.mkdtemp(prefix=f"{run_id}-"))
     infra = {  # the servers this run talks to: whoever listens on their ports
-        "mosquitto": pid_listening(stack.mqtt_port),
+        "mosquitto": pid_listening(stack.broker_port),
         "kafka": pid_listening(stack.kafka_port),
     }
     kafka, login = kafka_client(stack), mqtt_login(stack)
@@ -838,18 +537,28 @@ async def run(args: argparse.Namespace, stack: DevStackSettings) -> dict[str, An
         "run_id": run_id,
         "label": args.label,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "load_average_before": os.getloadavg(),
         "gateway_record_bytes": gateway_record_size(),
         "phases": {name: [] for name in PHASES if name in args.phases},
     }
+    broker_dir = None
     async with aiohttp.ClientSession() as http:
         ctx = Context(args, run_id, tmp, Children(), http, infra, kafka, login)
-        results["environment"] = environment(ctx)
         try:
+            if args.broker == "own":
+                broker_dir = await use_own_broker(ctx)
+            results["settings"] = {
+                k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+            }
+            results["environment"] = environment(ctx)
             await _repeats(ctx, results)
-            if args.profile:
+            if args.profile and "bridge" in args.profile_modes:
                 results["profile"] = await phase_profile(ctx, args.profile)
+            if args.profile and "direct" in args.profile_modes:
+                results["profile_direct"] = await direct.phase_profile(ctx, args.profile)
+        except BaseException:
+            _log_gateway_problems(ctx)  # their logs go with tmp
+            raise
         finally:
             await ctx.children.stop_all()
             with contextlib.suppress(Exception):
@@ -857,9 +566,22 @@ async def run(args: argparse.Namespace, stack: DevStackSettings) -> dict[str, An
             with contextlib.suppress(Exception):
                 await ctx.delete_topics()
             shutil.rmtree(tmp, ignore_errors=True)
+            if broker_dir is not None:
+                shutil.rmtree(broker_dir, ignore_errors=True)
     results["load_average_after"] = os.getloadavg()
     results["summary"] = report.summarize(results["phases"])
     return results
+
+
+def _log_gateway_problems(ctx: Context) -> None:
+    """What the run's gateways logged as warnings or errors, and how they exited."""
+    for gateway in ctx.gateways:
+        found = gateway.problems(limit=5)
+        code = gateway.child.process.returncode if gateway.child else None
+        if found["count"] or code:
+            log(f"{gateway.client_id} (exit {code}) logged {found['count']} problem(s):")
+            for line in found["first"]:
+                log(f"    {line}")
 
 
 async def _repeats(ctx: Context, results: dict[str, Any]) -> None:
@@ -870,19 +592,24 @@ async def _repeats(ctx: Context, results: dict[str, Any]) -> None:
     for repeat in range(1, args.repeat + 1):
         log(f"repeat {repeat}/{args.repeat} ({ctx.run_id})")
         steps: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
-            "loadgen": lambda r=repeat: phase_loadgen(ctx, r),
-            "mosquitto_sub": lambda r=repeat: phase_mosquitto_sub(ctx, r),
-            "kcat": lambda r=repeat: phase_kcat(ctx, r, records, args.kcat_records),  # type: ignore[arg-type]
-            "gateway_x1": lambda r=repeat: phase_saturated(ctx, f"one{r}", 1),
-            "gateway_x2": lambda r=repeat: phase_saturated(ctx, f"two{r}", 2),
-            "latency": lambda r=repeat: phase_latency(ctx, r),
+            "loadgen": partial(phase_loadgen, ctx, repeat),
+            "mosquitto_sub": partial(phase_mosquitto_sub, ctx, repeat),
+            "gateway_x1": partial(phase_saturated, ctx, f"one{repeat}", 1),
+            "gateway_x2": partial(phase_saturated, ctx, f"two{repeat}", 2),
+            "latency": partial(phase_latency, ctx, repeat),
+            "direct_x1": partial(direct.phase_saturated, ctx, f"done{repeat}", 1),
+            "direct_x2": partial(direct.phase_saturated, ctx, f"dtwo{repeat}", 2),
+            "direct_latency": partial(direct.phase_latency, ctx, repeat),
+            "direct_connect": partial(direct.phase_connect, ctx, repeat),
         }
+        if records is not None:
+            steps["kcat"] = partial(phase_kcat, ctx, repeat, records, args.kcat_records)
         for name in PHASES:
             if name in args.phases:
                 results["phases"][name].append(await steps[name]())
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--repeat", type=int, default=3, help="interleaved repeats of every phase")
@@ -896,14 +623,25 @@ def main() -> None:
     add("--latency-rate", type=float, default=LATENCY_RATE, help="offered msg/s, latency phase")
     add("--settle", type=float, default=10.0, help="max seconds to wait for late records")
     add("--kcat-records", type=int, default=500_000)
+    add("--broker", choices=("stack", "own"), default="stack", help="bridge/raw phases' broker")
+    add("--direct-connections", type=int, default=16, help="loadgen connections, direct mode")
+    add("--edge-receive-maximum", type=int, help="direct gateways' Receive Maximum")
+    add("--connect-count", type=int, default=2_000, help="connections set up, direct_connect")
+    add("--connect-concurrency", type=int, default=20, help="set up at once, direct_connect")
     add("--profile", type=float, default=0, help="seconds of pyinstrument profile at the end")
-    add("--profile-session", type=Path, help="keep the pyinstrument session file here")
+    add("--profile-modes", nargs="+", default=list(PROFILE_MODES), choices=PROFILE_MODES)
+    add("--profile-session", type=Path, help="keep the bridge pyinstrument session file here")
     add("--gateway-src", type=Path, default=ROOT, help="run gateways from this tree (A/B)")
     add("--keep-topics", action="store_true", help="do not delete this run's Kafka topics")
     add("--label", default="", help="free text stored with the results")
     add("--out", type=Path, default=RESULTS, help="results directory")
-    add("--max-seconds", type=float, default=1800, help="hard bound on the whole run")
+    add("--max-seconds", type=float, default=2700, help="hard bound on the whole run")
     add("--report-only", type=Path, help="recompute summary and charts of a results JSON")
+    return parser
+
+
+def main() -> None:
+    parser = _parser()
     args = parser.parse_args()
     if args.report_only:
         results = json.loads(args.report_only.read_text())
@@ -915,7 +653,7 @@ def main() -> None:
     # The servers are the dev stack's (IOT_* variables, as for `iotctl dev`), so are the
     # credentials: stored with the settings, as the flags they replace were.
     stack = DevStackSettings.from_env()
-    args.mqtt_host, args.mqtt_port = stack.host, stack.mqtt_port
+    args.mqtt_host, args.mqtt_port = stack.host, stack.broker_port  # Mosquitto, in any mode
     args.bootstrap, args.secure = stack.kafka_bootstrap, stack.secure
     if stack.host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the benchmark runs on loopback only (IOT_HOST)")
@@ -923,6 +661,7 @@ def main() -> None:
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed")
     args.out.mkdir(parents=True, exist_ok=True)
+    args.gateway_src = args.gateway_src.resolve()
 
     async def bounded() -> dict[str, Any]:
         task = asyncio.ensure_future(run(args, stack))

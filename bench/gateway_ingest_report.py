@@ -15,15 +15,24 @@ from typing import Any
 TARGET_PER_PROCESS = 20_000.0
 TARGET_SCALING = 1.7
 TARGET_P99_MS = 50.0
+TARGET_DIRECT_PER_PROCESS = 25_000.0
+"""Direct mode: QoS 1 msg/s per gateway process (Kafka-acknowledged, then PUBACKed)."""
+TARGET_DIRECT_CPU_US = 35.0
+"""Direct mode: gateway CPU per message."""
+TARGET_DIRECT_P99_MS = 20.0
+"""Direct mode: publish -> PUBACK p99 at 5,000 msg/s (the PUBACK follows the Kafka ack)."""
 
 _LABELS = {
     "loadgen_alone": "loadgen -> broker (nothing subscribed)",
     "loadgen_with_mosquitto_sub": "loadgen -> broker (mosquitto_sub subscribed)",
     "mosquitto_sub_receive": "broker -> C mosquitto_sub, QoS 1 (raw MQTT limit)",
     "kcat_produce": "kcat -P idempotent, acks=all (raw Kafka limit)",
-    "gateway_x1": "gateway x1 (Kafka-acked)",
-    "gateway_x2": "gateway x2 (Kafka-acked)",
+    "gateway_x1": "bridge x1 (Kafka-acked)",
+    "gateway_x2": "bridge x2 (Kafka-acked)",
+    "direct_x1": "direct x1 (Kafka-acked, then PUBACK)",
+    "direct_x2": "direct x2, one port (SO_REUSEPORT)",
 }
+_COLORS = {"gateway": "tab:green", "direct": "tab:blue"}
 
 
 # ---------------------------------------------------------------------------- analysis
@@ -150,6 +159,8 @@ def summarize(phases: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "kcat_produce": _stats(values("kcat", "rate")),
         "gateway_x1": _stats(values("gateway_x1", "rate")),
         "gateway_x2": _stats(values("gateway_x2", "rate")),
+        "direct_x1": _stats(values("direct_x1", "rate")),
+        "direct_x2": _stats(values("direct_x2", "rate")),
     }
     latency = {
         "gateway_histogram_p50": _stats(values("latency", "gateway_histogram", "p50_ms")),
@@ -164,6 +175,14 @@ def summarize(phases: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         ),
         "end_to_end_missing": _stats(values("latency", "end_to_end", "missing")),
         "achieved_rate": _stats(values("latency", "achieved_rate")),
+        "direct_puback_p50": _late_stats(raw("direct_latency", "puback", "p50_ms")),
+        "direct_puback_p99": _late_stats(raw("direct_latency", "puback", "p99_ms")),
+        "direct_puback_max": _late_stats(raw("direct_latency", "puback", "max_ms")),
+        "direct_puback_never_acknowledged": _stats(values("direct_latency", "puback", "missing")),
+        "direct_gateway_histogram_p99": _stats(
+            values("direct_latency", "gateway_histogram", "p99_ms")
+        ),
+        "direct_achieved_rate": _stats(values("direct_latency", "achieved_rate")),
     }
     med = {k: (v["median"] if v else None) for k, v in throughput.items()}
     ratios: dict[str, float] = {}
@@ -171,16 +190,26 @@ def summarize(phases: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         for limit in ("mosquitto_sub_receive", "kcat_produce", "loadgen_alone"):
             if med[gateway] and med[limit]:
                 ratios[f"{gateway}/{limit}"] = round(med[gateway] / med[limit], 3)  # type: ignore[operator]
-    if med["gateway_x1"] and med["gateway_x2"]:
-        ratios["gateway_x2/gateway_x1"] = round(med["gateway_x2"] / med["gateway_x1"], 2)
+    for limit in ("kcat_produce", "loadgen_alone", "gateway_x1"):
+        if med["direct_x1"] and med[limit]:
+            ratios[f"direct_x1/{limit}"] = round(med["direct_x1"] / med[limit], 3)
+    for mode in ("gateway", "direct"):
+        one, two = med[f"{mode}_x1"], med[f"{mode}_x2"]
+        if one and two:
+            ratios[f"{mode}_x2/{mode}_x1"] = round(two / one, 2)
     e2e_p99 = raw("latency", "end_to_end", "p99_ms")
     gw_p99 = values("latency", "gateway_histogram", "p99_ms")
     e2e_met = bool(e2e_p99) and all(v is not None and v <= TARGET_P99_MS for v in e2e_p99)
+    direct_p99 = raw("direct_latency", "puback", "p99_ms")
+    direct_cpu = _stats(values("direct_x1", "gateway_cpu_us_per_msg"))
     return {
         "throughput_msg_s": throughput,
         "gateway_cpu_us_per_msg": {
             "x1": _stats(values("gateway_x1", "gateway_cpu_us_per_msg")),
             "x2": _stats(values("gateway_x2", "gateway_cpu_us_per_msg")),
+            "direct_x1": direct_cpu,
+            "direct_x2": _stats(values("direct_x2", "gateway_cpu_us_per_msg")),
+            "direct_at_latency_rate": _stats(values("direct_latency", "gateway_cpu_us_per_msg")),
         },
         "cpu_pct_of_one_core": {
             "gateways_in_x1": _stats(values("gateway_x1", "cpu_pct", "gateway0")),
@@ -192,12 +221,31 @@ def summarize(phases: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             ),
             "other_during_x1": _stats(values("gateway_x1", "cpu_pct", "other")),
             "other_during_x2": _stats(values("gateway_x2", "cpu_pct", "other")),
+            "gateways_in_direct_x1": _stats(values("direct_x1", "cpu_pct", "gateway0")),
+            "gateways_in_direct_x2": _stats(
+                [
+                    sum(v for k, v in run["cpu_pct"].items() if k.startswith("gateway") and v)
+                    for run in phases.get("direct_x2", [])
+                ]
+            ),
+            "loadgen_in_direct_x1": _stats(values("direct_x1", "cpu_pct", "loadgen")),
+            "kafka_in_direct_x1": _stats(values("direct_x1", "cpu_pct", "kafka")),
+            "other_during_direct_x1": _stats(values("direct_x1", "cpu_pct", "other")),
         },
         "msgs_per_gateway_cpu_second": {
             "x1": _stats(values("gateway_x1", "msgs_per_gateway_cpu_second")),
             "x2": _stats(values("gateway_x2", "msgs_per_gateway_cpu_second")),
         },
         "latency_ms_at_offered_rate": latency,
+        "direct_connect": {
+            "connections_per_s": _stats(values("direct_connect", "rate")),
+            "connack_p50_ms": _stats(values("direct_connect", "connack_ms", "p50")),
+            "connack_p99_ms": _stats(values("direct_connect", "connack_ms", "p99")),
+            "gateway_cpu_us_per_connection": _stats(
+                values("direct_connect", "gateway_cpu_us_per_connection")
+            ),
+            "failed": _stats(values("direct_connect", "failed")),
+        },
         "ratios": ratios,
         "targets": {
             "per_process_msg_s": {
@@ -217,6 +265,22 @@ def summarize(phases: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                 "met_by_gateway_histogram": bool(gw_p99) and max(gw_p99) <= TARGET_P99_MS,
                 "met_end_to_end": e2e_met,
             },
+            "direct_per_process_msg_s": {
+                "target": TARGET_DIRECT_PER_PROCESS,
+                "measured_median": med["direct_x1"],
+                "met": bool(med["direct_x1"] and med["direct_x1"] >= TARGET_DIRECT_PER_PROCESS),
+            },
+            "direct_cpu_us_per_msg": {
+                "target": TARGET_DIRECT_CPU_US,
+                "measured_median": direct_cpu["median"] if direct_cpu else None,
+                "met": bool(direct_cpu and direct_cpu["median"] <= TARGET_DIRECT_CPU_US),
+            },
+            "direct_p99_puback_ms_at_5k": {
+                "target": TARGET_DIRECT_P99_MS,
+                "values": direct_p99,
+                "met": bool(direct_p99)
+                and all(v is not None and v <= TARGET_DIRECT_P99_MS for v in direct_p99),
+            },
         },
     }
 
@@ -230,6 +294,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     for name, value in summary["gateway_cpu_us_per_msg"].items():
         if value:
             print(f"  gateway {name} CPU per message: {value['median']} us {value['values']}")
+    for name, value in summary.get("direct_connect", {}).items():
+        if value:
+            print(f"  direct connect {name}: {value['median']} {value['values']}")
     print("latency at the fixed offered rate, ms (None: beyond the wait, see missing):")
     for name, value in summary["latency_ms_at_offered_rate"].items():
         if value:
@@ -250,52 +317,100 @@ def charts(results: dict[str, Any], out_dir: Path) -> list[str]:
         _throughput_chart(results, out_dir / "gateway_ingest_throughput.png"),
         _timeline_chart(results, out_dir / "gateway_ingest_timeline.png"),
     ]
-    if results["phases"].get("latency"):
+    if results["phases"].get("latency") or results["phases"].get("direct_latency"):
         written.append(_latency_chart(results, out_dir / "gateway_ingest_latency.png"))
     return written
 
 
+def _color(name: str) -> str:
+    return _COLORS.get(name.split("_", 1)[0], "tab:gray")
+
+
 def _throughput_chart(results: dict[str, Any], path: Path) -> str:
+    """Throughput of the raw limits, bridge and direct mode (left, log scale) and the
+    gateways' CPU per message (right), medians of the repeats with min..max whiskers."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    rows = [(_LABELS[k], v) for k, v in results["summary"]["throughput_msg_s"].items() if v][::-1]
-    fig, ax = plt.subplots(figsize=(10, 4.8))
-    names = [name for name, _ in rows]
-    medians = [v["median"] for _, v in rows]
-    errors = [[v["median"] - v["min"] for _, v in rows], [v["max"] - v["median"] for _, v in rows]]
-    colors = ["tab:green" if n.startswith("gateway") else "tab:gray" for n in names]
-    bars = ax.barh(names, medians, xerr=errors, color=colors, capsize=4)
-    ax.bar_label(bars, labels=[f"{m:,.0f}" for m in medians], padding=8, fontsize=8)
-    ax.axvline(TARGET_PER_PROCESS, color="red", ls="--", label="target: 20,000 msg/s per process")
-    ax.axvline(
-        TARGET_PER_PROCESS * TARGET_SCALING, color="darkred", ls=":", label="target x2: 1.7 x 20k"
+    summary = results["summary"]
+    fig, (ax, cpu_ax) = plt.subplots(
+        1, 2, figsize=(14, 5.2), gridspec_kw={"width_ratios": [1.6, 1]}
     )
+    rows = [(k, v) for k, v in summary["throughput_msg_s"].items() if v][::-1]
+    _bars(ax, rows, lambda v: f"{v:,.0f}")
+    targets = (
+        (TARGET_PER_PROCESS, "tab:green", "--", "bridge target 20k/process"),
+        (TARGET_PER_PROCESS * TARGET_SCALING, "tab:green", ":", "bridge x2: 1.7 x 20k"),
+        (TARGET_DIRECT_PER_PROCESS, "tab:blue", "--", "direct target 25k/process"),
+    )
+    for value, color, style, label in targets:
+        ax.axvline(value, color=color, ls=style, lw=1, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("msg/s (log scale; median of repeats, whiskers min..max)")
-    ax.set_title("Gateway ingest (QoS 1 in, acks=all out) and its raw limits, same run")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Throughput: direct vs bridge vs raw limits, same run", fontsize=10)
+    ax.legend(loc="lower right", fontsize=7)
+    cpu = summary["gateway_cpu_us_per_msg"]
+    cpu_rows = [
+        (name, cpu.get(key))
+        for name, key in (
+            ("gateway_x2", "x2"),
+            ("gateway_x1", "x1"),
+            ("direct_x2", "direct_x2"),
+            ("direct_x1", "direct_x1"),
+        )
+        if cpu.get(key)
+    ]
+    _bars(cpu_ax, cpu_rows, lambda v: f"{v:.1f} us")
+    cpu_ax.axvline(
+        TARGET_DIRECT_CPU_US, color="tab:blue", ls="--", lw=1, label="direct target 35 us"
+    )
+    cpu_ax.set_xlabel("gateway CPU us per Kafka-acked message (saturated)")
+    cpu_ax.set_title("Gateway CPU per message", fontsize=10)
+    cpu_ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path.name
 
 
+def _bars(ax: Any, rows: list[tuple[str, Any]], label: Any) -> None:
+    """Horizontal bars of ``_stats`` medians with min..max whiskers, colored by mode."""
+    medians = [v["median"] for _, v in rows]
+    errors = [[v["median"] - v["min"] for _, v in rows], [v["max"] - v["median"] for _, v in rows]]
+    bars = ax.barh(
+        [_LABELS[k] for k, _ in rows],
+        medians,
+        xerr=errors,
+        color=[_color(k) for k, _ in rows],
+        capsize=4,
+    )
+    ax.bar_label(bars, labels=[label(m) for m in medians], padding=8, fontsize=8)
+    ax.tick_params(axis="y", labelsize=8)
+
+
 def _timeline_chart(results: dict[str, Any], path: Path) -> str:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    for name, color in (("gateway_x1", "tab:blue"), ("gateway_x2", "tab:orange")):
+    lines = (
+        ("gateway_x1", "tab:green", "-"),
+        ("gateway_x2", "tab:green", ":"),
+        ("direct_x1", "tab:blue", "-"),
+        ("direct_x2", "tab:blue", ":"),
+    )
+    for name, color, style in lines:
         for index, run in enumerate(results["phases"].get(name, [])):
             ax.plot(
                 [p["t"] for p in run["timeline"]],
                 [p["rate"] for p in run["timeline"]],
                 color=color,
+                ls=style,
                 alpha=0.8,
                 lw=1,
-                label=name.replace("_", " ") if index == 0 else None,
+                label=_LABELS[name] if index == 0 else None,
             )
             ax.axvline(run["warmup_s"], color="gray", lw=0.5, ls=":")
-    ax.axhline(TARGET_PER_PROCESS, color="red", ls="--", label="target per process")
+    ax.axhline(TARGET_PER_PROCESS, color="tab:green", ls="--", lw=0.8, label="bridge target")
+    ax.axhline(TARGET_DIRECT_PER_PROCESS, color="tab:blue", ls="--", lw=0.8, label="direct target")
     ax.set_xlabel("seconds since the gateways were ready (dotted: end of warm-up)")
     ax.set_ylabel("records acked by Kafka per second")
     ax.set_title("Saturated gateways over time, every repeat (0.25 s samples)")
@@ -309,29 +424,45 @@ def _timeline_chart(results: dict[str, Any], path: Path) -> str:
 def _latency_chart(results: dict[str, Any], path: Path) -> str:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for index, run in enumerate(results["phases"]["latency"]):
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    for index, run in enumerate(results["phases"].get("latency", [])):
         e2e = run["end_to_end"]
         arrived = e2e["samples"] / max(1, e2e["samples"] + e2e["missing"])
         if run["end_to_end_cdf"]:
             ax.plot(
                 [x for x, _ in run["end_to_end_cdf"]],
                 [y * arrived for _, y in run["end_to_end_cdf"]],
+                color="tab:green",
+                alpha=0.5 + 0.5 * (index == 0),
                 lw=1.2,
-                label=f"end to end, repeat {index + 1}: p99 {e2e['p99_ms']} ms, "
-                f"{e2e['missing']} late/missing",
+                label=f"bridge, publish -> Kafka consumer, repeat {index + 1}: p99 "
+                f"{e2e['p99_ms']} ms, {e2e['missing']} late/missing",
             )
         p99 = run["gateway_histogram"]["p99_ms"]
         if p99 is not None:
-            ax.plot([p99], [0.99], "k^", ms=6, label="gateway histogram p99" if not index else None)
-    ax.axvline(TARGET_P99_MS, color="red", ls="--", label="target: p99 50 ms")
+            ax.plot([p99], [0.99], "g^", ms=6, label="bridge histogram p99" if not index else None)
+    for index, run in enumerate(results["phases"].get("direct_latency", [])):
+        puback = run["puback"]
+        acked = puback["samples"] / max(1, puback["samples"] + puback["missing"])
+        if run["puback_cdf"]:
+            ax.plot(
+                [x for x, _ in run["puback_cdf"]],
+                [y * acked for _, y in run["puback_cdf"]],
+                color="tab:blue",
+                alpha=0.5 + 0.5 * (index == 0),
+                lw=1.2,
+                label=f"direct, publish -> PUBACK (after the Kafka ack), repeat {index + 1}: "
+                f"p99 {puback['p99_ms']} ms, {puback['missing']} never acked",
+            )
+    ax.axvline(TARGET_P99_MS, color="tab:green", ls="--", label="bridge target: p99 50 ms")
+    ax.axvline(TARGET_DIRECT_P99_MS, color="tab:blue", ls="--", label="direct target: p99 20 ms")
     ax.axhline(0.99, color="gray", lw=0.5)
     ax.set_xscale("log")
     ax.set_xlabel("ms (log scale)")
-    ax.set_ylabel("fraction of records sent in the window")
+    ax.set_ylabel("fraction of messages sent in the window")
     rate = results["settings"]["latency_rate"]
-    ax.set_title(f"Publish -> Kafka latency at {rate:,.0f} msg/s offered, one gateway")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"Latency at {rate:,.0f} msg/s offered, one gateway process")
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

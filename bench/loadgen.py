@@ -17,7 +17,17 @@ spliced per message; the JSON is filled in with one bytes ``%`` format.
 Run as a process (the benchmark does)::
 
     python -m bench.loadgen --prefix bench-x --devices 500 --connections 8 --duration 10 \\
-        [--rate 5000] [--record-sends FILE] [--username admin]
+        [--rate 5000] [--record-sends FILE] [--sample-every 1 --record-acks FILE] \\
+        [--username admin]
+    python -m bench.loadgen --prefix bench-x --connects 2000 --concurrency 20
+
+Publish -> PUBACK latency is measured on every ``--sample-every``-th message (from just
+before the write of the burst that holds it to the PUBACK's arrival, both on the monotonic
+clock); ``--record-acks`` writes every sample (and the samples never acknowledged) as JSON.
+
+``--connects N`` measures connection setup instead of publishing: N connections, at most
+``--concurrency`` at a time being set up, each TCP connect + MQTT 5 CONNECT + CONNACK; all
+are held open until the last CONNACK (and ``--hold`` seconds more), then disconnected.
 
 On a broker that refuses anonymous clients, ``--username`` logs every connection in; the
 password comes from the environment variable ``LOADGEN_MQTT_PASSWORD`` (not the command
@@ -25,7 +35,8 @@ line, which every user of the machine can read).
 
 It prints one JSON line of progress every ``--progress`` seconds and a final summary line
 (``"final": true``) on stdout. While running it reads commands on stdin: ``rate <msg/s>``
-(0 or ``max`` = unthrottled) and ``stop``. It always stops by itself after ``--duration``.
+(0 or ``max`` = unthrottled) and ``stop``. It always stops by itself after ``--duration``
+(``--connects``: after ``--duration`` at most, too).
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import struct
 import sys
 import time
@@ -145,7 +157,8 @@ class Stats:
     sent: int = 0
     acked: int = 0
     failed: int = 0
-    ack_latency: list[float] = field(default_factory=list)
+    ack_latency: list[tuple[float, float]] = field(default_factory=list)
+    """Sampled messages: (monotonic send time, seconds until their PUBACK arrived)."""
 
 
 class _Publisher(asyncio.Protocol):
@@ -224,7 +237,7 @@ class _Publisher(asyncio.Protocol):
                 if self._sampled:
                     sent_at = self._sampled.pop(pid, None)
                     if sent_at is not None:
-                        self.stats.ack_latency.append(time.perf_counter() - sent_at)
+                        self.stats.ack_latency.append((sent_at, time.monotonic() - sent_at))
                 acked += 1
             else:
                 self._control(command, bytes(buffer[pos + head : pos + head + length]))
@@ -264,6 +277,7 @@ class _Publisher(asyncio.Protocol):
         devices, seqs, in_flight, sends = self._devices, self._seqs, self._in_flight, self._sends
         count = len(devices)
         now = time.time()
+        mono = time.monotonic()
         ts = int(now * 1000)
         pid = self._pid
         slot = self._next
@@ -287,7 +301,7 @@ class _Publisher(asyncio.Protocol):
                 sends[index].append(now)
             stats_sent += 1
             if sample_every and stats_sent % sample_every == 0:
-                self._sampled[pid] = time.perf_counter()
+                self._sampled[pid] = mono
             slot += 1
             if slot == count:
                 slot = 0
@@ -297,6 +311,11 @@ class _Publisher(asyncio.Protocol):
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    @property
+    def unacknowledged_samples(self) -> list[float]:
+        """Send times of sampled messages whose PUBACK has not arrived."""
+        return list(self._sampled.values())
 
     def disconnect(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -319,8 +338,9 @@ class LoadSettings:
     host: str = "127.0.0.1"
     port: int = 1883
     tick_s: float = 0.002
-    sample_every: int = 97  # measure publish -> broker PUBACK on every Nth message
+    sample_every: int = 97  # measure publish -> PUBACK on every Nth message
     record_sends: Path | None = None
+    record_acks: Path | None = None
     username: str | None = None  # MQTT login; None = anonymous
     password: str | None = field(default=None, repr=False)
 
@@ -419,6 +439,118 @@ class LoadGenerator:
         data = {self.device_ids[i]: times.tolist() for i, times in self.sends.items()}
         path.write_text(json.dumps(data))
 
+    def write_acks(self, path: Path) -> None:
+        """The PUBACK latency samples as JSON: ``acked``, a list of [monotonic send time,
+        seconds to PUBACK], and ``unacked``, the send times of samples never acknowledged."""
+        data = {
+            "acked": [[round(t, 6), round(s, 7)] for t, s in self.totals().ack_latency],
+            "unacked": [t for p in self.publishers for t in p.unacknowledged_samples],
+        }
+        path.write_text(json.dumps(data))
+
+
+class _Connector(asyncio.Protocol):
+    """One connection of ``connect_storm``: CONNECT on connect, done at the CONNACK."""
+
+    def __init__(self, packet: bytes, connack: asyncio.Future[int]) -> None:
+        self._packet, self.connack = packet, connack
+        self.transport: asyncio.Transport | None = None
+        self._buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self._packet)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        buffer = self._buffer
+        if self.connack.done() or len(buffer) < 2:
+            return
+        if buffer[0] != _CONNACK:
+            self.connack.set_exception(ConnectionError(f"{buffer[0]:#x}, not CONNACK"))
+        elif _varint_complete(bytearray(buffer), 1, len(buffer)):
+            length, start = _read_varint(buffer, 1)
+            if len(buffer) >= start + length:
+                self.connack.set_result(parse_connack(buffer[start : start + length])[0])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.connack.done():
+            self.connack.set_exception(exc or ConnectionError("closed before CONNACK"))
+
+
+async def connect_storm(
+    settings: LoadSettings, count: int, concurrency: int, hold_s: float = 0.0
+) -> dict[str, object]:
+    """Sets up ``count`` MQTT 5 connections, ``concurrency`` at a time (TCP connect, CONNECT,
+    CONNACK), holds them all open until the last CONNACK and ``hold_s`` longer, then
+    disconnects them.
+
+    Prints ``{"connected": n}`` once all are up (or failed), before holding. A refused
+    or failed connection is counted in ``failed``, never retried. Returns the summary line.
+    """
+    loop = asyncio.get_running_loop()
+    tag = f"{settings.prefix.replace('/', '-')}-{os.getpid()}"
+    login = settings.username, settings.password
+    latencies: list[float] = []
+    opened: list[_Connector] = []
+    failed = 0
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal failed, next_index
+        while next_index < count:
+            index, next_index = next_index, next_index + 1
+            packet = connect_packet(f"conn-{tag}-{index}", username=login[0], password=login[1])
+            connack: asyncio.Future[int] = loop.create_future()
+            started = time.monotonic()
+            try:
+                _, connector = await loop.create_connection(
+                    lambda packet=packet, connack=connack: _Connector(packet, connack),  # type: ignore[misc]
+                    settings.host,
+                    settings.port,
+                )
+                opened.append(connector)
+                reason = await asyncio.wait_for(connack, 10)
+            except (OSError, TimeoutError):
+                failed += 1
+                continue
+            if reason != 0:
+                failed += 1
+                continue
+            latencies.append(time.monotonic() - started)
+
+    started = time.monotonic()
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    with contextlib.suppress(TimeoutError):  # the bound: what connected by then is reported
+        await asyncio.wait_for(asyncio.gather(*workers), settings.duration_s)
+    seconds = time.monotonic() - started
+    print(json.dumps({"connected": len(latencies), "failed": failed}), flush=True)
+    await asyncio.sleep(hold_s)
+    for connector in opened:
+        if connector.transport is not None and not connector.transport.is_closing():
+            connector.transport.write(b"\xe0\x00")
+            connector.transport.close()
+    await asyncio.sleep(0.2)  # let the closes go out
+    return {
+        "final": True,
+        "connections": count,
+        "connected": len(latencies),
+        "failed": failed,
+        "concurrency": concurrency,
+        "seconds": round(seconds, 3),
+        "rate": round(len(latencies) / seconds, 1) if seconds else None,
+        "connack_ms": _latency_ms([(0.0, latency) for latency in latencies]),
+    }
+
+
+def _raise_file_limit(needed: int) -> None:
+    """Raises the soft limit of open files toward ``needed`` (never above the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
 
 async def drop_sessions(
     host: str,
@@ -460,6 +592,18 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _latency_ms(samples: list[tuple[float, float]]) -> dict[str, float | int | None]:
+    """p50/p90/p99/max in ms of (send time, latency s) samples."""
+    latency = sorted(seconds for _, seconds in samples)
+    return {
+        "p50": _ms(_percentile(latency, 0.5)),
+        "p90": _ms(_percentile(latency, 0.9)),
+        "p99": _ms(_percentile(latency, 0.99)),
+        "max": _ms(latency[-1] if latency else None),
+        "samples": len(latency),
+    }
+
+
 async def _commands(generator: LoadGenerator) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -496,10 +640,15 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
         duration_s=args.duration,
         host=args.host,
         port=args.port,
+        sample_every=args.sample_every,
         record_sends=args.record_sends,
+        record_acks=args.record_acks,
         username=args.username,
         password=os.environ.get(PASSWORD_ENV) if args.username is not None else None,
     )
+    if args.connects:
+        _raise_file_limit(args.connects + 64)
+        return await connect_storm(settings, args.connects, args.concurrency, args.hold)
     generator = LoadGenerator(settings)
     await generator.connect()
     helpers = [asyncio.create_task(_progress(generator, args.progress))]
@@ -517,7 +666,8 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
     cpu = time.process_time() - cpu0
     if args.record_sends:
         generator.write_sends(args.record_sends)
-    latency = totals.ack_latency
+    if args.record_acks:
+        generator.write_acks(args.record_acks)
     return {
         "final": True,
         "sent": totals.sent,
@@ -528,11 +678,7 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
         "cpu_s": round(cpu, 3),
         "window": min(p.window for p in generator.publishers),
         "connections": len(generator.publishers),
-        "broker_puback_ms": {
-            "p50": _ms(_percentile(latency, 0.5)),
-            "p99": _ms(_percentile(latency, 0.99)),
-            "samples": len(latency),
-        },
+        "puback_ms": _latency_ms(totals.ack_latency),
     }
 
 
@@ -553,6 +699,15 @@ def main() -> None:
     parser.add_argument("--progress", type=float, default=0.5, help="seconds between lines")
     parser.add_argument("--commands", action="store_true", help="read rate/stop from stdin")
     parser.add_argument("--record-sends", type=Path, help="write per-message send times here")
+    parser.add_argument(
+        "--sample-every", type=int, default=97, help="PUBACK latency of every Nth message"
+    )
+    parser.add_argument("--record-acks", type=Path, help="write the PUBACK latency samples here")
+    parser.add_argument(
+        "--connects", type=int, default=0, help="measure N connection setups instead"
+    )
+    parser.add_argument("--concurrency", type=int, default=20, help="--connects: setups at once")
+    parser.add_argument("--hold", type=float, default=0.0, help="--connects: seconds held open")
     parser.add_argument(
         "--username", help=f"MQTT login (default: anonymous); the password from ${PASSWORD_ENV}"
     )

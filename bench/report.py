@@ -111,6 +111,61 @@ def gateway_ingest(data: dict[str, Any]) -> Iterator[Figure]:
         "≤ 50 ms",
         _at_most(p99, 50.0),
     )
+    yield from _gateway_direct(data, throughput, limits)
+
+
+def _gateway_direct(data: dict[str, Any], throughput: Any, limits: str) -> Iterator[Figure]:
+    """The direct-mode figures of ``gateway_ingest`` (the gateway as the MQTT server)."""
+    name = "gateway_ingest"
+    one = _get(throughput, "direct_x1", "median")
+    two = _get(throughput, "direct_x2", "median")
+    bridge = _get(throughput, "gateway_x1", "median")
+    loadgen = _get(throughput, "loadgen_alone", "median")
+    direct_limits = ", ".join(
+        part
+        for part in (
+            limits,
+            f"loadgen alone {_number(loadgen)} msg/s" if loadgen else "",
+            f"bridge x1 {_number(bridge)} msg/s" if bridge else "",
+        )
+        if part
+    )
+    yield Figure(
+        name,
+        "gateway direct mode, one process (QoS 1, PUBACK after Kafka ack)",
+        one,
+        "msg/s",
+        "≥ 25,000 msg/s",
+        _at_least(one, 25_000),
+        direct_limits,
+    )
+    cpu = _get(data, "summary", "gateway_cpu_us_per_msg", "direct_x1", "median")
+    bridge_cpu = _get(data, "summary", "gateway_cpu_us_per_msg", "x1", "median")
+    yield Figure(
+        name,
+        "direct mode gateway CPU per message (saturated)",
+        cpu,
+        "µs",
+        "≤ 35 µs",
+        _at_most(cpu, 35.0),
+        f"bridge {_number(bridge_cpu)} µs" if bridge_cpu else "",
+    )
+    scaling = two / one if one and two else None
+    yield Figure(name, "direct mode, two processes on one port vs one", scaling, "x", "-", None)
+    latency = _get(data, "summary", "latency_ms_at_offered_rate") or {}
+    p99 = _get(latency, "direct_puback_p99", "median")
+    yield Figure(
+        name,
+        "direct publish → PUBACK p99 at 5k msg/s (includes the Kafka ack)",
+        p99,
+        "ms",
+        "≤ 20 ms",
+        _at_most(p99, 20.0),
+    )
+    rate = _get(data, "summary", "direct_connect", "connections_per_s", "median")
+    yield Figure(
+        name, "direct mode connections/s (MQTT 5 CONNECT → CONNACK)", rate, "conn/s", "-", None
+    )
 
 
 def stream_worker(data: dict[str, Any]) -> Iterator[Figure]:

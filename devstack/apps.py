@@ -11,9 +11,13 @@ import urllib.request
 from pathlib import Path
 
 from devstack.clients import client_env, kafka_client, mqtt_login
+from devstack.errors import ServiceStartError
 from devstack.process import LaunchSpec, ProcessHandle, running_pid
 from devstack.service import Probe, Progress, Service
-from devstack.stack_security import StackSecurity
+from devstack.stack_security import ADMIN, StackSecurity
+from policy import PolicyError
+from security import SecurityError
+from security.mosquitto import BrokerLayout
 
 GATEWAY = "gateway"
 """The gateway's principal in the security policy (``config/policy.yaml``)."""
@@ -59,8 +63,19 @@ class GatewayApp(Service):
     def config_file(self) -> Path:
         return self.settings.project_dir / "config" / "gateway.yaml"
 
+    @property
+    def mqtt_home(self) -> Path:
+        """Direct mode, secured: the logins, the (unused) acl file and the TLS files of the
+        gateway's own MQTT server, rendered from the policy like Mosquitto's."""
+        return self.home / "mqtt"
+
     def prepare(self, progress: Progress) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        if self.settings.direct and self.settings.secure:
+            try:
+                StackSecurity(self.settings).prepare_broker(self.mqtt_home, None)
+            except (PolicyError, SecurityError) as exc:
+                raise ServiceStartError(f"gateway: cannot secure its MQTT server: {exc}") from exc
 
     @property
     def handle(self) -> ProcessHandle:
@@ -72,18 +87,35 @@ class GatewayApp(Service):
         env = dict(os.environ)
         env.update(
             {
+                "IOT_GATEWAY_MODE": s.gateway_mode,
                 "IOT_GATEWAY_MQTT__HOST": s.host,
-                "IOT_GATEWAY_MQTT__PORT": str(s.mqtt_port),
+                "IOT_GATEWAY_MQTT__PORT": str(s.broker_port),
                 "IOT_GATEWAY_HTTP__HOST": s.host,
                 "IOT_GATEWAY_HTTP__PORT": str(self.port),
                 **client_env("IOT_GATEWAY_", kafka_client(s, GATEWAY), mqtt_login(s, GATEWAY)),
             }
         )
+        if s.direct:
+            env |= {
+                "IOT_GATEWAY_EDGE__HOST": s.host,
+                "IOT_GATEWAY_EDGE__PORT": str(s.mqtt_port),
+                "IOT_GATEWAY_EDGE__INSTANCE": "gateway-1",
+            }
+            if s.secure:
+                layout = BrokerLayout(self.mqtt_home)
+                env |= {
+                    "IOT_GATEWAY_EDGE__TLS_PORT": str(s.mqtts_port),
+                    "IOT_GATEWAY_EDGE__CERT_FILE": str(layout.tls.server_cert),
+                    "IOT_GATEWAY_EDGE__KEY_FILE": str(layout.tls.server_key),
+                    "IOT_GATEWAY_EDGE__PASSWORD_FILE": str(layout.password_file),
+                }
         if s.secure:
             # Every message is also checked against the policy plus the registered devices.
             stack = StackSecurity(s)
             env["IOT_GATEWAY_POLICY__FILE"] = str(stack.policy_path)
             env["IOT_GATEWAY_POLICY__DEVICES_FILE"] = str(stack.layout.devices_file)
+            if s.direct:  # the admin logs in to the gateway itself, as it does to Mosquitto
+                env["IOT_GATEWAY_POLICY__ADMIN"] = ADMIN
         else:
             env["IOT_GATEWAY_POLICY__ENABLED"] = "false"  # IOT_SECURE=false: nothing enforced
         return LaunchSpec(

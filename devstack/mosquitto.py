@@ -1,9 +1,13 @@
 """Mosquitto 2 from Debian's packages, with a project-owned config and persistence on.
 
+It is the devices' broker in bridge mode (on ``IOT_MQTT_PORT``); in direct mode the stack runs
+it only when asked (``IOT_MOSQUITTO=true``, on ``IOT_MOSQUITTO_PORT``) for bridge-mode tests.
+
 Secured mode (the default; ``IOT_SECURE=false`` turns it off) refuses anonymous clients,
 reads a password_file and an acl_file generated from the security policy, and adds a TLS
-listener (``IOT_MQTTS_PORT``) with a certificate of the project's local CA; the probe logs in
-as the stack's admin. Unsecured, the config is byte-for-byte the plain one.
+listener (``IOT_MQTTS_PORT``, or ``IOT_MOSQUITTO_TLS_PORT`` in direct mode) with a
+certificate of the project's local CA; the probe logs in as the stack's admin. Unsecured,
+the config is byte-for-byte the plain one.
 """
 
 from __future__ import annotations
@@ -37,15 +41,15 @@ class Mosquitto(Service):
 
     @property
     def port(self) -> int:
-        return self.settings.mqtt_port
+        return self.settings.broker_port
 
     @property
     def endpoint(self) -> str:
-        return self.settings.mqtt_url
+        return f"mqtt://{self.settings.host}:{self.port}"
 
     @property
     def env_port_variable(self) -> str:
-        return "IOT_MQTT_PORT"
+        return "IOT_MOSQUITTO_PORT" if self.settings.direct else "IOT_MQTT_PORT"
 
     @property
     def config_file(self) -> str:
@@ -99,7 +103,7 @@ class Mosquitto(Service):
             raise ServiceStartError(f"mosquitto: cannot secure the broker: {exc}") from exc
         tls = layout.tls
         secured = [
-            f"listener {self.settings.mqtts_port} {self.settings.host}",
+            f"listener {self.settings.broker_tls_port} {self.settings.host}",
             "protocol mqtt",
             f"cafile {tls.ca_cert}",
             f"certfile {tls.server_cert}",

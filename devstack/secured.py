@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.accounts import service_user
+from devstack.apps import GatewayApp
 from devstack.kafka import Kafka
 from devstack.mosquitto import Mosquitto
 from devstack.process import running_pid
@@ -96,7 +97,7 @@ class ApplyReport:
                 "delete_acls": bindings(self.kafka.acls.delete),
                 "foreign_acls": list(self.foreign_bindings),
             },
-            "mosquitto": {
+            "mqtt": {
                 "changed": self.mosquitto.changed,
                 "reloaded_pid": self.mosquitto.reloaded_pid,
                 "removed_users": list(self.mosquitto.removed_users),
@@ -144,20 +145,44 @@ class SecuredStack(StackSecurity):
         return running_pid(self._mosquitto.handle)
 
     def _sync_broker(self, files: broker.BrokerFiles, *, dry_run: bool) -> BrokerSync:
+        """Installs the files where the stack's MQTT servers read them: Mosquitto's (then a
+        SIGHUP) and, in direct mode, the gateway's (which re-reads its password file by
+        itself and disconnects the logins that are gone)."""
+        edge = self._sync_edge(files, dry_run=dry_run)
+        if not self.settings.runs_mosquitto:
+            return edge
         layout, pid = self.broker_layout, self.broker_pid()
-        try:
-            before = layout.password_file.read_text()
-        except OSError:
-            before = ""
+        before = _read(layout.password_file)
         removed = tuple(sorted(broker.password_file_users(before) - files.users))
         if pid is None:
-            return BrokerSync(False, None, removed, "broker not running: `dev up` writes the files")
-        changed = before != files.password_file or _read(layout.acl_file) != files.acl_file
-        if dry_run or not changed:
-            return BrokerSync(changed, None, removed, "dry run" if dry_run else "unchanged")
-        files.install(layout, service_user("mosquitto"))
-        broker.reload_broker(pid)
-        return BrokerSync(True, pid, removed, "reloaded with SIGHUP")
+            sync = BrokerSync(False, None, removed, "broker not running: `dev up` writes the files")
+        elif before == files.password_file and _read(layout.acl_file) == files.acl_file:
+            sync = BrokerSync(False, None, removed, "unchanged")
+        elif dry_run:
+            sync = BrokerSync(True, None, removed, "dry run")
+        else:
+            files.install(layout, service_user("mosquitto"))
+            broker.reload_broker(pid)
+            sync = BrokerSync(True, pid, removed, "reloaded with SIGHUP")
+        if not self.settings.direct:
+            return sync
+        return dataclasses.replace(sync, note=f"{sync.note}; gateway: {edge.note}")
+
+    def _sync_edge(self, files: broker.BrokerFiles, *, dry_run: bool) -> BrokerSync:
+        """The gateway's own MQTT server (direct mode): its password file, re-read live."""
+        if not self.settings.direct:
+            return BrokerSync(False, None, (), "bridge mode: the gateway takes no logins")
+        layout = broker.BrokerLayout(GatewayApp(self.settings).mqtt_home)
+        before = _read(layout.password_file)
+        removed = tuple(sorted(broker.password_file_users(before) - files.users))
+        if not layout.password_file.exists():
+            return BrokerSync(False, None, removed, "gateway not prepared: `dev up` writes it")
+        if before == files.password_file:
+            return BrokerSync(False, None, removed, "unchanged")
+        if dry_run:
+            return BrokerSync(True, None, removed, "dry run")
+        files.install(layout, None)
+        return BrokerSync(True, None, removed, "password file rewritten (re-read within 1 s)")
 
     def sync_mosquitto(self) -> BrokerSync:
         """Regenerates Mosquitto's files from the effective policy and reloads the broker.
@@ -174,28 +199,44 @@ class SecuredStack(StackSecurity):
             return self._sync_broker(files, dry_run=False)
 
     def drop_from_broker(self, username: str) -> BrokerSync:
-        """Removes one user's line from the installed password_file and reloads.
+        """Removes one user's line from the installed password files and reloads.
 
         The fallback of ``devices revoke`` when the policy file cannot be loaded:
         revocation must not wait for someone to fix an unrelated typo.
         """
         self.require_secure("reloading Mosquitto")
         self.require_secured_servers()
-        layout, pid = self.broker_layout, self.broker_pid()
+        notes: list[str] = []
+        dropped = False
+        reloaded: int | None = None
         with locked(self.layout.apply_lock):
-            text = _read(layout.password_file)
-            kept = "".join(
-                line for line in text.splitlines(keepends=True) if line.split(":", 1)[0] != username
-            )
-            if pid is None:
-                return BrokerSync(False, None, (), "broker not running: `dev up` writes the files")
-            if kept == text:
-                return BrokerSync(False, None, (), f"{username} was not in the password_file")
-            broker.BrokerFiles(kept, _read(layout.acl_file)).install(
-                layout, service_user("mosquitto")
-            )
-            broker.reload_broker(pid)
-        return BrokerSync(True, pid, (username,), "dropped from the installed password_file")
+            targets: list[tuple[str, broker.BrokerLayout, str | None, int | None]] = []
+            if self.settings.direct:
+                home = GatewayApp(self.settings).mqtt_home
+                targets.append(("gateway", broker.BrokerLayout(home), None, None))
+            if self.settings.runs_mosquitto:
+                owner = service_user("mosquitto")
+                targets.append(("mosquitto", self.broker_layout, owner, self.broker_pid()))
+            for name, layout, owner, pid in targets:
+                text = _read(layout.password_file)
+                kept = "".join(
+                    line
+                    for line in text.splitlines(keepends=True)
+                    if line.split(":", 1)[0] != username
+                )
+                if kept == text:
+                    notes.append(f"{name}: {username} was not in its password file")
+                    continue
+                if name == "mosquitto" and pid is None:
+                    notes.append(f"{name}: not running, `dev up` writes the files")
+                    continue
+                broker.BrokerFiles(kept, _read(layout.acl_file)).install(layout, owner)
+                dropped = True
+                if pid is not None:
+                    broker.reload_broker(pid)
+                    reloaded = pid
+                notes.append(f"{name}: dropped from the installed password_file")
+        return BrokerSync(dropped, reloaded, (username,) if dropped else (), "; ".join(notes))
 
     # -- devices --------------------------------------------------------------------------
 
@@ -268,7 +309,7 @@ class SecuredStack(StackSecurity):
                 )
                 kafka_acls.execute(admin, steps, credentials)
                 sync = self._sync_broker(files, dry_run=False)
-                progress(f"mosquitto: {sync.note}")
+                progress(f"mqtt: {sync.note}")
         return ApplyReport(
             dry_run, str(self.policy_path), steps, state.foreign, sync, new_secrets, warnings
         )

@@ -41,6 +41,15 @@ class DevStackSettings:
     kafka_heap: str = "1g"
     kafka_partitions: int = 6
     mqtt_port: int = 1883
+    """Where devices connect: the gateway itself (direct mode), or Mosquitto (bridge mode)."""
+    gateway_mode: str = "direct"
+    """``direct``: devices connect to the gateway, no broker in between; ``bridge``: they
+    connect to Mosquitto and the gateway subscribes to it (``IOT_GATEWAY_MODE``)."""
+    mosquitto: bool = False
+    """Also run Mosquitto in direct mode, on ``mosquitto_port`` (the bridge-mode tests and
+    benchmarks use it); in bridge mode it always runs, on ``mqtt_port``."""
+    mosquitto_port: int = 1884
+    mosquitto_tls_port: int = 8884
     pg_port: int = 5432
     pg_database: str = "iot"
     pg_user: str = "iot"
@@ -60,7 +69,8 @@ class DevStackSettings:
     TLS listener, every process as its own principal. ``IOT_SECURE=false`` runs the stack
     anonymous (PLAINTEXT Kafka, anonymous MQTT), e.g. to try a client without credentials."""
     mqtts_port: int = 8883
-    """Mosquitto's TLS listener (secure mode only), with a certificate of the local CA."""
+    """MQTT over TLS where devices connect (secure mode only), with a certificate of the
+    local CA: the gateway's in direct mode, Mosquitto's in bridge mode."""
     policy_file: Path | None = None
     """The security policy in secure mode; ``config/policy.yaml`` of the project by default."""
 
@@ -68,6 +78,31 @@ class DevStackSettings:
     def state_dir(self) -> Path:
         """Data, logs and pid files of the local services (``.local/`` by default)."""
         return self.local_dir if self.local_dir is not None else self.project_dir / ".local"
+
+    def __post_init__(self) -> None:
+        if self.gateway_mode not in ("direct", "bridge"):
+            raise SettingsError(
+                f"IOT_GATEWAY_MODE={self.gateway_mode!r} is not a mode: use direct or bridge"
+            )
+
+    @property
+    def direct(self) -> bool:
+        """True when devices connect to the gateway itself."""
+        return self.gateway_mode == "direct"
+
+    @property
+    def runs_mosquitto(self) -> bool:
+        """Mosquitto is part of this stack (bridge mode, or asked for)."""
+        return not self.direct or self.mosquitto
+
+    @property
+    def broker_port(self) -> int:
+        """Mosquitto's plain listener: where devices connect in bridge mode, else its own."""
+        return self.mosquitto_port if self.direct else self.mqtt_port
+
+    @property
+    def broker_tls_port(self) -> int:
+        return self.mosquitto_tls_port if self.direct else self.mqtts_port
 
     @property
     def kafka_bootstrap(self) -> str:

@@ -41,7 +41,9 @@ def services(settings: DevStackSettings, *, every_kind: bool = False) -> list[Se
 
     ``every_kind`` lists them all whatever the settings enable (``down`` stops them all).
     """
-    chosen: list[Service] = [Postgres(settings), Mosquitto(settings), Kafka(settings)]
+    chosen: list[Service] = [Postgres(settings), Kafka(settings)]
+    if settings.runs_mosquitto or every_kind:
+        chosen.insert(1, Mosquitto(settings))
     if settings.apps or every_kind:
         chosen += [GatewayApp(settings), StreamsWorkerApp(settings)]
     if settings.simulate or every_kind:
@@ -135,7 +137,7 @@ def _up(settings: DevStackSettings, progress: Progress) -> None:
 
 def _apply_policy(settings: DevStackSettings, progress: Progress) -> None:
     """``iotctl policy apply`` on the servers that just started (secured mode)."""
-    progress("applying the security policy (Kafka users and ACLs, Mosquitto files)")
+    progress("applying the security policy (Kafka users and ACLs, MQTT logins and ACLs)")
     try:
         report = SecuredStack(settings).apply(progress=progress)
     except (PolicyError, SecurityError) as exc:

@@ -92,7 +92,7 @@ def _policy_watch(config: GatewayConfig) -> PolicyWatch | None:
         )
     devices = config.policy.devices_file or config.policy.file.parent / "devices.json"
     log.info("authorizing every message with the policy %s", config.policy.file)
-    return PolicyWatch(config.policy.file, devices)
+    return PolicyWatch(config.policy.file, devices, admin=config.policy.admin)
 
 
 def _logins(config: GatewayConfig, watch: PolicyWatch | None) -> PasswordFile | None:

@@ -198,6 +198,9 @@ class PolicySettings(BaseModel):
     """Off only when set explicitly: then every device may publish anything (logged loudly)."""
     file: Path | None = None
     devices_file: Path | None = None
+    admin: str | None = None
+    """A principal allowed everything (the stack's administrator, like the policy's super
+    users); direct mode only, where it can log in to the gateway itself."""
 
 
 class GatewayConfig(FileSettings):

@@ -151,9 +151,10 @@ def kafka_record(
 
 
 Authorize = Callable[[str, RouteSettings, str], str | None]
-"""(principal, route, topic) -> None when allowed, else the reason it is not. The principal
-is who published: the connection's login in direct mode, the topic's device in bridge mode
-(the broker already checked the login)."""
+"""(principal, route, topic) -> None when allowed, else the reason it is not. Asked for the
+device the topic names (a device's key is fed only if that device may publish there) and,
+in direct mode, also for who published (the connection's login; in bridge mode the broker
+checked that)."""
 
 
 def allow_all(device_id: str, route: RouteSettings, topic: str) -> str | None:
@@ -206,7 +207,7 @@ class Ingest:
     ) -> Accepted | Rejected | Throttled:
         """Decides one message; never raises for anything the message contains. Throttled
         means "not yet": process the same message again after ``wait_s``. ``principal`` is
-        who published it (default: the device the topic names)."""
+        who published it, when known (direct mode)."""
         decision = self._topics.get(topic)
         if decision is None:
             decision = self._decide_topic(topic)
@@ -234,7 +235,9 @@ class Ingest:
                 route.name,
                 device_id,
             )
-        denied = self._authorize(device_id if principal is None else principal, route, topic)
+        denied = self._authorize(device_id, route, topic)  # the key it feeds: in both modes
+        if denied is None and principal is not None and principal != device_id:
+            denied = self._authorize(principal, route, topic)  # and who published it
         if denied is not None:
             return Rejected("unauthorized", denied, route.name, device_id)
         codec = self._codecs[route.subject]

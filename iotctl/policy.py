@@ -146,9 +146,9 @@ def _print_report(report: ApplyReport) -> None:
         print(f"  kafka: left alone (outside the policy model): {foreign}")
     sync = report.mosquitto
     changed = "files changed" if sync.changed else "files unchanged"
-    print(f"  mosquitto: {changed}; {sync.note}")
+    print(f"  mqtt: {changed}; {sync.note}")
     for user in sync.removed_users:
-        print(f"  mosquitto: {user} can no longer log in (disconnected on reload)")
+        print(f"  mqtt: {user} can no longer log in (disconnected on reload)")
     for name in report.new_secrets:
         print(f"  secrets: {verb} generate a password for {name}")
     for warning in report.warnings:
@@ -220,7 +220,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     apply = actions.add_parser(
         "apply",
-        help="enforce the policy on the secured stack: Kafka users and ACLs, Mosquitto files",
+        help="enforce the policy on the secured stack: Kafka users and ACLs, MQTT logins and ACLs",
         description="All or nothing: a malformed policy is reported with its line and "
         "nothing is changed. Needs the secured stack (the default) running.",
     )

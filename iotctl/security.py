@@ -48,7 +48,7 @@ def _stack() -> SecuredStack:
 
 
 def _sync_line(sync: BrokerSync) -> str:
-    return f"mosquitto: {sync.note}" + (f" (pid {sync.reloaded_pid})" if sync.reloaded_pid else "")
+    return f"mqtt: {sync.note}" + (f" (pid {sync.reloaded_pid})" if sync.reloaded_pid else "")
 
 
 def _cmd_devices_add(args: argparse.Namespace) -> int:
@@ -62,7 +62,7 @@ def _cmd_devices_add(args: argparse.Namespace) -> int:
                     "device_id": issued.device.device_id,
                     "password": issued.password,
                     "added_at": issued.device.added_at,
-                    "mosquitto": dataclasses.asdict(sync),
+                    "mqtt": dataclasses.asdict(sync),
                 }
             )
         )
@@ -80,7 +80,7 @@ def _cmd_devices_add(args: argparse.Namespace) -> int:
 def _cmd_devices_revoke(args: argparse.Namespace) -> int:
     revoked, sync = _stack().revoke_device(args.device_id)
     if args.json:
-        print(json.dumps({"device_id": revoked.device_id, "mosquitto": dataclasses.asdict(sync)}))
+        print(json.dumps({"device_id": revoked.device_id, "mqtt": dataclasses.asdict(sync)}))
     else:
         print(f"Revoked {revoked.device_id}.")
         print(_sync_line(sync), file=sys.stderr)

@@ -16,6 +16,8 @@ fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # An L4 balancer in front of two gateways (the scale-out test).
+  command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -28,8 +28,8 @@ DEVICES_GROUP = "devices"
 
 def effective_policy(policy: Policy, devices: Iterable[str], *, admin: str | None) -> Policy:
     """``policy`` with ``devices`` as device principals and ``admin`` (if any) as a super
-    user; enforcement points that never see the admin (the gateway's per-message check)
-    pass None.
+    user; enforcement points that never see the admin (the gateway's per-message check in
+    bridge mode) pass None.
 
     Raises DeviceError when a registered device is the admin or a super user, or is declared
     in the file as another kind (a service, an API client): a device must never inherit

@@ -64,11 +64,13 @@ class PolicyWatch:
         policy_file: Path,
         devices_file: Path | None,
         *,
+        admin: str | None = None,
         check_every_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy_file = policy_file
         self.devices_file = devices_file
+        self.admin = admin
         self._check_every_s = check_every_s
         self._clock = clock
         self._stamp = self._mtimes()
@@ -89,7 +91,9 @@ class PolicyWatch:
     def _load(self) -> Authorizer:
         path = self.devices_file
         devices = DeviceStore(path).hashes() if path is not None and path.exists() else {}
-        return Authorizer(effective_policy(load_policy(self.policy_file), devices, admin=None))
+        return Authorizer(
+            effective_policy(load_policy(self.policy_file), devices, admin=self.admin)
+        )
 
     @property
     def authorizer(self) -> Authorizer:

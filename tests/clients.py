@@ -44,17 +44,23 @@ def process_env(settings: DevStackSettings) -> dict[str, str]:
 
 
 def mosquitto_pub(
-    settings: DevStackSettings, topic: str, payload: bytes, login: MqttLogin | None = None
+    settings: DevStackSettings,
+    topic: str,
+    payload: bytes,
+    login: MqttLogin | None = None,
+    *,
+    port: int | None = None,
 ) -> None:
     """Publishes ``payload`` (from stdin, so any bytes) with Mosquitto's C client, MQTT 5,
-    QoS 1, as ``login`` (default: the admin)."""
+    QoS 1, as ``login`` (default: the admin), to ``port`` (default: where the stack's devices
+    connect; ``settings.broker_port`` reaches Mosquitto)."""
     subprocess.run(
         [
             "mosquitto_pub",
             "-h",
             settings.host,
             "-p",
-            str(settings.mqtt_port),
+            str(port or settings.mqtt_port),
             *mqtt_auth_args(settings, login),
             "-V",
             "mqttv5",

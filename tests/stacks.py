@@ -42,6 +42,8 @@ def isolated_settings(state_dir: Path, **overrides: Any) -> DevStackSettings:
         "kafka_controller_port": free_port(),
         "mqtt_port": free_port(),
         "mqtts_port": free_port(),
+        "mosquitto_port": free_port(),
+        "mosquitto_tls_port": free_port(),
         "pg_port": free_port(),
         "gateway_http_port": free_port(),
         "worker_http_port": free_port(),

@@ -58,8 +58,10 @@ async def create_topics(kafka: KafkaClientSettings, *names: str, partitions: int
 def write_config(
     path: Path, *, prefix: str, topic: str, dlq: str, mqtt_port: int, bootstrap: str
 ) -> Path:
-    """A gateway config confined to ``prefix/devices/+/telemetry`` and the test's topics."""
+    """A bridge-mode gateway config confined to ``prefix/devices/+/telemetry`` and the test's
+    topics, subscribed to Mosquitto on ``mqtt_port``."""
     config: dict[str, Any] = {
+        "mode": "bridge",
         "mqtt": {
             "port": mqtt_port,
             "share_group": prefix,
@@ -92,7 +94,7 @@ async def start_gateway(
         prefix=prefix,
         topic=topic,
         dlq=dlq,
-        mqtt_port=settings.mqtt_port,
+        mqtt_port=settings.broker_port,
         bootstrap=settings.kafka_bootstrap,
     )
     gateway = GatewayProcess(config, f"{prefix}-gw", folder / "gateway.log", settings)

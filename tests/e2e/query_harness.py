@@ -67,7 +67,7 @@ class QueryStack:
             prefix=self.name,
             topic=self.topic,
             dlq=self.dlq,
-            mqtt_port=self.settings.mqtt_port,
+            mqtt_port=self.settings.broker_port,
             bootstrap=self.kafka.bootstrap,
         )
         self.gateway = GatewayProcess(
@@ -122,7 +122,9 @@ class QueryStack:
 
     def publish(self, device_id: str, reading: dict[str, Any]) -> None:
         topic = f"{self.name}/devices/{device_id}/telemetry"
-        mosquitto_pub(self.settings, topic, json.dumps(reading).encode())
+        mosquitto_pub(
+            self.settings, topic, json.dumps(reading).encode(), port=self.settings.broker_port
+        )
 
     def publish_logged(self, device_id: str, reading: dict[str, Any]) -> None:
         """Publishes and returns once the gateway wrote the reading to Kafka (the MQTT

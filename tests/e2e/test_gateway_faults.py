@@ -34,7 +34,7 @@ def _simulation(
             rate=rate,
             duration_s=duration,
             host=settings.host,
-            port=settings.mqtt_port,
+            port=settings.broker_port,
             prefix=f"{prefix}-dev",
             topic_template=f"{prefix}/devices/{{device_id}}/telemetry",
             duplicate_ratio=0.02,
@@ -62,7 +62,7 @@ async def test_sigkill_the_gateway_repeatedly_under_load_loses_no_acknowledged_m
         prefix=prefix,
         topic=topic,
         dlq=dlq,
-        mqtt_port=settings.mqtt_port,
+        mqtt_port=settings.broker_port,
         bootstrap=settings.kafka_bootstrap,
     )
     gateway = GatewayProcess(config, f"{prefix}-1", tmp_path / "gateway.log")
@@ -112,7 +112,7 @@ async def test_two_gateways_share_the_load_and_killing_one_loses_nothing(
         prefix=prefix,
         topic=topic,
         dlq=dlq,
-        mqtt_port=settings.mqtt_port,
+        mqtt_port=settings.broker_port,
         bootstrap=settings.kafka_bootstrap,
     )
     first = GatewayProcess(config, f"{prefix}-1", tmp_path / "gateway-1.log")

@@ -37,7 +37,7 @@ OUTAGE_S = 12.0
 
 @pytest.fixture
 def isolated(tmp_path: Path) -> Iterator[DevStackSettings]:
-    settings = isolated_settings(tmp_path / "stack")
+    settings = isolated_settings(tmp_path / "stack", gateway_mode="bridge")
     up(settings, lambda _: None)
     try:
         yield settings

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 @pytest.fixture
 def plain(tmp_path: Path) -> Iterator[DevStackSettings]:
-    settings = isolated_settings(tmp_path / "stack", secure=False)
+    settings = isolated_settings(tmp_path / "stack", secure=False, gateway_mode="bridge")
     try:
         yield settings
     finally:

@@ -60,7 +60,9 @@ rules:
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStackSettings]:
     root = tmp_path_factory.mktemp("secured-kafka")
     (root / "policy.yaml").write_text(POLICY)
-    settings = isolated_settings(root / "stack", secure=True, policy_file=root / "policy.yaml")
+    settings = isolated_settings(
+        root / "stack", secure=True, policy_file=root / "policy.yaml", gateway_mode="bridge"
+    )
     up(settings, lambda _: None)
     try:
         admin = _admin(settings)
@@ -124,6 +126,7 @@ def _env(settings: DevStackSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.policy_file is not None
     for name, value in {
         "IOT_SECURE": "true",
+        "IOT_GATEWAY_MODE": "bridge",
         "IOT_LOCAL_DIR": str(settings.state_dir),
         "IOT_POLICY_FILE": str(settings.policy_file),
         "IOT_KAFKA_PORT": str(settings.kafka_port),

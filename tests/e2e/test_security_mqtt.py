@@ -40,7 +40,9 @@ BAD_CREDENTIALS = 0x86
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStackSettings]:
     root = tmp_path_factory.mktemp("secured-mqtt")
     shutil.copy(PROJECT / "config" / "policy.yaml", root / "policy.yaml")
-    settings = isolated_settings(root / "stack", secure=True, policy_file=root / "policy.yaml")
+    settings = isolated_settings(
+        root / "stack", secure=True, policy_file=root / "policy.yaml", gateway_mode="bridge"
+    )
     up(settings, lambda _: None)
     try:
         yield settings
@@ -52,6 +54,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStackSettin
 def _env(settings: DevStackSettings) -> dict[str, str]:
     return {
         "IOT_SECURE": "true",
+        "IOT_GATEWAY_MODE": "bridge",
         "IOT_LOCAL_DIR": str(settings.state_dir),
         "IOT_KAFKA_PORT": str(settings.kafka_port),
         "IOT_KAFKA_CONTROLLER_PORT": str(settings.kafka_controller_port),
@@ -84,7 +87,7 @@ def _register(
     code, out = _iotctl(settings, monkeypatch, capsys, "devices", "add", device_id, "--json")
     assert code == 0
     answer = json.loads(out)
-    assert answer["mosquitto"]["reloaded_pid"] is not None
+    assert answer["mqtt"]["reloaded_pid"] is not None
     return device_id, str(answer["password"])
 
 
@@ -248,7 +251,7 @@ def test_revocation_disconnects_the_device_without_restarting_the_broker(
     started = time.monotonic()
     code, out = _iotctl(secured, monkeypatch, capsys, "devices", "revoke", revoked, "--json")
     assert code == 0
-    assert json.loads(out)["mosquitto"]["reloaded_pid"] == pid
+    assert json.loads(out)["mqtt"]["reloaded_pid"] == pid
     assert victim.disconnected.wait(5), "the revoked device is still connected"
     took = time.monotonic() - started
 
@@ -279,7 +282,7 @@ def test_revocation_works_even_while_the_policy_file_is_broken(
     finally:
         secured.policy_file.write_text(good)
     assert code == 0
-    note = json.loads(out)["mosquitto"]["note"]
+    note = json.loads(out)["mqtt"]["note"]
     assert "dropped from the installed password_file" in note
     assert "not valid YAML" in note
     assert victim.disconnected.wait(5)

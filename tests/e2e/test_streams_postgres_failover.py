@@ -141,7 +141,7 @@ async def _run(
                     "--seed",
                     "11",
                     "--port",
-                    str(settings.mqtt_port),
+                    str(settings.broker_port),
                     "--prefix",
                     f"{prefix}-dev",
                     "--topic",

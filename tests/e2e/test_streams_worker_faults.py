@@ -92,7 +92,7 @@ async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
                 "--seed",
                 "5",
                 "--port",
-                str(settings.mqtt_port),
+                str(settings.broker_port),
                 "--prefix",
                 f"{prefix}-dev",
                 "--topic",

@@ -55,7 +55,7 @@ from tests.faults.checker import (
 from tests.faults.collect import AckClock, end_offsets, read_header, read_log
 from tests.faults.schedule import Action, Fault, Target, make_schedule, missing_kinds
 from tests.oracle import oracle
-from tests.stacks import free_port, isolated_settings
+from tests.stacks import isolated_settings
 
 SAVE_MARGIN_S = 0.05
 """Mosquitto's snapshot is taken when a save starts; the file's mtime is when it ended."""
@@ -386,9 +386,8 @@ async def run(args: argparse.Namespace) -> int:
     folder = args.out / f"run-{seed}-{time.strftime('%Y%m%dT%H%M%S')}"
     folder.mkdir(parents=True)
     shared = DevStackSettings.from_env()
-    settings = isolated_settings(folder / "stack", secure=shared.secure)
-    edge_port = free_port()
-    device_port = edge_port if args.mode == "direct" else settings.mqtt_port
+    settings = isolated_settings(folder / "stack", secure=shared.secure, gateway_mode=args.mode)
+    device_port = settings.mqtt_port  # the gateways' shared port, or Mosquitto's
     say(
         f"[{clock():6.1f}s] starting an isolated stack in {folder} "
         f"(Kafka {settings.kafka_bootstrap}, devices connect to MQTT port {device_port})"
@@ -399,7 +398,9 @@ async def run(args: argparse.Namespace) -> int:
         await _blocking(stack.start_stack, settings, lambda _: None)
         rules = folder / "alerts.yaml"
         rules.write_text(RULES)
-        config = stack.write_gateway_config(folder / "gateway.yaml", settings, args.mode, edge_port)
+        config = stack.write_gateway_config(
+            folder / "gateway.yaml", settings, args.mode, device_port
+        )
         store = stack.WorkerStore(folder / "state.db")
         world = World(
             settings=settings,

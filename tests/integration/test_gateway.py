@@ -28,6 +28,12 @@ from iot_gateway.downlink import Downlink
 from tests.clients import mosquitto_pub, mqtt_login_kwargs
 from tests.fakes import InMemorySchemas
 
+
+def _to_broker(settings: DevStackSettings, topic: str, payload: bytes) -> None:
+    """``mosquitto_pub`` to Mosquitto itself (its port is the devices' one in bridge mode)."""
+    mosquitto_pub(settings, topic, payload, port=settings.broker_port)
+
+
 SUBJECT = "iot.telemetry.v1-value"
 
 
@@ -76,7 +82,7 @@ async def harness(
     config = GatewayConfig(
         mqtt={
             "host": settings.host,
-            "port": settings.mqtt_port,
+            "port": settings.broker_port,
             "client_id": unique("gw"),
             "share_group": prefix,
             "filters": [f"{prefix}/devices/+/telemetry/#"],
@@ -124,7 +130,7 @@ async def test_a_reading_from_mosquitto_pub_arrives_as_keyed_avro_with_headers(
 ) -> None:
     payload = b'{"seq": 41, "ts": 1767225600000, "metrics": {"temp_c": 21.5}}'
     await asyncio.to_thread(
-        mosquitto_pub, settings, f"{harness.prefix}/devices/dev-7/telemetry", payload
+        _to_broker, settings, f"{harness.prefix}/devices/dev-7/telemetry", payload
     )
     [record] = await _consume(kafka_client(settings), harness.topic, 1)
     assert record.key == b"dev-7"  # type: ignore[attr-defined]
@@ -152,9 +158,9 @@ async def test_bad_inputs_land_in_the_dlq_with_reasons_and_the_gateway_keeps_goi
         (f"{base}/dev-1/telemetry/unknown", b"{}", "unknown_route"),
     ]
     for topic, payload, _ in cases:
-        await asyncio.to_thread(mosquitto_pub, settings, topic, payload)
+        await asyncio.to_thread(_to_broker, settings, topic, payload)
     await asyncio.to_thread(
-        mosquitto_pub, settings, f"{base}/dev-1/telemetry", b'{"seq": 1, "metrics": {"t": 1}}'
+        _to_broker, settings, f"{base}/dev-1/telemetry", b'{"seq": 1, "metrics": {"t": 1}}'
     )
     dlq = await _consume(kafka_client(settings), harness.dlq, len(cases))
     reasons = sorted(dict(r.headers)["reason"].decode() for r in dlq)  # type: ignore[attr-defined]
@@ -175,8 +181,8 @@ async def test_an_oversized_publish_is_dead_lettered_as_an_excerpt_and_ingest_go
     huge, large = b"{" + b" " * 2_000_000 + b"}", b"{" + b" " * 200_000 + b"}"
     for payload in (huge, large):
         with contextlib.suppress(subprocess.CalledProcessError):
-            await asyncio.to_thread(mosquitto_pub, settings, topic, payload)
-    await asyncio.to_thread(mosquitto_pub, settings, topic, b'{"seq": 1, "metrics": {"t": 1}}')
+            await asyncio.to_thread(_to_broker, settings, topic, payload)
+    await asyncio.to_thread(_to_broker, settings, topic, b'{"seq": 1, "metrics": {"t": 1}}')
     good = await _consume(kafka_client(settings), harness.topic, 1)
     assert dict(good[0].headers)["event_id"] == b"dev-1:1"  # type: ignore[attr-defined]
     dlq = await _consume(kafka_client(settings), harness.dlq, 1)
@@ -199,7 +205,7 @@ async def test_a_device_flushing_its_buffer_is_slowed_down_never_dropped(
     topic = f"{harness.prefix}/devices/dev-3/telemetry"
     async with aiomqtt.Client(
         settings.host,
-        settings.mqtt_port,
+        settings.broker_port,
         protocol=aiomqtt.ProtocolVersion.V5,
         **mqtt_login_kwargs(settings),
     ) as device:
@@ -235,7 +241,7 @@ async def test_downlink_commands_reach_the_device_topic_expired_and_garbage_do_n
     device_topic = f"{harness.prefix}/devices/dev-9/commands"
     async with aiomqtt.Client(
         settings.host,
-        settings.mqtt_port,
+        settings.broker_port,
         protocol=aiomqtt.ProtocolVersion.V5,
         **mqtt_login_kwargs(settings),
     ) as device:

@@ -13,13 +13,18 @@ from devstack import DevStackSettings
 from tests.clients import mosquitto_pub, mqtt_login_kwargs
 
 
+def _to_broker(settings: DevStackSettings, topic: str, payload: bytes) -> None:
+    """``mosquitto_pub`` to Mosquitto itself (its port is the devices' one in bridge mode)."""
+    mosquitto_pub(settings, topic, payload, port=settings.broker_port)
+
+
 def _persistent(settings: DevStackSettings, client_id: str) -> aiomqtt.Client:
     """An MQTT 5 client with clean start off and a one-hour session expiry."""
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = 3600
     return aiomqtt.Client(
         settings.host,
-        settings.mqtt_port,
+        settings.broker_port,
         identifier=client_id,
         protocol=aiomqtt.ProtocolVersion.V5,
         clean_start=False,
@@ -52,7 +57,7 @@ async def test_qos1_messages_published_while_offline_reach_the_persistent_sessio
 
     # Published by a client nobody here wrote, while the subscriber is away.
     for i in range(20):  # exit status 0 required (mosquitto_pub runs with check=True)
-        await asyncio.to_thread(mosquitto_pub, settings, topic, f"offline-{i}".encode())
+        await asyncio.to_thread(_to_broker, settings, topic, f"offline-{i}".encode())
 
     async with _persistent(settings, subscriber_id) as subscriber:
         # No new SUBSCRIBE: the broker kept the subscription and queued the messages.
@@ -66,7 +71,7 @@ async def test_a_clean_session_gets_nothing_that_was_published_before_it_subscri
     topic = unique("topic").replace(".", "/")
     async with aiomqtt.Client(
         settings.host,
-        settings.mqtt_port,
+        settings.broker_port,
         identifier=unique("pub"),
         protocol=aiomqtt.ProtocolVersion.V5,
         **mqtt_login_kwargs(settings),
@@ -74,7 +79,7 @@ async def test_a_clean_session_gets_nothing_that_was_published_before_it_subscri
         await publisher.publish(topic, b"before", qos=1)
         async with aiomqtt.Client(
             settings.host,
-            settings.mqtt_port,
+            settings.broker_port,
             identifier=unique("sub"),
             protocol=aiomqtt.ProtocolVersion.V5,
             **mqtt_login_kwargs(settings),

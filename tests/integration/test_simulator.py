@@ -27,7 +27,7 @@ async def test_a_publish_nobody_subscribed_to_is_sent_again_until_someone_takes_
             rate=50,
             count=1,
             host=settings.host,
-            port=settings.mqtt_port,
+            port=settings.broker_port,  # Mosquitto: it answers 16 when nobody subscribed
             prefix=prefix,
             topic_template=f"{prefix}/devices/{{device_id}}/telemetry",
             **mqtt_login_kwargs(settings),
@@ -41,7 +41,7 @@ async def test_a_publish_nobody_subscribed_to_is_sent_again_until_someone_takes_
     assert simulation.report.acked == 0
     async with aiomqtt.Client(
         settings.host,
-        settings.mqtt_port,
+        settings.broker_port,
         protocol=aiomqtt.ProtocolVersion.V5,
         **mqtt_login_kwargs(settings),
     ) as subscriber:

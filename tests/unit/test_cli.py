@@ -40,17 +40,18 @@ def test_status_json_reports_each_service_down_and_exits_one(
     ):
         monkeypatch.setenv(variable, str(_closed_port()))
     monkeypatch.setenv("IOT_LOCAL_DIR", str(tmp_path))
+    monkeypatch.setenv("IOT_GATEWAY_MODE", "direct")
+    monkeypatch.setenv("IOT_MOSQUITTO", "false")
     assert main(["dev", "status", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)["services"]
-    assert [item["name"] for item in report] == [
-        "postgres",
-        "mosquitto",
-        "kafka",
-        "gateway",
-        "worker",
-    ]
+    assert [item["name"] for item in report] == ["postgres", "kafka", "gateway", "worker"]
     assert not any(item["answers"] for item in report)
     assert all(item["pid"] is None for item in report)
+    monkeypatch.setenv("IOT_MOSQUITTO", "true")  # beside the gateway, on its own port
+    monkeypatch.setenv("IOT_MOSQUITTO_PORT", str(_closed_port()))
+    assert main(["dev", "status", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)["services"]
+    assert [item["name"] for item in report][:3] == ["postgres", "mosquitto", "kafka"]
 
 
 def test_a_bad_setting_is_an_error_message_not_a_traceback(

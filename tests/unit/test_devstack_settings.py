@@ -64,3 +64,18 @@ def test_kraft_cluster_ids_are_distinct_22_char_base64_uuids() -> None:
         assert len(cluster_id) == 22
         assert not cluster_id.startswith("-")  # the storage tool would take it for an option
         assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_mosquitto_runs_on_the_devices_port_only_in_bridge_mode() -> None:
+    direct = DevStackSettings()
+    assert (direct.gateway_mode, direct.runs_mosquitto) == ("direct", False)
+    assert (direct.broker_port, direct.broker_tls_port) == (1884, 8884)
+    assert DevStackSettings.from_env({"IOT_MOSQUITTO": "true"}).runs_mosquitto
+    bridge = DevStackSettings.from_env({"IOT_GATEWAY_MODE": "bridge"})
+    assert bridge.runs_mosquitto
+    assert (bridge.broker_port, bridge.broker_tls_port) == (1883, 8883)
+
+
+def test_an_unknown_gateway_mode_is_refused() -> None:
+    with pytest.raises(SettingsError, match="direct or bridge"):
+        DevStackSettings.from_env({"IOT_GATEWAY_MODE": "proxy"})

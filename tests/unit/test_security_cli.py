@@ -75,7 +75,7 @@ def test_devices_add_list_revoke(env: Path, capsys: pytest.CaptureFixture[str]) 
     assert added["device_id"] == "dev-1"
     assert len(added["password"]) >= 32
     assert added["password"] not in (env / "state" / "security" / "devices.json").read_text()
-    assert "secure mode is off" in added["mosquitto"]["note"]
+    assert "secure mode is off" in added["mqtt"]["note"]
 
     code, out, _ = _run(capsys, "devices", "add", "dev-2")
     assert code == 0
@@ -116,7 +116,7 @@ def test_in_secure_mode_a_device_the_policy_declares_otherwise_is_not_stored(
     assert _run(capsys, "devices", "list", "--json")[1] == '{"devices": []}\n'
     code, out, _ = _run(capsys, "devices", "add", "dev-1", "--json")
     assert code == 0
-    assert json.loads(out)["mosquitto"]["note"].startswith("broker not running")
+    assert "`dev up` writes" in json.loads(out)["mqtt"]["note"]  # no server is running
 
 
 # -- tokens and secrets -----------------------------------------------------------------

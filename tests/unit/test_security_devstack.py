@@ -102,6 +102,7 @@ def _settings(tmp_path: Path, *, secure: bool) -> DevStackSettings:
         secure=secure,
         policy_file=tmp_path / "policy.yaml",
         apps=False,
+        gateway_mode="bridge",  # Mosquitto is where devices connect
     )
 
 

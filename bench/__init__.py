@@ -1,0 +1,1 @@
+"""Benchmarks: each module runs one (``python -m bench.<name>``) and writes ``bench/results/``."""
