@@ -29,4 +29,17 @@ DEVICE_EVENTS = TopicSpec(
     config=MappingProxyType({"cleanup.policy": "compact,delete"}),
 )
 
-PLATFORM_TOPICS: tuple[TopicSpec, ...] = (TELEMETRY, TELEMETRY_DLQ, ALERTS, COMMANDS, DEVICE_EVENTS)
+EDGE_SESSIONS = TopicSpec(
+    "iot.edge-sessions.v1",
+    "the gateways' MQTT sessions (direct mode): claims and state, key = client id, JSON",
+    config=MappingProxyType({"cleanup.policy": "compact"}),
+)
+
+PLATFORM_TOPICS: tuple[TopicSpec, ...] = (
+    TELEMETRY,
+    TELEMETRY_DLQ,
+    ALERTS,
+    COMMANDS,
+    DEVICE_EVENTS,
+    EDGE_SESSIONS,
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 from typing import Any, Protocol
 
@@ -76,6 +77,14 @@ async def build_gateway(config: GatewayConfig, registry: GatewayRegistry) -> Gat
     return gateway
 
 
+def _allow_many_connections() -> None:
+    """Raises the open-files limit to its hard limit: each device connection is a socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        log.info("open files limit raised from %d to %d", soft, hard)
+
+
 def _policy_watch(config: GatewayConfig) -> PolicyWatch | None:
     """The policy every message is checked against; None only when it is explicitly off."""
     if not config.policy.enabled:
@@ -115,6 +124,8 @@ def _logins(config: GatewayConfig, watch: PolicyWatch | None) -> PasswordFile | 
 
 async def serve(config: GatewayConfig, registry: GatewayRegistry) -> None:
     """Runs the gateway and its HTTP endpoints until SIGTERM or SIGINT, then drains."""
+    if config.mode == "direct":
+        _allow_many_connections()
     gateway = await build_gateway(config, registry)
     runner = web.AppRunner(build_app(gateway), access_log=None)
     await runner.setup()

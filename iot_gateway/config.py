@@ -23,7 +23,7 @@ from pydantic_settings import SettingsConfigDict
 
 from contracts.kafka import KafkaClientSettings
 from contracts.settings_file import FileSettings, load_settings
-from contracts.topics import COMMANDS, DEVICE_EVENTS, TELEMETRY_DLQ
+from contracts.topics import COMMANDS, DEVICE_EVENTS, EDGE_SESSIONS, TELEMETRY_DLQ
 from iot_gateway.errors import ConfigError
 from policy.topics import validate_topic_filter
 
@@ -98,6 +98,13 @@ class EdgeSettings(BaseModel):
     """A connection that sends no CONNECT within this is closed."""
     max_session_expiry_s: int = Field(86_400, ge=0)
     """Longest a disconnected persistent session is kept."""
+    sessions_topic: str | None = EDGE_SESSIONS.name
+    """The compacted topic where every gateway process claims the sessions it holds and keeps
+    their state, so a device may reconnect to any process (null: sessions stay in the process
+    that holds them)."""
+    fence_lease_s: float = Field(1.0, gt=0)
+    """How stale this process's view of the claims may be before it holds records back
+    (see ``edge.session_log``)."""
     presence: bool = True
     """Connects and disconnects become ``DeviceEvent`` records on ``presence_topic``."""
     presence_topic: str = DEVICE_EVENTS.name

@@ -22,8 +22,9 @@ import contextlib
 import functools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -37,6 +38,18 @@ from iot_gateway.metrics import GatewayMetrics
 
 Done = Callable[[BaseException | None], object]
 """Called once per record: ``None`` when Kafka acknowledged it, else the error."""
+
+
+class Fence(Protocol):
+    """Who a record is written for (a connection): once ``fenced``, its records still
+    waiting are dropped, never written (see ``edge.session_log``)."""
+
+    @property
+    def fenced(self) -> bool: ...
+
+
+class FencedError(ProduceFailedError):
+    """The record's connection was taken over before it could be written."""
 
 
 def kafka_producer(config: GatewayConfig, instance: str) -> AIOKafkaProducer:
@@ -58,6 +71,7 @@ class _Queued:
     record: KafkaRecord
     done: Done
     received_at: float
+    fence: Fence | None = None
 
 
 @dataclass(slots=True)
@@ -100,11 +114,13 @@ class KafkaSink:
         *,
         linger_s: float = 0.0,
         max_in_flight: int = 10_000,
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._producer = producer
         self._metrics = metrics
         self._linger_s = linger_s
         self.max_in_flight = max_in_flight
+        self._gate = gate
         self._queue: list[_Queued] = []
         self._wake = asyncio.Event()
         self._partitions = _Partitions(producer)
@@ -123,13 +139,15 @@ class KafkaSink:
         fails)."""
         self._relief.append(callback)
 
-    def put(self, record: KafkaRecord, done: Done, received_at: float) -> None:
+    def put(
+        self, record: KafkaRecord, done: Done, received_at: float, fence: Fence | None = None
+    ) -> None:
         """Queues ``record``; ``done`` is called once its fate is known (see the module)."""
         if self.failed.done():
             done(self.failed.exception())
             return
         self.in_flight += 1
-        self._queue.append(_Queued(record, done, received_at))
+        self._queue.append(_Queued(record, done, received_at, fence))
         self._wake.set()
 
     async def run(self) -> None:
@@ -145,11 +163,16 @@ class KafkaSink:
 
         Waits while an earlier batch of the same partition is not yet sent (aiokafka keeps
         one queued batch per partition): that wait is the back-pressure toward the input.
+        With a ``gate``, waits for it first, then drops the records of fenced connections.
         """
         self._wake.clear()
+        if self._gate is not None and self._queue:
+            await self._gate()
         queued, self._queue = self._queue, []
         if not queued:
             return
+        if self._gate is not None:
+            queued = self._unfenced(queued)
         self._partitions.new_round()
         batches: dict[tuple[str, int], _Batch] = {}
         unadded = 0  # queued[unadded:] are in no batch yet
@@ -171,6 +194,13 @@ class KafkaSink:
                     if not batch.submitted:
                         self._complete_batch(batch, error)
                 self._complete(queued[unadded:], error)
+
+    def _unfenced(self, queued: list[_Queued]) -> list[_Queued]:
+        fenced = [item for item in queued if item.fence is not None and item.fence.fenced]
+        if not fenced:
+            return queued
+        self._complete(fenced, FencedError("its connection was taken over; not written"))
+        return [item for item in queued if item.fence is None or not item.fence.fenced]
 
     async def _add(self, batches: dict[tuple[str, int], _Batch], item: _Queued) -> bool:
         """Adds ``item`` to its partition's batch, submitting that batch first if it is full;

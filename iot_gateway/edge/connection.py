@@ -135,6 +135,7 @@ class EdgeConnection(asyncio.Protocol):
         self._will: mqtt5.Will | None = None
         self._aliases: dict[int, str] = {}
         self._receive_maximum = server.settings.receive_maximum
+        self._connecting = False
         self.end_reason = "connection lost"
         """Why the connection ended, for the DISCONNECTED presence event."""
         self.taken_over = False
@@ -272,10 +273,10 @@ class EdgeConnection(asyncio.Protocol):
             result, topic, payload, stamp, dlq_topic=server.dlq_topic, keep=server.keep_bytes
         )
         if qos == 0:
-            server.sink.put(record, _ignore, received_at)
+            server.sink.put(record, _ignore, received_at, self)
         else:
             slot = self._window.admit(_ack(_PUBACK if qos == 1 else _PUBREC, packet_id, reason))
-            server.sink.put(record, self._completer(slot, qos, packet_id), received_at)
+            server.sink.put(record, self._completer(slot, qos, packet_id), received_at, self)
             if self.version != 5 and len(self._window) >= self._receive_maximum:
                 self._hold()  # 3.1.1 has no Receive Maximum: stop reading instead
         if server.sink.saturated:
@@ -320,6 +321,24 @@ class EdgeConnection(asyncio.Protocol):
 
     # -- flow control ----------------------------------------------------------------------
 
+    def hold_for_connect(self) -> None:
+        """Reads nothing more until the session is claimed (the CONNACK comes first)."""
+        self._connecting = True
+        self._hold()
+
+    def release_after_connect(self) -> None:
+        self._connecting = False
+        self._release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    @property
+    def fenced(self) -> bool:
+        """Taken over: what this connection received and did not write is dropped."""
+        return self.taken_over
+
     def _hold(self) -> None:
         if not self._held and self._transport is not None:
             self._held = True
@@ -327,7 +346,7 @@ class EdgeConnection(asyncio.Protocol):
 
     def _release(self) -> None:
         """Reads again if nothing holds the connection back any more."""
-        if not self._held or self._closing or self._transport is None:
+        if not self._held or self._closing or self._transport is None or self._connecting:
             return
         window_full = self.version != 5 and len(self._window) >= self._receive_maximum
         if window_full or self._server.sink.saturated:
@@ -389,6 +408,8 @@ class EdgeConnection(asyncio.Protocol):
 
     def disconnect(self, reason: int, why: str) -> None:
         """Closes the connection; an MQTT 5 client is told ``reason`` first."""
+        if self._closing:
+            return
         log.info("disconnecting %s: %s (0x%02X)", self.client_id or self.peer, why, reason)
         self.end_reason = why
         self._server.metrics.disconnects.labels(f"0x{reason:02x}").inc()

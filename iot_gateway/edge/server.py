@@ -21,16 +21,20 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import mqtt5
+from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from iot_gateway.backoff import Backoff
 from iot_gateway.config import GatewayConfig
 from iot_gateway.downlink import Command, CommandReader, DecodeCommand
 from iot_gateway.edge.connection import EdgeConnection
+from iot_gateway.edge.directory import Claimed, SessionRecord, Takeover
 from iot_gateway.edge.downlink import EdgeDownlink
+from iot_gateway.edge.session_log import SessionLog, SessionLogError
 from iot_gateway.edge.sessions import Outgoing, Session, SessionTable
 from iot_gateway.edge.wire import PacketTooLarge
 from iot_gateway.ingest import (
@@ -98,6 +102,17 @@ class EdgeServer:
         self._servers: list[asyncio.Server] = []
         self.ports: dict[str, int] = {}
         """The listening ports, by "mqtt"/"mqtts" (useful with port 0)."""
+        self._claims: set[asyncio.Future[None]] = set()
+        self._log = (
+            None
+            if config.edge.sessions_topic is None
+            else SessionLog(
+                config,
+                config.edge.sessions_topic,
+                self._taken_over,
+                lease_s=config.edge.fence_lease_s,
+            )
+        )
         self._downlink = (
             None
             if decode_command is None
@@ -138,7 +153,10 @@ class EdgeServer:
         self.connections.discard(connection)
         self.metrics.connections.set(len(self.connections))
         if connection.session is not None:
-            self.sessions.release(connection.session, connection, time.monotonic())
+            session = connection.session
+            self.sessions.release(session, connection, time.monotonic(), _now_ms())
+            if not connection.taken_over and session.holder is None:
+                self._persist(session)
             if not connection.taken_over:
                 self._presence(connection, "DISCONNECTED", connection.end_reason)
 
@@ -179,7 +197,9 @@ class EdgeServer:
         counter.inc()
 
     def connect(self, connection: EdgeConnection, packet: mqtt5.ConnectPacket) -> None:
-        """Answers a CONNECT: checks the login, opens or resumes the session, sends CONNACK."""
+        """Answers a CONNECT: checks the login, claims the session (with a sessions topic:
+        across every gateway process, before the CONNACK), opens or resumes it, sends CONNACK.
+        """
         if not self.ready:
             connection.refuse(0x88, "Kafka is not available")
             return
@@ -200,25 +220,67 @@ class EdgeServer:
             expiry = min(packet.session_expiry_interval, settings.max_session_expiry_s)
         else:
             expiry = 0 if packet.clean_start else settings.max_session_expiry_s
-        opened = self.sessions.open(
-            client_id, principal, clean_start=packet.clean_start, expiry_s=expiry, holder=connection
-        )
-        if opened is None:
+        request = _Connect(connection, packet, principal, client_id, assigned, expiry)
+        log_ = self._log
+        if log_ is None:
+            self._open(request, None)
+            return
+        known = log_.directory.get(client_id)
+        if known is not None and known.principal != principal and not known.expired(_now_ms()):
             connection.refuse(0x87, f"client id {client_id!r} belongs to another principal")
             return
+        connection.hold_for_connect()
+        task = asyncio.ensure_future(self._claim_and_open(log_, request))
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    async def _claim_and_open(self, log_: SessionLog, request: _Connect) -> None:
+        try:
+            claimed = await log_.claim(
+                request.client_id,
+                request.principal,
+                clean_start=request.packet.clean_start,
+                expiry_s=request.expiry,
+            )
+        except (SessionLogError, KafkaError, TimeoutError) as exc:
+            log.warning("session of %r not claimed: %s", request.client_id, exc)
+            request.connection.refuse(0x88, "the session could not be claimed")
+            return
+        if request.connection.closed:
+            return
+        self._open(request, claimed)
+        request.connection.release_after_connect()
+
+    def _open(self, request: _Connect, claimed: Claimed | None) -> None:
+        connection, packet, settings = request.connection, request.packet, self.settings
+        opened = self.sessions.open(
+            request.client_id,
+            request.principal,
+            clean_start=packet.clean_start,
+            expiry_s=request.expiry,
+            holder=connection,
+        )
+        if opened is None:
+            connection.refuse(0x87, f"client id {request.client_id!r} belongs to another principal")
+            return
         session, present = opened
+        if claimed is not None:
+            session.epoch = claimed.record.epoch
+            if claimed.present and not present:  # resumed from another process
+                session.subscriptions.update(claimed.record.subscriptions)
+            present = present or claimed.present
         keep_alive = packet.keep_alive
         server_keep_alive = None
         if keep_alive == 0 or keep_alive > settings.max_keepalive_s:
             keep_alive = settings.max_keepalive_s
             server_keep_alive = keep_alive if connection.version == 5 else None
-        connection.principal, connection.client_id = principal, client_id
+        connection.principal, connection.client_id = request.principal, request.client_id
         connection.keep_alive_s = keep_alive
         connection.accept(session, present, packet.will)
         connection.send(
             mqtt5.ConnAckPacket(
                 session_present=present,
-                assigned_client_id=assigned,
+                assigned_client_id=request.assigned,
                 server_keep_alive=server_keep_alive,
                 receive_max=settings.receive_maximum,
                 topic_alias_max=settings.topic_alias_maximum,
@@ -228,18 +290,46 @@ class EdgeServer:
                 wildcard_subscription_available=True,
                 subscription_id_available=False,
                 shared_subscription_available=False,
-                session_expiry_interval=expiry if connection.version == 5 else None,
+                session_expiry_interval=request.expiry if connection.version == 5 else None,
             )
         )
         self.metrics.connects.labels("0x00").inc()
         self._presence(connection, "CONNECTED", None)
-        now_ms = time.time() * 1000
+        self._persist(session)
+        now_ms = _now_ms()
         for packet_id, outgoing in list(session.outgoing.items()):  # sent again, or at last
             if outgoing.expires_at is not None and outgoing.expires_at < now_ms:
                 del session.outgoing[packet_id]
                 self.metrics.downlink.labels("expired").inc()
                 continue
             connection.send(outgoing.publish(packet_id, again=present))
+
+    def _persist(self, session: Session) -> None:
+        """Writes the session's state to the sessions topic (when there is one)."""
+        if self._log is None or session.epoch < 0:
+            return
+        self._log.update(
+            SessionRecord(
+                session.client_id,
+                session.principal,
+                self.settings.instance,
+                session.epoch,
+                session.holder is not None,
+                session.expiry_s,
+                session.disconnected_at_ms,
+                dict(session.subscriptions),
+            )
+        )
+
+    def _taken_over(self, takeover: Takeover) -> None:
+        """A claim was folded: a connection here with an older epoch loses its session."""
+        session = self.sessions.get(takeover.client_id)
+        if session is None or session.epoch >= takeover.epoch:
+            return
+        if session.holder is not None:
+            session.holder.take_over()
+        if takeover.owner != self.settings.instance:
+            self.sessions.drop(session)  # it lives in another process now
 
     def deliver(self, command: Command) -> int:
         """Hands ``command`` to every session here subscribed to its topic: sent at once to a
@@ -292,6 +382,7 @@ class EdgeServer:
             qos = min(int(topic_filter.max_qos), MAX_DOWNLINK_QOS)
             session.subscriptions[pattern] = qos
             codes.append(mqtt5.SubAckReasonCode(qos))
+        self._persist(session)
         connection.send(mqtt5.SubAckPacket(packet.packet_id, codes))
 
     def unsubscribe(
@@ -303,6 +394,7 @@ class EdgeServer:
             else mqtt5.UnsubAckReasonCode.NO_SUBSCRIPTION_EXISTED
             for pattern in packet.patterns
         ]
+        self._persist(session)
         connection.send(mqtt5.UnsubAckPacket(packet.packet_id, codes))
 
     def command_acknowledged(self, session: Session, packet_id: int) -> None:
@@ -380,37 +472,49 @@ class EdgeServer:
             await asyncio.gather(*background, return_exceptions=True)
 
     async def _produce_until_failure(self) -> None:
-        producer = kafka_producer(self.config, self.settings.instance)
-        await producer.start()
-        self.metrics.kafka_connected.set(1)
-        sink = KafkaSink(
-            producer,
-            self.metrics,
-            linger_s=self.config.kafka.linger_ms / 1000,
-            max_in_flight=self.settings.max_in_flight,
-        )
-        self._sink = sink
-        flusher = asyncio.create_task(sink.run())
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            sessions = self._log
+            if sessions is not None:
+                await sessions.start()
+                stack.push_async_callback(sessions.stop)
+            producer = kafka_producer(self.config, self.settings.instance)
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            self.metrics.kafka_connected.set(1)
+            stack.callback(self.metrics.kafka_connected.set, 0)
+            sink = KafkaSink(
+                producer,
+                self.metrics,
+                linger_s=self.config.kafka.linger_ms / 1000,
+                max_in_flight=self.settings.max_in_flight,
+                gate=None if sessions is None else sessions.until_fresh,
+            )
+            self._sink = sink
+            tasks = [asyncio.create_task(sink.run())]
+            if sessions is not None:
+                tasks.append(asyncio.create_task(sessions.run()))
+            stack.push_async_callback(_cancel_all, tasks)
             if not self._servers:
                 await self._listen()
-            stop = asyncio.create_task(self._stopping.wait())
-            watched: set[asyncio.Future[Any]] = {stop, sink.failed, flusher}
+            await self._serve_until_failure(sink, tasks)
+
+    async def _serve_until_failure(self, sink: KafkaSink, tasks: list[asyncio.Task[None]]) -> None:
+        """Returns on ``stop`` (after draining) and raises when the sink or a task fails."""
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            watched: set[asyncio.Future[Any]] = {stop, sink.failed, *tasks}
             await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if self._stopping.is_set():
-                await self._close_listeners()
-                left = await sink.drain(self.config.kafka.request_timeout_ms / 1000)
-                log.info("drained: %d message(s) left unacknowledged", left)
-            if flusher.done() and not flusher.cancelled() and flusher.exception():
-                raise flusher.exception()  # type: ignore[misc]
-            if sink.failed.done():
-                sink.failed.result()
         finally:
-            self.metrics.kafka_connected.set(0)
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
-            await producer.stop()
+            stop.cancel()
+        if self._stopping.is_set():
+            await self._close_listeners()
+            left = await sink.drain(self.config.kafka.request_timeout_ms / 1000)
+            log.info("drained: %d message(s) left unacknowledged", left)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception():
+                raise task.exception()  # type: ignore[misc]
+        if sink.failed.done():
+            sink.failed.result()
 
     async def _listen(self) -> None:
         settings, loop = self.settings, asyncio.get_running_loop()
@@ -463,6 +567,32 @@ class EdgeServer:
                     connection.disconnect(0x98, "its login was revoked")
             self.sessions.expire(time.monotonic())
             self.metrics.sessions.set(len(self.sessions))
+            if self._log is not None:
+                for record in self._log.directory.expired(_now_ms()):
+                    if record.owner == self.settings.instance:
+                        self._log.delete(record.client_id)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class _Connect:
+    """A CONNECT that passed the checks, on its way to a session."""
+
+    connection: EdgeConnection
+    packet: mqtt5.ConnectPacket
+    principal: str
+    client_id: str
+    assigned: str | None
+    expiry: int
 
 
 def _ignore(error: BaseException | None) -> None:

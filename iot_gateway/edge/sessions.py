@@ -64,6 +64,10 @@ class Session:
     """Packet id -> command sent at QoS 1 and not acknowledged."""
     holder: Holder | None = None
     disconnected_at: float | None = None
+    disconnected_at_ms: int | None = None
+    """Wall clock of ``disconnected_at``, for the sessions topic."""
+    epoch: int = -1
+    """The offset of this process's claim of the session (-1: no sessions topic)."""
     _next_packet_id: int = 0
 
     def subscribed(self, topic: str) -> bool:
@@ -116,20 +120,25 @@ class SessionTable:
             session, present = existing, True
             session.expiry_s = expiry_s
         session.holder = holder
-        session.disconnected_at = None
+        session.disconnected_at = session.disconnected_at_ms = None
         self._sessions[client_id] = session
         return session, present
 
-    def release(self, session: Session, holder: Holder, now: float) -> None:
+    def release(self, session: Session, holder: Holder, now: float, now_ms: int = 0) -> None:
         """``holder`` is gone: the session ends now, or at ``now + expiry_s``."""
         if session.holder is not holder:
             return  # taken over: the newer connection holds it
         session.holder = None
+        session.disconnected_at_ms = now_ms
         if session.expiry_s == 0:
-            if self._sessions.get(session.client_id) is session:
-                del self._sessions[session.client_id]
+            self.drop(session)
         else:
             session.disconnected_at = now
+
+    def drop(self, session: Session) -> None:
+        """Forgets ``session`` here (it ended, or another process holds it now)."""
+        if self._sessions.get(session.client_id) is session:
+            del self._sessions[session.client_id]
 
     def expire(self, now: float) -> int:
         """Forgets disconnected sessions past their expiry; returns how many."""

@@ -84,6 +84,29 @@ def write_config(
     return path
 
 
+def write_direct_config(
+    path: Path, *, port: int, topic: str, dlq: str, kafka: dict[str, Any] | None = None, **edge: Any
+) -> Path:
+    """A direct-mode gateway config: devices on ``127.0.0.1:port``, the telemetry route to the
+    test's ``topic``, no downlink; ``edge`` and ``kafka`` add settings of those sections."""
+    config: dict[str, Any] = {
+        "mode": "direct",
+        "edge": {"host": "127.0.0.1", "port": port, **edge},
+        "kafka": {"dlq_topic": dlq, **(kafka or {})},
+        "routes": [
+            {
+                "name": "telemetry",
+                "filter": "devices/+/telemetry",
+                "kafka_topic": topic,
+                "subject": SUBJECT,
+            }
+        ],
+        "downlink": {"enabled": False},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 async def start_gateway(
     settings: DevStackSettings, folder: Path, *, prefix: str, topic: str, dlq: str
 ) -> GatewayProcess:
@@ -163,6 +186,16 @@ class GatewayProcess:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: frozen, sockets open, as in a long pause or a stalled host."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT (harmless when it runs)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
 
     def terminate(self) -> int:
         assert self.process is not None

@@ -18,37 +18,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiokafka import AIOKafkaConsumer
 
 from devstack import DevStackSettings
 from devstack.clients import kafka_client, mqtt_login
 from devstack.simulator import Simulation, SimulationSettings
-from tests.e2e.gateway_harness import GatewayProcess, create_topics, ledger_ids, track
+from tests.e2e.gateway_harness import (
+    GatewayProcess,
+    create_topics,
+    ledger_ids,
+    track,
+    write_direct_config,
+)
 from tests.stacks import free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 SUBJECT = "iot.telemetry.v1-value"
-
-
-def _config(path: Path, *, port: int, topic: str, dlq: str, instance: str) -> Path:
-    config: dict[str, Any] = {
-        "mode": "direct",
-        "edge": {"host": "127.0.0.1", "port": port, "instance": instance},
-        "kafka": {"dlq_topic": dlq, "request_timeout_ms": 10_000},
-        "routes": [
-            {
-                "name": "telemetry",
-                "filter": "devices/+/telemetry",
-                "kafka_topic": topic,
-                "subject": SUBJECT,
-            }
-        ],
-        "downlink": {"enabled": False},
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @pytest.fixture
@@ -142,7 +128,9 @@ async def test_two_gateways_behind_haproxy_share_devices_and_one_dying_loses_not
     front, port_1, port_2 = free_ports(3)
     gateways = [
         GatewayProcess(
-            _config(tmp_path / f"gw-{n}.yaml", port=port, topic=topic, dlq=dlq, instance=f"gw-{n}"),
+            write_direct_config(
+                tmp_path / f"gw-{n}.yaml", port=port, topic=topic, dlq=dlq, instance=f"gw-{n}"
+            ),
             f"gw-{n}",
             tmp_path / f"gw-{n}.log",
             settings,

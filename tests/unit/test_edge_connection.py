@@ -80,7 +80,11 @@ class Sink:
         pass
 
     def put(
-        self, record: KafkaRecord, done: Callable[[BaseException | None], object], _: float
+        self,
+        record: KafkaRecord,
+        done: Callable[[BaseException | None], object],
+        _: float,
+        fence: object = None,
     ) -> None:
         self.records.append((record, done))
 
@@ -101,7 +105,7 @@ def server() -> EdgeServer:
             }
         ],
         policy={"enabled": False},
-        edge={"receive_maximum": 3, "topic_alias_maximum": 2},
+        edge={"receive_maximum": 3, "topic_alias_maximum": 2, "sessions_topic": None},
     )
     schemas = InMemorySchemas()
     codec = SubjectCodec(schemas.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT)))

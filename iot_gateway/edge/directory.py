@@ -1,0 +1,194 @@
+"""Which gateway process holds each MQTT session, and the session's durable state (no I/O).
+
+Every process of the edge reads one compacted topic (``iot.edge-sessions.v1``, key = client
+id) from its start and folds it here. Two kinds of records:
+
+* a **claim**, written by the process a client connects to before it answers CONNECT. Its
+  offset is the session's new **epoch**: offsets only grow, so the latest claim of a client
+  id wins, wherever and whenever it was written. The session's state carries over from the
+  record before it unless the claim asks for a clean start, names another principal, or the
+  session had expired by then.
+* an **update** of the state by its holder (subscriptions, connected or not), stamped with
+  the holder's epoch. An update with an older epoch than the current one comes from a holder
+  that was taken over (a paused or cut-off process) and is ignored: it is fenced.
+
+The holder of an older epoch learns from the same fold that it lost the session
+(:class:`Takeover`) and closes its connection; until its view is fresh again it produces
+nothing (``session_log.SessionLog.fresh``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """The durable state of one MQTT session."""
+
+    client_id: str
+    principal: str
+    owner: str
+    """The gateway process (``edge.instance``) that holds it, or last held it."""
+    epoch: int
+    """The offset of the claim that made ``owner`` its holder."""
+    connected: bool
+    expiry_s: int
+    disconnected_at_ms: int | None = None
+    subscriptions: dict[str, int] = field(default_factory=dict)
+    """Topic filter -> granted QoS."""
+
+    def expired(self, at_ms: int) -> bool:
+        """True if the session no longer existed at ``at_ms``."""
+        if self.connected or self.disconnected_at_ms is None:
+            return False
+        return at_ms - self.disconnected_at_ms >= self.expiry_s * 1000
+
+    def update(self) -> bytes:
+        """This state as an update record's value."""
+        return json.dumps(
+            {
+                "kind": "update",
+                "principal": self.principal,
+                "owner": self.owner,
+                "epoch": self.epoch,
+                "connected": self.connected,
+                "expiry_s": self.expiry_s,
+                "disconnected_at_ms": self.disconnected_at_ms,
+                "subscriptions": self.subscriptions,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        ).encode()
+
+
+def claim(*, principal: str, owner: str, clean_start: bool, expiry_s: int, at_ms: int) -> bytes:
+    """A claim record's value: ``owner`` holds the session from this record's offset on."""
+    return json.dumps(
+        {
+            "kind": "claim",
+            "principal": principal,
+            "owner": owner,
+            "clean_start": clean_start,
+            "expiry_s": expiry_s,
+            "at_ms": at_ms,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """``client_id`` is now held by ``owner`` at ``epoch``: older holders must let go."""
+
+    client_id: str
+    owner: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What a claim made of the session: its state from then on, and whether an earlier
+    session was resumed (CONNACK's session present)."""
+
+    record: SessionRecord
+    present: bool
+
+
+class Directory:
+    """The fold of the sessions topic (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, SessionRecord] = {}
+        self._claimed: dict[tuple[str, int], Claimed] = {}  # (client id, offset) of claims
+        self.fenced = 0
+        """Updates ignored because a newer claim had taken their session."""
+        self.malformed = 0
+
+    def __len__(self) -> int:
+        return len(self._latest)
+
+    def get(self, client_id: str) -> SessionRecord | None:
+        return self._latest.get(client_id)
+
+    def claimed(self, client_id: str, offset: int) -> Claimed | None:
+        """The outcome of the claim written at ``offset``, once it was folded (then forgotten)."""
+        return self._claimed.pop((client_id, offset), None)
+
+    def apply(self, client_id: str, value: bytes | None, offset: int) -> Takeover | None:
+        """Folds one record; returns a :class:`Takeover` for a claim."""
+        if value is None:
+            self._latest.pop(client_id, None)
+            return None
+        try:
+            document = json.loads(value)
+            kind = document["kind"]
+        except (ValueError, KeyError, TypeError):
+            self.malformed += 1
+            return None
+        if kind == "claim":
+            return self._claim(client_id, document, offset)
+        if kind == "update":
+            self._update(client_id, document)
+        else:
+            self.malformed += 1
+        return None
+
+    def _claim(self, client_id: str, document: dict[str, Any], offset: int) -> Takeover | None:
+        try:
+            principal, owner = str(document["principal"]), str(document["owner"])
+            clean, expiry_s, at_ms = (
+                bool(document["clean_start"]),
+                int(document["expiry_s"]),
+                int(document["at_ms"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            self.malformed += 1
+            return None
+        before = self._latest.get(client_id)
+        present = not (
+            clean or before is None or before.principal != principal or before.expired(at_ms)
+        )
+        subscriptions = dict(before.subscriptions) if present and before is not None else {}
+        record = SessionRecord(
+            client_id, principal, owner, offset, True, expiry_s, None, subscriptions
+        )
+        self._latest[client_id] = record
+        self._claimed[client_id, offset] = Claimed(record, present)
+        if len(self._claimed) > 10_000:  # claims nobody waits for (other processes')
+            self._claimed.pop(next(iter(self._claimed)))
+        return Takeover(client_id, owner, offset)
+
+    def _update(self, client_id: str, document: dict[str, Any]) -> None:
+        current = self._latest.get(client_id)
+        try:
+            epoch = int(document["epoch"])
+            if current is not None and epoch < current.epoch:
+                self.fenced += 1  # written by a holder that was taken over
+                return
+            disconnected = document.get("disconnected_at_ms")
+            record = SessionRecord(
+                client_id,
+                str(document["principal"]),
+                str(document["owner"]),
+                epoch,
+                bool(document["connected"]),
+                int(document["expiry_s"]),
+                None if disconnected is None else int(disconnected),
+                {str(k): int(v) for k, v in dict(document["subscriptions"]).items()},
+            )
+        except (KeyError, TypeError, ValueError):
+            self.malformed += 1
+            return
+        self._latest[client_id] = record
+
+    def expired(self, at_ms: int) -> list[SessionRecord]:
+        """Disconnected sessions past their expiry at ``at_ms`` (their holder deletes them)."""
+        return [r for r in self._latest.values() if r.expired(at_ms)]
+
+    def released(self, record: SessionRecord, at_ms: int) -> SessionRecord:
+        """``record`` as its holder leaves it: disconnected since ``at_ms``."""
+        return replace(record, connected=False, disconnected_at_ms=at_ms)

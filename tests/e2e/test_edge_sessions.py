@@ -1,0 +1,199 @@
+"""MQTT sessions across gateway processes (direct mode): one holder per client id, anywhere.
+
+Two gateway processes on their own ports share one sessions topic. A persistent session
+moves from one to the other with its subscriptions; a newer connection on one process takes
+the session from a connection on the other (MQTT 5 DISCONNECT 0x8E); and a process frozen
+with SIGSTOP while its device moved away writes nothing for that device when it wakes up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mqtt5
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
+from tests.e2e.gateway_harness import (
+    GatewayProcess,
+    create_topics,
+    event_ids,
+    write_direct_config,
+)
+from tests.stacks import free_ports
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    first: GatewayProcess
+    second: GatewayProcess
+    ports: tuple[int, int]
+    topic: str
+    settings: DevStackSettings
+
+
+@pytest.fixture
+async def pair(
+    settings: DevStackSettings, unique: Callable[[str], str], tmp_path: Path
+) -> AsyncIterator[Pair]:
+    topic, dlq, sessions = unique("telemetry"), unique("dlq"), unique("sessions")
+    await create_topics(kafka_client(settings), topic, dlq)
+    admin = AIOKafkaAdminClient(**kafka_client(settings).aiokafka_kwargs())
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(sessions, 3, 1, topic_configs={"cleanup.policy": "compact"})]
+        )
+    finally:
+        await admin.close()
+    ports = free_ports(2)
+    gateways = [
+        GatewayProcess(
+            write_direct_config(
+                tmp_path / f"gw-{n}.yaml",
+                port=port,
+                topic=topic,
+                dlq=dlq,
+                kafka={"linger_ms": 0},
+                instance=f"{unique('gw')}-{n}",
+                sessions_topic=sessions,
+            ),
+            f"gw-{n}",
+            tmp_path / f"gw-{n}.log",
+            settings,
+        )
+        for n, port in enumerate(ports, 1)
+    ]
+    for gateway in gateways:
+        gateway.start()
+    await asyncio.gather(*(gateway.wait_ready() for gateway in gateways))
+    try:
+        yield Pair(gateways[0], gateways[1], (ports[0], ports[1]), topic, settings)
+    finally:
+        for gateway in gateways:
+            gateway.resume()
+            assert gateway.terminate() == 0
+
+
+class Device:
+    """A raw MQTT 5 client: exact packets in and out, nothing done behind the test's back."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self._buffer = b""
+
+    @classmethod
+    async def connect(cls, port: int, client_id: str, *, clean: bool) -> tuple[Device, bool]:
+        """Connects with a one-hour session expiry; returns the device and session present."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        device = cls(reader, writer)
+        device.send(
+            mqtt5.ConnectPacket(
+                client_id, clean_start=clean, session_expiry_interval=3600, keep_alive=60
+            )
+        )
+        connack = await device.next_packet()
+        assert isinstance(connack, mqtt5.ConnAckPacket)
+        assert connack.reason_code == mqtt5.ConnAckReasonCode.SUCCESS
+        return device, connack.session_present
+
+    def send(self, packet: mqtt5.Packet) -> None:
+        self.writer.write(packet.write())
+
+    async def next_packet(self, timeout_s: float = 15) -> mqtt5.Packet | None:
+        """The next packet, or None when the server closed the connection."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                if self._buffer:
+                    try:
+                        packet, used = mqtt5.read(memoryview(self._buffer))
+                    except IndexError:
+                        pass  # not all of it yet
+                    else:
+                        self._buffer = self._buffer[used:]
+                        return packet
+                chunk = await self.reader.read(4096)
+                if not chunk:
+                    return None
+                self._buffer += chunk
+
+    def publish(self, device_id: str, seq: int, packet_id: int) -> None:
+        payload = json.dumps({"seq": seq, "metrics": {"t": 1.0}}).encode()
+        self.send(
+            mqtt5.PublishPacket(
+                f"devices/{device_id}/telemetry",
+                payload,
+                qos=mqtt5.QoS.AT_LEAST_ONCE,
+                packet_id=packet_id,
+            )
+        )
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def test_a_persistent_session_moves_to_another_process_with_its_subscriptions(
+    pair: Pair,
+) -> None:
+    device, present = await Device.connect(pair.ports[0], "dev-move", clean=False)
+    assert not present
+    device.send(
+        mqtt5.SubscribePacket(
+            1, [mqtt5.TopicFilter("devices/dev-move/commands", max_qos=mqtt5.QoS.AT_LEAST_ONCE)]
+        )
+    )
+    suback = await device.next_packet()
+    assert isinstance(suback, mqtt5.SubAckPacket)
+    device.send(mqtt5.DisconnectPacket())
+    device.close()
+    await asyncio.sleep(1.0)  # the first process writes its session updates in the background
+    elsewhere, present = await Device.connect(pair.ports[1], "dev-move", clean=False)
+    assert present  # session present: the second process knew the session
+    elsewhere.close()
+
+
+async def test_a_newer_connection_on_another_process_takes_the_session_over(pair: Pair) -> None:
+    old, _ = await Device.connect(pair.ports[0], "dev-take", clean=True)
+    new, _ = await Device.connect(pair.ports[1], "dev-take", clean=True)
+    packet = await old.next_packet()
+    assert isinstance(packet, mqtt5.DisconnectPacket)
+    assert packet.reason_code == mqtt5.DisconnectReasonCode.SESSION_TAKEN_OVER
+    assert await old.next_packet() is None  # and the first process closed it
+    old.close()
+    new.close()
+
+
+async def test_a_frozen_holder_writes_nothing_for_a_device_that_moved_away(pair: Pair) -> None:
+    stale, _ = await Device.connect(pair.ports[0], "dev-zombie", clean=False)
+    pair.first.pause()  # SIGSTOP: the device's next packet waits in the socket's buffer
+    try:
+        stale.publish("dev-zombie", 1, packet_id=1)
+        await stale.writer.drain()
+        await asyncio.sleep(0.5)
+        fresh, _ = await Device.connect(pair.ports[1], "dev-zombie", clean=False)
+        for seq in (1, 2):  # the unacknowledged reading again, then a new one
+            fresh.publish("dev-zombie", seq, packet_id=seq)
+            ack = await fresh.next_packet()
+            assert isinstance(ack, mqtt5.PubAckPacket)
+    finally:
+        pair.first.resume()
+    # Woken, the first process reads the stale connection's PUBLISH, sees the takeover it
+    # missed, and drops the reading instead of writing it after the newer ones.
+    gone = await stale.next_packet()
+    assert isinstance(gone, mqtt5.DisconnectPacket)
+    assert gone.reason_code == mqtt5.DisconnectReasonCode.SESSION_TAKEN_OVER
+    await asyncio.sleep(3.0)
+    seen = await event_ids(
+        kafka_client(pair.settings), pair.topic, {"dev-zombie:1", "dev-zombie:2"}, 30
+    )
+    assert sorted(seen) == ["dev-zombie:1", "dev-zombie:2"]  # each once: no zombie write
+    fresh.close()
+    stale.close()
