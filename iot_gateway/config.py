@@ -221,6 +221,8 @@ class GatewayConfig(FileSettings):
     reading is in Kafka. ``bridge``: the gateway subscribes to an existing broker (``mqtt``),
     whose own durability bounds what its PUBACKs promise."""
     edge: EdgeSettings = EdgeSettings()
+    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
+    """The event loop the process runs on (``uvloop``: libuv's, see the README's numbers)."""
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()
     routes: tuple[RouteSettings, ...] = Field(min_length=1)

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 from contracts import logs
 from contracts.registry.factory import open_registry
 from devstack.fleet import provision_fleet
@@ -31,7 +33,10 @@ def _cmd_gateway_run(args: argparse.Namespace) -> int:
         async with open_registry(args.registry, config.kafka) as registry:
             await serve(config, registry)
 
-    asyncio.run(main())
+    if config.event_loop == "uvloop":
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
     return 0
 
 

@@ -44,9 +44,10 @@ else:
 PY
 cat <<TXT
 
-The platform is running: Mosquitto, Kafka, PostgreSQL (secured: every process logs in as its
-own principal), the gateway, a stream worker with the query API, and simulated devices
-publishing to devices/<id>/telemetry. Where to look:
+The platform is running: Kafka, PostgreSQL (secured: every process logs in as its own
+principal), the gateway (the devices' MQTT server: a PUBACK means the reading is in Kafka), a
+stream worker with the query API, and simulated devices publishing to devices/<id>/telemetry.
+Where to look:
 
   The web page (devices, a live chart of a device's aggregates):
     $worker/ui          token for the page: $(if [ -n "$auth" ]; then echo "cat $token_file"; else echo "none needed"; fi)
@@ -61,6 +62,7 @@ publishing to devices/<id>/telemetry. Where to look:
     $iotctl devices add my-device             (prints its password once)
     mosquitto_pub -h $host -p $mqtt_port -u my-device -P '<password>' -V mqttv5 -q 1 \\
       -t devices/my-device/telemetry -m '{"seq": 1, "metrics": {"temp_c": 21.5}}'
+    (over TLS: -p ${IOT_MQTTS_PORT:-8883} --cafile $state/security/tls/ca.crt)
 
   Kafka as the stack's admin (kcat reads $state/kcat.conf):
     kcat -F $state/kcat.conf -C -t iot.telemetry.v1 -o -5 -e -f 'key=%k headers=%h\n'
