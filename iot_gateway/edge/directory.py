@@ -19,9 +19,13 @@ nothing (``session_log.SessionLog.fresh``).
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from iot_gateway.edge.sessions import Outgoing
+from policy.topics import matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,8 @@ class SessionRecord:
     disconnected_at_ms: int | None = None
     subscriptions: dict[str, int] = field(default_factory=dict)
     """Topic filter -> granted QoS."""
+    outgoing: dict[int, Outgoing] = field(default_factory=dict)
+    """Packet id -> command sent (or to send) at QoS 1 and not acknowledged yet."""
 
     def expired(self, at_ms: int) -> bool:
         """True if the session no longer existed at ``at_ms``."""
@@ -58,10 +64,33 @@ class SessionRecord:
                 "expiry_s": self.expiry_s,
                 "disconnected_at_ms": self.disconnected_at_ms,
                 "subscriptions": self.subscriptions,
+                "outgoing": [_command(pid, command) for pid, command in self.outgoing.items()],
             },
             separators=(",", ":"),
             sort_keys=True,
         ).encode()
+
+
+def _command(packet_id: int, command: Outgoing) -> dict[str, Any]:
+    return {
+        "packet_id": packet_id,
+        "topic": command.topic,
+        "payload": base64.b64encode(command.payload).decode(),
+        "command_id": command.command_id,
+        "expires_at": command.expires_at,
+    }
+
+
+def _outgoing(items: list[dict[str, Any]]) -> dict[int, Outgoing]:
+    return {
+        int(item["packet_id"]): Outgoing(
+            str(item["topic"]),
+            base64.b64decode(item["payload"], validate=True),
+            str(item["command_id"]),
+            None if item.get("expires_at") is None else int(item["expires_at"]),
+        )
+        for item in items
+    }
 
 
 def claim(*, principal: str, owner: str, clean_start: bool, expiry_s: int, at_ms: int) -> bytes:
@@ -152,9 +181,17 @@ class Directory:
         present = not (
             clean or before is None or before.principal != principal or before.expired(at_ms)
         )
-        subscriptions = dict(before.subscriptions) if present and before is not None else {}
+        carried = before if present and before is not None else None
         record = SessionRecord(
-            client_id, principal, owner, offset, True, expiry_s, None, subscriptions
+            client_id,
+            principal,
+            owner,
+            offset,
+            True,
+            expiry_s,
+            None,
+            dict(carried.subscriptions) if carried else {},
+            dict(carried.outgoing) if carried else {},
         )
         self._latest[client_id] = record
         self._claimed[client_id, offset] = Claimed(record, present)
@@ -179,11 +216,29 @@ class Directory:
                 int(document["expiry_s"]),
                 None if disconnected is None else int(disconnected),
                 {str(k): int(v) for k, v in dict(document["subscriptions"]).items()},
+                _outgoing(list(document.get("outgoing", []))),
             )
         except (KeyError, TypeError, ValueError):
             self.malformed += 1
             return
         self._latest[client_id] = record
+
+    def written(self, record: SessionRecord) -> None:
+        """Takes an update this process just wrote, before it comes back through the topic."""
+        current = self._latest.get(record.client_id)
+        if current is None or record.epoch >= current.epoch:
+            self._latest[record.client_id] = record
+
+    def waiting_for(self, owner: str, topic: str) -> list[SessionRecord]:
+        """Disconnected sessions ``owner`` last held with a filter matching ``topic``: their
+        commands are queued in the topic's records until the device comes back."""
+        return [
+            r
+            for r in self._latest.values()
+            if r.owner == owner
+            and not r.connected
+            and any(matches(f, topic) for f in r.subscriptions)
+        ]
 
     def expired(self, at_ms: int) -> list[SessionRecord]:
         """Disconnected sessions past their expiry at ``at_ms`` (their holder deletes them)."""

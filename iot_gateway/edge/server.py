@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import ssl
@@ -268,6 +269,7 @@ class EdgeServer:
             session.epoch = claimed.record.epoch
             if claimed.present and not present:  # resumed from another process
                 session.subscriptions.update(claimed.record.subscriptions)
+                session.outgoing.update(claimed.record.outgoing)
             present = present or claimed.present
         keep_alive = packet.keep_alive
         server_keep_alive = None
@@ -318,6 +320,7 @@ class EdgeServer:
                 session.expiry_s,
                 session.disconnected_at_ms,
                 dict(session.subscriptions),
+                dict(session.outgoing),
             )
         )
 
@@ -349,8 +352,31 @@ class EdgeServer:
                 self.metrics.downlink.labels("delivered").inc()
             else:
                 self.metrics.downlink.labels("queued").inc()
+            self._persist(session)  # a device reconnecting anywhere gets it
             taken += 1
-        return taken
+        return taken + self._queue_in_directory(command)
+
+    def _queue_in_directory(self, command: Command) -> int:
+        """Queues ``command`` in the sessions topic for sessions this process last held but
+        no longer has in memory (it restarted): the device gets it wherever it reconnects."""
+        if self._log is None:
+            return 0
+        queued = 0
+        for record in self._log.directory.waiting_for(self.settings.instance, command.topic):
+            if self.sessions.get(record.client_id) is not None:
+                continue  # held in memory: queued above
+            if len(record.outgoing) >= 65_535:
+                self.metrics.downlink.labels("dropped").inc()
+                continue
+            packet_id = next(p for p in range(1, 65_536) if p not in record.outgoing)
+            outgoing = dict(record.outgoing)
+            outgoing[packet_id] = Outgoing(
+                command.topic, command.payload, command.command_id, command.expires_at
+            )
+            self._log.update(dataclasses.replace(record, outgoing=outgoing))
+            self.metrics.downlink.labels("queued").inc()
+            queued += 1
+        return queued
 
     def _login(self, connection: EdgeConnection, packet: mqtt5.ConnectPacket) -> str | None:
         """The principal the CONNECT logs in as, or None (and the CONNECT refused)."""
@@ -401,6 +427,7 @@ class EdgeServer:
         """The client acknowledged command ``packet_id``: it is not sent again."""
         if session.outgoing.pop(packet_id, None) is not None:
             self.metrics.downlink.labels("acknowledged").inc()
+            self._persist(session)
 
     def publish_will(self, connection: EdgeConnection, will: mqtt5.Will) -> None:
         """An abnormal end publishes the will, through the same pipeline as any message."""

@@ -200,6 +200,7 @@ class SessionLog:
         producer = self._producer
         if producer is None:
             return
+        self.directory.written(record)
         task = asyncio.ensure_future(
             producer.send(self.topic, record.update(), key=record.client_id.encode())
         )

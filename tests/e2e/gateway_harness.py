@@ -85,10 +85,18 @@ def write_config(
 
 
 def write_direct_config(
-    path: Path, *, port: int, topic: str, dlq: str, kafka: dict[str, Any] | None = None, **edge: Any
+    path: Path,
+    *,
+    port: int,
+    topic: str,
+    dlq: str,
+    kafka: dict[str, Any] | None = None,
+    commands: str | None = None,
+    **edge: Any,
 ) -> Path:
     """A direct-mode gateway config: devices on ``127.0.0.1:port``, the telemetry route to the
-    test's ``topic``, no downlink; ``edge`` and ``kafka`` add settings of those sections."""
+    test's ``topic``, commands from ``commands`` (none without); ``edge`` and ``kafka`` add
+    settings of those sections."""
     config: dict[str, Any] = {
         "mode": "direct",
         "edge": {"host": "127.0.0.1", "port": port, **edge},
@@ -101,7 +109,9 @@ def write_direct_config(
                 "subject": SUBJECT,
             }
         ],
-        "downlink": {"enabled": False},
+        "downlink": {"enabled": False}
+        if commands is None
+        else {"enabled": True, "kafka_topic": commands},
     }
     path.write_text(yaml.safe_dump(config))
     return path

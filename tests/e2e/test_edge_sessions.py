@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import mqtt5
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from contracts.avro import SchemaCatalog, encode
+from contracts.registry.factory import open_registry
 from devstack import DevStackSettings
 from devstack.clients import kafka_client
 from tests.e2e.gateway_harness import (
@@ -37,6 +41,7 @@ class Pair:
     second: GatewayProcess
     ports: tuple[int, int]
     topic: str
+    commands: str
     settings: DevStackSettings
 
 
@@ -45,7 +50,8 @@ async def pair(
     settings: DevStackSettings, unique: Callable[[str], str], tmp_path: Path
 ) -> AsyncIterator[Pair]:
     topic, dlq, sessions = unique("telemetry"), unique("dlq"), unique("sessions")
-    await create_topics(kafka_client(settings), topic, dlq)
+    commands = unique("commands")
+    await create_topics(kafka_client(settings), topic, dlq, commands)
     admin = AIOKafkaAdminClient(**kafka_client(settings).aiokafka_kwargs())
     await admin.start()
     try:
@@ -63,6 +69,7 @@ async def pair(
                 topic=topic,
                 dlq=dlq,
                 kafka={"linger_ms": 0},
+                commands=commands,
                 instance=f"{unique('gw')}-{n}",
                 sessions_topic=sessions,
             ),
@@ -76,7 +83,7 @@ async def pair(
         gateway.start()
     await asyncio.gather(*(gateway.wait_ready() for gateway in gateways))
     try:
-        yield Pair(gateways[0], gateways[1], (ports[0], ports[1]), topic, settings)
+        yield Pair(gateways[0], gateways[1], (ports[0], ports[1]), topic, commands, settings)
     finally:
         for gateway in gateways:
             gateway.resume()
@@ -197,3 +204,59 @@ async def test_a_frozen_holder_writes_nothing_for_a_device_that_moved_away(pair:
     assert sorted(seen) == ["dev-zombie:1", "dev-zombie:2"]  # each once: no zombie write
     fresh.close()
     stale.close()
+
+
+async def _send_command(pair: Pair, device_id: str, command_id: str) -> None:
+    kafka = kafka_client(pair.settings)
+    subject = "iot.commands.v1-value"
+    async with open_registry("embedded", kafka) as registry:
+        registered = await registry.register(subject, SchemaCatalog.load().latest(subject))
+    value = encode(
+        {
+            "command_id": command_id,
+            "device_id": device_id,
+            "name": "reboot",
+            "params": {},
+            "issued_at": int(time.time() * 1000),
+            "expires_at": None,
+        },
+        registered,
+    )
+    producer = AIOKafkaProducer(**kafka.aiokafka_kwargs(), acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(pair.commands, value=value, key=device_id.encode())
+    finally:
+        await producer.stop()
+
+
+async def _queued(gateway: GatewayProcess) -> float:
+    stats = await asyncio.to_thread(gateway.stats)
+    return float(stats["metrics"].get("iot_gateway_downlink_total{outcome=queued}", 0))
+
+
+async def test_a_command_sent_while_away_reaches_the_device_on_another_process(
+    pair: Pair,
+) -> None:
+    device, _ = await Device.connect(pair.ports[0], "dev-away", clean=False)
+    device.send(
+        mqtt5.SubscribePacket(
+            1, [mqtt5.TopicFilter("devices/dev-away/commands", max_qos=mqtt5.QoS.AT_LEAST_ONCE)]
+        )
+    )
+    assert isinstance(await device.next_packet(), mqtt5.SubAckPacket)
+    device.send(mqtt5.DisconnectPacket())
+    device.close()
+    await asyncio.sleep(2.0)  # both processes read the commands topic from its end by now
+    await _send_command(pair, "dev-away", "cmd-while-away")
+    async with asyncio.timeout(30):  # the first process queues it in the session's record
+        while await _queued(pair.first) < 1:  # noqa: ASYNC110 - another process's counter
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # and writes the record (in the background)
+    back, present = await Device.connect(pair.ports[1], "dev-away", clean=False)
+    assert present
+    command = await back.next_packet()
+    assert isinstance(command, mqtt5.PublishPacket)
+    assert json.loads(command.payload)["command_id"] == "cmd-while-away"
+    back.send(mqtt5.PubAckPacket(command.packet_id or 0))
+    back.close()

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iot_gateway.edge.directory import Directory, SessionRecord, Takeover, claim
+from iot_gateway.edge.sessions import Outgoing
 
 
 def _claim(principal: str = "dev-1", owner: str = "gw-1", *, clean: bool = False) -> bytes:
@@ -98,3 +99,28 @@ def test_the_latest_claim_always_wins_whatever_the_stale_updates(
     else:
         assert record is not None
         assert (record.owner, record.epoch) == newest
+
+
+def test_queued_commands_follow_the_session_to_its_next_holder() -> None:
+    directory = Directory()
+    directory.apply("c1", _claim(), 1)
+    record = directory.get("c1")
+    assert record is not None
+    away = SessionRecord(
+        "c1",
+        "dev-1",
+        "gw-1",
+        1,
+        False,
+        60,
+        9_000,
+        {"devices/dev-1/commands": 1},
+        {7: Outgoing("devices/dev-1/commands", b'{"x":1}', "cmd-1", None)},
+    )
+    directory.apply("c1", away.update(), 2)
+    assert directory.waiting_for("gw-1", "devices/dev-1/commands") == [away]
+    assert directory.waiting_for("gw-2", "devices/dev-1/commands") == []
+    directory.apply("c1", _claim(owner="gw-2"), 3)
+    claimed = directory.claimed("c1", 3)
+    assert claimed is not None
+    assert claimed.record.outgoing == away.outgoing
