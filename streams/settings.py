@@ -15,7 +15,7 @@ from pydantic_settings import SettingsConfigDict
 
 from contracts.kafka import KafkaClientSettings
 from contracts.settings_file import FileSettings, load_settings
-from contracts.topics import ALERTS, COMMANDS, TELEMETRY, TELEMETRY_DLQ
+from contracts.topics import ALERTS, COMMANDS, DEVICE_EVENTS, TELEMETRY, TELEMETRY_DLQ
 from streams.errors import ConfigError
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -62,6 +62,8 @@ class QuerySettings(BaseModel):
     model_config = _STRICT
     enabled: bool = True
     dlq_topic: str = TELEMETRY_DLQ.name
+    presence_topic: str = DEVICE_EVENTS.name
+    """Where the gateways write connects and disconnects (the ``presence`` of a device)."""
     read_connections: int = Field(2, ge=1, le=16)
     """Store instances used for reads only (own connections, so reads never queue behind a
     batch commit)."""

@@ -187,7 +187,13 @@ class EdgeServer:
             }
         )
         key = principal.encode()
-        headers = (("event_id", event_id.encode()), ("device_id", key))
+        headers = (  # what a reader needs without decoding (streams.query.presence)
+            ("event_id", event_id.encode()),
+            ("device_id", key),
+            ("kind", kind.encode()),
+            ("ts", str(stamp).encode()),
+            *((("reason", reason.encode()),) if reason else ()),
+        )
         sink.put(KafkaRecord(self.settings.presence_topic, key, value, headers), _ignore, now)
 
     def count_received(self, route: str | None) -> None:

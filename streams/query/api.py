@@ -29,6 +29,7 @@ from streams.query.history import alert_history
 from streams.query.logtail import LogReader, parse_vector
 from streams.query.metrics import QueryMetrics
 from streams.query.positions import LogPositions, topic_partitions
+from streams.query.presence import Presence
 from streams.query.service import QueryService
 from streams.query.slots import ClientSlots, Refusal
 from streams.query.sse import SseLimits, Subscriptions, stream_log
@@ -61,6 +62,7 @@ class QueryApi:
         self.service: QueryService | None = None
         self._positions: LogPositions | None = None
         self._dlq: DlqRejections | None = None
+        self._presence: Presence | None = None
         self.alert_partitions = 0
 
     async def start(self) -> None:
@@ -77,7 +79,12 @@ class QueryApi:
             self._readers.append(await asyncio.to_thread(open_store, settings.store))
         counts = await topic_partitions(
             settings.kafka,
-            [settings.telemetry_topic, settings.alerts_topic, settings.query.dlq_topic],
+            [
+                settings.telemetry_topic,
+                settings.alerts_topic,
+                settings.query.dlq_topic,
+                settings.query.presence_topic,
+            ],
         )
         self.alert_partitions = counts[settings.alerts_topic]
         positions = LogPositions(
@@ -94,12 +101,17 @@ class QueryApi:
             settings.kafka, settings.query.dlq_topic, counts[settings.query.dlq_topic]
         )
         self._dlq.start()
-        self.service = QueryService(self._readers, positions, self._dlq)
+        self._presence = Presence(
+            settings.kafka, settings.query.presence_topic, counts[settings.query.presence_topic]
+        )
+        self._presence.start()
+        self.service = QueryService(self._readers, positions, self._dlq, self._presence)
 
     async def stop(self) -> None:
         self.subscriptions.stopping.set()
-        if self._dlq is not None:
-            await self._dlq.stop()
+        for fold in (self._dlq, self._presence):
+            if fold is not None:
+                await fold.stop()
         if self._positions is not None:
             await self._positions.stop()
         for store in self._readers:

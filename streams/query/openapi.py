@@ -139,6 +139,13 @@ def openapi_document() -> dict[str, Any]:
             count=_INT,
             last_seq={"type": ["integer", "null"]},
             metrics={"type": "object", "additionalProperties": metric},
+            presence=_obj(
+                ["online", "since", "reason", "caught_up"],
+                online={"type": ["boolean", "null"]},
+                since={"type": ["integer", "null"]},
+                reason={"type": ["string", "null"]},
+                caught_up={"type": "boolean"},
+            ),
             consistency=_ref("Consistency"),
         ),
         "DeviceList": _obj(

@@ -21,6 +21,7 @@ from streams.query.dlq import DlqRejections
 from streams.query.errors import BadParameterError, UnknownDeviceError
 from streams.query.params import AggregatesQuery, AlertsQuery, Consistency, DevicesQuery
 from streams.query.positions import LogPositions, Reflects
+from streams.query.presence import Presence
 from streams.query.shapes import alert_json, device_json, loss_json, window_json
 from streams.store.port import Store
 from streams.store.sqlite import SqliteStore
@@ -40,6 +41,7 @@ class QueryService:
         readers: list[Store],
         positions: LogPositions,
         dlq: DlqRejections,
+        presence: Presence,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -50,6 +52,7 @@ class QueryService:
         self._inline = all(isinstance(reader, SqliteStore) for reader in readers)
         self.positions = positions
         self.dlq = dlq
+        self.presence = presence
         self._clock = clock
 
     async def _read(self, read: Callable[[Store], T]) -> T:
@@ -91,7 +94,11 @@ class QueryService:
 
     async def device(self, device_id: str, consistency: Consistency) -> dict[str, object]:
         state, reflects = await self._device(device_id, consistency)
-        return {**device_json(state), "consistency": reflects.as_json()}
+        return {
+            **device_json(state),
+            "presence": self.presence.of(device_id),
+            "consistency": reflects.as_json(),
+        }
 
     async def aggregates(
         self, device_id: str, query: AggregatesQuery, consistency: Consistency

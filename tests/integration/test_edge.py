@@ -449,10 +449,12 @@ async def test_connects_and_disconnects_are_presence_events(edge: Edge) -> None:
         assert await reader.read(64) != b""  # DISCONNECT 0x8D, then the end
         await reader.read(64)
     writer.close()
-    events = [
-        decode(r.value, edge.schemas)  # type: ignore[attr-defined]
-        for r in await _records(edge.kafka, edge.presence, 4)
-    ]
+    records = await _records(edge.kafka, edge.presence, 4)
+    events = [decode(r.value, edge.schemas) for r in records]  # type: ignore[attr-defined]
+    headers = [dict(r.headers) for r in records]  # type: ignore[attr-defined]
+    assert [h["kind"] for h in headers] == [b"CONNECTED", b"DISCONNECTED"] * 2
+    assert headers[3]["reason"] == b"keep-alive timeout"  # what the query API folds
+    assert [int(h["ts"]) for h in headers] == [e["ts"] for e in events]
     assert [(e["device_id"], e["kind"], e["reason"]) for e in events] == [
         (device_id, "CONNECTED", None),
         (device_id, "DISCONNECTED", "the client disconnected"),

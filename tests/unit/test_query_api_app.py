@@ -427,7 +427,7 @@ def test_paging_alerts_returns_each_state_once(
     rows: list[tuple[int, int, bool]], limit: int
 ) -> None:
     states = [AlertState(f"d-{d:02d}", f"r{r}", active, 0, 1.0, "e") for d, r, active in rows]
-    service = QueryService([_AlertStore(states)], _Positions(), None)  # type: ignore[list-item, arg-type]
+    service = QueryService([_AlertStore(states)], _Positions(), None, None)  # type: ignore[list-item, arg-type]
 
     async def every_page() -> list[tuple[object, object]]:
         seen: list[tuple[object, object]] = []

@@ -1,0 +1,30 @@
+"""The presence fold: a device's latest connect or disconnect says whether it is online."""
+
+from __future__ import annotations
+
+from contracts.kafka import KafkaClientSettings
+from streams.query.presence import Presence
+
+
+def _event(kind: str, ts: int, reason: str | None = None) -> dict[str, bytes]:
+    headers = {"kind": kind.encode(), "ts": str(ts).encode()}
+    if reason is not None:
+        headers["reason"] = reason.encode()
+    return headers
+
+
+def test_the_latest_event_decides_and_other_kinds_are_passed_over() -> None:
+    presence = Presence(KafkaClientSettings(), "events", 0, max_devices=2)
+    assert presence.of("d1")["online"] is None  # nothing seen yet
+    presence.take(b"d1", _event("CONNECTED", 1_000))
+    assert presence.of("d1") == {"online": True, "since": 1_000, "reason": None, "caught_up": True}
+    presence.take(b"d1", _event("REGISTERED", 1_500))  # not a connection event
+    presence.take(b"d1", _event("DISCONNECTED", 2_000, "keep-alive timeout"))
+    assert presence.of("d1")["online"] is False
+    assert presence.of("d1")["reason"] == "keep-alive timeout"
+    presence.take(None, _event("CONNECTED", 3_000))  # no key: no device
+    presence.take(b"d2", _event("CONNECTED", 3_000))
+    presence.take(b"d3", _event("CONNECTED", 3_000))  # beyond max_devices: not tracked
+    assert presence.of("d3")["online"] is None
+    presence.take(b"d2", {"kind": b"CONNECTED", "ts": b"not a number"})
+    assert presence.of("d2")["since"] == 0
