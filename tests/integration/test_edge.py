@@ -462,3 +462,29 @@ async def test_connects_and_disconnects_are_presence_events(edge: Edge) -> None:
         (device_id, "DISCONNECTED", "keep-alive timeout"),
     ]
     assert events[0]["attributes"]["protocol"] == "5.0"
+
+
+@pytest.mark.parametrize("version", ["mqttv311", "mqttv5"])
+async def test_mosquitto_sub_as_a_device_receives_its_command(edge: Edge, version: str) -> None:
+    device_id, password = edge.device(0)
+    await _downlink_reading(edge)
+    process = await asyncio.create_subprocess_exec(
+        "mosquitto_sub",
+        *("-h", "127.0.0.1", "-p", str(edge.port), "-V", version, "-q", "1", "-C", "1"),
+        *("-W", "30", "-i", f"{device_id}-sub", "-u", device_id, "-P", password),
+        *("-t", f"devices/{device_id}/commands"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(20):  # until its SUBSCRIBE was granted
+            while not edge.server.sessions.subscribers(f"devices/{device_id}/commands"):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        await _send_commands(edge, device_id, f"c-{version}")
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, err
+    assert json.loads(out)["command_id"] == f"c-{version}"
