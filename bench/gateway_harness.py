@@ -23,17 +23,20 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import gateway_ingest_report as report
 from bench.loadgen import PASSWORD_ENV, drop_sessions
 from bench.procs import Children, CpuWindow, Spawned
 from contracts.kafka import KafkaClientSettings
+from contracts.topics import EDGE_SESSIONS
 from devstack.clients import MqttLogin, client_env
 from tests.clients import AUTHORIZATION_OFF
 
@@ -41,6 +44,14 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SUBJECT = "iot.telemetry.v1-value"
 PARTITIONS = 6
+LOOPS = ("asyncio", "uvloop")
+"""The gateway's ``event_loop`` settings the direct phases are measured on."""
+SESSIONS_TOPIC = EDGE_SESSIONS.name
+"""Direct gateways' default ``edge.sessions_topic``, which the benchmark's gateways keep: every
+CONNECT writes a claim there (acks=all) and reads it back before CONNACK."""
+_DECIDED_BY_CONFIG = ("IOT_GATEWAY_EVENT_LOOP", "IOT_GATEWAY_EDGE__SESSIONS_TOPIC")
+"""Environment variables (they win over the config file) that must not leak into the run's
+gateways from the caller's environment: the config files decide."""
 
 
 def log(message: str) -> None:
@@ -84,6 +95,70 @@ class Context:
             await admin.delete_topics(self.topics)
         finally:
             await admin.close()
+
+    async def sessions_topic_ends(self) -> dict[int, int]:
+        """End offset of each partition of the sessions topic (raises if it does not exist:
+        direct gateways would not start without it)."""
+        admin = AIOKafkaAdminClient(**self.kafka.aiokafka_kwargs())
+        await admin.start()
+        try:
+            described = await admin.describe_topics([SESSIONS_TOPIC])
+        finally:
+            await admin.close()
+        if not described or described[0]["error_code"] or not described[0]["partitions"]:
+            raise RuntimeError(f"no topic {SESSIONS_TOPIC}: direct mode needs it ({described})")
+        tps = [TopicPartition(SESSIONS_TOPIC, p["partition"]) for p in described[0]["partitions"]]
+        consumer = AIOKafkaConsumer(**self.kafka.aiokafka_kwargs(), group_id=None)
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(tps)
+        finally:
+            await consumer.stop()
+        return {tp.partition: offset for tp, offset in sorted(ends.items())}
+
+    async def drop_edge_sessions(self, since: dict[int, int]) -> dict[str, int]:
+        """Tombstones, in the shared sessions topic, for the client ids of this run (they name
+        the run id) whose latest record since the offsets ``since`` is not one already: the
+        run's direct gateways delete an ended session at their next sweep, but are often
+        stopped before it. Returns what was read and written."""
+        ends = await self.sessions_topic_ends()
+        latest: dict[bytes, bool] = {}  # key -> its latest record is a tombstone
+        read = 0
+        consumer = AIOKafkaConsumer(
+            **self.kafka.aiokafka_kwargs(), group_id=None, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(SESSIONS_TOPIC, p) for p in ends]
+            consumer.assign(partitions)
+            for tp in partitions:
+                consumer.seek(tp, since.get(tp.partition, 0))
+            run_id = self.run_id.encode()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                at = {tp.partition: await consumer.position(tp) for tp in partitions}
+                if all(at[p] >= end for p, end in ends.items()):
+                    break
+                batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+                for records in batches.values():
+                    for record in records:
+                        read += 1
+                        if record.key is not None and run_id in record.key:
+                            latest[record.key] = record.value is None
+        finally:
+            await consumer.stop()
+        live = [key for key, gone in latest.items() if not gone]
+        if live:
+            producer = AIOKafkaProducer(
+                **self.kafka.aiokafka_kwargs(), enable_idempotence=True, acks="all"
+            )
+            await producer.start()
+            try:
+                sent = [await producer.send(SESSIONS_TOPIC, None, key=key) for key in live]
+                await asyncio.gather(*sent)
+            finally:
+                await producer.stop()
+        return {"records_read": read, "client_ids": len(latest), "tombstones_written": len(live)}
 
     def window(self, **pids: int | None) -> CpuWindow:
         """CPU accounting for the shared servers plus ``pids``."""
@@ -205,17 +280,27 @@ class Gateway:
     in bridge mode its MQTT client id, in direct mode its ``edge.instance``."""
 
     def __init__(
-        self, ctx: Context, config: Path, client_id: str, mode: Literal["bridge", "direct"]
+        self,
+        ctx: Context,
+        config: Path,
+        client_id: str,
+        mode: Literal["bridge", "direct"],
+        loop: str = "asyncio",
     ) -> None:
         self.ctx, self.config, self.client_id, self.mode = ctx, config, client_id, mode
+        self.loop = loop
+        """The ``event_loop`` its config file asks for."""
         self.log = ctx.tmp / f"{client_id}.log"
         self.http_port = free_port()
         self.child: Spawned | None = None
+        self.ready_at: float | None = None
+        """Wall-clock time (epoch s) it was first seen ready."""
         ctx.gateways.append(self)
 
     async def start(self, profile_to: Path | None = None) -> None:
+        inherited = {k: v for k, v in os.environ.items() if k not in _DECIDED_BY_CONFIG}
         env = {
-            **os.environ,
+            **inherited,
             **client_env("IOT_GATEWAY_", self.ctx.kafka, self.ctx.login),
             **AUTHORIZATION_OFF,  # the admin publishes for every simulated device
             "IOT_GATEWAY_HTTP__PORT": str(self.http_port),
@@ -253,6 +338,7 @@ class Gateway:
                 raise RuntimeError(f"gateway exited: {self.log.read_text()[-2000:]}")
             with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
                 if json.loads(await self.get("/stats")).get("ready"):
+                    self.ready_at = time.time()
                     return
             await asyncio.sleep(0.2)
         raise RuntimeError(f"gateway not ready: {self.log.read_text()[-2000:]}")
@@ -287,6 +373,40 @@ class Gateway:
     async def stop(self) -> int | None:
         return await self.child.stop(30) if self.child else None
 
+    def observed_loop(self) -> str | None:
+        """The event loop the running process is on, as its open files show: libuv (uvloop)
+        keeps an eventfd, asyncio's selector loop does not (it wakes itself through a socket
+        pair). None if the process is gone."""
+        if self.pid is None:
+            return None
+        try:
+            fds = list(Path(f"/proc/{self.pid}/fd").iterdir())
+        except OSError:
+            return None
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == "anon_inode:[eventfd]":
+                    return "uvloop"
+        return "asyncio"
+
+    def stalls(self) -> dict[str, list[float]]:
+        """The gateway's "this process did not run for N s" warnings (its sessions view was
+        voided and records held back until confirmed again): the seconds of each, split into
+        those logged up to the moment it was seen ready (start-up) and after (serving)."""
+        found: dict[str, list[float]] = {"startup": [], "serving": []}
+        with contextlib.suppress(OSError):
+            for line in self.log.read_text(errors="replace").splitlines():
+                match = _STALL.search(line)
+                if match is None:
+                    continue
+                try:
+                    at = datetime.fromisoformat(json.loads(line)["ts"]).timestamp()
+                except (ValueError, KeyError, TypeError):
+                    at = float("inf")
+                serving = self.ready_at is None or at > self.ready_at
+                found["serving" if serving else "startup"].append(float(match.group(1)))
+        return found
+
     def problems(self, limit: int = 10) -> dict[str, Any]:
         """Warnings and errors in the gateway's log (JSON lines), less the two warnings every
         benchmark gateway logs on purpose (authorization and logins switched off)."""
@@ -308,6 +428,7 @@ class Gateway:
 
 
 _EXPECTED_WARNINGS = ("AUTHORIZATION IS DISABLED", "LOGINS ARE NOT CHECKED")
+_STALL = re.compile(r"did not run for (\d+(?:\.\d+)?)s")
 
 
 # ---------------------------------------------------------------------------- own broker
@@ -382,14 +503,24 @@ def pyinstrument() -> str:
 
 
 def write_gateway_config(
-    ctx: Context, prefix: str, topic: str, edge: dict[str, Any] | None = None
+    ctx: Context,
+    prefix: str,
+    topic: str,
+    edge: dict[str, Any] | None = None,
+    loop: str = "asyncio",
+    *,
+    sessions_topic: bool = True,
 ) -> Path:
     """A gateway config confined to ``<prefix>/devices/+/telemetry`` and this run's topics.
 
     Without ``edge``, bridge mode (a shared subscription on the dev stack's broker); with it,
     direct mode, serving devices itself with these ``edge`` settings (a port, an instance
-    name), written to ``<instance>.yaml``. Authorization is off either way (also by name in
-    the environment, ``AUTHORIZATION_OFF``): the benchmark measures ingest, not the policy.
+    name), written to ``<instance>.yaml``; direct gateways keep the default sessions topic
+    (``SESSIONS_TOPIC``) unless ``sessions_topic`` is false (``--edge-sessions off``, for an
+    A/B of what the claims cost). Authorization is off either way (also by name in the environment,
+    ``AUTHORIZATION_OFF``): the benchmark measures ingest, not the policy. ``loop`` other than
+    ``asyncio`` becomes the top-level ``event_loop`` (asyncio is the default, so the file
+    stays valid for a ``--gateway-src`` tree older than the setting).
     """
     a = ctx.args
     config: dict[str, Any] = {
@@ -418,8 +549,14 @@ def write_gateway_config(
         "policy": {"enabled": False},
     }
     if edge is not None:
+        if "sessions_topic" in edge:
+            raise ValueError("the benchmark's direct gateways keep the default sessions topic")
         config["edge"] = {"host": "127.0.0.1", **edge}
+        if not sessions_topic:
+            config["edge"]["sessions_topic"] = None
         del config["mqtt"]
+    if loop != "asyncio":
+        config["event_loop"] = loop
     name = prefix if edge is None else edge["instance"]
     path = ctx.tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -3,13 +3,14 @@ mode, next to the raw limits, in the same run.
 
 Run from the repository root, with Mosquitto and Kafka up (``make up``)::
 
-    .venv/bin/python -m bench.gateway_ingest                 # 3 interleaved repeats, ~8 min
+    .venv/bin/python -m bench.gateway_ingest                 # 3 interleaved repeats, ~12 min
     .venv/bin/python -m bench.gateway_ingest --repeat 1 --measure 8      # a quicker look
     .venv/bin/python -m bench.gateway_ingest --profile 20    # + pyinstrument profiles
 
 Writes ``bench/results/gateway_ingest.json`` and ``bench/results/gateway_ingest_*.png``
-(``--profile`` also ``gateway_ingest_profile.txt``, bridge mode, and
-``gateway_direct_profile.txt``, direct mode; ``--profile-modes`` picks). Everything runs on
+(``--profile`` also ``gateway_ingest_profile.txt``, bridge mode, ``gateway_direct_profile.txt``,
+direct mode, and ``gateway_connect_profile.txt``, direct mode's connection set-up;
+``--profile-modes`` picks). Everything runs on
 loopback against the shared dev servers (the dev stack the ``IOT_*`` variables name, as
 ``iotctl dev`` does: its Kafka and MQTT ports; on a secured stack every client of this
 benchmark, the gateways, the load generator, ``mosquitto_sub`` and ``kcat`` included,
@@ -21,6 +22,14 @@ benchmark's own processes with their own config files in a temp dir (direct ones
 loopback ports); the dev stack's gateway (share group ``gw``) never sees this traffic. A
 run is bounded (``--max-seconds``), stops every process it started (by pid) and drops the
 MQTT sessions it created, so the broker keeps nothing queued for them.
+
+One thing is shared: direct gateways claim their sessions in the dev stack's compacted
+``iot.edge-sessions.v1`` (the gateway's default ``edge.sessions_topic``, which they keep: the
+claim is part of what a CONNECT costs; ``--edge-sessions off`` turns it off for an A/B). At
+the end the run writes a tombstone for each of its client ids still there (``sessions_topic``
+in the results), so no process keeps them in its fold. The records stay in the log until
+compaction (a full run adds about 57,000), and every direct gateway reads the whole log when
+it starts.
 
 ``--broker own`` runs the raw-limit and bridge phases against a Mosquitto of the run's own
 instead (free loopback port, anonymous, the dev stack's persistence and queue settings;
@@ -64,7 +73,9 @@ follows Kafka's ack; no broker in the path):
 ``direct_x1``      one direct gateway, the load generator connected to it directly
                    (``--direct-connections``), unthrottled: its windows (the gateway's Receive
                    Maximum per connection) are the back-pressure. Throughput = records
-                   acknowledged by Kafka per second after the warm-up; gateway CPU per message.
+                   acknowledged by Kafka per second after the warm-up; gateway CPU per message;
+                   the gateway's "did not run for N s" stalls (its view of the session claims
+                   then expires and records wait until it is confirmed again).
 ``direct_x2``      two direct gateways sharing one port (SO_REUSEPORT): the kernel spreads the
                    load generator's connections (the split is recorded).
 ``direct_latency`` one direct gateway at 5,000 msg/s: publish -> PUBACK latency of every
@@ -72,6 +83,14 @@ follows Kafka's ack; no broker in the path):
                    the Kafka ack); never-acknowledged ones count as infinitely late.
 ``direct_connect`` connections per second: ``--connect-count`` MQTT 5 connections (TCP, CONNECT,
                    CONNACK), ``--connect-concurrency`` at a time, held open until all are up.
+                   Each CONNACK waits for the session's claim: written to the sessions topic
+                   (acks=all) and read back.
+
+Each direct phase runs on asyncio (the gateway's default ``event_loop``) and, right after,
+the same on uvloop (``direct_x1_uvloop``, ``direct_x2_uvloop``, ``direct_latency_uvloop``,
+``direct_connect_uvloop``); every second repeat runs the uvloop one first, so drift in the
+background load does not favor one loop. ``summary.uvloop_vs_asyncio`` has the ratios
+(per repeat, then their median).
 
 The machine has 2 cores shared by the broker, Kafka, the load generator, the gateways and
 whatever else runs (so two gateways never both get a whole core). Every phase records the
@@ -91,6 +110,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 import uuid
@@ -106,9 +126,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench import gateway_direct as direct
 from bench import gateway_ingest_report as report
 from bench.gateway_harness import (
+    LOOPS,
     PARTITIONS,
     RESULTS,
     ROOT,
+    SESSIONS_TOPIC,
     SUBJECT,
     Context,
     LoadGen,
@@ -131,13 +153,14 @@ LATENCY_RATE = 5_000.0
 HOT_PATH = (
     "bridge.py", "ingest.py", "codecs.py", "sink.py", "acks.py",
     "edge/connection.py", "edge/server.py", "edge/wire.py", "edge/v5.py",
+    "edge/session_log.py", "edge/directory.py",
 )  # fmt: skip
 """The gateway's files (under ``iot_gateway/``) whose hashes identify what was measured."""
 PHASES = (
     "loadgen", "mosquitto_sub", "kcat", "gateway_x1", "gateway_x2", "latency",
     *direct.DIRECT_PHASES,
 )  # fmt: skip
-PROFILE_MODES = ("bridge", "direct")
+PROFILE_MODES = ("bridge", "direct", "connect")
 
 
 # ---------------------------------------------------------------------------- raw limits
@@ -504,7 +527,9 @@ async def phase_profile(ctx: Context, seconds: float) -> dict[str, Any]:
 
 def environment(ctx: Context) -> dict[str, Any]:
     gateway_dir = Path(ctx.args.gateway_src) / "iot_gateway"
-    packages = ("aiokafka", "aiomqtt", "paho-mqtt", "fastavro", "mqtt5", "prometheus-client")
+    packages = (
+        "aiokafka", "aiomqtt", "paho-mqtt", "fastavro", "mqtt5", "prometheus-client", "uvloop",
+    )  # fmt: skip
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -519,6 +544,23 @@ def environment(ctx: Context) -> dict[str, Any]:
             for name in HOT_PATH
         },
         "infra_pids": ctx.infra,
+        "git": _git(Path(ctx.args.gateway_src)),
+    }
+
+
+def _git(tree: Path) -> dict[str, Any]:
+    """The commit of the tree the gateways ran from, and whether its gateway was edited."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(tree), *args],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        return done.stdout.strip()
+
+    return {
+        "head": git("rev-parse", "HEAD") or None,
+        "gateway_edited": bool(git("status", "--porcelain", "--", "iot_gateway", "iotctl")),
     }
 
 
@@ -542,9 +584,18 @@ async def run(args: argparse.Namespace, stack: DevStackSettings) -> dict[str, An
         "phases": {name: [] for name in PHASES if name in args.phases},
     }
     broker_dir = None
+    sessions_since: dict[int, int] | None = None
     async with aiohttp.ClientSession() as http:
         ctx = Context(args, run_id, tmp, Children(), http, infra, kafka, login)
         try:
+            if any(name.startswith("direct") for name in args.phases) or (
+                args.profile and {"direct", "connect"} & set(args.profile_modes)
+            ):
+                sessions_since = await ctx.sessions_topic_ends()  # it exists: checked here
+                results["sessions_topic"] = {
+                    "name": SESSIONS_TOPIC,
+                    "records_before": sum(sessions_since.values()),
+                }
             if args.broker == "own":
                 broker_dir = await use_own_broker(ctx)
             results["settings"] = {
@@ -556,6 +607,10 @@ async def run(args: argparse.Namespace, stack: DevStackSettings) -> dict[str, An
                 results["profile"] = await phase_profile(ctx, args.profile)
             if args.profile and "direct" in args.profile_modes:
                 results["profile_direct"] = await direct.phase_profile(ctx, args.profile)
+            if args.profile and "connect" in args.profile_modes:
+                results["profile_connect"] = await direct.phase_profile_connect(
+                    ctx, args.profile_loop
+                )
         except BaseException:
             _log_gateway_problems(ctx)  # their logs go with tmp
             raise
@@ -563,6 +618,13 @@ async def run(args: argparse.Namespace, stack: DevStackSettings) -> dict[str, An
             await ctx.children.stop_all()
             with contextlib.suppress(Exception):
                 await ctx.drop_sessions(ctx.sessions)
+            if sessions_since is not None:
+                try:
+                    dropped = await ctx.drop_edge_sessions(sessions_since)
+                    results["sessions_topic"] |= dropped
+                    log(f"{SESSIONS_TOPIC}: {dropped}")
+                except Exception as exc:  # reported; the cleanup goes on
+                    log(f"{SESSIONS_TOPIC}: this run's sessions not dropped: {exc!r}")
             with contextlib.suppress(Exception):
                 await ctx.delete_topics()
             shutil.rmtree(tmp, ignore_errors=True)
@@ -597,16 +659,40 @@ async def _repeats(ctx: Context, results: dict[str, Any]) -> None:
             "gateway_x1": partial(phase_saturated, ctx, f"one{repeat}", 1),
             "gateway_x2": partial(phase_saturated, ctx, f"two{repeat}", 2),
             "latency": partial(phase_latency, ctx, repeat),
-            "direct_x1": partial(direct.phase_saturated, ctx, f"done{repeat}", 1),
-            "direct_x2": partial(direct.phase_saturated, ctx, f"dtwo{repeat}", 2),
-            "direct_latency": partial(direct.phase_latency, ctx, repeat),
-            "direct_connect": partial(direct.phase_connect, ctx, repeat),
         }
+        for loop in LOOPS:
+            tag = f"{repeat}{loop[:2]}"
+            steps |= {
+                direct.phase_name("direct_x1", loop): partial(
+                    direct.phase_saturated, ctx, f"done{tag}", 1, loop=loop
+                ),
+                direct.phase_name("direct_x2", loop): partial(
+                    direct.phase_saturated, ctx, f"dtwo{tag}", 2, loop=loop
+                ),
+                direct.phase_name("direct_latency", loop): partial(
+                    direct.phase_latency, ctx, repeat, loop
+                ),
+                direct.phase_name("direct_connect", loop): partial(
+                    direct.phase_connect, ctx, repeat, loop
+                ),
+            }
         if records is not None:
             steps["kcat"] = partial(phase_kcat, ctx, repeat, records, args.kcat_records)
-        for name in PHASES:
+        for name in _order(repeat):
             if name in args.phases:
                 results["phases"][name].append(await steps[name]())
+
+
+def _order(repeat: int) -> list[str]:
+    """``PHASES``, with each direct phase's loops in reverse order every second repeat."""
+    order = list(PHASES)
+    if repeat % 2 == 0:
+        for base in direct.DIRECT_BASE:
+            names = [direct.phase_name(base, loop) for loop in LOOPS]
+            slots = sorted(order.index(name) for name in names)
+            for slot, name in zip(slots, reversed(names), strict=True):
+                order[slot] = name
+    return order
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -626,11 +712,16 @@ def _parser() -> argparse.ArgumentParser:
     add("--broker", choices=("stack", "own"), default="stack", help="bridge/raw phases' broker")
     add("--direct-connections", type=int, default=16, help="loadgen connections, direct mode")
     add("--edge-receive-maximum", type=int, help="direct gateways' Receive Maximum")
+    add(
+        "--edge-sessions", choices=("on", "off"), default="on",
+        help="off: direct gateways without the sessions topic (no claims; an A/B only)",
+    )  # fmt: skip
     add("--connect-count", type=int, default=2_000, help="connections set up, direct_connect")
     add("--connect-concurrency", type=int, default=20, help="set up at once, direct_connect")
     add("--profile", type=float, default=0, help="seconds of pyinstrument profile at the end")
     add("--profile-modes", nargs="+", default=list(PROFILE_MODES), choices=PROFILE_MODES)
     add("--profile-session", type=Path, help="keep the bridge pyinstrument session file here")
+    add("--profile-loop", choices=LOOPS, default="asyncio", help="event loop, connect profile")
     add("--gateway-src", type=Path, default=ROOT, help="run gateways from this tree (A/B)")
     add("--keep-topics", action="store_true", help="do not delete this run's Kafka topics")
     add("--label", default="", help="free text stored with the results")

@@ -8,6 +8,7 @@ the PNG charts.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,25 @@ _LABELS = {
     "gateway_x1": "bridge x1 (Kafka-acked)",
     "gateway_x2": "bridge x2 (Kafka-acked)",
     "direct_x1": "direct x1 (Kafka-acked, then PUBACK)",
+    "direct_x1_uvloop": "direct x1 on uvloop",
     "direct_x2": "direct x2, one port (SO_REUSEPORT)",
+    "direct_x2_uvloop": "direct x2 on uvloop",
 }
-_COLORS = {"gateway": "tab:green", "direct": "tab:blue"}
+_COLORS = {"gateway": "tab:green", "direct": "tab:blue", "uvloop": "tab:purple"}
+UVLOOP_PAIRS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "x1_msg_s": ("direct_x1", ("rate",)),
+    "x2_msg_s": ("direct_x2", ("rate",)),
+    "x1_cpu_us_per_msg": ("direct_x1", ("gateway_cpu_us_per_msg",)),
+    "x2_cpu_us_per_msg": ("direct_x2", ("gateway_cpu_us_per_msg",)),
+    "puback_p50_ms_at_5k": ("direct_latency", ("puback", "p50_ms")),
+    "puback_p99_ms_at_5k": ("direct_latency", ("puback", "p99_ms")),
+    "cpu_us_per_msg_at_5k": ("direct_latency", ("gateway_cpu_us_per_msg",)),
+    "connections_per_s": ("direct_connect", ("rate",)),
+    "connack_p50_ms": ("direct_connect", ("connack_ms", "p50")),
+    "cpu_us_per_connection": ("direct_connect", ("gateway_cpu_us_per_connection",)),
+}
+"""uvloop vs asyncio: figure -> (asyncio phase, path to the value); the uvloop phase is the
+same name with ``_uvloop``."""
 
 
 # ---------------------------------------------------------------------------- analysis
@@ -160,7 +177,9 @@ def summarize(phases: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "gateway_x1": _stats(values("gateway_x1", "rate")),
         "gateway_x2": _stats(values("gateway_x2", "rate")),
         "direct_x1": _stats(values("direct_x1", "rate")),
+        "direct_x1_uvloop": _stats(values("direct_x1_uvloop", "rate")),
         "direct_x2": _stats(values("direct_x2", "rate")),
+        "direct_x2_uvloop": _stats(values("direct_x2_uvloop", "rate")),
     }
     latency = {
         "gateway_histogram_p50": _stats(values("latency", "gateway_histogram", "p50_ms")),
@@ -183,6 +202,16 @@ def summarize(phases: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             values("direct_latency", "gateway_histogram", "p99_ms")
         ),
         "direct_achieved_rate": _stats(values("direct_latency", "achieved_rate")),
+        "direct_uvloop_puback_p50": _late_stats(raw("direct_latency_uvloop", "puback", "p50_ms")),
+        "direct_uvloop_puback_p99": _late_stats(raw("direct_latency_uvloop", "puback", "p99_ms")),
+        "direct_uvloop_puback_max": _late_stats(raw("direct_latency_uvloop", "puback", "max_ms")),
+        "direct_uvloop_puback_never_acknowledged": _stats(
+            values("direct_latency_uvloop", "puback", "missing")
+        ),
+        "direct_uvloop_gateway_histogram_p99": _stats(
+            values("direct_latency_uvloop", "gateway_histogram", "p99_ms")
+        ),
+        "direct_uvloop_achieved_rate": _stats(values("direct_latency_uvloop", "achieved_rate")),
     }
     med = {k: (v["median"] if v else None) for k, v in throughput.items()}
     ratios: dict[str, float] = {}
@@ -197,6 +226,13 @@ def summarize(phases: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         one, two = med[f"{mode}_x1"], med[f"{mode}_x2"]
         if one and two:
             ratios[f"{mode}_x2/{mode}_x1"] = round(two / one, 2)
+    for name in ("direct_x1", "direct_x2"):
+        uv, base = med[f"{name}_uvloop"], med[name]
+        if uv and base:
+            ratios[f"{name}_uvloop/{name}"] = round(uv / base, 3)
+    one, two = med["direct_x1_uvloop"], med["direct_x2_uvloop"]
+    if one and two:
+        ratios["direct_x2_uvloop/direct_x1_uvloop"] = round(two / one, 2)
     e2e_p99 = raw("latency", "end_to_end", "p99_ms")
     gw_p99 = values("latency", "gateway_histogram", "p99_ms")
     e2e_met = bool(e2e_p99) and all(v is not None and v <= TARGET_P99_MS for v in e2e_p99)
@@ -210,6 +246,11 @@ def summarize(phases: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "direct_x1": direct_cpu,
             "direct_x2": _stats(values("direct_x2", "gateway_cpu_us_per_msg")),
             "direct_at_latency_rate": _stats(values("direct_latency", "gateway_cpu_us_per_msg")),
+            "direct_x1_uvloop": _stats(values("direct_x1_uvloop", "gateway_cpu_us_per_msg")),
+            "direct_x2_uvloop": _stats(values("direct_x2_uvloop", "gateway_cpu_us_per_msg")),
+            "direct_at_latency_rate_uvloop": _stats(
+                values("direct_latency_uvloop", "gateway_cpu_us_per_msg")
+            ),
         },
         "cpu_pct_of_one_core": {
             "gateways_in_x1": _stats(values("gateway_x1", "cpu_pct", "gateway0")),
@@ -231,20 +272,23 @@ def summarize(phases: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "loadgen_in_direct_x1": _stats(values("direct_x1", "cpu_pct", "loadgen")),
             "kafka_in_direct_x1": _stats(values("direct_x1", "cpu_pct", "kafka")),
             "other_during_direct_x1": _stats(values("direct_x1", "cpu_pct", "other")),
+            "gateways_in_direct_x1_uvloop": _stats(
+                values("direct_x1_uvloop", "cpu_pct", "gateway0")
+            ),
+            "other_during_direct_x1_uvloop": _stats(values("direct_x1_uvloop", "cpu_pct", "other")),
         },
         "msgs_per_gateway_cpu_second": {
             "x1": _stats(values("gateway_x1", "msgs_per_gateway_cpu_second")),
             "x2": _stats(values("gateway_x2", "msgs_per_gateway_cpu_second")),
         },
         "latency_ms_at_offered_rate": latency,
-        "direct_connect": {
-            "connections_per_s": _stats(values("direct_connect", "rate")),
-            "connack_p50_ms": _stats(values("direct_connect", "connack_ms", "p50")),
-            "connack_p99_ms": _stats(values("direct_connect", "connack_ms", "p99")),
-            "gateway_cpu_us_per_connection": _stats(
-                values("direct_connect", "gateway_cpu_us_per_connection")
-            ),
-            "failed": _stats(values("direct_connect", "failed")),
+        "direct_connect": _connect_stats(values, "direct_connect"),
+        "direct_connect_uvloop": _connect_stats(values, "direct_connect_uvloop"),
+        "uvloop_vs_asyncio": _uvloop_vs_asyncio(raw),
+        "stalls_while_serving": {
+            name: _stall_counts(phases.get(name, []))
+            for name in PHASE_ORDER_DIRECT
+            if phases.get(name)
         },
         "ratios": ratios,
         "targets": {
@@ -285,6 +329,66 @@ def summarize(phases: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     }
 
 
+PHASE_ORDER_DIRECT = (
+    "direct_x1", "direct_x1_uvloop", "direct_x2", "direct_x2_uvloop", "direct_latency",
+    "direct_latency_uvloop", "direct_connect", "direct_connect_uvloop",
+)  # fmt: skip
+
+
+def _connect_stats(values: Any, name: str) -> dict[str, Any]:
+    return {
+        "connections_per_s": _stats(values(name, "rate")),
+        "connack_p50_ms": _stats(values(name, "connack_ms", "p50")),
+        "connack_p99_ms": _stats(values(name, "connack_ms", "p99")),
+        "gateway_cpu_us_per_connection": _stats(values(name, "gateway_cpu_us_per_connection")),
+        "sessions_topic_records_per_connection": _stats(
+            [
+                float(records) / float(connected)
+                for records, connected in zip(
+                    values(name, "sessions_topic_records"), values(name, "connected"), strict=False
+                )
+                if connected
+            ]
+        ),
+        "failed": _stats(values(name, "failed")),
+    }
+
+
+def _uvloop_vs_asyncio(raw: Any) -> dict[str, Any]:
+    """For each figure of ``UVLOOP_PAIRS``: uvloop / asyncio per repeat (the two ran side by
+    side), their median, and both medians. Above 1 is better for rates, worse for CPU and
+    latency."""
+    found: dict[str, Any] = {}
+    for figure, (phase, path) in UVLOOP_PAIRS.items():
+        base, uv = raw(phase, *path), raw(f"{phase}_uvloop", *path)
+        pairs = [
+            round(u / b, 3)
+            for b, u in zip(base, uv, strict=False)
+            if isinstance(b, int | float) and isinstance(u, int | float) and b
+        ]
+        if not pairs:
+            continue
+        numbers = [float(v) for v in base if isinstance(v, int | float)]
+        uv_numbers = [float(v) for v in uv if isinstance(v, int | float)]
+        found[figure] = {
+            "asyncio_median": round(statistics.median(numbers), 2),
+            "uvloop_median": round(statistics.median(uv_numbers), 2),
+            "ratio_median": round(statistics.median(pairs), 3),
+            "ratios": pairs,
+        }
+    return found
+
+
+def _stall_counts(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many "did not run for N s" stalls each repeat's gateways logged while serving, and
+    the longest."""
+    stalls = [run.get("stalls_serving_s", []) for run in runs]
+    return {
+        "count_per_repeat": [len(found) for found in stalls],
+        "longest_s": max((s for found in stalls for s in found), default=None),
+    }
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     print("\nthroughput msg/s: median [min..max] over repeats")
     for name, value in summary["throughput_msg_s"].items():
@@ -294,14 +398,22 @@ def print_summary(summary: dict[str, Any]) -> None:
     for name, value in summary["gateway_cpu_us_per_msg"].items():
         if value:
             print(f"  gateway {name} CPU per message: {value['median']} us {value['values']}")
-    for name, value in summary.get("direct_connect", {}).items():
-        if value:
-            print(f"  direct connect {name}: {value['median']} {value['values']}")
+    for phase in ("direct_connect", "direct_connect_uvloop"):
+        for name, value in summary.get(phase, {}).items():
+            if value:
+                print(f"  {phase} {name}: {value['median']} {value['values']}")
     print("latency at the fixed offered rate, ms (None: beyond the wait, see missing):")
     for name, value in summary["latency_ms_at_offered_rate"].items():
         if value:
             print(f"  {name:32} {value['median']!s:>10}  {value['values']}")
     print("ratios:", json.dumps(summary["ratios"]))
+    print("uvloop / asyncio (median of per-repeat ratios):")
+    for name, value in summary.get("uvloop_vs_asyncio", {}).items():
+        print(
+            f"  {name:24} asyncio {value['asyncio_median']:>10,}  uvloop "
+            f"{value['uvloop_median']:>10,}  x{value['ratio_median']} {value['ratios']}"
+        )
+    print("stalls while serving:", json.dumps(summary.get("stalls_while_serving", {})))
     print("targets:", json.dumps(summary["targets"]))
 
 
@@ -317,12 +429,16 @@ def charts(results: dict[str, Any], out_dir: Path) -> list[str]:
         _throughput_chart(results, out_dir / "gateway_ingest_throughput.png"),
         _timeline_chart(results, out_dir / "gateway_ingest_timeline.png"),
     ]
-    if results["phases"].get("latency") or results["phases"].get("direct_latency"):
+    if any(
+        results["phases"].get(p) for p in ("latency", "direct_latency", "direct_latency_uvloop")
+    ):
         written.append(_latency_chart(results, out_dir / "gateway_ingest_latency.png"))
     return written
 
 
 def _color(name: str) -> str:
+    if name.endswith("_uvloop"):
+        return _COLORS["uvloop"]
     return _COLORS.get(name.split("_", 1)[0], "tab:gray")
 
 
@@ -330,6 +446,7 @@ def _throughput_chart(results: dict[str, Any], path: Path) -> str:
     """Throughput of the raw limits, bridge and direct mode (left, log scale) and the
     gateways' CPU per message (right), medians of the repeats with min..max whiskers."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import NullFormatter  # noqa: PLC0415
 
     summary = results["summary"]
     fig, (ax, cpu_ax) = plt.subplots(
@@ -345,8 +462,14 @@ def _throughput_chart(results: dict[str, Any], path: Path) -> str:
     for value, color, style, label in targets:
         ax.axvline(value, color=color, ls=style, lw=1, label=label)
     ax.set_xscale("log")
+    if rows:  # from a power of ten, and only the decades labelled: minor labels collide
+        lowest = min(v["min"] for _, v in rows)
+        ax.set_xlim(left=10 ** math.floor(math.log10(max(lowest, 1.0))))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("msg/s (log scale; median of repeats, whiskers min..max)")
-    ax.set_title("Throughput: direct vs bridge vs raw limits, same run", fontsize=10)
+    ax.set_title(
+        "Throughput: direct (asyncio, uvloop) vs bridge vs raw limits, same run", fontsize=10
+    )
     ax.legend(loc="lower right", fontsize=7)
     cpu = summary["gateway_cpu_us_per_msg"]
     cpu_rows = [
@@ -354,7 +477,9 @@ def _throughput_chart(results: dict[str, Any], path: Path) -> str:
         for name, key in (
             ("gateway_x2", "x2"),
             ("gateway_x1", "x1"),
+            ("direct_x2_uvloop", "direct_x2_uvloop"),
             ("direct_x2", "direct_x2"),
+            ("direct_x1_uvloop", "direct_x1_uvloop"),
             ("direct_x1", "direct_x1"),
         )
         if cpu.get(key)
@@ -396,6 +521,8 @@ def _timeline_chart(results: dict[str, Any], path: Path) -> str:
         ("gateway_x2", "tab:green", ":"),
         ("direct_x1", "tab:blue", "-"),
         ("direct_x2", "tab:blue", ":"),
+        ("direct_x1_uvloop", "tab:purple", "-"),
+        ("direct_x2_uvloop", "tab:purple", ":"),
     )
     for name, color, style in lines:
         for index, run in enumerate(results["phases"].get(name, [])):
@@ -441,19 +568,24 @@ def _latency_chart(results: dict[str, Any], path: Path) -> str:
         p99 = run["gateway_histogram"]["p99_ms"]
         if p99 is not None:
             ax.plot([p99], [0.99], "g^", ms=6, label="bridge histogram p99" if not index else None)
-    for index, run in enumerate(results["phases"].get("direct_latency", [])):
-        puback = run["puback"]
-        acked = puback["samples"] / max(1, puback["samples"] + puback["missing"])
-        if run["puback_cdf"]:
-            ax.plot(
-                [x for x, _ in run["puback_cdf"]],
-                [y * acked for _, y in run["puback_cdf"]],
-                color="tab:blue",
-                alpha=0.5 + 0.5 * (index == 0),
-                lw=1.2,
-                label=f"direct, publish -> PUBACK (after the Kafka ack), repeat {index + 1}: "
-                f"p99 {puback['p99_ms']} ms, {puback['missing']} never acked",
-            )
+    direct = (
+        ("direct_latency", "tab:blue", "direct"),
+        ("direct_latency_uvloop", "tab:purple", "direct on uvloop"),
+    )
+    for phase, color, label in direct:
+        for index, run in enumerate(results["phases"].get(phase, [])):
+            puback = run["puback"]
+            acked = puback["samples"] / max(1, puback["samples"] + puback["missing"])
+            if run["puback_cdf"]:
+                ax.plot(
+                    [x for x, _ in run["puback_cdf"]],
+                    [y * acked for _, y in run["puback_cdf"]],
+                    color=color,
+                    alpha=0.5 + 0.5 * (index == 0),
+                    lw=1.2,
+                    label=f"{label}, publish -> PUBACK (after the Kafka ack), repeat {index + 1}: "
+                    f"p99 {puback['p99_ms']} ms, {puback['missing']} never acked",
+                )
     ax.axvline(TARGET_P99_MS, color="tab:green", ls="--", label="bridge target: p99 50 ms")
     ax.axvline(TARGET_DIRECT_P99_MS, color="tab:blue", ls="--", label="direct target: p99 20 ms")
     ax.axhline(0.99, color="gray", lw=0.5)

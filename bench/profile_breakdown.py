@@ -33,6 +33,10 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
          "iot_gateway/edge/server.py"),
     ),
     (
+        "sessions topic: claims, fold, freshness",
+        ("iot_gateway/edge/session_log.py", "iot_gateway/edge/directory.py"),
+    ),
+    (
         "ingest: JSON parse, checks, Avro encode",
         ("iot_gateway/ingest.py", "iot_gateway/codecs.py", "iot_gateway/ratelimit.py",
          "contracts/", "json/", "fastavro", "policy/"),
@@ -103,6 +107,37 @@ def breakdown(session_file: Path, sources: tuple[Path, ...] = ()) -> Breakdown:
         cpu_share=session.cpu_time / session.duration if session.duration else 0.0,
         loop_seconds=round(total, 3),
     )
+
+
+def cut(session_file: Path, start: float, end: float, out: Path) -> int:
+    """Writes to ``out`` the samples of a saved session taken between the wall-clock times
+    ``start`` and ``end`` (epoch s; samples are in time order, each with its duration), so
+    that one stretch of a process's life can be broken down alone; returns how many. Its
+    ``cpu_time`` is 0 (the session only has the whole run's): take CPU from ``/proc``."""
+    from pyinstrument.session import Session  # noqa: PLC0415 - only when profiling
+
+    session = Session.load(str(session_file))
+    at = session.start_time
+    kept = []
+    for record in session.frame_records:
+        if start <= at <= end:
+            kept.append(record)
+        at += record[1]
+    part = Session(
+        frame_records=kept,
+        start_time=max(start, session.start_time),
+        duration=sum(seconds for _, seconds in kept),
+        min_interval=session.min_interval,
+        max_interval=session.max_interval,
+        sample_count=len(kept),
+        start_call_stack=session.start_call_stack,
+        target_description=session.target_description,
+        cpu_time=0.0,
+        sys_path=session.sys_path,
+        sys_prefixes=session.sys_prefixes,
+    )
+    part.save(str(out))
+    return len(kept)
 
 
 def _find(frame: Frame, function: str) -> Frame | None:

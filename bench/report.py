@@ -163,9 +163,46 @@ def _gateway_direct(data: dict[str, Any], throughput: Any, limits: str) -> Itera
         _at_most(p99, 20.0),
     )
     rate = _get(data, "summary", "direct_connect", "connections_per_s", "median")
+    claimed = _get(data, "settings", "edge_sessions") != "off"
     yield Figure(
-        name, "direct mode connections/s (MQTT 5 CONNECT → CONNACK)", rate, "conn/s", "-", None
+        name,
+        "direct mode connections/s (MQTT 5 CONNECT → "
+        + ("claim in Kafka → CONNACK)" if claimed else "CONNACK, no sessions topic)"),
+        rate,
+        "conn/s",
+        "-",
+        None,
     )
+    yield from _gateway_uvloop(data)
+
+
+_UVLOOP_ROWS = (
+    ("x1_msg_s", "direct mode on uvloop, one process", "msg/s"),
+    ("x1_cpu_us_per_msg", "direct mode on uvloop, gateway CPU per message (saturated)", "µs"),
+    ("x2_msg_s", "direct mode on uvloop, two processes on one port", "msg/s"),
+    ("puback_p99_ms_at_5k", "direct mode on uvloop, publish → PUBACK p99 at 5k msg/s", "ms"),
+    ("connections_per_s", "direct mode on uvloop, connections/s", "conn/s"),
+)
+
+
+def _gateway_uvloop(data: dict[str, Any]) -> Iterator[Figure]:
+    """The direct-mode figures measured again with ``event_loop: uvloop``, each next to the
+    default loop's (asyncio) of the same run and the median of the per-repeat ratios."""
+    compared = _get(data, "summary", "uvloop_vs_asyncio") or {}
+    for key, what, unit in _UVLOOP_ROWS:
+        figure = compared.get(key)
+        if not figure:
+            continue
+        base, ratio = figure["asyncio_median"], figure["ratio_median"]
+        yield Figure(
+            "gateway_ingest",
+            what,
+            figure["uvloop_median"],
+            unit,
+            "-",
+            None,
+            f"asyncio {_number(base)} {unit}; uvloop/asyncio {ratio:.2f}x (median of repeats)",
+        )
 
 
 def stream_worker(data: dict[str, Any]) -> Iterator[Figure]:

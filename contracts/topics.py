@@ -32,7 +32,8 @@ DEVICE_EVENTS = TopicSpec(
 EDGE_SESSIONS = TopicSpec(
     "iot.edge-sessions.v1",
     "the gateways' MQTT sessions (direct mode): claims and state, key = client id, JSON",
-    config=MappingProxyType({"cleanup.policy": "compact"}),
+    # A state topic: compact it within the hour, so a restarted gateway reads little.
+    config=MappingProxyType({"cleanup.policy": "compact", "segment.ms": "3600000"}),
 )
 
 PLATFORM_TOPICS: tuple[TopicSpec, ...] = (

@@ -105,6 +105,9 @@ class EdgeSettings(BaseModel):
     fence_lease_s: float = Field(1.0, gt=0)
     """How stale this process's view of the claims may be before it holds records back
     (see ``edge.session_log``)."""
+    fence_pause_s: float = Field(0.5, gt=0)
+    """A gap this long in the process's running (SIGSTOP, a stall) voids its view of the
+    claims: records wait until it is confirmed again."""
     presence: bool = True
     """Connects and disconnects become ``DeviceEvent`` records on ``presence_topic``."""
     presence_topic: str = DEVICE_EVENTS.name

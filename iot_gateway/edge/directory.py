@@ -229,6 +229,10 @@ class Directory:
         if current is None or record.epoch >= current.epoch:
             self._latest[record.client_id] = record
 
+    def forget(self, client_id: str) -> None:
+        """Drops a session this process just deleted, before its tombstone comes back."""
+        self._latest.pop(client_id, None)
+
     def waiting_for(self, owner: str, topic: str) -> list[SessionRecord]:
         """Disconnected sessions ``owner`` last held with a filter matching ``topic``: their
         commands are queued in the topic's records until the device comes back."""

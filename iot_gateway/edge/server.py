@@ -112,6 +112,7 @@ class EdgeServer:
                 config.edge.sessions_topic,
                 self._taken_over,
                 lease_s=config.edge.fence_lease_s,
+                pause_s=config.edge.fence_pause_s,
             )
         )
         self._downlink = (

@@ -14,9 +14,13 @@ cut off from Kafka for longer than ``lease_s`` holds every record back until its
 confirmed again; by then it has read any claim written meanwhile, closed the connections that
 were taken over, and dropped their records unacknowledged (the device sends them again to
 its new holder). A shorter freeze is noticed too: a ticker runs every ``pause_s``/4, and a
-gap longer than ``pause_s`` voids the confirmation. So a zombie holder never writes a
-reading after a takeover it missed, unless the takeover came within ``lease_s`` of a
-confirmation while the process kept running (it then reads the claim within a fetch).
+gap longer than ``pause_s`` (``edge.fence_pause_s``) voids the confirmation. So a zombie
+holder never writes a reading after a takeover it missed, unless the takeover came within
+``lease_s`` of a confirmation while the process kept running (it then reads the claim
+within a fetch).
+
+Updates are written by one task, the latest state per client id (a burst of disconnects is
+one write per session, not one task per change); ``stop`` writes what is pending first.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ class SessionLog:
         *,
         lease_s: float = 1.0,
         confirm_every_s: float = 0.25,
-        pause_s: float = 0.2,
+        pause_s: float = 0.5,
     ) -> None:
         self._config = config
         self.topic = topic
@@ -73,6 +77,8 @@ class SessionLog:
         self._confirmed = asyncio.Event()
         self._pause_s = pause_s
         self._ticked_at = time.monotonic()
+        self._pending: dict[str, bytes | None] = {}  # client id -> its latest state to write
+        self._written = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -113,6 +119,12 @@ class SessionLog:
         log.info("%d session(s) in %s", len(self.directory), self.topic)
 
     async def stop(self) -> None:
+        """Writes what is pending (bounded by the request timeout), then disconnects."""
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self._write_pending(), self._config.kafka.request_timeout_ms / 1000
+                )
         for client in (self._consumer, self._producer):
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -120,13 +132,38 @@ class SessionLog:
         self._consumer = self._producer = None
 
     async def run(self) -> None:
-        """Folds new records and confirms the view's freshness, until cancelled."""
-        ticker = asyncio.create_task(self._tick())
+        """Folds new records, confirms the view's freshness and writes the holder's updates,
+        until cancelled."""
+        self._ticked_at = time.monotonic()
+        tasks = [
+            asyncio.create_task(self._tick()),
+            asyncio.create_task(self._write_forever()),
+        ]
         try:
             await self._fold_and_confirm()
         finally:
-            ticker.cancel()
-            await asyncio.gather(ticker, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _write_forever(self) -> None:
+        """Writes pending updates; updates of one client id made meanwhile are coalesced
+        (each carries the whole state, so only the latest matters)."""
+        while True:
+            await self._written.wait()
+            self._written.clear()
+            await self._write_pending()
+
+    async def _write_pending(self) -> None:
+        producer = self._require(self._producer)
+        pending, self._pending = self._pending, {}
+        futures = []
+        for client_id, value in pending.items():
+            futures.append(await producer.send(self.topic, value, key=client_id.encode()))
+        for future in futures:
+            future.add_done_callback(_log_failure)
+        if futures:
+            await asyncio.gather(*futures, return_exceptions=True)
 
     async def _tick(self) -> None:
         """Notices when this process did not run for a while (frozen, starved): the view it
@@ -196,22 +233,20 @@ class SessionLog:
         return claimed
 
     def update(self, record: SessionRecord) -> None:
-        """Writes the holder's new state (in order with its claim; failures only logged)."""
-        producer = self._producer
-        if producer is None:
+        """Writes the holder's new state soon (in order with its claim; failures logged)."""
+        if self._producer is None:
             return
         self.directory.written(record)
-        task = asyncio.ensure_future(
-            producer.send(self.topic, record.update(), key=record.client_id.encode())
-        )
-        task.add_done_callback(_log_failure)
+        self._pending[record.client_id] = record.update()
+        self._written.set()
 
     def delete(self, client_id: str) -> None:
         """Forgets an expired session (a tombstone: compaction removes it)."""
-        producer = self._producer
-        if producer is not None:
-            task = asyncio.ensure_future(producer.send(self.topic, None, key=client_id.encode()))
-            task.add_done_callback(_log_failure)
+        if self._producer is None:
+            return
+        self.directory.forget(client_id)
+        self._pending[client_id] = None
+        self._written.set()
 
     # -- internals -------------------------------------------------------------------------
 

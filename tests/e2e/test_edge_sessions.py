@@ -184,7 +184,7 @@ async def test_a_frozen_holder_writes_nothing_for_a_device_that_moved_away(pair:
     try:
         stale.publish("dev-zombie", 1, packet_id=1)
         await stale.writer.drain()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.5)  # frozen longer than edge.fence_lease_s and fence_pause_s
         fresh, _ = await Device.connect(pair.ports[1], "dev-zombie", clean=False)
         for seq in (1, 2):  # the unacknowledged reading again, then a new one
             fresh.publish("dev-zombie", seq, packet_id=seq)
