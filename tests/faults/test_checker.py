@@ -251,3 +251,11 @@ def test_a_schedule_is_a_function_of_its_seed_and_holds_every_kind_of_fault() ->
     assert all(a.at_s < b.at_s for a, b in itertools.pairwise(first))
     assert first[-1].at_s < 130 - 10
     assert missing_kinds(make_schedule(42, 30)) != []  # too short: the runner refuses it
+
+
+def test_without_a_broker_crash_no_loss_is_explained_away() -> None:
+    """Direct mode kills no Mosquitto: the crash verdict is absent and nothing is excused."""
+    verdicts = check(_clean())
+    assert "acked_lost_in_mosquitto_crash" not in {v.name for v in verdicts}
+    loss = next(v for v in verdicts if v.name == "no_acked_loss")
+    assert "Mosquitto" not in loss.summary
