@@ -35,6 +35,7 @@ from tests.e2e.streams_harness import (
     WorkerProcess,
     assert_state_matches_log,
     end_offsets,
+    until,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -137,6 +138,9 @@ async def test_sigkill_the_worker_ten_times_and_projections_equal_the_oracle(
             break
         assert time.monotonic() < deadline, f"worker stuck at {positions}, log ends {ends}"
         await asyncio.sleep(0.5)
+    # The store may have caught up before the last restart: let that worker finish starting
+    # (a SIGTERM before it installs its handlers would end it by the signal, not cleanly).
+    await until(worker.ready, 60, lambda: "the last worker never became ready")
     assert worker.terminate() == 0
     assert gateway.terminate() == 0
 
