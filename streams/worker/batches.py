@@ -15,9 +15,11 @@ import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaPartition
+from aiokafka.errors import KafkaError
 
 from streams.domain import TopicPartition
 from streams.settings import WorkerSettings
+from streams.worker.metrics import WorkerMetrics
 from streams.worker.runtime import RawRecord, WorkerRuntime
 
 log = logging.getLogger("streams.worker")
@@ -90,6 +92,21 @@ async def consume_batches(runtime: WorkerRuntime, settings: WorkerSettings) -> N
                     runtime.metrics.lag.labels(str(tp.partition)).set(
                         max(0, highwater - batch[-1].offset - 1)
                     )
-            await consumer.commit({tp: batch[-1].offset + 1 for tp, batch in fetched.items()})
+            offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
+            await commit_hint(consumer, offsets, runtime.metrics)
     finally:
         await consumer.stop()
+
+
+async def commit_hint(
+    consumer: AIOKafkaConsumer, offsets: dict[KafkaPartition, int], metrics: WorkerMetrics
+) -> None:
+    """Commits ``offsets`` to the group as a hint. The store holds the real positions (every
+    assignment seeks to them), so a commit the group refuses (it rebalanced while Kafka was
+    down or slow) or a broker that is gone is counted and passed over, never fatal: the next
+    fetch rejoins the group."""
+    try:
+        await consumer.commit(offsets)
+    except KafkaError as exc:
+        metrics.commit_hints_refused.inc()
+        log.warning("offset commit (a hint) refused, going on: %s: %s", type(exc).__name__, exc)

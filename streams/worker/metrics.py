@@ -11,6 +11,12 @@ class WorkerMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self.applied = Counter("iot_streams_events_applied", "events applied", registry=r)
+        self.commit_hints_refused = Counter(
+            "iot_streams_commit_hints_refused",
+            "offset commits to the group refused (a rebalance, Kafka away); the store's "
+            "positions decide, so the worker goes on",
+            registry=r,
+        )
         self.skipped = Counter(
             "iot_streams_events_skipped", "events not applied, by reason", ["reason"], registry=r
         )
