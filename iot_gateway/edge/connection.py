@@ -39,7 +39,7 @@ from iot_gateway.edge.wire import (
     connect_version,
     frame_length,
 )
-from iot_gateway.ingest import Ingest, Rejected, Throttled, kafka_record
+from iot_gateway.ingest import Accepted, Ingest, KafkaRecord, Rejected, Throttled
 from iot_gateway.metrics import GatewayMetrics
 from iot_gateway.sink import KafkaSink
 
@@ -50,8 +50,6 @@ class Host(Protocol):
     settings: EdgeSettings
     metrics: GatewayMetrics
     ingest: Ingest
-    dlq_topic: str
-    keep_bytes: int
 
     @property
     def sink(self) -> KafkaSink: ...
@@ -78,7 +76,11 @@ class Host(Protocol):
         self, connection: EdgeConnection, rest: memoryview, exc: PacketTooLarge
     ) -> None: ...
 
-    def count_received(self, route: str | None) -> None: ...
+    def record_of(
+        self, result: Accepted | Rejected, topic: str, payload: bytes, stamp: int
+    ) -> KafkaRecord:
+        """The Kafka record of a decided message (its DLQ record if rejected), counted."""
+        ...
 
 
 log = logging.getLogger("iot_gateway.edge")
@@ -264,14 +266,9 @@ class EdgeConnection(asyncio.Protocol):
             self._loop.call_later(result.wait_s, self._release)
             return False
         reason = 0
-        if isinstance(result, Rejected):
-            server.metrics.rejected.labels(result.reason).inc()
-            if self.version == 5:
-                reason = PUBACK_REASONS[result.reason]
-        server.count_received(result.route)
-        record = kafka_record(
-            result, topic, payload, stamp, dlq_topic=server.dlq_topic, keep=server.keep_bytes
-        )
+        if isinstance(result, Rejected) and self.version == 5:
+            reason = PUBACK_REASONS[result.reason]
+        record = server.record_of(result, topic, payload, stamp)
         if qos == 0:
             server.sink.put(record, _ignore, received_at, self)
         else:

@@ -39,6 +39,7 @@ from iot_gateway.edge.session_log import SessionLog, SessionLogError
 from iot_gateway.edge.sessions import Outgoing, Session, SessionTable
 from iot_gateway.edge.wire import PacketTooLarge
 from iot_gateway.ingest import (
+    Accepted,
     Authorize,
     Ingest,
     KafkaRecord,
@@ -197,12 +198,20 @@ class EdgeServer:
         )
         sink.put(KafkaRecord(self.settings.presence_topic, key, value, headers), _ignore, now)
 
-    def count_received(self, route: str | None) -> None:
-        name = route or "-"
+    def record_of(
+        self, result: Accepted | Rejected, topic: str, payload: bytes, stamp: int
+    ) -> KafkaRecord:
+        """The Kafka record of a decided message (its DLQ record if rejected), counted."""
+        if isinstance(result, Rejected):
+            self.metrics.rejected.labels(result.reason).inc()
+        name = result.route or "-"
         counter = self._received.get(name)
         if counter is None:
             counter = self._received[name] = self.metrics.received.labels(name)
         counter.inc()
+        return kafka_record(
+            result, topic, payload, stamp, dlq_topic=self.dlq_topic, keep=self.keep_bytes
+        )
 
     def connect(self, connection: EdgeConnection, packet: mqtt5.ConnectPacket) -> None:
         """Answers a CONNECT: checks the login, claims the session (with a sessions topic:
@@ -446,13 +455,7 @@ class EdgeServer:
         result = self.ingest.process(will.topic, payload, stamp, connection.principal)
         if isinstance(result, Throttled):
             return  # a will is not worth holding a closed connection for
-        if isinstance(result, Rejected):
-            self.metrics.rejected.labels(result.reason).inc()
-        self.count_received(result.route)
-        record = kafka_record(
-            result, will.topic, payload, stamp, dlq_topic=self.dlq_topic, keep=self.keep_bytes
-        )
-        self._sink.put(record, _ignore, received_at)
+        self._sink.put(self.record_of(result, will.topic, payload, stamp), _ignore, received_at)
 
     def dead_letter_too_large(
         self, connection: EdgeConnection, rest: memoryview, exc: PacketTooLarge
