@@ -39,6 +39,7 @@ from prometheus_client import Counter
 
 from iot_gateway.acks import AckWindow, Slot
 from iot_gateway.backoff import Backoff
+from iot_gateway.clock import received_now
 from iot_gateway.config import GatewayConfig
 from iot_gateway.errors import ProduceFailedError
 from iot_gateway.ingest import (
@@ -201,7 +202,7 @@ class Gateway:
             for message in batch:
                 if sink.failed.done():
                     return
-                received_at = time.time()
+                received_at = received_now()
                 topic = message.topic.value
                 payload = message.payload
                 stamp = int(received_at * 1000)

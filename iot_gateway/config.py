@@ -175,6 +175,20 @@ class LimitSettings(BaseModel):
     """What happens to a device's message beyond its rate: ``delay`` (the default) holds it
     until the device's bucket refills, which back-pressures the session and loses nothing;
     ``drop`` sends it to the DLQ as ``rate_limited`` (acknowledged, not ingested)."""
+    ts_ahead_s: int = Field(300, ge=0)
+    ts_behind_s: int = Field(30 * 86_400, ge=0)
+    """A device's ``ts`` must lie in [received_at - ts_behind_s, received_at + ts_ahead_s];
+    outside that band the message goes to the DLQ as ``implausible_timestamp`` (one reading
+    dated 2100 would otherwise hold the device's latest values and windows forever). The
+    band behind is wide for devices that buffer readings while offline."""
+
+    def timestamp_problem(self, ts: int, received_at: int) -> str | None:
+        """Why event time ``ts`` is implausible for a message received at ``received_at``."""
+        if ts > received_at + self.ts_ahead_s * 1000:
+            return f"ts {ts} is more than {self.ts_ahead_s} s after its receipt ({received_at})"
+        if ts < received_at - self.ts_behind_s * 1000:
+            return f"ts {ts} is more than {self.ts_behind_s} s before its receipt ({received_at})"
+        return None
 
 
 class HttpSettings(BaseModel):

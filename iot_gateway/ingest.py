@@ -37,6 +37,7 @@ REASONS = (
     "schema_mismatch",
     "invalid_avro",
     "packet_too_large",
+    "implausible_timestamp",
 )
 """Every reason a message can be rejected for; metrics are labelled with these."""
 
@@ -46,7 +47,7 @@ DLQ_EXCERPT_BYTES = 1024
 TOPIC_CACHE_SIZE = 65_536
 """Topics whose routing decision is remembered; the oldest is forgotten first."""
 
-STAMPED = ("event_id", "device_id", "received_at")
+STAMPED = ("event_id", "device_id", "received_at", "ts_stamped")
 """Fields the gateway sets; a payload may carry ``device_id`` only if it is the topic's."""
 
 
@@ -162,15 +163,28 @@ def allow_all(device_id: str, route: RouteSettings, topic: str) -> str | None:
     return None
 
 
-def event_id_for(device_id: str, seq: int | None, topic: str, payload: bytes) -> str:
-    """Stable id: ``<device>:<seq>`` when the device numbers its messages, else a content hash.
+def event_id_for(
+    device_id: str,
+    seq: int | None,
+    boot: int | None,
+    topic: str,
+    payload: bytes,
+    stamped: int | None,
+) -> str:
+    """Stable id of one message, the same for every redelivery of it.
 
-    The same message redelivered (by MQTT or after a gateway crash) gets the same id, so
-    consumers can absorb the duplicate.
+    * ``<device>:<boot>:<seq>`` when the device numbers its messages and names its boot epoch;
+      ``<device>:<seq>`` without a boot epoch;
+    * else a hash of topic and payload (which holds the device's ``ts``), plus the time the
+      gateway stamped (``stamped``) when the payload has no ``ts``: two genuine readings with
+      equal values are different events, and such a message redelivered is a new one too
+      (give messages a ``seq`` or a ``ts`` to have them de-duplicated).
     """
     if seq is not None:
-        return f"{device_id}:{seq}"
+        return f"{device_id}:{seq}" if boot is None else f"{device_id}:{boot}:{seq}"
     digest = hashlib.sha256(topic.encode(errors="surrogateescape") + b"\0" + payload)
+    if stamped is not None:
+        digest.update(b"\0%d" % stamped)
     return "sha256:" + digest.hexdigest()[:32]
 
 
@@ -302,24 +316,26 @@ class Ingest:
                 device_id,
             )
         if route.payload_format == "json":
-            for field in ("event_id", "received_at"):
+            for field in ("event_id", "received_at", "ts_stamped"):
                 if field in record:
                     return _mismatch(route, device_id, f"{field} is set by the gateway")
             if not codec.field_names.issuperset(record):
                 unknown = sorted(set(record) - codec.field_names)
                 return _mismatch(route, device_id, f"unknown field(s) {', '.join(unknown)}")
-        seq = record.get("seq")
-        if seq is not None and (type(seq) is not int or seq < 0):
-            return _mismatch(route, device_id, "seq must be a non-negative integer")
+        seq, boot = record.get("seq"), record.get("boot")
+        for name, number in (("seq", seq), ("boot", boot)):
+            if number is not None and (type(number) is not int or number < 0):
+                return _mismatch(route, device_id, f"{name} must be a non-negative integer")
         problem = _metrics_problem(record.get("metrics"))
         if problem:
             return _mismatch(route, device_id, problem)
-        event_id = event_id_for(device_id, seq, topic, payload)
+        stamped = self._stamp_time(codec, record, received_at)
+        if isinstance(stamped, str):
+            return Rejected("implausible_timestamp", stamped, route.name, device_id)
+        event_id = event_id_for(device_id, seq, boot, topic, payload, stamped)
         record["event_id"] = event_id
         record["device_id"] = device_id
         record["received_at"] = received_at
-        if "ts" in codec.field_names and record.get("ts") is None:
-            record["ts"] = received_at
         try:
             value = codec.encode(record)
         except AvroError as exc:
@@ -338,6 +354,24 @@ class Ingest:
             event_id=event_id,
             device_id=device_id,
         )
+
+    def _stamp_time(
+        self, codec: RecordCodec, record: dict[str, Any], received_at: int
+    ) -> int | str | None:
+        """Sets ``ts`` to ``received_at`` when the record has none and returns it; else None,
+        or why the record's own ``ts`` is implausible. Marks which it was (``ts_stamped``)."""
+        stamped = None
+        if "ts" in codec.field_names:
+            ts = record.get("ts")
+            if ts is None:
+                stamped = record["ts"] = received_at
+            elif type(ts) is int:
+                problem = self._limits.timestamp_problem(ts, received_at)
+                if problem:
+                    return problem
+        if "ts_stamped" in codec.field_names:
+            record["ts_stamped"] = stamped is not None
+        return stamped
 
 
 def _mismatch(route: RouteSettings, device_id: str, detail: str) -> Rejected:

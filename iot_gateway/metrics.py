@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from iot_gateway.clock import received_now
 from iot_gateway.ingest import REASONS
 
 
@@ -24,6 +25,11 @@ class GatewayMetrics:
         )
         for reason in REASONS:
             self.rejected.labels(reason)
+        Gauge(
+            "iot_gateway_clock_steps_back",
+            "times the wall clock was found behind the receive clock (it holds its pace)",
+            registry=r,
+        ).set_function(lambda: received_now.steps_back)
         self.acked = Counter("iot_gateway_pubacks", "PUBACKs sent to the broker", registry=r)
         self.throttled = Counter(
             "iot_gateway_throttled_seconds",

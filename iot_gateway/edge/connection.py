@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Protocol
 
 import mqtt5
 
 from iot_gateway.acks import AckWindow, Slot
+from iot_gateway.clock import received_now
 from iot_gateway.config import EdgeSettings
 from iot_gateway.edge.codec import codec_for
 from iot_gateway.edge.sessions import Session
@@ -99,6 +99,7 @@ PUBACK_REASONS = {
     "schema_mismatch": 0x99,
     "invalid_avro": 0x99,
     "packet_too_large": 0x95,
+    "implausible_timestamp": 0x99,
 }
 """The MQTT 5 PUBACK/PUBREC reason code a device gets for each DLQ reason."""
 
@@ -256,7 +257,7 @@ class EdgeConnection(asyncio.Protocol):
         if qos and self.version == 5 and len(self._window) >= self._receive_maximum:
             self.disconnect(0x93, f"more than {self._receive_maximum} unacknowledged messages")
             return True
-        received_at = time.time()
+        received_at = received_now()
         stamp = int(received_at * 1000)
         payload = packet.payload
         result = server.ingest.process(topic, payload, stamp, self.principal)

@@ -30,6 +30,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from iot_gateway.backoff import Backoff
+from iot_gateway.clock import received_now
 from iot_gateway.config import GatewayConfig
 from iot_gateway.downlink import Command, CommandReader, DecodeCommand
 from iot_gateway.edge.connection import EdgeConnection
@@ -449,7 +450,7 @@ class EdgeServer:
         """An abnormal end publishes the will, through the same pipeline as any message."""
         if self._sink is None or self._sink.failed.done():
             return
-        received_at = time.time()
+        received_at = received_now()
         stamp = int(received_at * 1000)
         payload = will.payload or b""
         result = self.ingest.process(will.topic, payload, stamp, connection.principal)

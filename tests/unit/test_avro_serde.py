@@ -46,7 +46,7 @@ from tests.fakes import InMemorySchemas
 
 TELEMETRY_SUBJECT = "iot.telemetry.v1-value"
 CATALOG = SchemaCatalog.load()
-TELEMETRY_V1, TELEMETRY_V2 = (v.schema for v in CATALOG.versions(TELEMETRY_SUBJECT))
+TELEMETRY_V1, TELEMETRY_V2, TELEMETRY_V3 = (v.schema for v in CATALOG.versions(TELEMETRY_SUBJECT))
 
 # Every Avro type, named references, a recursive record, zero-byte items and a logical type.
 KITCHEN_SINK = parse_schema(

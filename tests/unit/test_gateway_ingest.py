@@ -93,25 +93,85 @@ def test_a_valid_reading_becomes_a_framed_avro_record_keyed_by_device(
         "ts": NOW - 5,
         "received_at": NOW,
         "seq": 7,
+        "boot": None,
         "metrics": {"temp_c": 21.5},
         "attributes": {},
+        "ts_stamped": False,
     }
 
 
-def test_without_seq_the_event_id_is_a_content_hash_and_ts_defaults_to_receipt(
+def test_a_boot_epoch_is_part_of_the_event_id(ingest: Ingest, schemas: InMemorySchemas) -> None:
+    before = ingest.process(
+        "devices/dev-1/telemetry", _json({"seq": 0, "boot": 4, "metrics": {}}), NOW
+    )
+    after = ingest.process(
+        "devices/dev-1/telemetry", _json({"seq": 0, "boot": 5, "metrics": {}}), NOW
+    )
+    assert isinstance(before, Accepted)
+    assert isinstance(after, Accepted)
+    assert (before.event_id, after.event_id) == ("dev-1:4:0", "dev-1:5:0")
+    assert decode(after.value, schemas)["boot"] == 5
+
+
+def test_without_seq_a_device_timestamped_reading_redelivered_keeps_its_id(
     ingest: Ingest, schemas: InMemorySchemas
 ) -> None:
-    payload = _json({"metrics": {"rpm": 1200}})
+    payload = _json({"ts": NOW - 10, "metrics": {"rpm": 1200}})
     first = ingest.process("devices/dev-2/telemetry", payload, NOW)
     again = ingest.process("devices/dev-2/telemetry", payload, NOW + 1000)
     assert isinstance(first, Accepted)
     assert isinstance(again, Accepted)
-    assert (
-        first.event_id
-        == again.event_id
-        == event_id_for("dev-2", None, "devices/dev-2/telemetry", payload)
+    assert first.event_id == again.event_id
+    assert first.event_id == event_id_for(
+        "dev-2", None, None, "devices/dev-2/telemetry", payload, None
     )
-    assert decode(first.value, schemas)["ts"] == NOW
+    assert decode(first.value, schemas)["ts_stamped"] is False
+
+
+def test_two_genuine_equal_readings_without_seq_or_ts_are_two_events(
+    ingest: Ingest, schemas: InMemorySchemas
+) -> None:
+    """Finding 2: their ids hashed only topic and payload, so the second one was dropped."""
+    payload = _json({"metrics": {"rpm": 1200}})
+    first = ingest.process("devices/dev-2/telemetry", payload, NOW)
+    second = ingest.process("devices/dev-2/telemetry", payload, NOW + 1000)
+    assert isinstance(first, Accepted)
+    assert isinstance(second, Accepted)
+    assert first.event_id != second.event_id
+    record = decode(first.value, schemas)
+    assert (record["ts"], record["ts_stamped"]) == (NOW, True)
+
+
+@pytest.mark.parametrize(
+    ("ts", "accepted"),
+    [
+        (4_102_444_800_000, False),  # 2100-01-01
+        (NOW + 301_000, False),
+        (NOW + 299_000, True),
+        (NOW - 29 * 86_400_000, True),
+        (NOW - 31 * 86_400_000, False),
+        (0, False),
+    ],
+)
+def test_event_time_outside_the_band_around_receipt_is_implausible(
+    ingest: Ingest, ts: int, accepted: bool
+) -> None:
+    """Finding 3: one reading dated 2100 held a device's latest values for good."""
+    result = ingest.process(
+        "devices/dev-1/telemetry", _json({"ts": ts, "seq": 1, "metrics": {}}), NOW
+    )
+    if accepted:
+        assert isinstance(result, Accepted)
+    else:
+        assert isinstance(result, Rejected)
+        assert result.reason == "implausible_timestamp"
+        assert str(ts) in result.detail
+
+
+def test_a_payload_cannot_claim_its_time_was_stamped(ingest: Ingest) -> None:
+    result = ingest.process("devices/dev-1/telemetry", _json({"ts_stamped": True}), NOW)
+    assert isinstance(result, Rejected)
+    assert (result.reason, result.detail) == ("schema_mismatch", "ts_stamped is set by the gateway")
 
 
 def test_avro_passthrough_is_validated_and_restamped(

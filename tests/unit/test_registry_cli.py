@@ -75,7 +75,7 @@ def test_show_lists_the_catalog_as_json(capsys: pytest.CaptureFixture[str]) -> N
     shown = json.loads(capsys.readouterr().out)
     (subject,) = shown["subjects"]
     assert subject["subject"] == "iot.telemetry.v1-value"
-    assert [v["version"] for v in subject["versions"]] == [1, 2]
+    assert [v["version"] for v in subject["versions"]] == [1, 2, 3]
     assert subject["schema"]["name"] == "Telemetry"
 
 

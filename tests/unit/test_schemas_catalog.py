@@ -40,7 +40,11 @@ def test_subjects_follow_the_topic_name_strategy() -> None:
     assert set(SUBJECTS) <= {f"{topic.name}-value" for topic in PLATFORM_TOPICS}
     for name, record_name in SUBJECTS.items():
         assert CATALOG.latest(name).name == f"{NAMESPACE}.{record_name}"
-        assert CATALOG.compatibility(name) is CompatibilityMode.BACKWARD
+        expected = (
+            CompatibilityMode.FULL_TRANSITIVE if name == "iot.telemetry.v1-value" else
+            CompatibilityMode.BACKWARD
+        )
+        assert CATALOG.compatibility(name) is expected
 
 
 @pytest.mark.parametrize("subject", sorted(SUBJECTS))
@@ -61,7 +65,10 @@ def test_every_record_and_field_is_documented(subject: str) -> None:
 
 def test_catalog_check_covers_every_evolution() -> None:
     checks = CATALOG.check()
-    assert [(c.subject, c.version) for c in checks] == [("iot.telemetry.v1-value", 2)]
+    assert [(c.subject, c.version) for c in checks] == [
+        ("iot.telemetry.v1-value", 2),
+        ("iot.telemetry.v1-value", 3),
+    ]
     assert all(c.compatible for c in checks)
 
 
@@ -84,14 +91,29 @@ def test_telemetry_contract() -> None:
         "ts",
         "received_at",
         "seq",
+        "boot",
         "metrics",
         "attributes",
+        "ts_stamped",
     ]
     assert fields["event_id"]["type"] == fields["device_id"]["type"] == "string"
     assert fields["ts"]["type"] == fields["received_at"]["type"] == TIMESTAMP_MILLIS
     assert fields["seq"]["type"] == ["null", "long"]
     assert fields["seq"]["default"] is None
     assert fields["metrics"]["type"] == {"type": "map", "values": "double"}
+    assert fields["boot"]["type"] == ["null", "long"]
+    assert fields["ts_stamped"] == {**fields["ts_stamped"], "type": "boolean", "default": False}
+
+
+def test_telemetry_evolves_both_ways() -> None:
+    """Gateways may be upgraded before the stream workers: every version must read every
+    other (FULL_TRANSITIVE), and the subject's mode makes the registry refuse one that does
+    not (e.g. a version dropping received_at, which BACKWARD alone would let through)."""
+    history = [v.schema for v in CATALOG.versions("iot.telemetry.v1-value")]
+    for n in range(1, len(history)):
+        assert check_compatibility(
+            history[n], history[:n], CompatibilityMode.FULL_TRANSITIVE
+        ).compatible
 
 
 def test_enums_have_defaults_for_evolution() -> None:
