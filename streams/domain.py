@@ -45,8 +45,9 @@ class Position:
 class TelemetryEvent:
     """One telemetry message as accepted by the gateway (``iot.telemetry.v1``).
 
-    ``event_id`` is stable across redeliveries: ``device_id`` + ``seq`` when the device sends a
-    sequence number, else a content hash. ``ts`` is event time (epoch ms) and is the only time
+    ``event_id`` is stable across redeliveries: ``device_id`` + ``boot`` + ``seq`` when the
+    device numbers its messages, else a content hash. ``ts_stamped`` says the gateway supplied
+    ``ts`` (the device sent none). ``ts`` is event time (epoch ms) and is the only time
     the projections read; ``received_at`` is diagnostic. Non-finite metric values are counted
     per device and otherwise ignored.
     """
@@ -58,6 +59,8 @@ class TelemetryEvent:
     seq: int | None
     metrics: Mapping[str, float]
     attributes: Mapping[str, str] = field(default_factory=dict)
+    boot: int | None = None
+    ts_stamped: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,12 +39,20 @@ Log = list[tuple[Position, TelemetryEvent]]
 
 
 def event(
-    device_id: str, ts: int, seq: int | None = None, event_id: str | None = None, **metrics: float
+    device_id: str,
+    ts: int,
+    seq: int | None = None,
+    event_id: str | None = None,
+    boot: int | None = None,
+    **metrics: float,
 ) -> TelemetryEvent:
-    """A telemetry event; the id follows the gateway's rule (device + seq, else given)."""
+    """A telemetry event; the id follows the gateway's rule (device + boot + seq, else given)."""
     if event_id is None:
-        event_id = f"{device_id}#{seq}" if seq is not None else f"{device_id}@{ts}"
-    return TelemetryEvent(event_id, device_id, BASE_TS + ts, BASE_TS + ts + 1, seq, metrics)
+        epoch = "" if boot is None else f"{boot}:"
+        event_id = f"{device_id}#{epoch}{seq}" if seq is not None else f"{device_id}@{ts}"
+    return TelemetryEvent(
+        event_id, device_id, BASE_TS + ts, BASE_TS + ts + 1, seq, metrics, boot=boot
+    )
 
 
 def partition_of(device_id: str, partitions: int) -> int:
@@ -73,6 +81,10 @@ class _Device:
     last_seen: int
     count: int = 0
     seqs: set[int] = field(default_factory=set)
+    boot: int | None = None
+    seq_resets: int = 0
+    lost: int = 0
+    out_of_window: int = 0
     duplicates: int = 0
     invalid_values: int = 0
     late: dict[str, int] = field(default_factory=dict)
@@ -99,13 +111,40 @@ class _Device:
             seq_floor=None if last is None else last - seq_window.size + 1,
             gaps=tuple(gaps),
             missing=sum(hi - lo + 1 for lo, hi in gaps),
-            lost=0,
+            lost=self.lost,
             duplicates=self.duplicates,
-            out_of_window=0,
+            out_of_window=self.out_of_window,
             invalid_values=self.invalid_values,
             late=dict(self.late),
             metrics=dict(self.metrics),
+            boot=self.boot,
+            seq_resets=self.seq_resets,
         )
+
+    def restart(self) -> None:
+        """A new sequence: what the old one missed is lost."""
+        if self.seqs:
+            self.lost += max(self.seqs) - min(self.seqs) + 1 - len(self.seqs)
+        self.seqs = set()
+        self.seq_resets += 1
+
+    def admits(self, item: TelemetryEvent) -> bool | None:
+        """Whether a sequenced event is new (True), a duplicate (False) or of an older boot
+        (None): exact, per boot; without a boot, a repeated seq with a device time later
+        than any seen is a restart."""
+        assert item.seq is not None
+        if item.boot is not None and item.boot != self.boot:
+            if self.boot is not None and item.boot < self.boot:
+                return None
+            if self.seqs:
+                self.restart()
+            self.boot = item.boot
+        if item.seq not in self.seqs:
+            return True
+        if item.boot is None and not item.ts_stamped and item.ts > self.last_seen:
+            self.restart()
+            return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -138,6 +177,20 @@ def _alerts(
     return derived
 
 
+def _admitted(device: _Device, item: TelemetryEvent, seen: set[str]) -> bool:
+    """Whether the event is new; a duplicate or an older boot's event is counted."""
+    if item.seq is None:
+        new: bool | None = item.event_id not in seen
+        seen.add(item.event_id)
+    else:
+        new = device.admits(item)
+    if new is None:
+        device.out_of_window += 1
+    elif not new:
+        device.duplicates += 1
+    return bool(new)
+
+
 def oracle(
     events: Iterable[TelemetryEvent],
     windows: Sequence[WindowSpec] = WINDOWS,
@@ -155,10 +208,8 @@ def oracle(
         device = devices.get(item.device_id)
         if device is None:
             device = devices[item.device_id] = _Device(item.device_id, item.ts, item.ts)
-        if item.event_id in seen:
-            device.duplicates += 1
+        if not _admitted(device, item, seen):
             continue
-        seen.add(item.event_id)
         watermark = device.last_seen if device.count else item.ts
         device.count += 1
         device.first_seen = min(device.first_seen, item.ts)
@@ -201,9 +252,11 @@ def oracle(
 
 def random_events(seed: int, count: int, devices: int = 6) -> list[TelemetryEvent]:
     """A reproducible log: mostly in order, some late or out of order, gaps, duplicates,
-    devices without seq, values that cross the alert thresholds."""
+    devices without seq, values that cross the alert thresholds, and devices that reboot:
+    with a boot epoch (every third one from the second) or restarting seq without one."""
     rng = random.Random(seed)
     seqs = dict.fromkeys(range(devices), 0)
+    boots = dict.fromkeys(range(devices), 0)
     events: list[TelemetryEvent] = []
     for n in range(count):
         index = rng.randrange(devices)
@@ -212,13 +265,24 @@ def random_events(seed: int, count: int, devices: int = 6) -> list[TelemetryEven
             events.append(rng.choice(events[-30:]))  # a gateway duplicate at a later offset
             continue
         ts = n * 700 - (rng.randrange(40_000) if rng.random() < 0.1 else 0)
-        seq = None
+        seq = boot = None
         if index % 3:
+            if rng.random() < 0.01:  # a reboot: seq starts again
+                seqs[index] = 0
+                boots[index] += 1
             seqs[index] += rng.choice((1, 1, 1, 2))
             seq = seqs[index] - (rng.randrange(4) if rng.random() < 0.1 else 0)
+            boot = boots[index] if index % 3 == 1 else None
         metrics = {"temp": round(rng.uniform(10, 35), 1), "hum": round(rng.uniform(20, 45), 1)}
         events.append(
-            event(device_id, ts, seq=seq, event_id=None if seq is not None else f"h{n}", **metrics)
+            event(
+                device_id,
+                ts,
+                seq=seq,
+                event_id=None if seq is not None else f"h{n}",
+                boot=boot,
+                **metrics,
+            )
         )
     return events
 

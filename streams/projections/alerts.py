@@ -6,9 +6,10 @@ value rises strictly above ``above`` and clears when it falls strictly below ``c
 mirror image. Rules see a metric's *current* value: the reading that becomes the device's
 latest value by event time (see :mod:`streams.projections.device`), so a stale buffered
 reading neither raises nor clears. Each transition derives exactly one :class:`DerivedEvent`
-whose ``event_id`` hashes (rule, device, state, triggering event id): the inbox applies the
-triggering event once, so there is exactly one raised event per crossing, and a re-publication
-carries the same id.
+whose ``event_id`` hashes (rule, device, state, triggering event id and time): the inbox
+applies the triggering event once, so there is exactly one raised event per crossing, and a
+re-publication carries the same id; the time keeps ids apart where a device reuses a sequence
+number after a restart.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ class AlertState:
 def alert_event(rule: AlertRule, state: AlertState, topic: str = ALERTS.name) -> DerivedEvent:
     """The ``iot.alerts.v1`` event of a transition into ``state`` (payload as the Avro schema)."""
     word = "RAISED" if state.active else "CLEARED"
-    event_id = derived_event_id("alert", rule.name, state.device_id, word, state.cause_event_id)
+    event_id = derived_event_id(
+        "alert", rule.name, state.device_id, word, state.cause_event_id, str(state.since)
+    )
     payload: dict[str, object] = {
         "event_id": event_id,
         "device_id": state.device_id,

@@ -41,6 +41,8 @@ def canonical_row(row: Row) -> tuple[object, ...]:
             row.invalid_values,
             sorted(row.late.items()),
             sorted([name, float(v.value), v.ts] for name, v in row.metrics.items()),
+            row.boot,
+            row.seq_resets,
         )
     if isinstance(row, AlertState):
         return (row.device_id, row.rule, row.active, row.since, row.value, row.cause_event_id)

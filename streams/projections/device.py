@@ -8,7 +8,14 @@ Decisions (pure functions of the log, event time only):
   still deterministic: the same log in the same order gives the same state.
 * ``first_seen``/``last_seen`` are the minimum/maximum event time applied; ``last_seen`` is
   also the device's watermark for window lateness.
-* ``last_seq`` is the highest sequence number applied, ``first_seq`` the lowest.
+* ``last_seq`` is the highest sequence number applied, ``first_seq`` the lowest, both of the
+  device's current boot epoch (``boot``).
+
+Device restarts: a device that names its boot epoch (``boot``, raised at every start) gets a
+fresh window per epoch, exactly; readings of an older epoch are out of the window. A device
+that restarts ``seq`` without naming an epoch is recognised when a would-be duplicate carries a
+device-given ``ts`` later than any applied (a true duplicate never does). Either way the
+restart is counted (``seq_resets``) and what the old sequence still missed is written off.
 
 Sequence window (the inbox for events that carry ``seq``): the state keeps the missing ranges
 (``gaps``) between ``first_seq`` and ``last_seq``, which makes de-duplication exact: a ``seq``
@@ -96,12 +103,15 @@ class DeviceState(NamedTuple):
     invalid_values: int
     late: Mapping[str, int] = _NO_COUNTS
     metrics: Mapping[str, LatestValue] = _NO_METRICS
+    boot: int | None = None
+    seq_resets: int = 0
 
 
 class DeviceTracker:
     """Mutable working copy of one device's state, owned by a projector; not thread-safe."""
 
     __slots__ = (
+        "boot",
         "count",
         "device_id",
         "duplicates",
@@ -118,6 +128,7 @@ class DeviceTracker:
         "next_close",
         "out_of_window",
         "seq_floor",
+        "seq_resets",
         "window_keys",
     )
 
@@ -137,6 +148,8 @@ class DeviceTracker:
         self.invalid_values = 0
         self.late: dict[str, int] = {}
         self.metrics: dict[str, LatestValue] = {}
+        self.boot: int | None = None
+        self.seq_resets = 0
         # keys of this device's cached open windows and the earliest time one closes
         # (owned by the projector)
         self.window_keys: set[tuple[str, str, int, int]] = set()
@@ -158,6 +171,8 @@ class DeviceTracker:
         tracker.invalid_values = state.invalid_values
         tracker.late = dict(state.late)
         tracker.metrics = dict(state.metrics)
+        tracker.boot = state.boot
+        tracker.seq_resets = state.seq_resets
         return tracker
 
     def snapshot(self) -> DeviceState:
@@ -177,10 +192,41 @@ class DeviceTracker:
             self.invalid_values,
             dict(self.late) if self.late else _NO_COUNTS,
             dict(self.metrics),
+            self.boot,
+            self.seq_resets,
         )
 
-    def admit(self, seq: int, window: SeqWindow) -> Admission:
-        """Classifies ``seq`` and, when it is new, records it (the gap bookkeeping)."""
+    def admit(
+        self, seq: int, window: SeqWindow, boot: int | None = None, fresh: bool = False
+    ) -> Admission:
+        """Classifies ``seq`` of boot epoch ``boot`` and, when it is new, records it.
+
+        A newer ``boot`` restarts the window; an older one is out of the window. Without a
+        boot epoch, a ``seq`` the window would call a duplicate is a restart when the event
+        is ``fresh``: its device-given time is later than any applied (a true duplicate
+        carries its original's time, which is never later).
+        """
+        if boot is not None and boot != self.boot:
+            if self.boot is not None and boot < self.boot:
+                return Admission.OUT_OF_WINDOW
+            if self.last_seq is not None:
+                self._restart()
+            self.boot = boot
+        admission = self._classify(seq, window)
+        if admission is not Admission.NEW and fresh and boot is None:
+            self._restart()
+            admission = self._classify(seq, window)
+        return admission
+
+    def _restart(self) -> None:
+        """The device restarted its sequence: what the old one still missed is lost."""
+        self.seq_resets += 1
+        self.lost += self.missing
+        self.missing = 0
+        self.gaps = []
+        self.first_seq = self.last_seq = self.seq_floor = None
+
+    def _classify(self, seq: int, window: SeqWindow) -> Admission:
         last = self.last_seq
         if last is None:
             self.first_seq = self.last_seq = seq

@@ -150,7 +150,8 @@ class Projector:
             tracker.duplicates += 1
             return Admission.DUPLICATE
         if event.seq is not None:
-            admission = tracker.admit(event.seq, self.seq_window)
+            fresh = ts > tracker.last_seen and not event.ts_stamped
+            admission = tracker.admit(event.seq, self.seq_window, event.boot, fresh)
             if admission is Admission.DUPLICATE:
                 tracker.duplicates += 1
                 return admission

@@ -178,7 +178,7 @@ def openapi_document() -> dict[str, Any]:
             ["device_id", "sequence", "duplicates", "late", "invalid_values", "dlq", "consistency"],
             device_id=_STR,
             sequence=_obj(
-                ["missing", "gaps", "written_off", "out_of_window"],
+                ["missing", "gaps", "written_off", "out_of_window", "resets"],
                 first_seq={"type": ["integer", "null"]},
                 last_seq={"type": ["integer", "null"]},
                 missing=_INT,
@@ -186,6 +186,8 @@ def openapi_document() -> dict[str, Any]:
                 gaps_total=_INT,
                 written_off=_INT,
                 out_of_window=_INT,
+                boot={"type": ["integer", "null"]},
+                resets=_INT,
             ),
             duplicates=_INT,
             late={"type": "object", "additionalProperties": _INT},

@@ -36,6 +36,8 @@ def loss_json(state: DeviceState) -> dict[str, object]:
             "gaps_total": len(state.gaps),
             "written_off": state.lost,
             "out_of_window": state.out_of_window,
+            "boot": state.boot,
+            "resets": state.seq_resets,
         },
         "duplicates": state.duplicates,
         "late": dict(sorted(state.late.items())),

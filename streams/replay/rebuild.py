@@ -21,11 +21,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import OffsetOutOfRangeError
 
 from contracts.avro import AvroError, peek_schema_id
-from contracts.avro import decode as avro_decode
 from contracts.kafka import KafkaClientSettings
 from contracts.registry.cache import SchemaCache
 from contracts.registry.factory import open_registry
-from streams.decoding import UNDECODABLE, telemetry_event
+from streams.decoding import UNDECODABLE, learn_schema, read_telemetry
 from streams.domain import Position, TelemetryEvent
 from streams.domain import TopicPartition as StorePartition
 from streams.errors import ConfigError
@@ -283,8 +282,8 @@ async def _learn_schemas(registry: SchemaCache, fetched: dict[TopicPartition, li
             ids.add(peek_schema_id(header))
     for schema_id in ids:
         if registry.writer_schema(schema_id) is None:
-            with contextlib.suppress(*UNDECODABLE):
-                await registry.ensure_id(schema_id)
+            with contextlib.suppress(*UNDECODABLE):  # waits out an unavailable registry
+                await learn_schema(registry, schema_id)
 
 
 def _decode(
@@ -303,7 +302,7 @@ def _decode(
                 break
             event: TelemetryEvent | None
             try:
-                event = telemetry_event(avro_decode(record.value or b"", registry))
+                event = read_telemetry(registry, record.value or b"")
             except UNDECODABLE:
                 bad += 1
                 event = None

@@ -30,6 +30,8 @@ DEVICE_COLUMNS = (
     "invalid_values",
     "late",
     "metrics",
+    "boot",
+    "seq_resets",
 )
 WINDOW_COLUMNS = (
     "device_id",
@@ -69,6 +71,8 @@ def device_row(state: DeviceState) -> tuple[object, ...]:
         state.invalid_values,
         _dumps(state.late) if state.late else "{}",
         _dumps(state.metrics),
+        state.boot,
+        state.seq_resets,
     )
 
 
@@ -90,6 +94,8 @@ def device_from_row(row: Sequence[Any]) -> DeviceState:
         invalid_values=row[12],
         late=json.loads(row[13]),
         metrics=metrics,
+        boot=row[15],
+        seq_resets=row[16],
     )
 
 

@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS {s}.outbox (
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, event_id text NOT NULL UNIQUE,
     topic text NOT NULL, msg_key text NOT NULL, kind text NOT NULL, ts bigint NOT NULL,
     payload text NOT NULL, published_at bigint);
+ALTER TABLE {s}.devices ADD COLUMN IF NOT EXISTS boot bigint;
+ALTER TABLE {s}.devices ADD COLUMN IF NOT EXISTS seq_resets bigint NOT NULL DEFAULT 0;
 ALTER TABLE {s}.outbox ADD COLUMN IF NOT EXISTS lease_owner text;
 ALTER TABLE {s}.outbox ADD COLUMN IF NOT EXISTS lease_until bigint;
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON {s}.outbox (msg_key, seq)
@@ -55,7 +57,7 @@ _ON_CONFLICT = "ON CONFLICT ({key}) DO UPDATE SET {updates}"
 _STAGE = "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
 _COPY = "COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY)"
 _MERGE = "INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} "
-DEVICE_TYPES = ("text", *["int8"] * 6, "text", *["int8"] * 5, "text", "text")
+DEVICE_TYPES = ("text", *["int8"] * 6, "text", *["int8"] * 5, "text", "text", "int8", "int8")
 WINDOW_TYPES = ("text", "text", "int8", "int8", "int8", "float8", "float8", "float8")
 
 # Every statement of the adapter.

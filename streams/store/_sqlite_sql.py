@@ -45,6 +45,13 @@ CREATE TABLE IF NOT EXISTS {p}tracking (
 """
 
 
+ADDED_COLUMNS = {
+    "devices": (("boot", "INTEGER"), ("seq_resets", "INTEGER NOT NULL DEFAULT 0")),
+}
+"""Columns added since a table was first created: a store missing one gains it at start-up
+(SQLite has no ADD COLUMN IF NOT EXISTS), at the end of the table in every store."""
+
+
 # Every statement of this adapter; {p} is the table prefix.
 _STATEMENTS = {
     "set_version": "INSERT OR IGNORE INTO {p}meta VALUES ('schema_version', ?)",
@@ -59,8 +66,7 @@ _STATEMENTS = {
     "update_offset": "UPDATE {p}inbox_offsets SET last_offset = ?, recent_count = ? "
     "WHERE group_id = ? AND topic = ? AND kafka_partition = ? AND last_offset = ?",
     "upsert_recent": "INSERT OR REPLACE INTO {p}inbox_recent_ids VALUES (?, ?, ?, ?, ?, ?)",
-    "upsert_device": "INSERT OR REPLACE INTO {p}devices ({device_cols}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "upsert_device": "INSERT OR REPLACE INTO {p}devices ({device_cols}) VALUES ({device_marks})",
     "upsert_window": "INSERT OR REPLACE INTO {p}windows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "upsert_alert": "INSERT OR REPLACE INTO {p}alert_states VALUES (?, ?, ?, ?, ?, ?)",
     "append_outbox": "INSERT INTO {p}outbox ({outbox_cols}) VALUES (?, ?, ?, ?, ?, ?) "
@@ -90,6 +96,7 @@ def statements(prefix: str) -> dict[str, str]:
     names = {
         "p": prefix,
         "device_cols": ", ".join(_codec.DEVICE_COLUMNS),
+        "device_marks": ", ".join("?" * len(_codec.DEVICE_COLUMNS)),
         "outbox_cols": ", ".join(_codec.OUTBOX_COLUMNS),
     }
     return {key: template.format(**names) for key, template in _STATEMENTS.items()}

@@ -32,7 +32,7 @@ from streams.projections.canonical import hash_rows
 from streams.projections.device import DeviceState
 from streams.projections.windows import WindowAggregate
 from streams.store import _codec, _query_sql
-from streams.store._sqlite_sql import SCHEMA, SCHEMA_VERSION, statements
+from streams.store._sqlite_sql import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION, statements
 from streams.store._swap_sql import (
     sqlite_generation,
     sqlite_merge,
@@ -121,12 +121,21 @@ class SqliteStore:
     def migrate(self) -> None:
         with self._guard("migrate"):
             self._conn.executescript(SCHEMA.format(p=self._p))
+            self._add_columns()
             with self._transaction() as cur:
                 cur.execute(self._sql["set_version"], (SCHEMA_VERSION,))
                 row = cur.execute(self._sql["version"]).fetchone()
                 self._generation = self._read_generation(cur)
         if row != (SCHEMA_VERSION,):
             raise StoreError(f"store schema version {row} is not {SCHEMA_VERSION}")
+
+    def _add_columns(self) -> None:
+        for table, columns in ADDED_COLUMNS.items():
+            name = f"{self._p}{table}"
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({name})")}
+            for column, kind in columns:
+                if column not in have:
+                    self._conn.execute(f"ALTER TABLE {name} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:

@@ -17,6 +17,12 @@ class WorkerMetrics:
             "positions decide, so the worker goes on",
             registry=r,
         )
+        self.registry_retries = Counter(
+            "iot_streams_registry_retries",
+            "writer-schema fetches retried because the registry was unavailable or slow "
+            "(the batch waits; nothing is skipped)",
+            registry=r,
+        )
         self.skipped = Counter(
             "iot_streams_events_skipped", "events not applied, by reason", ["reason"], registry=r
         )

@@ -208,7 +208,8 @@ class WorkerRuntime:
         for record in records:
             position = Position(record.topic, record.partition, record.offset)
             try:
-                batch.append((position, await decode_telemetry(self.registry, record.value)))
+                event = await decode_telemetry(self.registry, record.value, self._registry_retry)
+                batch.append((position, event))
             except UNDECODABLE as exc:
                 log.warning("passing over undecodable record at %s: %s", position, exc)
                 batch.append((position, None))  # counted as skipped, its offset committed
@@ -219,6 +220,9 @@ class WorkerRuntime:
         self.metrics.batch_size.observe(len(records))
         self.metrics.commit_latency.observe(result.commit_seconds)
         return result
+
+    def _registry_retry(self, _exc: BaseException) -> None:
+        self.metrics.registry_retries.inc()
 
     async def _apply(self, batch: list[tuple[Position, TelemetryEvent | None]]) -> BatchResult:
         """Applies the batch's events of partitions this worker owns; retries store errors

@@ -150,6 +150,22 @@ class StoreContract:
         assert device_a is not None
         assert (device_a.count, device_a.duplicates) == (2, 2)
 
+    def test_boot_epochs_and_restarts_survive_the_store(
+        self, store: Store, open_store: OpenStore
+    ) -> None:
+        events = [event("a", n, seq=n, boot=3, temp=1.0) for n in (0, 1, 5)]
+        events += [event("a", 9, seq=0, boot=4, temp=2.0)]
+        events += [event("b", n, seq=n, temp=1.0) for n in (0, 1, 2)]
+        events += [event("b", 10, seq=0, temp=2.0)]
+        log = make_log(events)
+        processor(store).apply(log[:5])
+        processor(open_store()).apply(log[5:])  # a new worker loads the state from the store
+        assert_matches_oracle(store, log)
+        a, b = store.device("a"), store.device("b")
+        assert a is not None
+        assert b is not None
+        assert (a.boot, a.seq_resets, a.lost, b.boot, b.seq_resets) == (4, 1, 3, None, 1)
+
     @pytest.mark.parametrize("step", ["after_offsets", "after_projections", "before_commit"])
     def test_a_batch_redelivered_after_a_crash_mid_batch_applies_once(
         self, store: Store, open_store: OpenStore, failpoints: Failpoints, step: str

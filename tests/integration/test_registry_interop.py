@@ -70,6 +70,8 @@ def telemetry(n: int) -> dict[str, Any]:
         "seq": n if n % 2 else None,
         "metrics": {"temperature": 20.5 + n, "humidity": 0.25},
         "attributes": {"fw": "1.2.3"} if n % 3 else {},
+        "boot": n // 4 if n % 4 else None,
+        "ts_stamped": n % 5 == 0,
     }
 
 

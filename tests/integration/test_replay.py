@@ -49,14 +49,15 @@ async def log(kafka_admin: KafkaClientSettings, unique: Callable[[str], str]) ->
     await producer.start()
     try:
         for i in range(1500):
-            device, seq = f"dev-{i % 10}", i // 10 + 1 - (i % 97 == 0)  # some repeats
+            j = i - 10 if i % 97 == 0 and i >= 10 else i  # some repeats of the device's last
+            device, seq = f"dev-{i % 10}", j // 10 + 1
             record = {
                 "event_id": f"{device}:{seq}",
                 "device_id": device,
-                "ts": BASE + i * 1000,
+                "ts": BASE + j * 1000,
                 "received_at": BASE + i * 1000 + 5,
                 "seq": seq,
-                "metrics": {"temp_c": 20 + (i % 23), "humidity_pct": 40 + (i % 11)},
+                "metrics": {"temp_c": 20 + (j % 23), "humidity_pct": 40 + (j % 11)},
                 "attributes": {},
             }
             await producer.send(topic, key=device.encode(), value=encode(record, writer))

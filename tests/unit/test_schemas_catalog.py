@@ -41,8 +41,9 @@ def test_subjects_follow_the_topic_name_strategy() -> None:
     for name, record_name in SUBJECTS.items():
         assert CATALOG.latest(name).name == f"{NAMESPACE}.{record_name}"
         expected = (
-            CompatibilityMode.FULL_TRANSITIVE if name == "iot.telemetry.v1-value" else
-            CompatibilityMode.BACKWARD
+            CompatibilityMode.FULL_TRANSITIVE
+            if name == "iot.telemetry.v1-value"
+            else CompatibilityMode.BACKWARD
         )
         assert CATALOG.compatibility(name) is expected
 

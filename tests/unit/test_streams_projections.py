@@ -4,6 +4,7 @@ ring, the relay seam and the processor's bookkeeping (SQLite, no services)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,11 +71,55 @@ def test_gaps_beyond_the_window_are_written_off_and_counted_lost() -> None:
 
 def test_out_of_window_events_are_counted_not_dropped_silently() -> None:
     projector = Projector(WINDOWS, RULES, SeqWindow(size=10))
-    projector.apply(event("a", 0, seq=100, temp=1.0))
+    projector.apply(event("a", 5, seq=100, temp=1.0))
     assert projector.apply(event("a", 1, seq=50, temp=2.0)) is Admission.OUT_OF_WINDOW
     state = projector.device("a")
     assert state is not None
     assert (state.count, state.out_of_window, state.metrics["temp"].value) == (1, 1, 1.0)
+
+
+# -- device restarts (finding 1: a device restarting seq at 0 was dropped for good) ----------
+
+
+def test_a_device_restarting_seq_without_a_boot_epoch_is_recognised_by_its_clock() -> None:
+    projector = Projector(WINDOWS, RULES)
+    for n in range(500):
+        projector.apply(event("a", n * 10, seq=n, temp=1.0))
+    projector.apply(event("a", 4000, seq=510, temp=1.0))  # 500..509 missing when it reboots
+    admissions = [projector.apply(event("a", 6000 + n, seq=n, temp=2.0)) for n in range(100)]
+    assert admissions == [Admission.NEW] * 100
+    state = projector.device("a")
+    assert state is not None
+    assert (state.count, state.seq_resets, state.duplicates) == (601, 1, 0)
+    assert (state.first_seq, state.last_seq, state.missing, state.lost) == (0, 99, 0, 10)
+    assert state.metrics["temp"].value == 2.0
+
+
+def test_a_true_duplicate_carries_its_original_time_and_stays_a_duplicate() -> None:
+    projector = Projector(WINDOWS, RULES)
+    originals = [event("a", n * 10, seq=n, temp=1.0) for n in range(50)]
+    for item in originals:
+        projector.apply(item)
+    assert projector.apply(originals[3]) is Admission.DUPLICATE
+    stamped = dataclasses.replace(originals[4], ts=originals[-1].ts + 99, ts_stamped=True)
+    assert projector.apply(stamped) is Admission.DUPLICATE  # the gateway's time proves nothing
+    state = projector.device("a")
+    assert state is not None
+    assert (state.count, state.duplicates, state.seq_resets) == (50, 2, 0)
+
+
+def test_a_boot_epoch_restarts_the_window_exactly_and_older_boots_are_out_of_it() -> None:
+    projector = Projector(WINDOWS, RULES)
+    for n in range(20):
+        projector.apply(event("a", n * 10, seq=n, boot=7, temp=1.0))
+    assert projector.apply(event("a", 0, seq=0, boot=8, temp=2.0)) is Admission.NEW  # clock reset
+    assert projector.apply(event("a", 5, seq=1, boot=8, temp=2.0)) is Admission.NEW
+    assert projector.apply(event("a", 5, seq=1, boot=8, temp=2.0)) is Admission.DUPLICATE
+    assert projector.apply(event("a", 500, seq=25, boot=7, temp=3.0)) is Admission.OUT_OF_WINDOW
+    state = projector.device("a")
+    assert state is not None
+    assert (state.boot, state.seq_resets, state.first_seq, state.last_seq) == (8, 1, 0, 1)
+    assert (state.count, state.duplicates, state.out_of_window) == (22, 1, 1)
 
 
 # -- device state and windows ---------------------------------------------------------------
@@ -221,7 +266,7 @@ def test_skips_are_counted_by_reason(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     store.migrate()
     worker = BatchProcessor(store, "g", seq_window=SeqWindow(size=5))
-    log = make_log([event("a", 0, seq=10), event("a", 1, seq=10), event("a", 2, seq=1)])
+    log = make_log([event("a", 9, seq=10), event("a", 9, seq=10), event("a", 2, seq=1)])
     result = worker.apply(log + log[:1])
     assert result.applied == 1
     assert result.skipped == {

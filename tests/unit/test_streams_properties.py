@@ -15,7 +15,7 @@ from streams import BatchProcessor, SkipReason, TelemetryEvent
 from streams.domain import derived_event_id
 from streams.store import Projection, SqliteStore
 from tests.contracts.store import Failpoints, SimulatedCrashError, outbox
-from tests.oracle import RULES, WINDOWS, Log, event, make_log, oracle
+from tests.oracle import BASE_TS, RULES, WINDOWS, Log, event, make_log, oracle
 
 METRIC_VALUES = st.one_of(
     st.floats(min_value=0, max_value=50, allow_nan=False),
@@ -152,16 +152,18 @@ def test_exactly_one_raised_alert_per_crossing_under_redelivery(
     for i, value in enumerate(values):  # the rule, by hand: above 25 raises, below 20 clears
         if (not active and value > 25.0) or (active and value < 20.0):
             active = not active
-            crossings.append(("alert.raised" if active else "alert.cleared", f"dev#{i}"))
+            crossings.append(("alert.raised" if active else "alert.cleared", f"dev#{i}", i))
     with tempfile.TemporaryDirectory() as tmp:
         consume(Path(tmp) / "store.db", make_log(events), plan)
         store = SqliteStore(Path(tmp) / "store.db")
         published = [e for e in outbox(store) if e.payload["rule"] == "temp-high"]
         store.close()
     expected_ids = [
-        derived_event_id("alert", "temp-high", "dev", kind.split(".")[1].upper(), cause)
-        for kind, cause in crossings
+        derived_event_id(
+            "alert", "temp-high", "dev", kind.split(".")[1].upper(), cause, str(BASE_TS + i * 1000)
+        )
+        for kind, cause, i in crossings
     ]
     assert [(e.kind, e.event_id) for e in published] == [
-        (kind, event_id) for (kind, _), event_id in zip(crossings, expected_ids, strict=True)
+        (kind, event_id) for (kind, _, _), event_id in zip(crossings, expected_ids, strict=True)
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from streams.store import OutboxStore, SqliteStore, Store
+from streams.store._sqlite_sql import SCHEMA
 from tests.contracts.store import (
     OpenStore,
     StoreContract,
@@ -44,3 +46,20 @@ class TestSqliteStore(StoreContract):
     @pytest.fixture
     def relay_pair(self, store: Store) -> tuple[OutboxStore, OutboxStore]:
         return store, store  # one process owns an SQLite store; its relays share the instance
+
+
+def test_a_store_made_before_boot_epochs_gains_their_columns(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.executescript(SCHEMA.format(p=""))  # the layout before boot and seq_resets
+    old.execute(
+        "INSERT INTO devices VALUES ('a', 1, 2, 3, 0, 2, -5, '[]', 0, 0, 0, 0, 0, '{}', '{}')"
+    )
+    old.commit()
+    old.close()
+    store = SqliteStore(tmp_path / "old.db")
+    store.migrate()
+    store.migrate()
+    device = store.device("a")
+    assert device is not None
+    assert (device.count, device.last_seq, device.boot, device.seq_resets) == (3, 2, None, 0)
+    store.close()
