@@ -20,11 +20,14 @@ from streams.replay.rebuild import (
     Plan,
     Progress,
     RebuildReport,
+    Swapped,
     Verification,
     compare,
     copy_slice,
     plan,
     rebuild,
+    refuse_lossy_swap,
+    retention_deleted,
     state_hashes,
     swap,
     verify_aligned,
@@ -186,11 +189,13 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     live_url = _check_rebuild_args(args, settings)
     _jobs(args)  # refuses a bad --jobs before anything runs
     chosen = asyncio.run(plan(settings, args.from_, args.to))  # refuses bad ranges first
+    if args.swap:  # refuses a lossy swap before the rebuild, not after
+        refuse_lossy_swap(asyncio.run(retention_deleted(settings)), args.accept_loss)
     if args.dry_run:
         return _print_plan(args, settings.telemetry_topic, chosen)
     shadow = _open_shadow(args.shadow)
     check: Verification | None = None
-    swapped: tuple[int, int] | None = None
+    swapped: Swapped | None = None
     try:
         if shadow.devices() or shadow.positions(settings.group):
             raise ConfigError(f"the shadow store {args.shadow} is not empty; give a new one")
@@ -205,8 +210,10 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
                     check = _verify(args, settings, live, shadow)
                     result["verify"] = dataclasses.asdict(check)
                 if args.swap:
-                    swapped = asyncio.run(swap(settings, live, shadow))
-                    result["swap"] = {"generation": swapped[0], "reapplied": swapped[1]}
+                    swapped = asyncio.run(
+                        swap(settings, live, shadow, accept_loss=args.accept_loss)
+                    )
+                    result["swap"] = dataclasses.asdict(swapped)
             finally:
                 live.close()
     finally:
@@ -214,20 +221,38 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
-        print(
-            f"rebuilt {report.events:,} events in {report.seconds:.1f}s ({report.rate:,.0f} ev/s),"
-            f" {report.undecodable} undecodable"
-        )
-        for name, digest in report.hashes.items():
-            print(f"  {name:<8} {digest}")
-        if check is not None:
-            _print_verification(check)
-        if swapped is not None:
-            print(
-                f"swapped: the shadow is live (generation {swapped[0]}); workers re-apply "
-                f"about {swapped[1]:,} records from its offsets"
-            )
+        _print_rebuild(report, check, swapped)
     return 1 if check is not None and not check.ok and swapped is None else 0
+
+
+def _print_rebuild(
+    report: RebuildReport, check: Verification | None, swapped: Swapped | None
+) -> None:
+    print(
+        f"rebuilt {report.events:,} events in {report.seconds:.1f}s ({report.rate:,.0f} ev/s),"
+        f" {report.undecodable} undecodable"
+    )
+    for name, digest in report.hashes.items():
+        print(f"  {name:<8} {digest}")
+    if check is not None:
+        _print_verification(check)
+    if swapped is not None:
+        _print_swap(swapped)
+
+
+def _print_swap(swapped: Swapped) -> None:
+    print(
+        f"swapped: the shadow is live (generation {swapped.generation}); workers re-apply "
+        f"about {swapped.reapplied:,} records from its offsets"
+    )
+    loss = swapped.loss
+    if loss is not None:
+        print(
+            f"LOST (accepted): {loss.records:,} records retention had deleted; "
+            f"{len(loss.devices_dropped):,} devices dropped"
+            + (": " + ", ".join(loss.devices_dropped[:20]) if loss.devices_dropped else "")
+            + (" ..." if len(loss.devices_dropped) > 20 else "")
+        )
 
 
 def _verify(
@@ -401,7 +426,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     build.add_argument(
         "--swap",
         action="store_true",
-        help="then make the shadow the live state, atomically, under running workers",
+        help="then make the shadow the live state, atomically, under running workers "
+        "(refused once retention deleted the start of the log, see --accept-loss)",
+    )
+    build.add_argument(
+        "--accept-loss",
+        action="store_true",
+        help="swap even though retention deleted records the live state was built from "
+        "(the report lists the devices dropped)",
     )
     build.add_argument(
         "--wait",

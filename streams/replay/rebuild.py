@@ -39,12 +39,16 @@ __all__ = [
     "Plan",
     "Progress",
     "RebuildReport",
+    "RetentionLoss",
+    "Swapped",
     "Verification",
     "catch_up",
     "compare",
     "copy_slice",
     "plan",
     "rebuild",
+    "refuse_lossy_swap",
+    "retention_deleted",
     "state_hashes",
     "swap",
     "verify",
@@ -525,23 +529,78 @@ async def verify_aligned(
     return compare(snap, mine, sample)
 
 
-async def swap(settings: WorkerSettings, live: Store, shadow: Store) -> tuple[int, int]:
-    """Makes ``shadow`` the live state under running workers; returns (new generation,
-    records the workers re-apply from the shadow's offsets).
+@dataclass(frozen=True, slots=True)
+class RetentionLoss:
+    """What a swap gives up once retention deleted the start of the log: state built from
+    records the log no longer holds cannot be rebuilt."""
 
-    The shadow first catches up to the live store's current offsets (so the workers have
-    little to re-apply); then ``live.swap_in`` replaces projections and the group's offsets in
-    one transaction and bumps the generation. Workers notice at their next batch (or within a
-    second when idle), drop their caches and seek to the swapped-in offsets: events after
-    them are applied once, to the new state; none is lost, none applied twice.
+    deleted: dict[int, int]
+    """partition -> records retention deleted (the offset the log now starts at)."""
+    devices_dropped: tuple[str, ...] = ()
+    """Devices in the live state that the rebuilt state does not have (all their events
+    aged out)."""
+
+    @property
+    def records(self) -> int:
+        return sum(self.deleted.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Swapped:
+    """A swap's outcome: the new generation, records the workers re-apply, what was lost."""
+
+    generation: int
+    reapplied: int
+    loss: RetentionLoss | None = None
+
+
+async def retention_deleted(settings: WorkerSettings) -> dict[int, int]:
+    """Per partition whose log no longer starts at offset 0: how many records retention
+    deleted."""
+    first = await _log_start(settings, await _partitions(settings))
+    return {p: n for p, n in sorted(first.items()) if n > 0}
+
+
+def refuse_lossy_swap(deleted: dict[int, int], accept_loss: bool) -> None:
+    """ConfigError when retention deleted records and the operator did not accept losing them
+    (the one rule; the CLI asks before rebuilding, :func:`swap` again before swapping)."""
+    if not deleted or accept_loss:
+        return
+    where = ", ".join(f"partition {p} starts at offset {n:,}" for p, n in deleted.items())
+    raise ConfigError(
+        f"retention deleted {sum(deleted.values()):,} records of the log ({where}): a swap "
+        "would replace state built from them with state that lacks them. Give --accept-loss "
+        "to swap anyway (the report lists the devices dropped), or keep the live store"
+    )
+
+
+async def swap(
+    settings: WorkerSettings, live: Store, shadow: Store, *, accept_loss: bool = False
+) -> Swapped:
+    """Makes ``shadow`` the live state under running workers.
+
+    Refused (ConfigError) when retention deleted the start of the log, unless
+    ``accept_loss``: then the result says what was lost. The shadow first catches up to the
+    live store's current offsets (so the workers have little to re-apply); then
+    ``live.swap_in`` replaces projections and the group's offsets in one transaction and
+    bumps the generation. Workers notice at their next batch (or within a second when idle),
+    drop their caches and seek to the swapped-in offsets: events after them are applied
+    once, to the new state; none is lost, none applied twice.
     """
+    deleted = await retention_deleted(settings)
+    refuse_lossy_swap(deleted, accept_loss)
     group, topic = settings.group, settings.telemetry_topic
     reached = _next_offsets(await asyncio.to_thread(live.positions, group), topic)
     await catch_up(settings, shadow, reached, group)
     mine = _next_offsets(await asyncio.to_thread(shadow.positions, group), topic)
+    loss = None
+    if deleted:
+        kept = {d.device_id for d in await asyncio.to_thread(shadow.devices)}
+        gone = [d.device_id for d in await asyncio.to_thread(live.devices)]
+        loss = RetentionLoss(deleted, tuple(sorted(d for d in gone if d not in kept)))
     before = _next_offsets(await asyncio.to_thread(live.positions, group), topic)
     generation = await asyncio.to_thread(live.swap_in, shadow, group)
-    return generation, sum(max(0, before.get(p, 0) - n) for p, n in mine.items())
+    return Swapped(generation, sum(max(0, before.get(p, 0) - n) for p, n in mine.items()), loss)
 
 
 @dataclass(frozen=True, slots=True)

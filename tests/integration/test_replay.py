@@ -19,11 +19,20 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from contracts.avro import SchemaCatalog, encode
 from contracts.kafka import KafkaClientSettings
+from contracts.partitioning import partition_for
 from contracts.registry.factory import open_registry
 from devstack import DevStackSettings
 from streams.errors import ConfigError
 from streams.replay.jobs import rebuild_parallel
-from streams.replay.rebuild import catch_up, copy_slice, plan, rebuild, state_hashes, verify
+from streams.replay.rebuild import (
+    catch_up,
+    copy_slice,
+    plan,
+    rebuild,
+    state_hashes,
+    swap,
+    verify,
+)
 from streams.settings import WorkerSettings
 from streams.store.sqlite import SqliteStore
 from tests.clients import process_env
@@ -198,6 +207,46 @@ def _iotctl(log: WorkerSettings, *args: str) -> subprocess.CompletedProcess[str]
         timeout=120,
         check=False,
     )
+
+
+async def test_a_swap_after_retention_deleted_records_is_refused_unless_accepted(
+    log: WorkerSettings, tmp_path: Path
+) -> None:
+    """Finding 6: a full rebuild started at the log's current start and the swap replaced the
+    live state, silently dropping the devices whose events had aged out."""
+    live = SqliteStore(tmp_path / "live.db")
+    live.migrate()
+    end = (await plan(log)).end
+    await catch_up(log, live, end)
+    gone = sorted(d.device_id for d in live.devices() if partition_for(d.device_id, 3) == 0)
+    assert gone
+    admin = AIOKafkaAdminClient(**log.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        topic = TopicPartition(log.telemetry_topic, 0)
+        await admin.delete_records({topic: RecordsToDelete(end[0])})
+    finally:
+        await admin.close()
+    refused = await asyncio.to_thread(
+        _iotctl, log, "replay", "rebuild", "--shadow", f"sqlite:///{tmp_path / 's.db'}", "--swap"
+    )
+    assert refused.returncode == 1
+    assert f"retention deleted {end[0]:,} records" in refused.stderr
+    assert "--accept-loss" in refused.stderr
+    assert not (tmp_path / "s.db").exists()  # refused before rebuilding anything
+    shadow = SqliteStore(tmp_path / "shadow.db")
+    shadow.migrate()
+    await rebuild(log, shadow)
+    before = state_hashes(live)
+    with pytest.raises(ConfigError, match="--accept-loss"):
+        await swap(log, live, shadow)
+    assert state_hashes(live) == before
+    swapped = await swap(log, live, shadow, accept_loss=True)
+    assert swapped.loss is not None
+    assert (swapped.loss.deleted, list(swapped.loss.devices_dropped)) == ({0: end[0]}, gone)
+    assert not {d.device_id for d in live.devices()} & set(gone)
+    live.close()
+    shadow.close()
 
 
 async def test_the_cli_plans_rebuilds_verifies_and_refuses_bad_ranges(
