@@ -32,15 +32,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from contracts.topics import ALERTS
 from streams.domain import DerivedEvent, Position, TelemetryEvent, TopicPartition
 from streams.inbox import PartitionInbox, RecentIds
-from streams.projections.alerts import AlertRule
+from streams.projections.alerts import AlertRule, load_alert_rules
 from streams.projections.device import Admission, SeqWindow
 from streams.projections.projector import Projector
 from streams.projections.windows import DEFAULT_WINDOWS, WindowSpec
 from streams.store.port import BatchWrite, OffsetAdvance, RecentId, Store
+
+if TYPE_CHECKING:
+    from streams.settings import WorkerSettings
 
 __all__ = ["BatchProcessor", "BatchResult", "SkipReason"]
 
@@ -89,6 +93,7 @@ class BatchProcessor:
         self.group = group
         self._projector = Projector(windows, rules, seq_window, alerts_topic)
         self._horizon_ms = max((spec.grace_ms for spec in windows), default=0)
+        self._reach_ms = max((spec.size_ms + spec.grace_ms for spec in windows), default=0)
         self._recent_capacity = recent_ids
         self._partitions: dict[tuple[str, int], PartitionInbox] = {}
         self._device_partition: dict[str, tuple[str, int]] = {}
@@ -214,6 +219,7 @@ class BatchProcessor:
                 windows=changes.windows,
                 alerts=changes.alerts,
                 outbox=changes.derived,
+                expired_windows=changes.expired,
             )
             for inbox in touched.values():  # what the next batch expects the store to hold
                 inbox.committed = inbox.offset
@@ -243,6 +249,22 @@ class BatchProcessor:
                 parts[tp] = PartitionInbox(committed, recent)
         unknown = self._projector.unknown(event.device_id for _, event in batch if event)
         if unknown:
-            loaded = self.store.load_devices(unknown, self._horizon_ms)
+            loaded = self.store.load_devices(unknown, self._horizon_ms, self._reach_ms)
             self._projector.load(unknown, loaded.devices, loaded.windows, loaded.alerts)
         return parts
+
+
+def processor_for(
+    settings: WorkerSettings, store: Store, group: str | None = None
+) -> BatchProcessor:
+    """The processor the settings describe (windows and their retention, alert rules, the
+    alerts topic) over ``store``, for ``group`` (default: the workers' group): the live
+    workers and replay apply the log with the same one."""
+    rules = load_alert_rules(settings.alert_rules) if settings.alert_rules else ()
+    return BatchProcessor(
+        store,
+        group or settings.group,
+        windows=settings.windows(),
+        rules=rules,
+        alerts_topic=settings.alerts_topic,
+    )

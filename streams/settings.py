@@ -7,16 +7,18 @@ Environment variables win over the file, nested with ``__``:
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from contracts.kafka import KafkaClientSettings
 from contracts.settings_file import FileSettings, load_settings
 from contracts.topics import ALERTS, COMMANDS, DEVICE_EVENTS, TELEMETRY, TELEMETRY_DLQ
 from streams.errors import ConfigError
+from streams.projections.windows import DEFAULT_WINDOWS, WindowSpec
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -117,11 +119,40 @@ class WorkerSettings(FileSettings):
     outbox_keep_s: float = Field(300.0, ge=0)
     """Published outbox rows are deleted this long after publication (checked every minute):
     the outbox is a queue, not a history; the alert topic is the history."""
+    window_retention_s: dict[str, float | None] = Field(
+        default_factory=lambda: dict[str, float | None]({"1m": 7 * 86_400.0, "1h": 90 * 86_400.0})
+    )
+    """How long each window size is kept after it closed, by window name (event time: the
+    device's own watermark decides, so live and rebuilt state agree); null keeps it for good."""
     notifier: NotifierSettings = NotifierSettings()
     http: HttpSettings = HttpSettings()
     query: QuerySettings = QuerySettings()
     data_dir: Path = Path(".local/worker/faust")
     """faust's own working folder (its table state would live here; the worker keeps none)."""
+
+    @field_validator("window_retention_s")
+    @classmethod
+    def _known_windows(cls, value: dict[str, float | None]) -> dict[str, float | None]:
+        names = {spec.name for spec in DEFAULT_WINDOWS}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ValueError(f"unknown window(s) {unknown}: the windows are {sorted(names)}")
+        if any(seconds is not None and seconds < 0 for seconds in value.values()):
+            raise ValueError("a retention must be >= 0 seconds (or null: for good)")
+        return value
+
+    def windows(self) -> tuple[WindowSpec, ...]:
+        """The window sizes with their retention."""
+        retention = self.window_retention_s
+        return tuple(
+            dataclasses.replace(
+                spec,
+                retention_ms=None
+                if retention.get(spec.name) is None
+                else round(retention[spec.name] * 1000),  # type: ignore[operator]
+            )
+            for spec in DEFAULT_WINDOWS
+        )
 
 
 def load_worker_settings(path: Path | None) -> WorkerSettings:

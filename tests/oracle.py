@@ -239,11 +239,18 @@ def oracle(
                 agg[1] = min(agg[1], value)
                 agg[2] = max(agg[2], value)
                 agg[3] = agg[3] + value if agg[0] > 1 else value
+    by_size = {spec.size_ms: spec for spec in windows}
+
+    def retained(key: tuple[str, str, int, int]) -> bool:
+        through = by_size[key[2]].expired_through(devices[key[0]].last_seen)
+        return through is None or key[3] > through
+
     return Expected(
         devices=[devices[d].state(seq_window) for d in sorted(devices)],
         windows=[
             WindowAggregate(*key, int(a[0]), a[1], a[2], a[3])
             for key, a in sorted(aggregates.items())
+            if retained(key)
         ],
         alerts=[alert_states[k] for k in sorted(alert_states)],
         derived=derived,

@@ -13,7 +13,7 @@ from streams.projections.alerts import (
 )
 from streams.projections.canonical import canonical_row, hash_rows
 from streams.projections.device import Admission, DeviceState, LatestValue, SeqWindow
-from streams.projections.projector import ProjectionChanges, Projector
+from streams.projections.projector import ExpiredWindows, ProjectionChanges, Projector
 from streams.projections.windows import (
     DEFAULT_WINDOWS,
     WindowAggregate,
@@ -27,6 +27,7 @@ __all__ = [
     "AlertRule",
     "AlertState",
     "DeviceState",
+    "ExpiredWindows",
     "LatestValue",
     "ProjectionChanges",
     "Projector",

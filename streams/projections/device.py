@@ -115,6 +115,7 @@ class DeviceTracker:
         "count",
         "device_id",
         "duplicates",
+        "expired",
         "first_seen",
         "first_seq",
         "gaps",
@@ -154,6 +155,8 @@ class DeviceTracker:
         # (owned by the projector)
         self.window_keys: set[tuple[str, str, int, int]] = set()
         self.next_close = _NEVER
+        # window size -> start of the newest window already deleted by retention (in memory)
+        self.expired: dict[int, int] = {}
 
     @classmethod
     def from_state(cls, state: DeviceState) -> DeviceTracker:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from contracts.topics import ALERTS
 from streams.domain import DerivedEvent, TelemetryEvent
@@ -25,6 +25,7 @@ __all__ = ["ProjectionChanges", "Projector"]
 
 _WindowKey = tuple[str, str, int, int]  # device_id, metric, size_ms, start_ms
 _NEVER = 2**62
+_NEVER_EXPIRED = -(2**62)
 _new_tuple = tuple.__new__  # builds named-tuple rows without their Python-level __new__
 
 
@@ -36,6 +37,16 @@ class ProjectionChanges:
     windows: Sequence[WindowAggregate]
     alerts: Sequence[AlertState]
     derived: Sequence[DerivedEvent]
+    expired: Sequence[ExpiredWindows] = ()
+
+
+class ExpiredWindows(NamedTuple):
+    """A device's windows of one size that retention deletes: those starting at or before
+    ``through_start``."""
+
+    device_id: str
+    size_ms: int
+    through_start: int
 
 
 class Projector:
@@ -57,6 +68,7 @@ class Projector:
         self.seq_window = seq_window or SeqWindow()
         self.alerts_topic = alerts_topic
         self._spec_by_size = {spec.size_ms: spec for spec in windows}
+        self._retained = tuple(spec for spec in windows if spec.retention_ms is not None)
         self._rules_by_metric: dict[str, tuple[AlertRule, ...]] = {}
         for rule in rules:
             self._rules_by_metric[rule.metric] = (*self._rules_by_metric.get(rule.metric, ()), rule)
@@ -228,6 +240,7 @@ class Projector:
             windows=[_new_tuple(WindowAggregate, acc) for acc in self._dirty_windows.values()],
             alerts=list(self._dirty_alerts.values()),
             derived=list(self._derived),
+            expired=self._expired() if self._retained else (),
         )
         for tracker in self._dirty_devices.values():
             if tracker.last_seen >= tracker.next_close:
@@ -237,6 +250,18 @@ class Projector:
         self._dirty_alerts.clear()
         self._derived.clear()
         return changes
+
+    def _expired(self) -> list[ExpiredWindows]:
+        """Windows of the changed devices that retention deletes since the last take."""
+        expired = []
+        for tracker in self._dirty_devices.values():
+            for spec in self._retained:
+                through = spec.expired_through(tracker.last_seen)
+                assert through is not None  # noqa: S101 - only specs with a retention
+                if through > tracker.expired.get(spec.size_ms, _NEVER_EXPIRED):
+                    tracker.expired[spec.size_ms] = through
+                    expired.append(ExpiredWindows(tracker.device_id, spec.size_ms, through))
+        return expired
 
     def _evict_closed(self, tracker: DeviceTracker) -> None:
         watermark = tracker.last_seen

@@ -6,6 +6,11 @@ device *before* the event: an event whose window ended at least ``grace_ms`` bef
 watermark (``start + size + grace_ms <= watermark``) is late for that window size. A late event
 does not change the closed window; it is counted in ``DeviceState.late[spec.name]``, one per
 event and window size. A window is final once closed, so only open windows are cached.
+
+Retention: a window is deleted once the device's watermark passed its end plus grace plus
+``retention_ms`` (None: kept for good). Event time decides, so the state stays a pure function
+of the log: whatever the batching, the windows left are those not yet expired at the device's
+last watermark (an expired window is closed, so no late event brings it back).
 """
 
 from __future__ import annotations
@@ -28,10 +33,22 @@ class WindowSpec:
     name: str
     size_ms: int
     grace_ms: int
+    retention_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.size_ms <= 0 or self.grace_ms < 0:
             raise ValueError(f"window {self.name!r}: size must be > 0 and grace >= 0")
+        if self.retention_ms is not None and self.retention_ms < 0:
+            raise ValueError(f"window {self.name!r}: retention must be >= 0")
+
+    def expired_through(self, watermark: int) -> int | None:
+        """The start of the newest window expired at ``watermark`` (every window starting at
+        or before it is deleted); None while none is (or retention is unbounded)."""
+        if self.retention_ms is None:
+            return None
+        return window_start(
+            watermark - self.size_ms - self.grace_ms - self.retention_ms, self.size_ms
+        )
 
     def is_closed(self, start_ms: int, watermark: int) -> bool:
         """True once the watermark passed the window's end plus grace (the window is final)."""
@@ -42,6 +59,7 @@ DEFAULT_WINDOWS: tuple[WindowSpec, ...] = (
     WindowSpec("1m", 60_000, 60_000),
     WindowSpec("1h", 3_600_000, 300_000),
 )
+"""The window sizes; the workers apply their retention settings to them."""
 
 
 class WindowAggregate(NamedTuple):

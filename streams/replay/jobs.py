@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from streams.errors import StoreError
+from streams.processor import processor_for
 from streams.replay.rebuild import (
     Plan,
     Progress,
     RebuildReport,
     apply_range,
     plan,
-    replay_processor,
 )
 from streams.settings import WorkerSettings
 from streams.store.sqlite import SqliteStore
@@ -77,7 +77,7 @@ def _child(
         store = SqliteStore(path, prefix=prefix, synchronous="OFF")
         try:
             store.migrate()
-            processor = replay_processor(settings, store, group)
+            processor = processor_for(settings, store, group)
             counts = asyncio.run(apply_range(settings, processor, start, end, report))
         finally:
             store.close()

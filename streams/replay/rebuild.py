@@ -28,8 +28,7 @@ from streams.decoding import UNDECODABLE, learn_schema, read_telemetry
 from streams.domain import Position, TelemetryEvent
 from streams.domain import TopicPartition as StorePartition
 from streams.errors import ConfigError
-from streams.processor import BatchProcessor
-from streams.projections.alerts import load_alert_rules
+from streams.processor import BatchProcessor, processor_for
 from streams.projections.canonical import canonical_row, hash_rows
 from streams.settings import WorkerSettings
 from streams.store.port import Projection, StateSnapshot, Store
@@ -451,18 +450,10 @@ async def rebuild(
     Offsets are recorded under ``group`` (default: the workers' group), so the shadow can
     later be swapped in under running workers (:func:`swap`)."""
     chosen = await plan(settings, from_ms, to_ms)
-    processor = replay_processor(settings, shadow, group)
+    processor = processor_for(settings, shadow, group)
     started = time.monotonic()
     events, undecodable = await apply_range(settings, processor, chosen.start, chosen.end, progress)
     return await RebuildReport.of(shadow, chosen, events, undecodable, started)
-
-
-def replay_processor(settings: WorkerSettings, store: Store, group: str | None) -> BatchProcessor:
-    """The live workers' processor (same alert rules) over ``store``, as group ``group``."""
-    rules = load_alert_rules(settings.alert_rules) if settings.alert_rules else ()
-    return BatchProcessor(
-        store, group or settings.group, rules=rules, alerts_topic=settings.alerts_topic
-    )
 
 
 async def catch_up(
@@ -481,7 +472,7 @@ async def catch_up(
             + ", ".join(f"partition {p} at {n}, log from {f}" for p, (n, f) in behind.items())
         )
     start = {p: mine.get(p, first[p]) for p in until}  # nothing applied yet: the log's start
-    events, _ = await apply_range(settings, replay_processor(settings, shadow, group), start, until)
+    events, _ = await apply_range(settings, processor_for(settings, shadow, group), start, until)
     return events
 
 

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS {s}.windows (
     start_ms bigint NOT NULL, count bigint NOT NULL, min double precision NOT NULL,
     max double precision NOT NULL, sum double precision NOT NULL,
     PRIMARY KEY (device_id, metric, size_ms, start_ms)) WITH (fillfactor = 70);
+CREATE INDEX IF NOT EXISTS windows_by_start ON {s}.windows (device_id, start_ms);
 CREATE TABLE IF NOT EXISTS {s}.alert_states (
     device_id text NOT NULL, rule text NOT NULL, active boolean NOT NULL,
     since bigint NOT NULL, value double precision NOT NULL, cause_event_id text NOT NULL,
@@ -83,8 +84,12 @@ _STATEMENTS = {
     "WITH ORDINALITY AS u({outbox_cols}, ord) ORDER BY ord ON CONFLICT (event_id) DO NOTHING",
     "notify": "SELECT pg_notify(%s, '')",
     "load_devices": "SELECT {device_cols} FROM {s}.devices WHERE device_id = ANY(%s)",
-    "load_windows": "SELECT w.* FROM {s}.windows w JOIN {s}.devices d USING (device_id) "
-    "WHERE w.device_id = ANY(%s) AND w.start_ms + w.size_ms > d.last_seen - %s",
+    "load_windows": "SELECT w.* FROM {s}.devices d JOIN {s}.windows w USING (device_id) "
+    "WHERE d.device_id = ANY(%s) AND w.start_ms > d.last_seen - %s "
+    "AND w.start_ms + w.size_ms > d.last_seen - %s",
+    "expire_windows": "DELETE FROM {s}.windows w USING unnest(%s::text[], %s::bigint[], "
+    "%s::bigint[]) AS x(device_id, size_ms, through) WHERE w.device_id = x.device_id "
+    "AND w.size_ms = x.size_ms AND w.start_ms <= x.through",
     "load_alerts": "SELECT * FROM {s}.alert_states WHERE device_id = ANY(%s)",
     "device": "SELECT {device_cols} FROM {s}.devices WHERE device_id = %s",
     "devices": "SELECT {device_cols} FROM {s}.devices",
@@ -169,6 +174,7 @@ class Statements:
         self.load_devices = sql["load_devices"]
         self.load_windows = sql["load_windows"]
         self.load_alerts = sql["load_alerts"]
+        self.expire_windows = sql["expire_windows"]
         self.device = sql["device"]
         self.devices = sql["devices"]
         self.windows = sql["windows"]

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS {p}windows (
     start_ms INTEGER NOT NULL, count INTEGER NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
     sum REAL NOT NULL,
     PRIMARY KEY (device_id, metric, size_ms, start_ms)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {p}windows_by_start ON {p}windows (device_id, start_ms);
 CREATE TABLE IF NOT EXISTS {p}alert_states (
     device_id TEXT NOT NULL, rule TEXT NOT NULL, active INTEGER NOT NULL,
     since INTEGER NOT NULL, value REAL NOT NULL, cause_event_id TEXT NOT NULL,
@@ -68,14 +69,16 @@ _STATEMENTS = {
     "upsert_recent": "INSERT OR REPLACE INTO {p}inbox_recent_ids VALUES (?, ?, ?, ?, ?, ?)",
     "upsert_device": "INSERT OR REPLACE INTO {p}devices ({device_cols}) VALUES ({device_marks})",
     "upsert_window": "INSERT OR REPLACE INTO {p}windows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "expire_windows": "DELETE FROM {p}windows WHERE device_id = ? AND start_ms <= ? "
+    "AND size_ms = ?",
     "upsert_alert": "INSERT OR REPLACE INTO {p}alert_states VALUES (?, ?, ?, ?, ?, ?)",
     "append_outbox": "INSERT INTO {p}outbox ({outbox_cols}) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (event_id) DO NOTHING",
     "load_devices": "SELECT {device_cols} FROM {p}devices "
     "WHERE device_id IN (SELECT value FROM json_each(?))",
-    "load_windows": "SELECT w.* FROM {p}windows w JOIN {p}devices d USING (device_id) "
-    "WHERE w.device_id IN (SELECT value FROM json_each(?)) "
-    "AND w.start_ms + w.size_ms > d.last_seen - ?",
+    "load_windows": "SELECT w.* FROM {p}devices d JOIN {p}windows w USING (device_id) "
+    "WHERE d.device_id IN (SELECT value FROM json_each(?)) "
+    "AND w.start_ms > d.last_seen - ? AND w.start_ms + w.size_ms > d.last_seen - ?",
     "load_alerts": "SELECT * FROM {p}alert_states "
     "WHERE device_id IN (SELECT value FROM json_each(?))",
     "device": "SELECT {device_cols} FROM {p}devices WHERE device_id = ?",

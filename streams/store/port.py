@@ -23,6 +23,7 @@ from streams.domain import DerivedEvent, TopicPartition
 from streams.errors import PositionConflictError
 from streams.projections.alerts import AlertState
 from streams.projections.device import DeviceState
+from streams.projections.projector import ExpiredWindows
 from streams.projections.windows import WindowAggregate
 
 __all__ = [
@@ -123,6 +124,8 @@ class BatchWrite:
     windows: Sequence[WindowAggregate]
     alerts: Sequence[AlertState]
     outbox: Sequence[DerivedEvent]
+    expired_windows: Sequence[ExpiredWindows] = ()
+    """Windows retention deletes (after the upserts, in the same transaction)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +179,11 @@ class InboxStore(Protocol):
 class ProjectionStore(Protocol):
     """Reads of the projections, and their canonical hash."""
 
-    def load_devices(self, device_ids: Sequence[str], horizon_ms: int) -> LoadedDevices:
-        """Rows of the given devices, with windows ending after ``last_seen - horizon_ms``."""
+    def load_devices(
+        self, device_ids: Sequence[str], horizon_ms: int, reach_ms: int
+    ) -> LoadedDevices:
+        """Rows of the given devices, with windows ending after ``last_seen - horizon_ms``
+        (at least; found among those starting after ``last_seen - reach_ms``, by index)."""
         ...
 
     def device(self, device_id: str) -> DeviceState | None: ...

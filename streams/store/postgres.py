@@ -255,6 +255,8 @@ class PostgresStore:
         if write.alerts:
             rows = [_codec.alert_row(state) for state in write.alerts]
             conn.execute(sql.upsert_alerts, _columns(rows, 6))
+        if write.expired_windows:
+            conn.execute(sql.expire_windows, _columns(write.expired_windows, 3))
         fail("after_projections")
         if write.outbox:
             rows = [_codec.outbox_row(event) for event in write.outbox]
@@ -278,11 +280,13 @@ class PostgresStore:
 
     # -- projections ------------------------------------------------------------------------
 
-    def load_devices(self, device_ids: Sequence[str], horizon_ms: int) -> LoadedDevices:
+    def load_devices(
+        self, device_ids: Sequence[str], horizon_ms: int, reach_ms: int
+    ) -> LoadedDevices:
         ids = list(device_ids)
         with self._use(self._main, "load_devices") as conn:
             devices = conn.execute(self._sql.load_devices, (ids,)).fetchall()
-            windows = conn.execute(self._sql.load_windows, (ids, horizon_ms)).fetchall()
+            windows = conn.execute(self._sql.load_windows, (ids, reach_ms, horizon_ms)).fetchall()
             alerts = conn.execute(self._sql.load_alerts, (ids,)).fetchall()
         return LoadedDevices(
             devices=[_codec.device_from_row(row) for row in devices],

@@ -185,6 +185,7 @@ class SqliteStore:
             cur.executemany(sql["upsert_recent"], [(write.group, *r) for r in write.recent_ids])
             cur.executemany(sql["upsert_device"], map(_codec.device_row, write.devices))
             cur.executemany(sql["upsert_window"], write.windows)
+            cur.executemany(sql["expire_windows"], ((d, t, n) for d, n, t in write.expired_windows))
             cur.executemany(sql["upsert_alert"], map(_codec.alert_row, write.alerts))
             fail("after_projections")
             cur.executemany(sql["append_outbox"], map(_codec.outbox_row, write.outbox))
@@ -194,11 +195,15 @@ class SqliteStore:
 
     # -- projections ------------------------------------------------------------------------
 
-    def load_devices(self, device_ids: Sequence[str], horizon_ms: int) -> LoadedDevices:
+    def load_devices(
+        self, device_ids: Sequence[str], horizon_ms: int, reach_ms: int
+    ) -> LoadedDevices:
         ids = _codec.dumps(list(device_ids))
         with self._guard("load_devices"):
             devices = self._conn.execute(self._sql["load_devices"], (ids,)).fetchall()
-            windows = self._conn.execute(self._sql["load_windows"], (ids, horizon_ms)).fetchall()
+            windows = self._conn.execute(
+                self._sql["load_windows"], (ids, reach_ms, horizon_ms)
+            ).fetchall()
             alerts = self._conn.execute(self._sql["load_alerts"], (ids,)).fetchall()
         return LoadedDevices(
             devices=[_codec.device_from_row(row) for row in devices],

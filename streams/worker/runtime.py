@@ -46,8 +46,7 @@ from streams.decoding import UNDECODABLE, decode_telemetry
 from streams.domain import Position, TelemetryEvent, TopicPartition
 from streams.errors import StoreError, StoreSwappedError
 from streams.notifier import AlertCommandNotifier
-from streams.processor import BatchProcessor, BatchResult
-from streams.projections.alerts import load_alert_rules
+from streams.processor import BatchProcessor, BatchResult, processor_for
 from streams.relay import OutboxRelay
 from streams.settings import WorkerSettings
 from streams.store import Store, open_store
@@ -107,10 +106,7 @@ class WorkerRuntime:
         self.registry = await self._stack.enter_async_context(
             open_registry(settings.registry, settings.kafka)
         )
-        rules = load_alert_rules(settings.alert_rules) if settings.alert_rules else ()
-        self.processor = BatchProcessor(
-            store, settings.group, rules=rules, alerts_topic=settings.alerts_topic
-        )
+        self.processor = processor_for(settings, store)
         if settings.relay:
             producer = AIOKafkaProducer(
                 enable_idempotence=True,

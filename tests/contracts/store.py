@@ -7,6 +7,7 @@ processor committed with the oracle computed directly from the de-duplicated log
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -165,6 +166,19 @@ class StoreContract:
         assert a is not None
         assert b is not None
         assert (a.boot, a.seq_resets, a.lost, b.boot, b.seq_resets) == (4, 1, 3, None, 1)
+
+    def test_windows_past_their_retention_are_deleted_and_open_ones_reload(
+        self, store: Store, open_store: OpenStore
+    ) -> None:
+        kept = tuple(dataclasses.replace(spec, retention_ms=30_000) for spec in WINDOWS)
+        log = make_log(random_events(seed=4, count=400))
+        BatchProcessor(store, "workers", windows=kept, rules=RULES).apply(log[:200])
+        again = BatchProcessor(open_store(), "workers", windows=kept, rules=RULES)
+        apply_in_batches(again, log[200:], 37)  # loads each device's open windows
+        expected = oracle((e for _, e in log), windows=kept)
+        assert store.windows() == expected.windows
+        assert len(expected.windows) < len(oracle(e for _, e in log).windows)
+        assert store.devices() == expected.devices
 
     @pytest.mark.parametrize("step", ["after_offsets", "after_projections", "before_commit"])
     def test_a_batch_redelivered_after_a_crash_mid_batch_applies_once(

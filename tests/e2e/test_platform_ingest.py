@@ -63,7 +63,11 @@ async def test_mosquitto_pub_reading_reaches_kafka_and_decodes_with_the_registry
     settings: DevStackSettings, device: tuple[str, MqttLogin | None]
 ) -> None:
     device_id, login = device
-    reading = {"seq": 5, "ts": int(time.time() * 1000) - 5000, "metrics": {"temp_c": 19.25, "rpm": 900}}
+    reading = {
+        "seq": 5,
+        "ts": int(time.time() * 1000) - 5000,
+        "metrics": {"temp_c": 19.25, "rpm": 900},
+    }
     await asyncio.to_thread(
         mosquitto_pub,
         settings,

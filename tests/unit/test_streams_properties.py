@@ -4,8 +4,10 @@ alerts are raised exactly once per crossing."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 
 from streams import BatchProcessor, SkipReason, TelemetryEvent
 from streams.domain import derived_event_id
+from streams.projections import WindowSpec
 from streams.store import Projection, SqliteStore
 from tests.contracts.store import Failpoints, SimulatedCrashError, outbox
 from tests.oracle import BASE_TS, RULES, WINDOWS, Log, event, make_log, oracle
@@ -60,12 +63,17 @@ def consumption(draw: st.DrawFn) -> list[tuple[int, str]]:
     return draw(st.lists(st.tuples(st.integers(1, 12), actions), min_size=1, max_size=30))
 
 
-def consume(store_path: Path, log: Log, plan: list[tuple[int, str]]) -> dict[SkipReason, int]:
+def consume(
+    store_path: Path,
+    log: Log,
+    plan: list[tuple[int, str]],
+    windows: Sequence[WindowSpec] = WINDOWS,
+) -> dict[SkipReason, int]:
     """Applies the log as a crashing, redelivering consumer would; returns skip counts."""
     failpoints = Failpoints()
     store = SqliteStore(store_path, failpoint=failpoints)
     store.migrate()
-    worker = BatchProcessor(store, "g", windows=WINDOWS, rules=RULES)
+    worker = BatchProcessor(store, "g", windows=windows, rules=RULES)
     skipped: dict[SkipReason, int] = {}
     position, step, crashed = 0, 0, 0
 
@@ -90,7 +98,7 @@ def consume(store_path: Path, log: Log, plan: list[tuple[int, str]]) -> dict[Ski
                 if step % 2:  # half the crashes restart the whole process
                     store.close()
                     store = SqliteStore(store_path, failpoint=failpoints)
-                    worker = BatchProcessor(store, "g", windows=WINDOWS, rules=RULES)
+                    worker = BatchProcessor(store, "g", windows=windows, rules=RULES)
                 continue
             raise AssertionError("the failpoint did not fire")
         apply(batch)
@@ -118,6 +126,27 @@ def test_committed_projections_equal_the_oracle_of_the_deduplicated_log(
     duplicates = len(events) - len({e.event_id for e in events})
     assert skipped.get(SkipReason.DUPLICATE_EVENT_ID, 0) == duplicates
     assert SkipReason.SEQ_OUT_OF_WINDOW not in skipped
+
+
+RETAINED = tuple(
+    dataclasses.replace(spec, retention_ms=retention)
+    for spec, retention in zip(WINDOWS, (0, 20_000), strict=True)
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=telemetry(), plan=consumption())
+def test_windows_past_their_retention_are_deleted_as_the_oracle_says_whatever_the_batching(
+    events: list[TelemetryEvent], plan: list[tuple[int, str]]
+) -> None:
+    expected = oracle(events, windows=RETAINED)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "store.db"
+        consume(path, make_log(events), plan, RETAINED)
+        store = SqliteStore(path)
+        assert store.windows() == expected.windows
+        assert store.devices() == expected.devices
+        store.close()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
