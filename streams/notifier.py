@@ -4,6 +4,10 @@ For each RAISED alert of a configured rule it appends one command to the command
 through the outbox, in the same store transaction that records the alert's ``event_id``
 (``TrackingStore.apply_once``): a redelivered alert is skipped, so each alert yields exactly
 one command, whose ``command_id`` is derived from the alert's id.
+
+The records are kept for a horizon (``horizon_ms``, by the alert's time): older ones are
+pruned, and an alert older than the horizon is refused (:meth:`stale`) instead of being taken
+for a new one, so the bound costs no duplicate command, only commands that late.
 """
 
 from __future__ import annotations
@@ -27,11 +31,22 @@ class AlertCommandNotifier:
         *,
         consumer: str = "alert-command-notifier",
         commands_topic: str = COMMANDS.name,
+        horizon_ms: int = 7 * 86_400_000,
     ) -> None:
         self._store = store
+        self.horizon_ms = horizon_ms
         self._commands = dict(commands)
         self._consumer = consumer
         self._commands_topic = commands_topic
+
+    def stale(self, alert: Mapping[str, object], now_ms: int) -> bool:
+        """True for an alert older than the horizon: its record may be pruned already."""
+        ts = alert["ts"]
+        return isinstance(ts, int) and ts < now_ms - self.horizon_ms
+
+    def prune(self, now_ms: int) -> int:
+        """Forgets the records of alerts older than the horizon; returns how many."""
+        return self._store.prune_tracking(now_ms - self.horizon_ms)
 
     def handle(self, alert: Mapping[str, object]) -> OnceResult[DerivedEvent | None]:
         """Processes one decoded alert record; ``applied`` False means it was a duplicate.
@@ -47,7 +62,10 @@ class AlertCommandNotifier:
                 tx.append_outbox([command])
             return command
 
-        return self._store.apply_once(self._consumer, event_id, effect)
+        ts = alert["ts"]
+        return self._store.apply_once(
+            self._consumer, event_id, ts if isinstance(ts, int) else 0, effect
+        )
 
     def _command_for(self, alert: Mapping[str, object], event_id: str) -> DerivedEvent | None:
         name = self._commands.get(str(alert["rule"]))

@@ -41,6 +41,9 @@ class NotifierSettings(BaseModel):
     """Where the commands go: the topic the gateways' downlink reads."""
     commands: dict[str, str] = Field(default_factory=lambda: {"temperature-high": "cool_down"})
     """Rule name -> command sent to the device when that rule raises an alert."""
+    dedupe_horizon_s: float = Field(7 * 86_400.0, gt=0)
+    """How long the notifier remembers the alerts it handled (by the alert's time): older
+    records are pruned, and an alert older than this is passed over, never sent twice."""
 
 
 class QueryAuthSettings(BaseModel):

@@ -50,6 +50,10 @@ CREATE INDEX IF NOT EXISTS outbox_published ON {s}.outbox (published_at)
     WHERE published_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {s}.tracking (
     consumer text NOT NULL, event_id text NOT NULL, PRIMARY KEY (consumer, event_id));
+ALTER TABLE {s}.tracking ADD COLUMN IF NOT EXISTS ts bigint NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS tracking_by_ts ON {s}.tracking (ts);
+UPDATE {s}.tracking SET ts = (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+    WHERE ts = 0;
 """
 
 _UPSERT = "INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) "
@@ -112,7 +116,9 @@ _STATEMENTS = {
     "WHERE seq = ANY(%s) AND lease_owner = %s",
     "prune": "DELETE FROM {s}.outbox WHERE published_at IS NOT NULL AND published_at < %s",
     "backlog": "SELECT count(*) FROM {s}.outbox WHERE published_at IS NULL",
-    "track": "INSERT INTO {s}.tracking VALUES (%s, %s) ON CONFLICT DO NOTHING",
+    "track": "INSERT INTO {s}.tracking (consumer, event_id, ts) VALUES (%s, %s, %s) "
+    "ON CONFLICT DO NOTHING",
+    "prune_tracking": "DELETE FROM {s}.tracking WHERE ts < %s",
 }
 
 
@@ -186,6 +192,7 @@ class Statements:
         self.prune = sql["prune"]
         self.backlog = sql["backlog"]
         self.track = sql["track"]
+        self.prune_tracking = sql["prune_tracking"]
         self.devices_staged = Staged(f"{s}.devices", "stage_devices", _codec.DEVICE_COLUMNS, 1)
         self.windows_staged = Staged(f"{s}.windows", "stage_windows", _codec.WINDOW_COLUMNS, 4)
         alert_types = ("text", "text", "boolean", "bigint", "float8", "text")

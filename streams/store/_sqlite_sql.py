@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS {p}tracking (
 
 ADDED_COLUMNS = {
     "devices": (("boot", "INTEGER"), ("seq_resets", "INTEGER NOT NULL DEFAULT 0")),
+    "tracking": (("ts", "INTEGER NOT NULL DEFAULT 0"),),
 }
 """Columns added since a table was first created: a store missing one gains it at start-up
 (SQLite has no ADD COLUMN IF NOT EXISTS), at the end of the table in every store."""
@@ -91,7 +92,11 @@ _STATEMENTS = {
     "WHERE seq IN (SELECT value FROM json_each(?)) AND published_at IS NULL",
     "prune": "DELETE FROM {p}outbox WHERE published_at IS NOT NULL AND published_at < ?",
     "backlog": "SELECT count(*) FROM {p}outbox WHERE published_at IS NULL",
-    "track": "INSERT INTO {p}tracking VALUES (?, ?) ON CONFLICT DO NOTHING",
+    "track": "INSERT INTO {p}tracking (consumer, event_id, ts) VALUES (?, ?, ?) "
+    "ON CONFLICT DO NOTHING",
+    "prune_tracking": "DELETE FROM {p}tracking WHERE ts < ?",
+    "date_tracking": "UPDATE {p}tracking SET ts = ? WHERE ts = 0",
+    "tracking_by_ts": "CREATE INDEX IF NOT EXISTS {p}tracking_by_ts ON {p}tracking (ts)",
 }
 
 

@@ -328,14 +328,20 @@ class TrackingStore(Protocol):
     """The idempotent consumer for derived topics."""
 
     def apply_once(
-        self, consumer: str, event_id: str, effect: Callable[[StoreTransaction], T]
+        self, consumer: str, event_id: str, ts: int, effect: Callable[[StoreTransaction], T]
     ) -> OnceResult[T]:
         """Runs ``effect`` and records (consumer, event_id) in ONE transaction, at most once.
 
         A recorded (consumer, event_id) (unique constraint) skips the effect and returns
         ``OnceResult(applied=False)``. If the effect raises, nothing is recorded and its
-        exception propagates, so the event can be retried.
+        exception propagates, so the event can be retried. ``ts`` (the event's time, epoch
+        ms) is kept with the record for :meth:`prune_tracking`.
         """
+        ...
+
+    def prune_tracking(self, before_ts: int) -> int:
+        """Forgets records of events dated before ``before_ts``; returns how many. The
+        consumer must refuse such events from then on (its dedupe horizon)."""
         ...
 
 

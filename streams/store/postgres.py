@@ -507,11 +507,15 @@ class PostgresStore:
 
     # -- idempotent consumer ----------------------------------------------------------------
 
+    def prune_tracking(self, before_ts: int) -> int:
+        with self._use(self._main, "prune_tracking") as conn:
+            return int(conn.execute(self._sql.prune_tracking, (before_ts,)).rowcount)
+
     def apply_once(
-        self, consumer: str, event_id: str, effect: Callable[[StoreTransaction], T]
+        self, consumer: str, event_id: str, ts: int, effect: Callable[[StoreTransaction], T]
     ) -> OnceResult[T]:
         with self._use(self._main, "apply_once") as conn, conn.transaction():
-            cur = conn.execute(self._sql.track, (consumer, event_id))
+            cur = conn.execute(self._sql.track, (consumer, event_id, ts))
             if cur.rowcount == 0:
                 return OnceResult(applied=False)
             tx = _PgTransaction(conn, self._sql)

@@ -136,6 +136,9 @@ class SqliteStore:
             for column, kind in columns:
                 if column not in have:
                     self._conn.execute(f"ALTER TABLE {name} ADD COLUMN {column} {kind}")
+        # records kept before they were dated count from now (never forgotten early)
+        self._conn.execute(self._sql["date_tracking"], (self._clock(),))
+        self._conn.execute(self._sql["tracking_by_ts"])
 
     def close(self) -> None:
         with self._lock:
@@ -447,11 +450,16 @@ class SqliteStore:
 
     # -- idempotent consumer ----------------------------------------------------------------
 
+    def prune_tracking(self, before_ts: int) -> int:
+        with self._guard("prune_tracking"), self._transaction() as cur:
+            cur.execute(self._sql["prune_tracking"], (before_ts,))
+            return int(cur.rowcount)
+
     def apply_once(
-        self, consumer: str, event_id: str, effect: Callable[[StoreTransaction], T]
+        self, consumer: str, event_id: str, ts: int, effect: Callable[[StoreTransaction], T]
     ) -> OnceResult[T]:
         with self._guard("apply_once"), self._transaction() as cur:
-            cur.execute(self._sql["track"], (consumer, event_id))
+            cur.execute(self._sql["track"], (consumer, event_id, ts))
             if cur.rowcount == 0:
                 return OnceResult(applied=False)
             tx = _SqliteTransaction(cur, self._p, self._sql["append_outbox"])

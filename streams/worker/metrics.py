@@ -59,6 +59,16 @@ class WorkerMetrics:
         self.commands = Counter(
             "iot_streams_notifier_commands", "commands sent for raised alerts", registry=r
         )
+        self.notifier_stale = Counter(
+            "iot_streams_notifier_stale",
+            "alerts older than the notifier's dedupe horizon, passed over (no command)",
+            registry=r,
+        )
+        self.tracking_pruned = Counter(
+            "iot_streams_notifier_tracking_pruned",
+            "records of handled alerts forgotten past the dedupe horizon",
+            registry=r,
+        )
         self.notifier_skipped = Counter(
             "iot_streams_notifier_skipped",
             "records on the alerts topic that are not alerts, passed over",

@@ -316,8 +316,12 @@ class WorkerRuntime:
         assert self.store is not None  # noqa: S101 - start() ran
         settings = self.settings
         notifier = AlertCommandNotifier(
-            self.store, settings.notifier.commands, commands_topic=settings.notifier.commands_topic
+            self.store,
+            settings.notifier.commands,
+            commands_topic=settings.notifier.commands_topic,
+            horizon_ms=round(settings.notifier.dedupe_horizon_s * 1000),
         )
+        next_prune = time.monotonic()
         while not self._stop.is_set():
             consumer = AIOKafkaConsumer(
                 settings.alerts_topic,
@@ -329,6 +333,10 @@ class WorkerRuntime:
             try:
                 await consumer.start()
                 while not self._stop.is_set():
+                    if time.monotonic() >= next_prune:  # records beyond the horizon go
+                        pruned = await asyncio.to_thread(notifier.prune, _now_ms())
+                        self.metrics.tracking_pruned.inc(pruned)
+                        next_prune = time.monotonic() + OUTBOX_PRUNE_EVERY_S
                     batches = await consumer.getmany(timeout_ms=500, max_records=500)
                     for partition, records in batches.items():
                         for record in records:
@@ -359,6 +367,13 @@ class WorkerRuntime:
         if missing:
             self._skip_alert(f"no {', '.join(sorted(missing))}")
             return
+        if notifier.stale(alert, _now_ms()):
+            self.metrics.notifier_stale.inc()
+            return
         result = await asyncio.to_thread(notifier.handle, alert)
         if result.applied and result.value is not None:
             self.metrics.commands.inc()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -442,13 +442,22 @@ class StoreContract:
             calls.append("run")
             return 7
 
-        first = store.apply_once("notifier", "e-1", effect)
-        again = store.apply_once("notifier", "e-1", effect)
-        other = store.apply_once("another-consumer", "e-1", effect)
+        first = store.apply_once("notifier", "e-1", 1, effect)
+        again = store.apply_once("notifier", "e-1", 1, effect)
+        other = store.apply_once("another-consumer", "e-1", 1, effect)
         assert (first.applied, first.value) == (True, 7)
         assert (again.applied, again.value) == (False, None)
         assert other.applied
         assert calls == ["run", "run"]
+
+    def test_records_are_pruned_by_the_events_time_and_later_ones_kept(self, store: Store) -> None:
+        """Finding 8: the tracking table grew for good."""
+        for n in range(10):
+            store.apply_once("notifier", f"e-{n}", 1000 * n, lambda tx: None)
+        assert store.prune_tracking(5000) == 5
+        assert store.prune_tracking(5000) == 0
+        assert not store.apply_once("notifier", "e-7", 7000, lambda tx: None).applied
+        assert store.apply_once("notifier", "e-2", 2000, lambda tx: None).applied  # forgotten
 
     def test_apply_once_commits_the_effects_writes_with_its_dedupe_record(
         self, store: Store
@@ -465,15 +474,15 @@ class StoreContract:
             raise SimulatedCrashError("effect")
 
         with pytest.raises(SimulatedCrashError):
-            store.apply_once("notifier", "e-1", failing)
+            store.apply_once("notifier", "e-1", 1, failing)
         assert store.outbox_backlog() == 0
-        assert store.apply_once("notifier", "e-1", effect).applied
-        assert not store.apply_once("notifier", "e-1", effect).applied
+        assert store.apply_once("notifier", "e-1", 1, effect).applied
+        assert not store.apply_once("notifier", "e-1", 1, effect).applied
 
         def count(tx: StoreTransaction) -> Any:
             return tx.execute(f"SELECT count(*) FROM {tx.table('notes')}")  # noqa: S608
 
-        assert store.apply_once("reader", "r-1", count).value == [(1,)]
+        assert store.apply_once("reader", "r-1", 1, count).value == [(1,)]
         assert [e.event_id for e in outbox(store)] == ["cmd-1"]
 
     def test_the_alert_notifier_sends_one_command_per_raised_alert(self, store: Store) -> None:
@@ -488,6 +497,22 @@ class StoreContract:
         ]
         assert len(commands) == len(raised) > 0
         assert all(c.payload["name"] == "fan_on" for c in commands)
+
+    def test_the_notifier_forgets_past_its_horizon_and_refuses_what_is_that_old(
+        self, store: Store
+    ) -> None:
+        processor(store).apply(alert_log())
+        raised = [a.payload for a in outbox(store) if a.payload["state"] == "RAISED"]
+        notifier = AlertCommandNotifier(store, {"temp-high": "fan_on"}, horizon_ms=60_000)
+        assert all(notifier.handle(alert).applied for alert in raised)
+        last = max(raised, key=lambda alert: int(str(alert["ts"])))
+        newest = int(str(last["ts"]))
+        assert not notifier.stale(last, newest + 60_000)
+        assert notifier.stale(last, newest + 60_001)
+        oldest = min(int(str(alert["ts"])) for alert in raised)
+        assert notifier.prune(oldest + 60_000) == 0
+        assert notifier.prune(newest + 60_001) == len(raised)
+        assert notifier.handle(last).applied  # forgotten: what the stale check is for
 
     # -- query reads ---------------------------------------------------------------------------
 

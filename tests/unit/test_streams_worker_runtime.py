@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ ALERT = {
     "value": 31.0,
     "threshold": 30.0,
     "window_ms": 0,
-    "ts": 1,
+    "ts": time.time_ns() // 1_000_000,
 }
 
 
@@ -82,6 +83,10 @@ async def test_an_alert_becomes_one_command_and_an_outage_is_raised_for_a_retry(
     with pytest.raises(RegistryUnavailableError):
         await worker._notify(notifier, b"frame")
     assert worker.metrics.notifier_skipped._value.get() == 0
+    worker.registry = _Registry({**ALERT, "event_id": "a0", "ts": 1})  # type: ignore[assignment]
+    await worker._notify(notifier, b"frame")  # older than the dedupe horizon
+    assert worker.metrics.notifier_stale._value.get() == 1
+    assert worker.metrics.commands._value.get() == 1
 
 
 async def test_readiness_follows_the_store_hung_or_failing() -> None:
