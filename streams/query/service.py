@@ -55,10 +55,11 @@ class QueryService:
         self.presence = presence
         self._clock = clock
 
-    async def _read(self, read: Callable[[Store], T]) -> T:
-        """``read`` on the next reader store: inline on SQLite, in a thread otherwise."""
+    async def _read(self, read: Callable[[Store], T], *, scan: bool = False) -> T:
+        """``read`` on the next reader store: inline on SQLite, in a thread otherwise or when
+        it may ``scan`` many rows (a filtered page), which would stall the event loop."""
         store = next(self._readers)
-        if self._inline:
+        if self._inline and not scan:
             return read(store)
         return await asyncio.to_thread(read, store)
 
@@ -75,7 +76,8 @@ class QueryService:
         page = await self._read(
             lambda store: store.device_page(
                 query.after, query.limit, seen_since=query.seen_since, has_metric=query.has_metric
-            )
+            ),
+            scan=query.has_metric is not None or query.seen_since is not None,
         )
         return {
             "devices": [device_json(d) for d in page],

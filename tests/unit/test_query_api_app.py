@@ -13,6 +13,7 @@ import base64
 import hashlib
 import os
 import re
+import threading
 import time
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -38,11 +39,18 @@ from streams.query.history import alert_history
 from streams.query.logtail import LogReader, parse_vector
 from streams.query.metrics import QueryMetrics
 from streams.query.page import page_headers, page_html
-from streams.query.params import AlertsQuery, Consistency, HistoryQuery, parse_alerts
+from streams.query.params import (
+    AlertsQuery,
+    Consistency,
+    DevicesQuery,
+    HistoryQuery,
+    parse_alerts,
+)
 from streams.query.positions import Reflects
 from streams.query.service import QueryService
 from streams.query.sse import SseLimits, Subscriptions, stream_log
 from streams.settings import QueryAuthSettings, QuerySettings
+from streams.store.sqlite import SqliteStore
 
 # -- 1. auth: the scope is the route's, not whatever query parameter is there ----------------
 
@@ -643,3 +651,34 @@ async def test_a_failing_start_closes_the_readers_it_opened(
     with pytest.raises(OSError, match="no broker"):
         await api.start()
     assert closed == [1, 1, 1]
+
+
+class _ThreadRecordingStore(SqliteStore):
+    """An SQLite reader that records on which thread each device page is read."""
+
+    threads: list[str]
+
+    def device_page(self, *args: Any, **kwargs: Any) -> Any:
+        self.threads.append(threading.current_thread().name)
+        return super().device_page(*args, **kwargs)
+
+
+def test_a_filtered_device_page_is_read_off_the_event_loop(tmp_path: Path) -> None:
+    """Finding 8: has_metric scanned the devices table on the event loop (149 ms at 300k)."""
+    store = _ThreadRecordingStore(tmp_path / "s.db")
+    store.migrate()
+    store.threads = []
+    service = QueryService([store], _Positions(), None, None)  # type: ignore[arg-type]
+
+    async def pages() -> None:
+        eventual = Consistency("eventual", 1)
+        await service.devices(DevicesQuery(None, 10, None, None), eventual)
+        await service.devices(DevicesQuery(None, 10, None, "temp_c"), eventual)
+        await service.devices(DevicesQuery(None, 10, 5, None), eventual)
+
+    asyncio.run(pages())
+    main = threading.main_thread().name
+    assert store.threads[0] == main
+    assert main not in store.threads[1:]
+    assert len(store.threads) == 3
+    store.close()
