@@ -32,6 +32,7 @@ from streams.replay.rebuild import (
     swap,
     verify_aligned,
 )
+from streams.replay.repartition import execute_repartition, plan_repartition
 from streams.replay.reset import ResetPlan, ResetTarget, execute_reset, plan_reset
 from streams.settings import WorkerSettings
 from streams.store import open_store
@@ -330,6 +331,42 @@ def _print_reset(chosen: ResetPlan) -> None:
     print("  (offsets are next offsets; STORE is where the workers resume: last applied + 1)")
 
 
+def _cmd_repartition(args: argparse.Namespace) -> int:
+    settings = worker_settings(args.config, principal=ADMIN)
+    store = open_store(args.store or settings.store)
+    try:
+        chosen = asyncio.run(plan_repartition(settings, store, args.partitions))
+        reason = chosen.refusal()
+        layout = None
+        if args.execute and reason is None:
+            layout = asyncio.run(execute_repartition(settings, store, chosen))
+    finally:
+        store.close()
+    if args.json:
+        report = dataclasses.asdict(chosen) | {
+            "pending": chosen.pending,
+            "refused": reason,
+            "executed": layout is not None,
+        }
+        print(json.dumps(report, sort_keys=True))
+    else:
+        print(
+            f"{chosen.topic}: {chosen.current} partitions, the store plans {chosen.planned}; "
+            f"target {chosen.target}"
+        )
+        for partition, left in chosen.pending.items():
+            print(f"  partition {partition}: {left:,} records not applied yet")
+    if reason is not None:
+        raise ConfigError(reason)
+    if not args.json:
+        print(
+            "dry run: nothing changed (add --execute)"
+            if layout is None
+            else f"repartitioned: {layout.partitions} partitions; restart the workers"
+        )
+    return 0
+
+
 def _cmd_reset_group(args: argparse.Namespace) -> int:
     settings = worker_settings(args.config, principal=ADMIN)
     store = open_store(args.store or settings.store)
@@ -370,7 +407,7 @@ def _cmd_reset_group(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Adds ``state hash`` and ``replay rebuild|copy|reset-group``."""
+    """Adds ``state hash`` and ``replay rebuild|copy|reset-group|repartition``."""
     state = commands.add_parser("state", help="the stream processors' state")
     state_actions = state.add_subparsers(dest="action", required=True, metavar="ACTION")
     digest = state_actions.add_parser(
@@ -493,3 +530,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     reset.add_argument("--execute", action="store_true", help="apply it (default: dry run)")
     reset.add_argument("--json", action="store_true", help="print the plan as JSON")
     reset.set_defaults(handler=_cmd_reset_group)
+    _register_repartition(replay_actions)
+
+
+def _register_repartition(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    grow = actions.add_parser(
+        "repartition",
+        help="add partitions to the telemetry topic without splitting devices (dry run first)",
+        description="Adds partitions once the workers applied every record (stop the "
+        "gateways first) and records in the store from which offsets the new count applies; "
+        "workers refuse a count their store does not plan. Restart the workers afterwards.",
+    )
+    grow.add_argument("--config", type=Path, default=Path("config/streams.yaml"))
+    grow.add_argument("--store", help="the live store URL (default: the worker's)")
+    grow.add_argument("--partitions", type=int, required=True, help="the new partition count")
+    grow.add_argument("--execute", action="store_true", help="apply it (default: dry run)")
+    grow.add_argument("--json", action="store_true", help="print the plan as JSON")
+    grow.set_defaults(handler=_cmd_repartition)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "PartitionLayoutError",
     "PositionConflictError",
     "StoreError",
     "StoreSwappedError",
@@ -70,3 +71,9 @@ class StoreSwappedError(StoreError):
     """
 
     retriable = False
+
+
+class PartitionLayoutError(StreamsError):
+    """The telemetry topic has a partition count its store did not plan (see
+    :mod:`streams.layout`): nothing is applied until ``iotctl replay repartition`` records
+    it. Not retriable: an operator decides."""

@@ -21,8 +21,10 @@ Guarantees:
   where to seek) and :meth:`BatchProcessor.revoke` when they are revoked. A worker that missed
   a revocation is fenced by the store (PositionConflictError), never applies a partition twice.
 
-Assumes a device's events live on one partition (Kafka key = device id), so that one worker
-owns a device at a time. Not thread-safe: one thread drives one processor.
+* **One writer per device.** A device's events must live on the partition the platform's
+  partitioner gives its id, so that one worker owns a device at a time: a record on another
+  partition is skipped (``misrouted``), and an unplanned partition count is refused
+  (:mod:`streams.layout`). Not thread-safe: one thread drives one processor.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from typing import TYPE_CHECKING
 
 from contracts.topics import ALERTS
 from streams.domain import DerivedEvent, Position, TelemetryEvent, TopicPartition
+from streams.errors import PartitionLayoutError
 from streams.inbox import PartitionInbox, RecentIds
+from streams.layout import PartitionLayout
 from streams.projections.alerts import AlertRule, load_alert_rules
 from streams.projections.device import Admission, SeqWindow
 from streams.projections.projector import Projector
@@ -57,6 +61,8 @@ class SkipReason(StrEnum):
     SEQ_OUT_OF_WINDOW = "seq_out_of_window"
     UNDECODABLE = "undecodable"
     """A record that is not a telemetry event: passed over, but its offset is committed."""
+    MISROUTED = "misrouted"
+    """A record on a partition the platform's partitioner does not give its device."""
 
 
 _EMPTY: Mapping[SkipReason, int] = MappingProxyType({})
@@ -97,16 +103,25 @@ class BatchProcessor:
         self._recent_capacity = recent_ids
         self._partitions: dict[tuple[str, int], PartitionInbox] = {}
         self._device_partition: dict[str, tuple[str, int]] = {}
+        self._routed: dict[str, tuple[int, int]] = {}  # device -> (partition, count) checked
+        self._layouts: dict[str, PartitionLayout | None] = {}
 
     # -- assignment -------------------------------------------------------------------------
 
-    def assign(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
+    def assign(
+        self, partitions: Iterable[TopicPartition], partition_count: int | None = None
+    ) -> dict[TopicPartition, int | None]:
         """Drops cached state of newly assigned partitions; returns the offset to seek to.
 
         The offset is the stored last applied offset + 1, or None when nothing was applied
         (start from the consumer's reset policy, normally the earliest offset).
+        ``partition_count`` is the topic's count as the consumer sees it: recorded as the
+        store's layout the first time, PartitionLayoutError when it differs from it.
         """
         assigned = [TopicPartition(*tp) for tp in partitions]
+        if partition_count is not None:
+            for topic in {tp.topic for tp in assigned}:
+                self.check_layout(topic, partition_count)
         self.revoke(assigned)
         stored = self.store.positions(self.group)
         return {tp: (stored[tp] + 1 if tp in stored else None) for tp in assigned}
@@ -125,7 +140,51 @@ class BatchProcessor:
         """Forgets every cached state; the next batch reloads from the store."""
         self._partitions.clear()
         self._device_partition.clear()
+        self._routed.clear()
+        self._layouts.clear()
         self._projector.clear()
+
+    def check_layout(self, topic: str, partitions: int) -> PartitionLayout:
+        """The store's layout of ``topic`` (recorded with ``partitions`` if it has none);
+        PartitionLayoutError if it plans another partition count."""
+        layout = self.store.partition_layout(topic)
+        if layout is None:
+            layout = PartitionLayout.single(partitions)
+            if not self.store.record_partition_layout(topic, layout, None):
+                return self.check_layout(topic, partitions)  # recorded by another worker
+        if layout.partitions != partitions:
+            raise PartitionLayoutError(
+                f"{topic} has {partitions} partitions, but this store's state was built on "
+                f"{layout.partitions}: applying would split devices between workers. Nothing "
+                "is applied. To add partitions: stop the gateways, let the workers apply "
+                f"everything, run `iotctl replay repartition --partitions {partitions} "
+                "--execute`, then restart the workers and the gateways"
+            )
+        self._layouts[topic] = layout
+        return layout
+
+    def adopt_layout(self, topic: str, layout: PartitionLayout) -> None:
+        """Judges records of ``topic`` by ``layout`` (a rebuild takes the live store's)."""
+        self._layouts[topic] = layout
+
+    def _routed_here(self, device_id: str, position: Position) -> bool:
+        """Whether the device belongs on the record's partition (remembered per device and
+        partition count, so the hash runs once per device)."""
+        layout = self._layout(position.topic)
+        if layout is None:
+            return True
+        count = layout.count_at(position.partition, position.offset)
+        if self._routed.get(device_id) == (position.partition, count):
+            return True
+        if not layout.routes(device_id, position.partition, position.offset):
+            return False
+        self._routed[device_id] = (position.partition, count)
+        return True
+
+    def _layout(self, topic: str) -> PartitionLayout | None:
+        if topic not in self._layouts:
+            self._layouts[topic] = self.store.partition_layout(topic)
+        return self._layouts[topic]
 
     # -- applying ---------------------------------------------------------------------------
 
@@ -167,7 +226,7 @@ class BatchProcessor:
         projector = self._projector
         device_partition = self._device_partition
         touched: dict[tuple[str, int], PartitionInbox] = {}
-        old = duplicate = out_of_window = undecodable = applied = 0
+        old = duplicate = out_of_window = undecodable = misrouted = applied = 0
         for position, event in batch:
             tp = (position.topic, position.partition)
             inbox = parts[tp]
@@ -178,6 +237,9 @@ class BatchProcessor:
             touched[tp] = inbox
             if event is None:
                 undecodable += 1
+                continue
+            if not self._routed_here(event.device_id, position):
+                misrouted += 1
                 continue
             device_partition[event.device_id] = tp
             seen = False
@@ -228,6 +290,7 @@ class BatchProcessor:
             (SkipReason.DUPLICATE_EVENT_ID, duplicate),
             (SkipReason.SEQ_OUT_OF_WINDOW, out_of_window),
             (SkipReason.UNDECODABLE, undecodable),
+            (SkipReason.MISROUTED, misrouted),
         )
         result = BatchResult(
             applied=applied,

@@ -13,7 +13,8 @@ get. ``lag = end - (applied + 1)``, summed over the partitions a read covers.
   (positions are read *before* the data, and applied offsets only grow).
 
 A device's partition is :func:`contracts.partitioning.partition_for` of its id, as the
-gateway's producer places it.
+gateway's producer places it, under the topic's partition count, learnt again every
+``PARTITIONS_REFRESH_S`` (partitions added by ``iotctl replay repartition`` move devices).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from contracts.partitioning import partition_for
 from streams.query.errors import NotCaughtUpError
 from streams.store.port import Store
 
-__all__ = ["LogPositions", "Reflects"]
+__all__ = ["PARTITIONS_REFRESH_S", "LogPositions", "Reflects"]
+
+PARTITIONS_REFRESH_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +135,19 @@ class LogPositions:
         self._applied = await self.applied()
 
     async def _refresh_forever(self) -> None:
+        counted = self._clock()
         while True:
             await asyncio.sleep(self._refresh_s)
             with contextlib.suppress(Exception):  # a broker hiccup only ages the cache
+                if self._clock() - counted >= PARTITIONS_REFRESH_S:
+                    counted = self._clock()
+                    await self.recount()
                 await self._refresh()
+
+    async def recount(self) -> None:
+        """Learns the topic's partition count again (it only grows)."""
+        count = (await topic_partitions(self._kafka, [self.topic]))[self.topic]
+        self.partitions = max(self.partitions, count)
 
     async def applied(self) -> dict[int, int]:
         stored = await asyncio.to_thread(self._store.positions, self._group)

@@ -50,6 +50,7 @@ __all__ = [
     "retention_deleted",
     "state_hashes",
     "swap",
+    "telemetry_partitions",
     "verify",
     "verify_aligned",
 ]
@@ -243,7 +244,9 @@ async def plan(
         raise ConfigError(f"{option} lies in the future")
     if to_ms is not None and from_ms is not None and to_ms <= from_ms:
         raise ConfigError("--to must come after --from")
-    tps = [TopicPartition(settings.telemetry_topic, p) for p in await _partitions(settings)]
+    tps = [
+        TopicPartition(settings.telemetry_topic, p) for p in await telemetry_partitions(settings)
+    ]
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, group_id=None, **settings.kafka.aiokafka_kwargs()
     )
@@ -262,7 +265,7 @@ async def plan(
     )
 
 
-async def _partitions(settings: WorkerSettings) -> list[int]:
+async def telemetry_partitions(settings: WorkerSettings) -> list[int]:
     """The telemetry topic's partitions; ConfigError if the topic does not exist."""
     admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
     await admin.start()
@@ -548,7 +551,7 @@ class Swapped:
 async def retention_deleted(settings: WorkerSettings) -> dict[int, int]:
     """Per partition whose log no longer starts at offset 0: how many records retention
     deleted."""
-    first = await _log_start(settings, await _partitions(settings))
+    first = await _log_start(settings, await telemetry_partitions(settings))
     return {p: n for p, n in sorted(first.items()) if n > 0}
 
 
@@ -624,8 +627,8 @@ async def copy_slice(
     if topic == target:
         raise ConfigError("the target must differ from the topic")
     settings = WorkerSettings(kafka=kafka, telemetry_topic=topic)
-    tps = [TopicPartition(topic, p) for p in await _partitions(settings)]
-    await _partitions(settings.model_copy(update={"telemetry_topic": target}))
+    tps = [TopicPartition(topic, p) for p in await telemetry_partitions(settings)]
+    await telemetry_partitions(settings.model_copy(update={"telemetry_topic": target}))
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False,
         group_id=None,

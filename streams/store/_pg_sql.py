@@ -69,6 +69,9 @@ WINDOW_TYPES = ("text", "text", "int8", "int8", "int8", "float8", "float8", "flo
 _STATEMENTS = {
     "set_version": "INSERT INTO {s}.meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
     "version": "SELECT value FROM {s}.meta WHERE key = 'schema_version'",
+    "layout": "SELECT value FROM {s}.meta WHERE key = %s",
+    "insert_layout": "INSERT INTO {s}.meta VALUES (%s, %s) ON CONFLICT DO NOTHING",
+    "update_layout": "UPDATE {s}.meta SET value = %s WHERE key = %s AND value = %s",
     "positions": "SELECT topic, kafka_partition, last_offset FROM {s}.inbox_offsets "
     "WHERE group_id = %s",
     "offset": "SELECT last_offset, recent_count FROM {s}.inbox_offsets "
@@ -169,6 +172,9 @@ class Statements:
         self.schema = [part.strip() for part in _DDL.format(s=s).split(";") if part.strip()]
         self.set_version = sql["set_version"]
         self.version = sql["version"]
+        self.layout = sql["layout"]
+        self.insert_layout = sql["insert_layout"]
+        self.update_layout = sql["update_layout"]
         self.positions = sql["positions"]
         self.offset = sql["offset"]
         self.recent_ids = sql["recent_ids"]

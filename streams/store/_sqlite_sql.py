@@ -58,6 +58,9 @@ ADDED_COLUMNS = {
 _STATEMENTS = {
     "set_version": "INSERT OR IGNORE INTO {p}meta VALUES ('schema_version', ?)",
     "version": "SELECT value FROM {p}meta WHERE key = 'schema_version'",
+    "layout": "SELECT value FROM {p}meta WHERE key = ?",
+    "insert_layout": "INSERT INTO {p}meta VALUES (?, ?) ON CONFLICT DO NOTHING",
+    "update_layout": "UPDATE {p}meta SET value = ? WHERE key = ? AND value = ?",
     "positions": "SELECT topic, kafka_partition, last_offset FROM {p}inbox_offsets "
     "WHERE group_id = ?",
     "offset": "SELECT last_offset, recent_count FROM {p}inbox_offsets "

@@ -21,6 +21,7 @@ from typing import Any, Generic, NamedTuple, Protocol, Self, TypeVar
 
 from streams.domain import DerivedEvent, TopicPartition
 from streams.errors import PositionConflictError
+from streams.layout import PartitionLayout
 from streams.projections.alerts import AlertState
 from streams.projections.device import DeviceState
 from streams.projections.projector import ExpiredWindows
@@ -155,6 +156,17 @@ class OnceResult(Generic[T]):
 
 class InboxStore(Protocol):
     """Offsets, the applied-id inbox and the atomic batch commit."""
+
+    def partition_layout(self, topic: str) -> PartitionLayout | None:
+        """The partition layout recorded for ``topic``, None before the first record."""
+        ...
+
+    def record_partition_layout(
+        self, topic: str, layout: PartitionLayout, expected: PartitionLayout | None
+    ) -> bool:
+        """Records ``layout`` for ``topic`` if the recorded one is still ``expected``
+        (compare-and-set); False when another process changed it first."""
+        ...
 
     def positions(self, group: str) -> dict[TopicPartition, int]:
         """Last applied offset per partition of ``group`` (seek to offset + 1)."""

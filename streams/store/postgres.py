@@ -33,6 +33,7 @@ from streams.errors import (
     StoreSwappedError,
     StoreUnavailableError,
 )
+from streams.layout import PartitionLayout
 from streams.projections.alerts import AlertState
 from streams.projections.canonical import hash_rows
 from streams.projections.device import DeviceState
@@ -221,6 +222,22 @@ class PostgresStore:
         with self._use(self._main, "positions") as conn:
             rows = conn.execute(self._sql.positions, (group,)).fetchall()
         return {TopicPartition(topic, part): offset for topic, part, offset in rows}
+
+    def partition_layout(self, topic: str) -> PartitionLayout | None:
+        with self._use(self._main, "partition_layout") as conn:
+            row = conn.execute(self._sql.layout, (f"layout:{topic}",)).fetchone()
+        return None if row is None else PartitionLayout.from_json(row[0])
+
+    def record_partition_layout(
+        self, topic: str, layout: PartitionLayout, expected: PartitionLayout | None
+    ) -> bool:
+        key, text = f"layout:{topic}", layout.to_json()
+        with self._use(self._main, "record_partition_layout") as conn:
+            if expected is None:
+                cur = conn.execute(self._sql.insert_layout, (key, text))
+            else:
+                cur = conn.execute(self._sql.update_layout, (text, key, expected.to_json()))
+            return bool(cur.rowcount)
 
     def load_inbox(self, group: str, tp: TopicPartition) -> InboxState:
         with self._use(self._main, "load_inbox") as conn:

@@ -27,6 +27,7 @@ from streams.errors import (
     StoreSwappedError,
     StoreUnavailableError,
 )
+from streams.layout import PartitionLayout
 from streams.projections.alerts import AlertState
 from streams.projections.canonical import hash_rows
 from streams.projections.device import DeviceState
@@ -165,6 +166,22 @@ class SqliteStore:
         cur.execute("COMMIT")
 
     # -- inbox ------------------------------------------------------------------------------
+
+    def partition_layout(self, topic: str) -> PartitionLayout | None:
+        with self._guard("partition_layout"):
+            row = self._conn.execute(self._sql["layout"], (f"layout:{topic}",)).fetchone()
+        return None if row is None else PartitionLayout.from_json(row[0])
+
+    def record_partition_layout(
+        self, topic: str, layout: PartitionLayout, expected: PartitionLayout | None
+    ) -> bool:
+        key, text = f"layout:{topic}", layout.to_json()
+        with self._guard("record_partition_layout"), self._transaction() as cur:
+            if expected is None:
+                cur.execute(self._sql["insert_layout"], (key, text))
+            else:
+                cur.execute(self._sql["update_layout"], (text, key, expected.to_json()))
+            return bool(cur.rowcount)
 
     def positions(self, group: str) -> dict[TopicPartition, int]:
         with self._guard("positions"):

@@ -10,6 +10,7 @@ the partitions move. Offsets committed to Kafka are only a hint, as with faust.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -18,6 +19,7 @@ from aiokafka import TopicPartition as KafkaPartition
 from aiokafka.errors import KafkaError
 
 from streams.domain import TopicPartition
+from streams.errors import PartitionLayoutError
 from streams.settings import WorkerSettings
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.runtime import RawRecord, WorkerRuntime
@@ -34,7 +36,14 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[KafkaPartition]) -> None:
         mine = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
-        for tp, offset in (await self._runtime.assigned(mine)).items():
+        topics = {tp.topic for tp in assigned}
+        counts = {len(self._consumer.partitions_for_topic(t) or ()) for t in topics}
+        count = counts.pop() if len(counts) == 1 and len(topics) == 1 else None
+        try:
+            seeks = await self._runtime.assigned(mine, count or None)
+        except PartitionLayoutError:
+            return  # the runtime refuses; the consume loop stops at its next fetch
+        for tp, offset in seeks.items():
             partition = KafkaPartition(tp.topic, tp.partition)
             if offset is None:
                 await self._consumer.seek_to_beginning(partition)
@@ -70,7 +79,7 @@ async def consume_batches(runtime: WorkerRuntime, settings: WorkerSettings) -> N
     wait_ms = int(settings.batch_within_s * 1000)
     checked = time.monotonic()
     try:
-        while True:
+        while runtime.refusal is None:
             fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=settings.batch_max)
             records = [
                 RawRecord(tp.topic, tp.partition, record.offset, record.value)
@@ -94,8 +103,12 @@ async def consume_batches(runtime: WorkerRuntime, settings: WorkerSettings) -> N
                     )
             offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
             await commit_hint(consumer, offsets, runtime.metrics)
+    except PartitionLayoutError:
+        pass  # refused (the runtime keeps the reason for /readyz)
     finally:
         await consumer.stop()
+    log.error("not consuming: %s", runtime.refusal)
+    await asyncio.Event().wait()  # stays up, not ready, until stopped
 
 
 async def commit_hint(

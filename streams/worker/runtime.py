@@ -44,7 +44,7 @@ from contracts.registry.cache import SchemaCache
 from contracts.registry.factory import open_registry
 from streams.decoding import UNDECODABLE, decode_telemetry
 from streams.domain import Position, TelemetryEvent, TopicPartition
-from streams.errors import StoreError, StoreSwappedError
+from streams.errors import PartitionLayoutError, StoreError, StoreSwappedError
 from streams.notifier import AlertCommandNotifier
 from streams.processor import BatchProcessor, BatchResult, processor_for
 from streams.relay import OutboxRelay
@@ -92,6 +92,8 @@ class WorkerRuntime:
         # and a batch must only apply partitions this worker still owns.
         self._lock = asyncio.Lock()
         self._assignment: set[TopicPartition] = set()
+        self.refusal: str | None = None
+        """Why the worker refuses to apply anything (an unplanned partition count)."""
         self.registry: SchemaCache | None = None
         self.reseek: Callable[[dict[TopicPartition, int | None]], Awaitable[None]] | None = None
         """Seeks the consumer after a swap (None: position unknown, start from the log's
@@ -138,6 +140,8 @@ class WorkerRuntime:
     def problem(self) -> str | None:
         """Why the worker cannot do its work right now (the store does not answer, a
         background task such as the relay or the notifier has stopped), or None."""
+        if self.refusal is not None:
+            return self.refusal
         for task in self._tasks:
             if task.done() and not task.cancelled():
                 error = task.exception()
@@ -176,16 +180,24 @@ class WorkerRuntime:
     # -- partitions -------------------------------------------------------------------------
 
     async def assigned(
-        self, partitions: Iterable[TopicPartition]
+        self, partitions: Iterable[TopicPartition], partition_count: int | None = None
     ) -> dict[TopicPartition, int | None]:
         """Where to seek each newly assigned partition: one past the store's last offset, or
         None for a partition the store has nothing of: the log's start, never the group's
-        committed offset (a new or wiped store would silently miss what came before it)."""
+        committed offset (a new or wiped store would silently miss what came before it).
+
+        With the topic's ``partition_count``, a count the store did not plan is refused: the
+        worker applies nothing from then on (:meth:`handle` raises PartitionLayoutError) and
+        ``/readyz`` names the problem and what to do."""
         assert self.processor is not None  # noqa: S101 - start() ran
         parts = list(partitions)
         async with self._lock:
             self._assignment.update(parts)
-            return await asyncio.to_thread(self.processor.assign, parts)
+            try:
+                return await asyncio.to_thread(self.processor.assign, parts, partition_count)
+            except PartitionLayoutError as exc:
+                self.refusal = str(exc)
+                raise
 
     async def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         assert self.processor is not None  # noqa: S101 - start() ran
@@ -200,6 +212,8 @@ class WorkerRuntime:
         """Decodes and applies one batch; returns once its store transaction committed."""
         assert self.processor is not None  # noqa: S101 - start() ran
         assert self.registry is not None  # noqa: S101
+        if self.refusal is not None:
+            raise PartitionLayoutError(self.refusal)
         batch: list[tuple[Position, TelemetryEvent | None]] = []
         for record in records:
             position = Position(record.topic, record.partition, record.offset)
