@@ -15,6 +15,7 @@ from pathlib import Path
 from devstack import ADMIN
 from iotctl.local import worker_settings
 from streams.errors import ConfigError
+from streams.layout import PartitionLayout
 from streams.replay.jobs import rebuild_parallel
 from streams.replay.rebuild import (
     Plan,
@@ -175,14 +176,27 @@ async def _rebuild(
     settings: WorkerSettings,
     shadow: Store,
     progress: Callable[[Progress], None] | None,
+    layout: PartitionLayout | None,
 ) -> RebuildReport:
-    """One process, or ``--jobs`` processes each rebuilding some partitions, then merged."""
+    """One process, or ``--jobs`` processes each rebuilding some partitions, then merged;
+    records judged by the live store's partition layout (``layout``) when it has one."""
     jobs = _jobs(args)
+    span = {"from_ms": args.from_, "to_ms": args.to, "progress": progress, "layout": layout}
     if jobs > 1 and isinstance(shadow, SqliteStore):
-        return await rebuild_parallel(
-            settings, shadow, jobs=jobs, from_ms=args.from_, to_ms=args.to, progress=progress
-        )
-    return await rebuild(settings, shadow, from_ms=args.from_, to_ms=args.to, progress=progress)
+        return await rebuild_parallel(settings, shadow, jobs=jobs, **span)
+    return await rebuild(settings, shadow, **span)
+
+
+def _live_layout(live_url: str, topic: str) -> PartitionLayout | None:
+    """The live store's partition layout (every repartition it went through), if any; an
+    SQLite live store that does not exist is not created."""
+    if live_url.startswith("sqlite:///") and not Path(live_url.removeprefix("sqlite:///")).exists():
+        return None
+    live = open_store(live_url)
+    try:
+        return live.partition_layout(topic)
+    finally:
+        live.close()
 
 
 def _cmd_rebuild(args: argparse.Namespace) -> int:
@@ -200,8 +214,9 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     try:
         if shadow.devices() or shadow.positions(settings.group):
             raise ConfigError(f"the shadow store {args.shadow} is not empty; give a new one")
+        layout = _live_layout(live_url, settings.telemetry_topic)
         report = asyncio.run(
-            _rebuild(args, settings, shadow, None if args.json else _print_progress)
+            _rebuild(args, settings, shadow, None if args.json else _print_progress, layout)
         )
         result: dict[str, object] = dataclasses.asdict(report) | {"rate": round(report.rate)}
         if args.verify or args.swap:

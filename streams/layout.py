@@ -19,13 +19,18 @@ gives its id. Two things break that, and both are refused:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from contracts.partitioning import partition_for
 
-__all__ = ["PartitionLayout"]
+__all__ = ["MAX_PERIOD", "PartitionLayout"]
+
+MAX_PERIOD = 1_000_000
+"""Above this least common multiple of the counts, :meth:`PartitionLayout.sharing` does not
+walk the residues and keeps all partitions in one group."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,31 @@ class PartitionLayout:
         if partitions <= self.partitions:
             raise ValueError(f"{partitions} partitions is not more than {self.partitions}")
         return PartitionLayout((*self.epochs, (partitions, MappingProxyType(dict(ends)))))
+
+    def sharing(self) -> list[list[int]]:
+        """The partitions in groups that may hold records of one device (under different
+        counts): a rebuild split between processes keeps each group in one of them. One
+        group per partition while the count never changed."""
+        counts = sorted({count for count, _ in self.epochs})
+        period = math.lcm(*counts)
+        parent = list(range(self.partitions))
+
+        def root(p: int) -> int:
+            while parent[p] != p:
+                parent[p] = parent[parent[p]]
+                p = parent[p]
+            return p
+
+        if period > MAX_PERIOD:  # too many residues to walk: keep every partition together
+            return [list(range(self.partitions))]
+        for residue in range(period if len(counts) > 1 else 0):
+            first = root(residue % counts[0])
+            for count in counts[1:]:
+                parent[root(residue % count)] = first
+        groups: dict[int, list[int]] = {}
+        for p in range(self.partitions):
+            groups.setdefault(root(p), []).append(p)
+        return sorted(groups.values())
 
     def to_json(self) -> str:
         return json.dumps(

@@ -318,16 +318,23 @@ class BatchProcessor:
 
 
 def processor_for(
-    settings: WorkerSettings, store: Store, group: str | None = None
+    settings: WorkerSettings,
+    store: Store,
+    group: str | None = None,
+    layout: PartitionLayout | None = None,
 ) -> BatchProcessor:
     """The processor the settings describe (windows and their retention, alert rules, the
     alerts topic) over ``store``, for ``group`` (default: the workers' group): the live
-    workers and replay apply the log with the same one."""
+    workers and replay apply the log with the same one. ``layout`` judges the telemetry
+    records (default: the store's)."""
     rules = load_alert_rules(settings.alert_rules) if settings.alert_rules else ()
-    return BatchProcessor(
+    processor = BatchProcessor(
         store,
         group or settings.group,
         windows=settings.windows(),
         rules=rules,
         alerts_topic=settings.alerts_topic,
     )
+    if layout is not None:
+        processor.adopt_layout(settings.telemetry_topic, layout)
+    return processor

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.errors import StoreError
+from streams.layout import PartitionLayout
 from streams.processor import processor_for
 from streams.replay.rebuild import (
     Plan,
@@ -36,6 +37,7 @@ from streams.replay.rebuild import (
     RebuildReport,
     apply_range,
     plan,
+    shadow_layout,
 )
 from streams.settings import WorkerSettings
 from streams.store.sqlite import SqliteStore
@@ -43,16 +45,20 @@ from streams.store.sqlite import SqliteStore
 __all__ = ["rebuild_parallel", "split"]
 
 
-def split(chosen: Plan, jobs: int) -> list[list[int]]:
+def split(chosen: Plan, jobs: int, layout: PartitionLayout | None = None) -> list[list[int]]:
     """The partitions with records to read, in at most ``jobs`` groups of about equal record
-    counts (largest first onto the least loaded group); no empty groups."""
+    counts (largest first onto the least loaded group); no empty groups. Partitions that may
+    share a device under ``layout`` (after a repartition) stay in one group."""
     sizes = {p: chosen.end[p] - chosen.start[p] for p in chosen.start}
+    units = layout.sharing() if layout is not None else [[p] for p in sizes]
+    units = [[p for p in unit if sizes.get(p, 0) > 0] for unit in units]
+    weight = {tuple(unit): sum(sizes[p] for p in unit) for unit in units if unit}
     groups: list[list[int]] = [[] for _ in range(max(1, jobs))]
     loads = [0] * len(groups)
-    for partition in sorted((p for p in sizes if sizes[p] > 0), key=lambda p: (-sizes[p], p)):
+    for unit in sorted(weight, key=lambda u: (-weight[u], u)):
         least = loads.index(min(loads))
-        groups[least].append(partition)
-        loads[least] += sizes[partition]
+        groups[least].extend(unit)
+        loads[least] += weight[unit]
     return [sorted(group) for group in groups if group]
 
 
@@ -66,6 +72,7 @@ def _child(
     start: dict[int, int],
     end: dict[int, int],
     group: str | None,
+    layout: str,
 ) -> None:
     """A rebuild process: applies ``start``..``end`` into its own file; sends the counts
     (or the exception) back through ``out``; ``progress[slot]`` counts its events."""
@@ -77,7 +84,8 @@ def _child(
         store = SqliteStore(path, prefix=prefix, synchronous="OFF")
         try:
             store.migrate()
-            processor = processor_for(settings, store, group)
+            judged = PartitionLayout.from_json(layout)
+            processor = processor_for(settings, store, group, judged)
             counts = asyncio.run(apply_range(settings, processor, start, end, report))
         finally:
             store.close()
@@ -97,6 +105,7 @@ async def rebuild_parallel(
     to_ms: int | None = None,
     progress: Callable[[Progress], None] | None = None,
     group: str | None = None,
+    layout: PartitionLayout | None = None,
 ) -> RebuildReport:
     """:func:`streams.replay.rebuild.rebuild` into an SQLite ``shadow`` with ``jobs`` processes.
 
@@ -104,7 +113,8 @@ async def rebuild_parallel(
     time reported covers starting the processes, applying and merging.
     """
     chosen = await plan(settings, from_ms, to_ms)
-    groups = split(chosen, min(jobs, shadow.merge_capacity))  # one merge takes every part
+    layout = await shadow_layout(settings, shadow, layout)
+    groups = split(chosen, min(jobs, shadow.merge_capacity), layout)  # one merge: every part
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix=f"{shadow.path.name}.parts-", dir=shadow.path.parent))
     context = multiprocessing.get_context("spawn")
@@ -126,6 +136,7 @@ async def rebuild_parallel(
                     {p: chosen.start[p] for p in partitions},
                     {p: chosen.end[p] for p in partitions},
                     group,
+                    layout.to_json(),
                 ),
                 name=f"replay-rebuild-{slot}",
                 daemon=True,

@@ -28,6 +28,7 @@ from streams.decoding import UNDECODABLE, learn_schema, read_telemetry
 from streams.domain import Position, TelemetryEvent
 from streams.domain import TopicPartition as StorePartition
 from streams.errors import ConfigError
+from streams.layout import PartitionLayout
 from streams.processor import BatchProcessor, processor_for
 from streams.projections.canonical import canonical_row, hash_rows
 from streams.settings import WorkerSettings
@@ -48,6 +49,7 @@ __all__ = [
     "rebuild",
     "refuse_lossy_swap",
     "retention_deleted",
+    "shadow_layout",
     "state_hashes",
     "swap",
     "telemetry_partitions",
@@ -446,17 +448,35 @@ async def rebuild(
     to_ms: int | None = None,
     progress: Callable[[Progress], None] | None = None,
     group: str | None = None,
+    layout: PartitionLayout | None = None,
 ) -> RebuildReport:
     """Applies the telemetry log's records from ``from_ms`` (None: earliest) up to ``to_ms``
     (None: the end offsets when the rebuild starts) into ``shadow``, in batches.
 
     Offsets are recorded under ``group`` (default: the workers' group), so the shadow can
-    later be swapped in under running workers (:func:`swap`)."""
+    later be swapped in under running workers (:func:`swap`). Records are judged by
+    ``layout``, the live store's (see :func:`shadow_layout`)."""
     chosen = await plan(settings, from_ms, to_ms)
-    processor = processor_for(settings, shadow, group)
+    layout = await shadow_layout(settings, shadow, layout)
+    processor = processor_for(settings, shadow, group, layout)
     started = time.monotonic()
     events, undecodable = await apply_range(settings, processor, chosen.start, chosen.end, progress)
     return await RebuildReport.of(shadow, chosen, events, undecodable, started)
+
+
+async def shadow_layout(
+    settings: WorkerSettings, shadow: Store, layout: PartitionLayout | None
+) -> PartitionLayout:
+    """The partition layout a rebuild judges records by, recorded in ``shadow``: ``layout``
+    (the live store's, which knows every repartition), else the shadow's own, else the
+    topic's current count as the only one it ever had."""
+    topic = settings.telemetry_topic
+    recorded = await asyncio.to_thread(shadow.partition_layout, topic)
+    if layout is None:
+        layout = recorded or PartitionLayout.single(len(await telemetry_partitions(settings)))
+    if recorded is None:
+        await asyncio.to_thread(shadow.record_partition_layout, topic, layout, None)
+    return layout
 
 
 async def catch_up(

@@ -170,6 +170,33 @@ async def test_stray_records_are_skipped_and_an_unplanned_count_is_refused(
         assert after.ready()
     finally:
         assert after.terminate() == 0
+    rebuilt = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "iotctl.main",
+            "replay",
+            "rebuild",
+            "--shadow",
+            f"sqlite:///{tmp_path / 'shadow.db'}",
+            "--verify",
+            "--jobs",
+            "2",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr  # old records, old count
+    assert json.loads(rebuilt.stdout)["verify"]["equal"] == {
+        "devices": True,
+        "windows": True,
+        "alerts": True,
+    }
     reader = SqliteStore(store)
     try:
         assert sum(d.count for d in reader.devices()) == 120 + len(devices) - len(stray) + 60

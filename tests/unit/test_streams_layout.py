@@ -18,6 +18,8 @@ from streams import BatchProcessor, Position, SkipReason, TelemetryEvent
 from streams.domain import TopicPartition
 from streams.errors import PartitionLayoutError
 from streams.layout import PartitionLayout
+from streams.replay.jobs import split
+from streams.replay.rebuild import Plan
 from streams.store import SqliteStore
 from tests.oracle import TOPIC, Log, event
 
@@ -122,3 +124,21 @@ def test_layouts_survive_json_and_the_count_in_force_is_the_latest_started(
         if offset >= begins.get(partition, 0):
             expected = count
     assert layout.count_at(partition, offset) == expected
+
+
+def test_partitions_that_may_share_a_device_stay_in_one_rebuild_part() -> None:
+    assert PartitionLayout.single(4).sharing() == [[0], [1], [2], [3]]
+    doubled = PartitionLayout.single(3).grown(6, {0: 10, 1: 10, 2: 10})
+    assert doubled.sharing() == [[0, 3], [1, 4], [2, 5]]
+    assert PartitionLayout.single(3).grown(5, {}).sharing() == [[0, 1, 2, 3, 4]]
+    chosen = Plan(start=dict.fromkeys(range(6), 0), end={0: 50, 1: 40, 2: 30, 3: 5, 4: 5, 5: 0})
+    assert split(chosen, 3, doubled) == [[0, 3], [1, 4], [2]]
+    assert split(chosen, 3) == [[0], [1], [2, 3, 4]]
+
+
+@given(st.integers(1, 12), st.integers(1, 12), st.binary(min_size=1, max_size=12))
+def test_every_device_keeps_its_partitions_in_one_group(before: int, more: int, key: bytes) -> None:
+    layout = PartitionLayout.single(before).grown(before + more, {})
+    groups = {p: n for n, group in enumerate(layout.sharing()) for p in group}
+    old, new = partition_for(key, before), partition_for(key, before + more)
+    assert groups[old] == groups[new]
