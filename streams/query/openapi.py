@@ -175,7 +175,16 @@ def openapi_document() -> dict[str, Any]:
             **{"from": _INT, "to": _INT},
         ),
         "Loss": _obj(
-            ["device_id", "sequence", "duplicates", "late", "invalid_values", "dlq", "consistency"],
+            [
+                "device_id",
+                "sequence",
+                "duplicates",
+                "late",
+                "invalid_values",
+                "retention_gap",
+                "dlq",
+                "consistency",
+            ],
             device_id=_STR,
             sequence=_obj(
                 ["missing", "gaps", "written_off", "out_of_window", "resets"],
@@ -192,6 +201,11 @@ def openapi_document() -> dict[str, Any]:
             duplicates=_INT,
             late={"type": "object", "additionalProperties": _INT},
             invalid_values=_INT,
+            retention_gap={
+                **_obj(["partition", "records"], partition=_INT, records=_INT),
+                "description": "records of the device's partition that retention deleted "
+                "before the workers applied them (whose devices cannot be known)",
+            },
             dlq=_obj(
                 ["rejected", "by_reason", "positions", "caught_up"],
                 rejected=_INT,

@@ -119,6 +119,11 @@ class LogPositions:
         if self._consumer is not None:
             await self._consumer.stop()
 
+    @property
+    def group(self) -> str:
+        """The consumer group whose applied offsets these are."""
+        return self._group
+
     def partition_of(self, device_id: str) -> int:
         return partition_for(device_id, self.partitions)
 

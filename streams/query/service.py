@@ -129,9 +129,13 @@ class QueryService:
 
     async def loss(self, device_id: str, consistency: Consistency) -> dict[str, object]:
         state, reflects = await self._device(device_id, consistency)
+        partition = self.positions.partition_of(device_id)
+        gaps = await self._read(lambda store: store.retention_gaps(self.positions.group))
+        deleted = sum(n for tp, n in gaps.items() if tp.partition == partition)
         return {
             "device_id": device_id,
             **loss_json(state),
+            "retention_gap": {"partition": partition, "records": deleted},
             "dlq": self.dlq.counts(device_id).as_json(),
             "consistency": reflects.as_json(),
         }

@@ -49,6 +49,17 @@ OUTBOX_COLUMNS = ("event_id", "topic", "msg_key", "kind", "ts", "payload")
 _dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False).encode
 
 
+def gap_key(group: str, topic: str, partition: int) -> str:
+    """The ``meta`` key of a group's retention gap on one partition."""
+    return f"retention_gap\x1f{group}\x1f{topic}\x1f{partition}"
+
+
+def gap_from_key(key: str) -> tuple[str, int]:
+    """(topic, partition) of a :func:`gap_key`."""
+    _, _, topic, partition = key.split("\x1f")
+    return topic, int(partition)
+
+
 def dumps(value: object) -> str:
     """Canonical JSON text."""
     return _dumps(value)

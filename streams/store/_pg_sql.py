@@ -70,6 +70,9 @@ _STATEMENTS = {
     "set_version": "INSERT INTO {s}.meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
     "version": "SELECT value FROM {s}.meta WHERE key = 'schema_version'",
     "layout": "SELECT value FROM {s}.meta WHERE key = %s",
+    "add_gap": "INSERT INTO {s}.meta AS m VALUES (%s, %s) ON CONFLICT (key) "
+    "DO UPDATE SET value = (m.value::bigint + excluded.value::bigint)::text RETURNING value",
+    "gaps": "SELECT key, value FROM {s}.meta WHERE key LIKE %s",
     "insert_layout": "INSERT INTO {s}.meta VALUES (%s, %s) ON CONFLICT DO NOTHING",
     "update_layout": "UPDATE {s}.meta SET value = %s WHERE key = %s AND value = %s",
     "positions": "SELECT topic, kafka_partition, last_offset FROM {s}.inbox_offsets "
@@ -173,6 +176,8 @@ class Statements:
         self.set_version = sql["set_version"]
         self.version = sql["version"]
         self.layout = sql["layout"]
+        self.add_gap = sql["add_gap"]
+        self.gaps = sql["gaps"]
         self.insert_layout = sql["insert_layout"]
         self.update_layout = sql["update_layout"]
         self.positions = sql["positions"]

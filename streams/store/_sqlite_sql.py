@@ -59,6 +59,10 @@ _STATEMENTS = {
     "set_version": "INSERT OR IGNORE INTO {p}meta VALUES ('schema_version', ?)",
     "version": "SELECT value FROM {p}meta WHERE key = 'schema_version'",
     "layout": "SELECT value FROM {p}meta WHERE key = ?",
+    "add_gap": "INSERT INTO {p}meta VALUES (?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER) AS TEXT) "
+    "RETURNING value",
+    "gaps": "SELECT key, value FROM {p}meta WHERE key LIKE ?",
     "insert_layout": "INSERT INTO {p}meta VALUES (?, ?) ON CONFLICT DO NOTHING",
     "update_layout": "UPDATE {p}meta SET value = ? WHERE key = ? AND value = ?",
     "positions": "SELECT topic, kafka_partition, last_offset FROM {p}inbox_offsets "

@@ -168,6 +168,15 @@ class InboxStore(Protocol):
         (compare-and-set); False when another process changed it first."""
         ...
 
+    def record_retention_gap(self, group: str, tp: TopicPartition, records: int) -> int:
+        """Adds ``records`` that retention deleted before ``group`` applied them on ``tp``;
+        returns the partition's total so far."""
+        ...
+
+    def retention_gaps(self, group: str) -> dict[TopicPartition, int]:
+        """Records retention deleted before ``group`` applied them, per partition."""
+        ...
+
     def positions(self, group: str) -> dict[TopicPartition, int]:
         """Last applied offset per partition of ``group`` (seek to offset + 1)."""
         ...

@@ -239,6 +239,23 @@ class PostgresStore:
                 cur = conn.execute(self._sql.update_layout, (text, key, expected.to_json()))
             return bool(cur.rowcount)
 
+    def record_retention_gap(self, group: str, tp: TopicPartition, records: int) -> int:
+        key = _codec.gap_key(group, tp.topic, tp.partition)
+        with self._use(self._main, "record_retention_gap") as conn:
+            row = conn.execute(self._sql.add_gap, (key, str(records))).fetchone()
+        assert row is not None  # noqa: S101 - RETURNING always answers
+        return int(row[0])
+
+    def retention_gaps(self, group: str) -> dict[TopicPartition, int]:
+        prefix = _codec.gap_key(group, "", 0).removesuffix("\x1f0")
+        with self._use(self._main, "retention_gaps") as conn:
+            rows = conn.execute(self._sql.gaps, ("retention_gap%",)).fetchall()
+        return {
+            TopicPartition(*_codec.gap_from_key(key)): int(value)
+            for key, value in rows
+            if key.startswith(prefix)
+        }
+
     def load_inbox(self, group: str, tp: TopicPartition) -> InboxState:
         with self._use(self._main, "load_inbox") as conn:
             row = conn.execute(self._sql.offset, (group, *tp)).fetchone()

@@ -183,6 +183,22 @@ class SqliteStore:
                 cur.execute(self._sql["update_layout"], (text, key, expected.to_json()))
             return bool(cur.rowcount)
 
+    def record_retention_gap(self, group: str, tp: TopicPartition, records: int) -> int:
+        key = _codec.gap_key(group, tp.topic, tp.partition)
+        with self._guard("record_retention_gap"), self._transaction() as cur:
+            row = cur.execute(self._sql["add_gap"], (key, str(records))).fetchone()
+        return int(row[0])
+
+    def retention_gaps(self, group: str) -> dict[TopicPartition, int]:
+        prefix = _codec.gap_key(group, "", 0).removesuffix("\x1f0")
+        with self._guard("retention_gaps"):
+            rows = self._conn.execute(self._sql["gaps"], ("retention_gap%",)).fetchall()
+        return {
+            TopicPartition(*_codec.gap_from_key(key)): int(value)
+            for key, value in rows
+            if key.startswith(prefix)
+        }
+
     def positions(self, group: str) -> dict[TopicPartition, int]:
         with self._guard("positions"):
             rows = self._conn.execute(self._sql["positions"], (group,)).fetchall()

@@ -43,10 +43,15 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             seeks = await self._runtime.assigned(mine, count or None)
         except PartitionLayoutError:
             return  # the runtime refuses; the consume loop stops at its next fetch
+        stored = {KafkaPartition(tp.topic, tp.partition): o for tp, o in seeks.items() if o}
+        starts = await self._consumer.beginning_offsets(list(stored)) if stored else {}
         for tp, offset in seeks.items():
             partition = KafkaPartition(tp.topic, tp.partition)
             if offset is None:
                 await self._consumer.seek_to_beginning(partition)
+            elif starts.get(partition, 0) > offset:  # retention deleted what was not applied
+                await self._runtime.retention_gap(tp, starts[partition] - offset)
+                self._consumer.seek(partition, starts[partition])
             else:
                 self._consumer.seek(partition, offset)
         log.info("assigned %s", sorted(tp.partition for tp in mine))

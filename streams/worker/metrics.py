@@ -17,6 +17,12 @@ class WorkerMetrics:
             "positions decide, so the worker goes on",
             registry=r,
         )
+        self.retention_gap = Counter(
+            "iot_streams_retention_gap_records",
+            "records retention deleted before the group applied them (lost), per partition",
+            ["partition"],
+            registry=r,
+        )
         self.registry_retries = Counter(
             "iot_streams_registry_retries",
             "writer-schema fetches retried because the registry was unavailable or slow "

@@ -199,6 +199,23 @@ class WorkerRuntime:
                 self.refusal = str(exc)
                 raise
 
+    async def retention_gap(self, tp: TopicPartition, records: int) -> None:
+        """Retention deleted ``records`` of ``tp`` this group never applied: counted
+        (``iot_streams_retention_gap``), recorded in the store (the loss answer reports it)
+        and logged; the worker goes on from the log's start."""
+        assert self.store is not None  # noqa: S101 - start() ran
+        self.metrics.retention_gap.labels(str(tp.partition)).inc(records)
+        total = await self._on_store(
+            partial(self.store.record_retention_gap, self.settings.group, tp, records)
+        )
+        log.warning(
+            "partition %d: retention deleted %d records before they were applied (%d so far); "
+            "going on from the log's start",
+            tp.partition,
+            records,
+            total,
+        )
+
     async def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         assert self.processor is not None  # noqa: S101 - start() ran
         parts = list(partitions)

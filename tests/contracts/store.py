@@ -151,6 +151,16 @@ class StoreContract:
         assert device_a is not None
         assert (device_a.count, device_a.duplicates) == (2, 2)
 
+    def test_retention_gaps_add_up_per_group_and_partition(self, store: Store) -> None:
+        tp, other = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 2)
+        assert store.retention_gaps("workers") == {}
+        assert store.record_retention_gap("workers", tp, 40) == 40
+        assert store.record_retention_gap("workers", tp, 2) == 42
+        store.record_retention_gap("workers", other, 7)
+        store.record_retention_gap("workers_2", tp, 1)  # another group, a LIKE wildcard
+        assert store.retention_gaps("workers") == {tp: 42, other: 7}
+        assert store.retention_gaps("workers_2") == {tp: 1}
+
     def test_boot_epochs_and_restarts_survive_the_store(
         self, store: Store, open_store: OpenStore
     ) -> None:

@@ -1,0 +1,80 @@
+"""Finding 7, second half: a worker down longer than retention jumped ahead with no gap
+reported. The records retention deleted before they were applied are counted, recorded in the
+store (the loss answer's ``retention_gap``) and the worker goes on from the log's start."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+from devstack import DevStackSettings
+from devstack.clients import kafka_client
+from streams.domain import TopicPartition as StorePartition
+from streams.store import SqliteStore
+from tests.clients import process_env
+from tests.e2e.gateway_harness import create_topics
+from tests.e2e.streams_harness import WorkerProcess, publish_readings, until
+from tests.stacks import free_ports
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+def _gap(worker: WorkerProcess) -> float:
+    url = f"http://127.0.0.1:{worker.http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=2) as response:
+        text = response.read().decode()
+    wanted = 'iot_streams_retention_gap_records_total{partition="0"} '
+    return next((float(x.split()[-1]) for x in text.splitlines() if x.startswith(wanted)), 0.0)
+
+
+async def test_records_deleted_before_they_were_applied_are_reported_as_a_gap(
+    settings: DevStackSettings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    kafka, topic, group = kafka_client(settings), unique("telemetry"), unique("workers")
+    await create_topics(kafka, topic, partitions=1)
+    await publish_readings(kafka, topic, 1, 48)
+    store = tmp_path / "state.db"
+    env = {
+        **os.environ,
+        **process_env(settings),
+        "IOT_STREAMS_GROUP": group,
+        "IOT_STREAMS_TELEMETRY_TOPIC": topic,
+        "IOT_STREAMS_STORE": f"sqlite:///{store}",
+        "IOT_STREAMS_NOTIFIER__ENABLED": "false",
+        "IOT_STREAMS_QUERY__ENABLED": "false",
+        "IOT_STREAMS_DATA_DIR": str(tmp_path / "faust"),
+    }
+    for attempt, expected in enumerate((48, 48 + 36)):
+        [port] = free_ports(1)
+        worker = WorkerProcess(env, tmp_path / f"w{attempt}.log", port)
+        worker.start()
+        try:
+            await until(
+                lambda w=worker, n=expected - 48 * attempt: w.applied() >= n,  # type: ignore[misc]
+                60,
+                lambda w=worker: w.log.read_text()[-2000:],  # type: ignore[misc]
+            )
+            if attempt:
+                assert _gap(worker) == 24
+        finally:
+            assert worker.terminate() == 0
+        if attempt == 0:  # while it is down: 60 more, and retention deletes the first 24
+            await publish_readings(kafka, topic, 5, 60)
+            admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
+            await admin.start()
+            try:
+                await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(72)})
+            finally:
+                await admin.close()
+    reader = SqliteStore(store)
+    try:
+        assert reader.retention_gaps(group) == {StorePartition(topic, 0): 24}
+        assert sum(d.count for d in reader.devices()) == 48 + 36
+    finally:
+        reader.close()
