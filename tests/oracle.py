@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from streams import BatchProcessor, BatchResult, Position, TelemetryEvent
@@ -59,12 +59,16 @@ def partition_of(device_id: str, partitions: int) -> int:
     return zlib.crc32(device_id.encode()) % partitions
 
 
-def make_log(events: Iterable[TelemetryEvent], partitions: int = 2) -> Log:
+def make_log(
+    events: Iterable[TelemetryEvent],
+    partitions: int = 2,
+    partitioner: Callable[[str, int], int] = partition_of,
+) -> Log:
     """Positions for events in log order; the partition follows the key (device id)."""
     offsets = [0] * partitions
     log: Log = []
     for item in events:
-        part = partition_of(item.device_id, partitions)
+        part = partitioner(item.device_id, partitions)
         log.append((Position(TOPIC, part, offsets[part]), item))
         offsets[part] += 1
     return log

@@ -35,7 +35,7 @@ from streams.replay.rebuild import (
     Plan,
     Progress,
     RebuildReport,
-    apply_range,
+    apply_in_order,
     plan,
     shadow_layout,
 )
@@ -86,7 +86,7 @@ def _child(
             store.migrate()
             judged = PartitionLayout.from_json(layout)
             processor = processor_for(settings, store, group, judged)
-            counts = asyncio.run(apply_range(settings, processor, start, end, report))
+            counts = asyncio.run(apply_in_order(settings, processor, judged, start, end, report))
         finally:
             store.close()
         out.send(("ok", counts))

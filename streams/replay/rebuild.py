@@ -42,6 +42,7 @@ __all__ = [
     "RetentionLoss",
     "Swapped",
     "Verification",
+    "apply_in_order",
     "catch_up",
     "compare",
     "copy_slice",
@@ -373,6 +374,28 @@ async def _fetch(
     return fetched
 
 
+async def apply_in_order(
+    settings: WorkerSettings,
+    processor: BatchProcessor,
+    layout: PartitionLayout,
+    start: dict[int, int],
+    end: dict[int, int],
+    progress: Callable[[Progress], None] | None = None,
+) -> tuple[int, int]:
+    """:func:`apply_range` one partition layout at a time: every record of an earlier
+    partition count is applied before any of a later one, so a device that moved to another
+    partition is applied in the order it was produced (the live workers applied everything
+    before the partitions were added)."""
+    events = undecodable = 0
+    at = dict(start)
+    for _, starts in layout.epochs[1:]:
+        until = {p: max(at[p], min(end.get(p, 0), starts.get(p, 0))) for p in at}
+        counted = await apply_range(settings, processor, at, until, progress)
+        events, undecodable, at = events + counted[0], undecodable + counted[1], until
+    counted = await apply_range(settings, processor, at, end, progress)
+    return events + counted[0], undecodable + counted[1]
+
+
 async def apply_range(
     settings: WorkerSettings,
     processor: BatchProcessor,
@@ -460,7 +483,9 @@ async def rebuild(
     layout = await shadow_layout(settings, shadow, layout)
     processor = processor_for(settings, shadow, group, layout)
     started = time.monotonic()
-    events, undecodable = await apply_range(settings, processor, chosen.start, chosen.end, progress)
+    events, undecodable = await apply_in_order(
+        settings, processor, layout, chosen.start, chosen.end, progress
+    )
     return await RebuildReport.of(shadow, chosen, events, undecodable, started)
 
 
@@ -495,7 +520,9 @@ async def catch_up(
             + ", ".join(f"partition {p} at {n}, log from {f}" for p, (n, f) in behind.items())
         )
     start = {p: mine.get(p, first[p]) for p in until}  # nothing applied yet: the log's start
-    events, _ = await apply_range(settings, processor_for(settings, shadow, group), start, until)
+    layout = await shadow_layout(settings, shadow, None)
+    processor = processor_for(settings, shadow, group, layout)
+    events, _ = await apply_in_order(settings, processor, layout, start, until)
     return events
 
 

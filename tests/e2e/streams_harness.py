@@ -4,11 +4,14 @@ processes on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +29,7 @@ from streams.domain import TelemetryEvent
 from streams.projections.alerts import load_alert_rules
 from streams.projections.windows import DEFAULT_WINDOWS
 from streams.store.port import Store
+from tests.clients import process_env
 from tests.e2e.gateway_harness import read_headers, track
 from tests.oracle import oracle
 
@@ -108,6 +112,35 @@ async def assert_state_matches_log(
     assert set(published) == wanted  # every crossing at least once, exactly once after dedupe
 
 
+def worker_env(
+    settings: DevStackSettings, topic: str, group: str, store: str, data_dir: Path
+) -> dict[str, str]:
+    """The environment of a test's worker process: its own topic, group and store, no
+    notifier and no query API."""
+    return {
+        **os.environ,
+        **process_env(settings),
+        "IOT_STREAMS_GROUP": group,
+        "IOT_STREAMS_TELEMETRY_TOPIC": topic,
+        "IOT_STREAMS_STORE": store,
+        "IOT_STREAMS_NOTIFIER__ENABLED": "false",
+        "IOT_STREAMS_QUERY__ENABLED": "false",
+        "IOT_STREAMS_DATA_DIR": str(data_dir),
+    }
+
+
+def iotctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``iotctl ARGS`` with ``env``, its output captured (bounded to two minutes)."""
+    return subprocess.run(
+        [sys.executable, "-m", "iotctl.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 class WorkerProcess:
     """One worker process of the group; its HTTP port serves ``/metrics``."""
 
@@ -130,16 +163,30 @@ class WorkerProcess:
 
     def applied(self) -> float:
         """``iot_streams_events_applied_total`` of this process (0 until it serves HTTP)."""
+        return self.metric("iot_streams_events_applied_total")
+
+    def metric(self, sample: str) -> float:
+        """One sample of ``/metrics``, named with its labels as exposed (e.g.
+        ``name{reason="misrouted"}``); 0 while absent or before the process serves HTTP."""
         url = f"http://127.0.0.1:{self.http_port}/metrics"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 text = response.read().decode()
         except OSError:
             return 0.0
-        for line in text.splitlines():
-            if line.startswith("iot_streams_events_applied_total "):
-                return float(line.split()[1])
-        return 0.0
+        prefix = sample + " "
+        return next((float(x.split()[-1]) for x in text.splitlines() if x.startswith(prefix)), 0.0)
+
+    def readyz(self) -> dict[str, object]:
+        """The ``/readyz`` answer (also when it is 503); empty before it serves HTTP."""
+        url = f"http://127.0.0.1:{self.http_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return dict(json.loads(response.read()))
+        except urllib.error.HTTPError as refused:
+            return dict(json.loads(refused.read()))
+        except OSError:
+            return {}
 
     def assigned(self) -> set[int]:
         """The partitions of the last assignment this worker logged."""

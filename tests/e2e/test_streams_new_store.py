@@ -3,7 +3,6 @@ group committed to Kafka before: the store, not Kafka, says what was applied."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,9 +11,8 @@ import pytest
 from devstack import DevStackSettings
 from devstack.clients import kafka_client
 from streams.store import SqliteStore
-from tests.clients import process_env
 from tests.e2e.gateway_harness import create_topics
-from tests.e2e.streams_harness import WorkerProcess, until
+from tests.e2e.streams_harness import WorkerProcess, until, worker_env
 from tests.e2e.test_streams_postgres_pause import publish_readings
 from tests.stacks import free_ports
 
@@ -27,23 +25,11 @@ async def test_a_wiped_store_is_rebuilt_from_the_log_start_not_the_committed_off
     kafka, topic, group = kafka_client(settings), unique("telemetry"), unique("workers")
     await create_topics(kafka, topic, partitions=3)
     await publish_readings(kafka, topic, 1, 240)
-    env = {
-        **os.environ,
-        **process_env(settings),
-        "IOT_STREAMS_GROUP": group,
-        "IOT_STREAMS_TELEMETRY_TOPIC": topic,
-        "IOT_STREAMS_NOTIFIER__ENABLED": "false",
-        "IOT_STREAMS_QUERY__ENABLED": "false",
-        "IOT_STREAMS_DATA_DIR": str(tmp_path / "faust"),
-    }
     for attempt, store in enumerate(("first.db", "wiped.db")):  # the same group, a new store
         [port] = free_ports(1)
         path = tmp_path / store
-        worker = WorkerProcess(
-            {**env, "IOT_STREAMS_STORE": f"sqlite:///{path}"},
-            tmp_path / f"w{attempt}.log",
-            port,
-        )
+        env = worker_env(settings, topic, group, f"sqlite:///{path}", tmp_path / "faust")
+        worker = WorkerProcess(env, tmp_path / f"w{attempt}.log", port)
         worker.start()
         try:
             await until(

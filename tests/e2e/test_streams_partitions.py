@@ -7,11 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -26,38 +21,14 @@ from contracts.registry.factory import open_registry
 from devstack import DevStackSettings
 from devstack.clients import kafka_client
 from streams.store import SqliteStore
-from tests.clients import process_env
 from tests.e2e.gateway_harness import create_topics
-from tests.e2e.streams_harness import WorkerProcess, publish_readings, until
+from tests.e2e.streams_harness import WorkerProcess, iotctl, publish_readings, until, worker_env
 from tests.stacks import free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 SUBJECT = "iot.telemetry.v1-value"
-
-
-def _readyz(worker: WorkerProcess) -> dict[str, object]:
-    url = f"http://127.0.0.1:{worker.http_port}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return dict(json.loads(response.read()))
-    except urllib.error.HTTPError as refused:
-        return dict(json.loads(refused.read()))
-    except OSError:
-        return {}
-
-
-def _skipped(worker: WorkerProcess, reason: str) -> float:
-    url = f"http://127.0.0.1:{worker.http_port}/metrics"
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0
-    wanted = f'iot_streams_events_skipped_total{{reason="{reason}"}} '
-    return next(
-        (float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted)), 0.0
-    )
+MISROUTED = 'iot_streams_events_skipped_total{reason="misrouted"}'
 
 
 async def _publish_with_librdkafka(
@@ -92,16 +63,7 @@ async def test_stray_records_are_skipped_and_an_unplanned_count_is_refused(
     stray = [d for d in devices if zlib.crc32(d.encode()) % 3 != partition_for(d, 3)]
     assert stray, "the two partitioners agree on every device: pick other ids"
     store = tmp_path / "state.db"
-    env = {
-        **os.environ,
-        **process_env(settings),
-        "IOT_STREAMS_GROUP": group,
-        "IOT_STREAMS_TELEMETRY_TOPIC": topic,
-        "IOT_STREAMS_STORE": f"sqlite:///{store}",
-        "IOT_STREAMS_NOTIFIER__ENABLED": "false",
-        "IOT_STREAMS_QUERY__ENABLED": "false",
-        "IOT_STREAMS_DATA_DIR": str(tmp_path / "faust"),
-    }
+    env = worker_env(settings, topic, group, f"sqlite:///{store}", tmp_path / "faust")
 
     def worker(name: str) -> WorkerProcess:
         [port] = free_ports(1)
@@ -112,12 +74,12 @@ async def test_stray_records_are_skipped_and_an_unplanned_count_is_refused(
     first = worker("first")
     try:
         await until(
-            lambda: first.applied() + _skipped(first, "misrouted") >= 132,
+            lambda: first.applied() + first.metric(MISROUTED) >= 132,
             90,
             lambda: f"applied {first.applied()}\n{first.log.read_text()[-2000:]}",
         )
         assert first.applied() == 120 + len(devices) - len(stray)
-        assert _skipped(first, "misrouted") == len(stray)
+        assert first.metric(MISROUTED) == len(stray)
     finally:
         assert first.terminate() == 0
 
@@ -130,32 +92,16 @@ async def test_stray_records_are_skipped_and_an_unplanned_count_is_refused(
     refusing = worker("refusing")
     try:
         await until(
-            lambda: "repartition" in str(_readyz(refusing).get("problem", "")),
+            lambda: "repartition" in str(refusing.readyz().get("problem", "")),
             90,
-            lambda: f"{_readyz(refusing)}\n{refusing.log.read_text()[-2000:]}",
+            lambda: f"{refusing.readyz()}\n{refusing.log.read_text()[-2000:]}",
         )
         assert refusing.applied() == 0
     finally:
         assert refusing.terminate() == 0
 
     grown = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "iotctl.main",
-            "replay",
-            "repartition",
-            "--partitions",
-            "5",
-            "--execute",
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        iotctl, env, "replay", "repartition", "--partitions", "5", "--execute", "--json"
     )
     assert grown.returncode == 0, grown.stderr
     assert json.loads(grown.stdout)["executed"] is True
@@ -170,26 +116,9 @@ async def test_stray_records_are_skipped_and_an_unplanned_count_is_refused(
         assert after.ready()
     finally:
         assert after.terminate() == 0
+    shadow = f"sqlite:///{tmp_path / 'shadow.db'}"
     rebuilt = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "iotctl.main",
-            "replay",
-            "rebuild",
-            "--shadow",
-            f"sqlite:///{tmp_path / 'shadow.db'}",
-            "--verify",
-            "--jobs",
-            "2",
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        iotctl, env, "replay", "rebuild", "--shadow", shadow, "--verify", "--jobs", "2", "--json"
     )
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr  # old records, old count
     assert json.loads(rebuilt.stdout)["verify"]["equal"] == {

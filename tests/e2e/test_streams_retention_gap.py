@@ -4,8 +4,6 @@ store (the loss answer's ``retention_gap``) and the worker goes on from the log'
 
 from __future__ import annotations
 
-import os
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,20 +15,14 @@ from devstack import DevStackSettings
 from devstack.clients import kafka_client
 from streams.domain import TopicPartition as StorePartition
 from streams.store import SqliteStore
-from tests.clients import process_env
 from tests.e2e.gateway_harness import create_topics
-from tests.e2e.streams_harness import WorkerProcess, publish_readings, until
+from tests.e2e.streams_harness import WorkerProcess, publish_readings, until, worker_env
 from tests.stacks import free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
-def _gap(worker: WorkerProcess) -> float:
-    url = f"http://127.0.0.1:{worker.http_port}/metrics"
-    with urllib.request.urlopen(url, timeout=2) as response:
-        text = response.read().decode()
-    wanted = 'iot_streams_retention_gap_records_total{partition="0"} '
-    return next((float(x.split()[-1]) for x in text.splitlines() if x.startswith(wanted)), 0.0)
+GAP = 'iot_streams_retention_gap_records_total{partition="0"}'
 
 
 async def test_records_deleted_before_they_were_applied_are_reported_as_a_gap(
@@ -40,16 +32,7 @@ async def test_records_deleted_before_they_were_applied_are_reported_as_a_gap(
     await create_topics(kafka, topic, partitions=1)
     await publish_readings(kafka, topic, 1, 48)
     store = tmp_path / "state.db"
-    env = {
-        **os.environ,
-        **process_env(settings),
-        "IOT_STREAMS_GROUP": group,
-        "IOT_STREAMS_TELEMETRY_TOPIC": topic,
-        "IOT_STREAMS_STORE": f"sqlite:///{store}",
-        "IOT_STREAMS_NOTIFIER__ENABLED": "false",
-        "IOT_STREAMS_QUERY__ENABLED": "false",
-        "IOT_STREAMS_DATA_DIR": str(tmp_path / "faust"),
-    }
+    env = worker_env(settings, topic, group, f"sqlite:///{store}", tmp_path / "faust")
     for attempt, expected in enumerate((48, 48 + 36)):
         [port] = free_ports(1)
         worker = WorkerProcess(env, tmp_path / f"w{attempt}.log", port)
@@ -61,7 +44,7 @@ async def test_records_deleted_before_they_were_applied_are_reported_as_a_gap(
                 lambda w=worker: w.log.read_text()[-2000:],  # type: ignore[misc]
             )
             if attempt:
-                assert _gap(worker) == 24
+                assert worker.metric(GAP) == 24
         finally:
             assert worker.terminate() == 0
         if attempt == 0:  # while it is down: 60 more, and retention deletes the first 24

@@ -6,7 +6,6 @@ refused."""
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,23 +20,9 @@ from streams.layout import PartitionLayout
 from streams.replay.jobs import split
 from streams.replay.rebuild import Plan
 from streams.store import SqliteStore
-from tests.oracle import TOPIC, Log, event
+from tests.oracle import TOPIC, event, make_log
 
 DEVICES = [f"dev-{n}" for n in range(40)]
-
-
-def _routed(
-    events: list[TelemetryEvent],
-    partitions: int,
-    partitioner: Callable[[str, int], int] = partition_for,
-) -> Log:
-    offsets = [0] * partitions
-    log: Log = []
-    for item in events:
-        part = partitioner(item.device_id, partitions)
-        log.append((Position(TOPIC, part, offsets[part]), item))
-        offsets[part] += 1
-    return log
 
 
 def _crc32(device_id: str, partitions: int) -> int:
@@ -72,13 +57,15 @@ def test_records_another_partitioner_put_elsewhere_are_skipped_and_counted(
 ) -> None:
     worker = BatchProcessor(store, "g")
     worker.assign([TopicPartition(TOPIC, p) for p in range(6)], 6)
-    good = worker.apply(_routed(_readings(4), 6))
+    good = worker.apply(make_log(_readings(4), 6, partition_for))
     assert good.applied == 160
     stray = [
         e for e in _readings(6)[160:] if _crc32(e.device_id, 6) != partition_for(e.device_id, 6)
     ]
     assert stray
-    log = [(Position(TOPIC, p.partition, p.offset + 1000), e) for p, e in _routed(stray, 6, _crc32)]
+    log = [
+        (Position(TOPIC, p.partition, p.offset + 1000), e) for p, e in make_log(stray, 6, _crc32)
+    ]
     result = worker.apply(log)
     assert result.applied == 0
     assert result.skipped == {SkipReason.MISROUTED: len(stray)}
@@ -86,7 +73,7 @@ def test_records_another_partitioner_put_elsewhere_are_skipped_and_counted(
 
 
 def test_after_a_planned_repartition_old_records_keep_the_old_count(store: SqliteStore) -> None:
-    old = _routed(_readings(2), 4)
+    old = make_log(_readings(2), 4, partition_for)
     ends = {p: 1 + max(pos.offset for pos, _ in old if pos.partition == p) for p in range(4)}
     layout = PartitionLayout.single(4).grown(8, ends)
     store.record_partition_layout(TOPIC, layout, None)
