@@ -156,7 +156,7 @@ class Simulation:
         self._stopping.set()
 
     async def _deliver(
-        self, client: aiomqtt.Client, codes: _PubackCodes, topic: str, payload: bytes
+        self, client: aiomqtt.Client, codes: _PubackCodes, topic: str, message: _Outgoing
     ) -> int:
         """Publishes until the server has handed the message on; returns the PUBACK's reason
         code. Code 16 (no matching subscribers; e.g. a restarted Mosquitto before the
@@ -165,7 +165,8 @@ class Simulation:
         delay = 0.2
         while True:
             codes.latest = 0
-            await client.publish(topic, payload, qos=1)
+            message.publishes += 1
+            await client.publish(topic, message.payload, qos=1)
             if codes.latest != NO_MATCHING_SUBSCRIBERS:
                 return codes.latest
             self.report.unrouted += 1
@@ -353,7 +354,7 @@ class Simulation:
         payload it is the expected one (the server dead-lettered it); a good reading
         refused is counted as failed and not sent again."""
         self.report.attempted += 1
-        code = await self._deliver(client, codes, topic, message.payload)
+        code = await self._deliver(client, codes, topic, message)
         if code >= FIRST_FAILURE_CODE and message.kind in ("ok", "duplicate"):
             self.report.failed += 1
             self.report.refused += 1
@@ -377,15 +378,17 @@ class _Schedule:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Outgoing:
-    """A message a device sends, kept until acknowledged."""
+    """A message a device sends, kept until acknowledged, and how often it was published
+    (again after a lost connection, or after reason code 16)."""
 
     device: SimulatedDevice
     payload: bytes
     kind: str
     reading: Reading | None
     """What the payload holds, when it is a reading (a glitched one too)."""
+    publishes: int = 0
 
     def ledger(self) -> dict[str, object]:
         """Its line in the ledger, once acknowledged."""
@@ -393,6 +396,7 @@ class _Outgoing:
             "device_id": self.device.device_id,
             "device_kind": str(self.device.kind),
             "kind": self.kind,
+            "publishes": self.publishes,
         }
         if self.reading is None:
             return entry | {"seq": None}

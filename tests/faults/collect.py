@@ -59,6 +59,7 @@ class AckClock:
                     sent_id=entry.get("event_id"),
                     values=tuple(sorted(entry.get("metrics", {}).items())),
                     device_kind=entry.get("device_kind", ""),
+                    publishes=entry.get("publishes", 1),
                 )
             )
         return acks

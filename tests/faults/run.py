@@ -358,7 +358,7 @@ async def drain(world: World) -> None:
     say(f"[{world.clock():6.1f}s] worker caught up and outbox empty after {took:.0f}s")
 
 
-async def collect(world: World, rules: Path) -> History:
+async def collect(world: World, rules: Path, mode: str) -> History:
     client = stack.client_for(world.settings)
     log, events = await read_log(client, stack.TELEMETRY_TOPIC)
     expected = oracle(events, windows=DEFAULT_WINDOWS, rules=load_alert_rules(rules))
@@ -377,6 +377,7 @@ async def collect(world: World, rules: Path) -> History:
         published_alerts=await read_header(client, ALERTS.name, "event_id"),
         crashes=world.crashes,
         faults=[(mark["at"], mark["label"]) for mark in world.done],
+        redelivering_broker=mode == "bridge",
     )
 
 
@@ -450,7 +451,7 @@ async def run(args: argparse.Namespace) -> int:
             task.cancel()
         exits = {app.name: app.terminate() for app in world.apps}
         say(f"[{clock():6.1f}s] processes stopped with SIGTERM: {exits}")
-        history = await collect(world, rules)
+        history = await collect(world, rules, args.mode)
         verdicts = check(history)
         say(format_verdicts(verdicts))
         document = verdicts_json(

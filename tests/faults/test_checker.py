@@ -417,3 +417,25 @@ def test_a_reading_dated_by_a_glitched_clock_must_reach_the_dlq() -> None:
     verdict = _by_name(dataclasses.replace(_fleet(), dlq_reasons=[]))["dlq_accounts_for_rejected"]
     assert verdict.status is Status.FAIL
     assert verdict.examples == ("implausible_timestamp: 1 missing",)
+
+
+def test_more_copies_of_a_reading_without_seq_or_ts_than_published_fail_in_direct_mode() -> None:
+    """x1 published its reading twice; a third event of it came from no device publish,
+    unless a broker between (bridge mode) handed one publish to a gateway twice."""
+    fleet = _fleet()
+    log = [*fleet.log, Record(1, 5, "sha256:x1c", "x1", None, values=(("temp_c", 20.5),))]
+    three = _projections(_device("b1", 3), _device("r1", 3), _device("n1", 1, 1), _device("x1", 3))
+    direct = dataclasses.replace(fleet, log=log, projections=three, oracle=three)
+    verdict = _by_name(direct)["no_event_applied_twice"]
+    assert verdict.status is Status.FAIL
+    assert verdict.counts["copies_beyond_publishes"] == 1
+    assert verdict.examples == ("x1~temp_c=20.5: 1 more than published",)
+    bridge = _by_name(dataclasses.replace(direct, redelivering_broker=True))
+    assert bridge["no_event_applied_twice"].status is Status.PASS
+    assert bridge["no_event_applied_twice"].counts["copies_at_least_once"] == 2
+    resent = [
+        dataclasses.replace(ack, publishes=2) if ack.device_id == "x1" and ack.kind == "ok" else ack
+        for ack in fleet.acks
+    ]
+    again = _by_name(dataclasses.replace(direct, acks=resent))["no_event_applied_twice"]
+    assert again.status is Status.PASS  # sent again after a lost connection: a third copy
