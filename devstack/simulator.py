@@ -1,10 +1,13 @@
-"""Simulated devices: many MQTT 5 clients publishing realistic readings with sequence numbers.
+"""Simulated devices: many MQTT 5 clients publishing realistic readings.
 
 Each device is its own MQTT connection (client id = device id), publishes QoS 1 to
 ``devices/<id>/telemetry`` on a fixed schedule, and counts a reading as delivered when the
-broker's PUBACK arrives. Sequence numbers continue across runs (kept in a state file), so
-event ids (``<device>:<seq>``) never repeat by accident. Optional injection of duplicates
-(the same reading published twice) and bad payloads exercises the DLQ and deduplication.
+broker's PUBACK arrives. What a device sends follows its kind (``device_models``: with or
+without seq, boot epoch and ts, rebooting now and then, its clock skewed or glitching);
+by default every device numbers and dates its readings. Sequence numbers and boot epochs
+continue across runs (kept in a state file), so event ids never repeat by accident.
+Optional injection of duplicates (the same reading published twice) and bad payloads
+exercises the DLQ and deduplication.
 """
 
 from __future__ import annotations
@@ -21,6 +24,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiomqtt
+
+from devstack.device_models import (
+    TIDY,
+    DeviceMix,
+    Reading,
+    SimulatedDevice,
+    load_counters,
+    save_counters,
+)
 
 BAD_PAYLOADS: tuple[tuple[str, bytes], ...] = (
     ("invalid_json", b'{"metrics": {"temp_c": 21.5}'),
@@ -39,6 +51,10 @@ RECONNECT_FIRST_S, RECONNECT_CAP_S = 0.2, 5.0
 """A device's first wait before reconnecting, and the longest (doubling in between)."""
 REFUSED = "refused: "
 """How ``connect_error`` starts when the server refused the login (not retried)."""
+REBOOT_S = (0.5, 2.0)
+"""How long a rebooting device is off (uniform): disconnected, measuring nothing."""
+IMPLAUSIBLE = "implausible_timestamp"
+"""The DLQ reason of a reading dated by a glitched clock."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +74,11 @@ class SimulationSettings:
     bad_ratio: float = 0.0
     state_file: Path | None = None
     ledger: Path | None = None
-    """Append one JSON line per PUBACKed publish: device_id, seq, kind (ok/duplicate/bad)."""
+    """Append one JSON line per PUBACKed publish: device_id, device_kind, kind (ok,
+    duplicate, else the DLQ reason expected), and for a reading seq, boot, ts and event_id
+    (the gateway's, when the device can know it), or its metrics when it has none."""
+    mix: DeviceMix = TIDY
+    """What kinds of device the fleet holds (by default all number and date readings)."""
     seed: int | None = None
     connect_concurrency: int = 50
     username: str | None = None
@@ -87,6 +107,8 @@ class SimulationReport:
     """Good readings the server refused (PUBACK reason code 0x80 or more)."""
     reconnects: int = 0
     """Connections made again after one was lost."""
+    reboots: int = 0
+    """Devices that went off for a moment and started a new sequence."""
     connect_failures: int = 0
     connect_error: str = ""
     """Why the first device that could not connect was refused."""
@@ -95,63 +117,6 @@ class SimulationReport:
     @property
     def rate(self) -> float:
         return self.acked / self.seconds if self.seconds else 0.0
-
-
-class _Device:
-    """One device's readings: a slow random walk per metric, seq strictly increasing."""
-
-    def __init__(self, device_id: str, seq: int, rng: random.Random) -> None:
-        self.device_id = device_id
-        self.seq = seq
-        self._rng = rng
-        self._temp = rng.uniform(15, 30)
-        self._humidity = rng.uniform(30, 70)
-        self._battery = rng.uniform(60, 100)
-
-    def reading(self, now_ms: int) -> dict[str, object]:
-        self.seq += 1
-        rng = self._rng
-        self._temp += rng.gauss(0, 0.3)
-        self._humidity = min(100.0, max(0.0, self._humidity + rng.gauss(0, 0.5)))
-        self._battery = max(0.0, self._battery - rng.uniform(0, 0.01))
-        if rng.random() < 0.002:  # an occasional spike, so alert rules have something to see
-            self._temp += rng.choice((-1, 1)) * rng.uniform(15, 25)
-        return {
-            "seq": self.seq,
-            "ts": now_ms,
-            "metrics": {
-                "temp_c": round(self._temp, 2),
-                "humidity_pct": round(self._humidity, 2),
-                "battery_pct": round(self._battery, 3),
-            },
-            "attributes": {"fw": "1.4.2"},
-        }
-
-
-def _load_state(path: Path | None) -> dict[str, int]:
-    if path is None or not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-SEQ_LEASE = 1_000
-"""How far ahead the periodic save puts each device's sequence number: a simulator killed
-between saves starts past every number it used (a gap the platform reports), never on one
-it already sent (a reading the platform would drop as a duplicate event id)."""
-
-
-def _save_state(path: Path | None, devices: list[_Device], ahead: int = 0) -> None:
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = _load_state(path) | {device.device_id: device.seq + ahead for device in devices}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, sort_keys=True))
-    tmp.replace(path)
 
 
 def fleet_ids(prefix: str, devices: int) -> list[str]:
@@ -170,10 +135,18 @@ class Simulation:
         self._progress = progress
         self._stopping = asyncio.Event()
         rng = random.Random(settings.seed)  # noqa: S311 - simulated readings, not secrets
-        state = _load_state(settings.state_file)
+        counters = load_counters(settings.state_file)
+        ids = fleet_ids(settings.prefix, settings.devices)
+        kinds = settings.mix.assign(ids)
         self._devices = [
-            _Device(name, state.get(name, 0), random.Random(rng.random()))  # noqa: S311
-            for name in fleet_ids(settings.prefix, settings.devices)
+            SimulatedDevice(
+                name,
+                settings.topic_template.format(device_id=name),
+                *kinds[name],
+                counters.get(name, {}),
+                random.Random(rng.random()),  # noqa: S311
+            )
+            for name in ids
         ]
         self._rng = rng
         self._budget = settings.count
@@ -183,7 +156,7 @@ class Simulation:
         self._stopping.set()
 
     async def _deliver(
-        self, client: aiomqtt.Client, codes: _PubackCodes, topic: str, payload: bytes
+        self, client: aiomqtt.Client, codes: _PubackCodes, topic: str, message: _Outgoing
     ) -> int:
         """Publishes until the server has handed the message on; returns the PUBACK's reason
         code. Code 16 (no matching subscribers; e.g. a restarted Mosquitto before the
@@ -192,7 +165,8 @@ class Simulation:
         delay = 0.2
         while True:
             codes.latest = 0
-            await client.publish(topic, payload, qos=1)
+            message.publishes += 1
+            await client.publish(topic, message.payload, qos=1)
             if codes.latest != NO_MATCHING_SUBSCRIBERS:
                 return codes.latest
             self.report.unrouted += 1
@@ -203,6 +177,11 @@ class Simulation:
 
     async def run(self) -> SimulationReport:
         started = time.monotonic()
+        # Saved ahead at once: a simulator killed before its first periodic save still
+        # starts its next run past every epoch and number this one uses.
+        save_counters(self.settings.state_file, self._devices, ahead=True)
+        for device in self._devices:
+            device.plan_reboot(started, self.settings.mix.uptime_s)
         self._ledger = self.settings.ledger.open("a") if self.settings.ledger else None
         connect_slots = asyncio.Semaphore(self.settings.connect_concurrency)
         deadline = (
@@ -219,17 +198,17 @@ class Simulation:
                 await ticker
             if self._ledger:
                 self._ledger.close()
-            _save_state(self.settings.state_file, self._devices)
+            save_counters(self.settings.state_file, self._devices, ahead=False)
             self.report.seconds = time.monotonic() - started
         return self.report
 
     async def _tick(self, started: float) -> None:
-        """Every second: progress, and the devices' sequence numbers saved ``SEQ_LEASE``
-        ahead (see there); a clean stop saves them exactly."""
+        """Every second: progress, and the devices' counters saved ahead (see
+        ``SEQ_LEASE``); a clean stop saves them exactly."""
         while True:
             await asyncio.sleep(1.0)
             self.report.seconds = time.monotonic() - started
-            _save_state(self.settings.state_file, self._devices, SEQ_LEASE)  # a small file
+            save_counters(self.settings.state_file, self._devices, ahead=True)  # a small file
             if self._progress is not None:
                 self._progress(self.report)
 
@@ -243,21 +222,21 @@ class Simulation:
 
     async def _run_device(
         self,
-        device: _Device,
+        device: SimulatedDevice,
         connect_slots: asyncio.Semaphore,
         started: float,
         deadline: float | None,
     ) -> None:
         """One device, as real ones behave: it reconnects (with backoff) whenever its
-        connection is lost and first sends again what was not acknowledged."""
+        connection is lost and first sends again what was not acknowledged; one of a
+        rebooting kind disconnects now and then, is off for a moment and starts anew."""
         settings = self.settings
         interval = settings.devices / settings.rate
         # Spread the devices' schedules over one interval so load is even.
         schedule = _Schedule(started + self._rng.uniform(0, interval), interval, deadline)
-        topic = settings.topic_template.format(device_id=device.device_id)
         unacknowledged: list[_Outgoing] = []
         backoff = RECONNECT_FIRST_S
-        connected_once = False
+        connected_once = lost = False
         while not self._stopping.is_set() and not schedule.over():
             client = await self._connect(device, connect_slots, refused_ends=not connected_once)
             if client is None:
@@ -267,35 +246,54 @@ class Simulation:
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 backoff = min(backoff * 2, RECONNECT_CAP_S)
                 continue
-            if connected_once:
+            if lost:
                 self.report.reconnects += 1
-            connected_once, backoff = True, RECONNECT_FIRST_S
+            connected_once, lost, backoff = True, False, RECONNECT_FIRST_S
+            rebooting = False
             try:
-                if await self._publish_until_done(client, device, topic, schedule, unacknowledged):
+                if await self._publish_until_done(client, device, schedule, unacknowledged):
                     return
+                rebooting = True
             except aiomqtt.MqttError:
                 self.report.failed += 1  # the connection is gone: reconnect, send again
+                lost = True
             finally:
                 with contextlib.suppress(aiomqtt.MqttError):
                     await client.__aexit__(None, None, None)
+            if rebooting:
+                await self._reboot(device, schedule)
+
+    async def _reboot(self, device: SimulatedDevice, schedule: _Schedule) -> None:
+        """The device is off for a moment (it measures nothing meanwhile), then starts a new
+        sequence. Called with nothing unacknowledged: a reboot loses no reading."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self._rng.uniform(*REBOOT_S))
+        now = time.monotonic()
+        while schedule.next_at < now:
+            schedule.next_at += schedule.interval
+        device.reboot()
+        device.plan_reboot(now, self.settings.mix.uptime_s)
+        self.report.reboots += 1
 
     async def _publish_until_done(
         self,
         client: aiomqtt.Client,
-        device: _Device,
-        topic: str,
+        device: SimulatedDevice,
         schedule: _Schedule,
         unacknowledged: list[_Outgoing],
     ) -> bool:
         """Sends what was not acknowledged, then a message per tick; True when the device
-        is done (duration, count or stop), ``MqttError`` when the connection is lost."""
+        is done (duration, count or stop), False when it is to reboot (all acknowledged),
+        ``MqttError`` when the connection is lost."""
         codes = _PubackCodes(client)
         while True:
             while unacknowledged:
-                await self._send(client, codes, topic, unacknowledged[0])
+                await self._send(client, codes, device.topic, unacknowledged[0])
                 unacknowledged.pop(0)
             if self._stopping.is_set() or schedule.over():
                 return True
+            if time.monotonic() >= device.reboot_at:
+                return False
             wait = schedule.next_at - time.monotonic()
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
@@ -307,7 +305,7 @@ class Simulation:
             unacknowledged.extend(self._next_messages(device))
 
     async def _connect(
-        self, device: _Device, connect_slots: asyncio.Semaphore, *, refused_ends: bool
+        self, device: SimulatedDevice, connect_slots: asyncio.Semaphore, *, refused_ends: bool
     ) -> aiomqtt.Client | None:
         username, password = self.settings.login(device.device_id)
         async with connect_slots:
@@ -330,18 +328,22 @@ class Simulation:
                 return None
         return client
 
-    def _next_messages(self, device: _Device) -> list[_Outgoing]:
-        """The next reading (or bad payload), and its duplicate when one is injected."""
+    def _next_messages(self, device: SimulatedDevice) -> list[_Outgoing]:
+        """The next reading (or bad payload, or reading dated by a glitched clock), and its
+        duplicate when one is injected."""
         roll = self._rng.random()
         settings = self.settings
         if roll < settings.bad_ratio:
             kind, payload = self._rng.choice(BAD_PAYLOADS)
-            return [_Outgoing(device.device_id, payload, kind, None)]
+            return [_Outgoing(device, payload, kind, None)]
+        glitches = settings.mix.glitches
+        if glitches and device.kind.dates and self._rng.random() < glitches:
+            glitched = device.reading(int(time.time() * 1000), glitch=True)
+            return [_Outgoing(device, glitched.payload, IMPLAUSIBLE, glitched)]
         reading = device.reading(int(time.time() * 1000))
-        payload = json.dumps(reading, separators=(",", ":")).encode()
-        message = _Outgoing(device.device_id, payload, "ok", device.seq)
+        message = _Outgoing(device, reading.payload, "ok", reading)
         if roll > 1 - settings.duplicate_ratio:
-            return [message, _Outgoing(device.device_id, payload, "duplicate", device.seq)]
+            return [message, _Outgoing(device, reading.payload, "duplicate", reading)]
         return [message]
 
     async def _send(
@@ -352,7 +354,7 @@ class Simulation:
         payload it is the expected one (the server dead-lettered it); a good reading
         refused is counted as failed and not sent again."""
         self.report.attempted += 1
-        code = await self._deliver(client, codes, topic, message.payload)
+        code = await self._deliver(client, codes, topic, message)
         if code >= FIRST_FAILURE_CODE and message.kind in ("ok", "duplicate"):
             self.report.failed += 1
             self.report.refused += 1
@@ -361,8 +363,7 @@ class Simulation:
         kinds = self.report.acked_by_kind
         kinds[message.kind] = kinds.get(message.kind, 0) + 1
         if self._ledger is not None:
-            entry = {"device_id": message.device_id, "seq": message.seq, "kind": message.kind}
-            self._ledger.write(json.dumps(entry) + "\n")
+            self._ledger.write(json.dumps(message.ledger()) + "\n")
 
 
 @dataclass(slots=True)
@@ -377,14 +378,29 @@ class _Schedule:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Outgoing:
-    """A message a device sends, kept until acknowledged."""
+    """A message a device sends, kept until acknowledged, and how often it was published
+    (again after a lost connection, or after reason code 16)."""
 
-    device_id: str
+    device: SimulatedDevice
     payload: bytes
     kind: str
-    seq: int | None
+    reading: Reading | None
+    """What the payload holds, when it is a reading (a glitched one too)."""
+    publishes: int = 0
+
+    def ledger(self) -> dict[str, object]:
+        """Its line in the ledger, once acknowledged."""
+        entry: dict[str, object] = {
+            "device_id": self.device.device_id,
+            "device_kind": str(self.device.kind),
+            "kind": self.kind,
+            "publishes": self.publishes,
+        }
+        if self.reading is None:
+            return entry | {"seq": None}
+        return entry | self.reading.ledger()
 
 
 class _PubackCodes:

@@ -6,6 +6,13 @@ reasons, the alerts published, the projections the workers built and the oracle'
 projections of the same log, and when Mosquitto was killed. Every function here is pure, so
 the unit tests feed it hand-built histories that break one invariant each.
 
+A *reading* is what a device measured and sent once (however often it was published). Its
+event id alone does not name it: a device that restarts its ``seq`` without a boot epoch
+sends ``<device>:<seq>`` again for a new reading, and a reading with neither ``seq`` nor
+``ts`` gets an event id holding the gateway's time, so each copy of it that reaches Kafka
+is an event of its own (at least once, by contract). So a reading is named by its event id
+and the device's ``ts``, and one with neither ``seq`` nor ``ts`` by its device and values.
+
 Verdicts are ``PASS``, ``FAIL`` or ``LIMIT``: a loss the platform documents as outside its
 guarantee (Mosquitto killed with SIGKILL before it saved its in-memory sessions) is counted
 precisely under its own verdict and does not fail the run; any other loss does.
@@ -38,12 +45,29 @@ class Status(StrEnum):
     """A documented limit was hit (and measured); not a failure of the platform's contract."""
 
 
+Values = tuple[tuple[str, float], ...]
+"""A reading's metrics, sorted by name."""
+
+
+def reading_name(
+    device_id: str, event_id: str | None, seq: int | None, ts: int | None, values: Values
+) -> str:
+    """What names one reading in the ledger and in the log alike (see the module's doc):
+    ``<event id>@<ts>``, ``<event id>`` without a device ``ts``, and ``<device>~<values>``
+    without ``seq`` and ``ts``."""
+    if seq is None and ts is None:
+        return f"{device_id}~" + ",".join(f"{name}={value!r}" for name, value in values)
+    return f"{event_id}@{ts}" if ts is not None else str(event_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
     """One publish the broker acknowledged (PUBACK) to a device, some time in ``(after, by]``.
 
     ``kind`` is ``ok`` or ``duplicate`` (the same reading published again) for readings, else
-    the DLQ reason the gateway must give the bad payload.
+    the DLQ reason the gateway must give the bad payload. A reading carries what the device
+    sent: ``seq``, ``boot`` and ``ts`` where it sent them, the gateway's event id where the
+    device can know it (``sent_id``), and its ``values``.
     """
 
     device_id: str
@@ -51,24 +75,63 @@ class Ack:
     kind: str
     after: float
     by: float
+    boot: int | None = None
+    ts: int | None = None
+    sent_id: str | None = None
+    values: Values = ()
+    device_kind: str = ""
+    """How the device numbers and dates its readings (the simulator's ``DeviceKind``)."""
+    publishes: int = 1
+    """How often the device published this message (again after a lost connection)."""
 
     @property
     def event_id(self) -> str | None:
-        """The gateway's event id of a reading (``<device>:<seq>``); None for bad payloads."""
-        if self.kind not in GOOD_KINDS or self.seq is None:
+        """The gateway's event id of a reading (``<device>[:<boot>]:<seq>``, or the hash the
+        device computed); None for bad payloads and readings with neither seq nor ts."""
+        if self.kind not in GOOD_KINDS:
             return None
-        return f"{self.device_id}:{self.seq}"
+        if self.sent_id is not None or self.seq is None:
+            return self.sent_id
+        epoch = "" if self.boot is None else f"{self.boot}:"
+        return f"{self.device_id}:{epoch}{self.seq}"
+
+    @property
+    def reading(self) -> str | None:
+        """The reading's name (:func:`reading_name`); None for bad payloads."""
+        if self.kind not in GOOD_KINDS:
+            return None
+        return reading_name(self.device_id, self.event_id, self.seq, self.ts, self.values)
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One record of the telemetry topic, where it is in the log."""
+    """One record of the telemetry topic, where it is in the log. ``ts`` is the device's
+    (None where the gateway stamped it); ``values`` are kept for a record without seq and ts."""
 
     partition: int
     offset: int
     event_id: str
     device_id: str
     seq: int | None
+    boot: int | None = None
+    ts: int | None = None
+    values: Values = ()
+
+    @property
+    def reading(self) -> str:
+        return reading_name(self.device_id, self.event_id, self.seq, self.ts, self.values)
+
+    @property
+    def event(self) -> tuple[str, int | None]:
+        """One event of the platform: a reading, or one copy of a reading without seq and
+        ts (its event id holds the gateway's time)."""
+        return self.event_id, self.ts
+
+    def label(self) -> str:
+        """The reading as a person reads it: boot, seq and ts where it has them, else values."""
+        fields = (("boot", self.boot), ("seq", self.seq), ("ts", self.ts))
+        parts = [f"{name} {value}" for name, value in fields if value is not None]
+        return " ".join(parts) if parts else self.reading
 
 
 IN_TRANSIT_S = 0.5
@@ -140,6 +203,9 @@ class History:
     faults: Sequence[tuple[float, str]] = ()
     """When each injected fault started (the acks' clock) and what it was, to name the fault
     nearest to each order violation."""
+    redelivering_broker: bool = False
+    """A broker stands between the devices and the gateways (bridge mode) and may hand a
+    publish to a gateway more than once; without one, every record comes from a publish."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,54 +231,75 @@ def _examples(items: Iterable[object]) -> tuple[str, ...]:
     return tuple(str(item) for item in sorted(items, key=str)[:EXAMPLES])
 
 
-def _acks_by_event(acks: Iterable[Ack]) -> dict[str, list[Ack]]:
-    by_event: dict[str, list[Ack]] = {}
+def _acks_by_reading(acks: Iterable[Ack]) -> dict[str, list[Ack]]:
+    """The acknowledged publishes of each reading, in ledger order."""
+    by_reading: dict[str, list[Ack]] = {}
     for ack in acks:
-        if ack.event_id is not None:
-            by_event.setdefault(ack.event_id, []).append(ack)
-    return by_event
+        if ack.reading is not None:
+            by_reading.setdefault(ack.reading, []).append(ack)
+    return by_reading
 
 
-def _crash_loss(history: History) -> tuple[set[str], set[str]]:
-    """Acknowledged readings missing from the log: (explained by a broker crash, unexplained).
+def _sent(copies: Sequence[Ack]) -> int:
+    """How many readings share one name: the acknowledged ``ok`` copies (at least one).
+    Two only where a device without seq and ts measured the same values twice."""
+    return max(1, sum(1 for ack in copies if ack.kind == "ok"))
 
-    A reading is explained when every acknowledged copy of it falls in a crash window.
-    """
-    in_log = {record.event_id for record in history.log}
-    explained: set[str] = set()
-    unexplained: set[str] = set()
-    for event_id, copies in _acks_by_event(history.acks).items():
-        if event_id in in_log:
+
+def _logged(log: Iterable[Record]) -> dict[str, set[str]]:
+    """The distinct event ids in the log of each reading."""
+    logged: dict[str, set[str]] = {}
+    for record in log:
+        logged.setdefault(record.reading, set()).add(record.event_id)
+    return logged
+
+
+def _crash_loss(history: History) -> tuple[dict[str, int], dict[str, int]]:
+    """Acknowledged readings missing from the log, by name: (explained by a broker crash,
+    unexplained). A reading sent ``n`` times over (equal values, no seq, no ts) must have
+    ``n`` events in the log. A loss is explained when every acknowledged copy of the reading
+    falls in a crash window."""
+    logged = _logged(history.log)
+    explained: dict[str, int] = {}
+    unexplained: dict[str, int] = {}
+    for reading, copies in _acks_by_reading(history.acks).items():
+        short = _sent(copies) - len(logged.get(reading, ()))
+        if short <= 0:
             continue
         if all(any(crash.explains(ack) for crash in history.crashes) for ack in copies):
-            explained.add(event_id)
+            explained[reading] = short
         else:
-            unexplained.add(event_id)
+            unexplained[reading] = short
     return explained, unexplained
 
 
 def check_no_acked_loss(history: History) -> Verdict:
-    """Every reading a broker acknowledged to a device is in the Kafka log."""
-    acked = _acks_by_event(history.acks)
-    in_log = {record.event_id for record in history.log}
+    """Every reading a broker acknowledged to a device is in the Kafka log, matched by its
+    name (event id and device ``ts``; device and values without seq and ts)."""
+    acked = _acks_by_reading(history.acks)
+    logged = _logged(history.log)
     explained, unexplained = _crash_loss(history)
+    readings = sum(_sent(copies) for copies in acked.values())
+    lost, lost_in_crash = sum(unexplained.values()), sum(explained.values())
+    by_kind = Counter(copies[0].device_kind for copies in acked.values() if copies[0].device_kind)
     counts = {
-        "acked_readings": len(acked),
-        "in_log": len(acked.keys() & in_log),
-        "lost": len(unexplained),
-        "lost_in_broker_crash": len(explained),
-        "in_log_not_acked": len(in_log - acked.keys()),
+        "acked_readings": readings,
+        "in_log": readings - lost - lost_in_crash,
+        "lost": lost,
+        "lost_in_broker_crash": lost_in_crash,
+        "in_log_not_acked": len(logged.keys() - acked.keys()),
+        **{f"acked_readings.{kind}": n for kind, n in sorted(by_kind.items())},
     }
     windows = (
-        f" (+{len(explained):,} in Mosquitto crash windows, see acked_lost_in_mosquitto_crash)"
+        f" (+{lost_in_crash:,} in Mosquitto crash windows, see acked_lost_in_mosquitto_crash)"
         if history.crashes
         else ""
     )
     return Verdict(
         "no_acked_loss",
         _status(bool(unexplained)),
-        f"{counts['in_log']:,} of {len(acked):,} acknowledged readings in the log, "
-        f"{len(unexplained):,} lost{windows}",
+        f"{counts['in_log']:,} of {readings:,} acknowledged readings in the log, "
+        f"{lost:,} lost{windows}",
         counts,
         _examples(unexplained),
     )
@@ -229,10 +316,13 @@ def check_mosquitto_crash_loss(history: History) -> Verdict:
     precisely by the window each loss falls in.
     """
     explained, _ = _crash_loss(history)
-    acked = _acks_by_event(history.acks)
-    unsaved = {
-        e for e in explained if all(any(c.covers(a) for c in history.crashes) for a in acked[e])
-    }
+    acked = _acks_by_reading(history.acks)
+    unsaved = sum(
+        n
+        for reading, n in explained.items()
+        if all(any(c.covers(a) for c in history.crashes) for a in acked[reading])
+    )
+    lost = sum(explained.values())
     windows = [crash.killed_at - crash.saved_at for crash in history.crashes]
     gaps = [
         crash.resubscribed_at - crash.restarted_at
@@ -241,16 +331,16 @@ def check_mosquitto_crash_loss(history: History) -> Verdict:
     ]
     counts = {
         "crashes": len(history.crashes),
-        "lost": len(explained),
-        "lost_unsaved": len(unsaved),
-        "lost_no_subscriber": len(explained - unsaved),
+        "lost": lost,
+        "lost_unsaved": unsaved,
+        "lost_no_subscriber": lost - unsaved,
         "acked_in_windows": sum(
             1 for ack in history.acks if any(c.explains(ack) for c in history.crashes)
         ),
         "bad_acked_in_windows": sum(
             1
             for ack in history.acks
-            if ack.event_id is None and any(c.explains(ack) for c in history.crashes)
+            if ack.kind not in GOOD_KINDS and any(c.explains(ack) for c in history.crashes)
         ),
         "longest_unsaved_window_ms": round(max(windows, default=0.0) * 1000),
         "longest_unsubscribed_window_ms": round(max(gaps, default=0.0) * 1000),
@@ -258,10 +348,10 @@ def check_mosquitto_crash_loss(history: History) -> Verdict:
     return Verdict(
         "acked_lost_in_mosquitto_crash",
         Status.LIMIT if explained else Status.PASS,
-        f"{len(explained):,} acknowledged readings lost in {len(history.crashes)} Mosquitto "
-        f"SIGKILL(s): {len(unsaved):,} unsaved (up to "
+        f"{lost:,} acknowledged readings lost in {len(history.crashes)} Mosquitto "
+        f"SIGKILL(s): {unsaved:,} unsaved (up to "
         f"{counts['longest_unsaved_window_ms']} ms since its last save), "
-        f"{len(explained) - len(unsaved):,} dropped before a gateway subscribed again (up to "
+        f"{lost - unsaved:,} dropped before a gateway subscribed again (up to "
         f"{counts['longest_unsubscribed_window_ms']} ms)",
         counts,
         _examples(explained),
@@ -269,32 +359,67 @@ def check_mosquitto_crash_loss(history: History) -> Verdict:
 
 
 def check_applied_once(history: History) -> Verdict:
-    """No event applied twice: each device's applied count is its distinct events in the log."""
-    distinct: dict[str, set[str]] = {}
+    """No event applied twice: each device's applied count is its distinct events in the log.
+
+    An event is an event id with the device's ``ts``: a device that restarted its ``seq``
+    without a boot epoch sends an event id again with a later ``ts``, a new reading. A
+    reading without seq and ts is at least once by contract: each copy of it that reached
+    the log has its own event id (the gateway's time is in it) and is an event; those
+    copies are counted, not failed, unless there are more of them than the device published
+    (where no broker redelivers: direct mode). Any other record with an event already in
+    the log must have been absorbed.
+    """
+    distinct: dict[str, set[tuple[str, int | None]]] = {}
+    times: dict[str, set[int | None]] = {}
     for record in history.log:
-        distinct.setdefault(record.device_id, set()).add(record.event_id)
+        distinct.setdefault(record.device_id, set()).add(record.event)
+        times.setdefault(record.event_id, set()).add(record.ts)
+    logged = _logged(history.log)
+    bare = {
+        reading: copies
+        for reading, copies in _acks_by_reading(history.acks).items()
+        if copies[0].seq is None and copies[0].ts is None
+    }
+    copies = sum(max(0, len(logged.get(r, ())) - _sent(acks)) for r, acks in bare.items())
+    beyond = {
+        reading: extra
+        for reading, acks in bare.items()
+        if (extra := len(logged.get(reading, ())) - sum(ack.publishes for ack in acks)) > 0
+    }
+    unpublished = {} if history.redelivering_broker else beyond
     applied = {device.device_id: device.count for device in history.projections.devices}
     twice = {
         d: n - len(distinct.get(d, ())) for d, n in applied.items() if n > len(distinct.get(d, ()))
     }
-    missing = {d for d, ids in distinct.items() if applied.get(d, 0) < len(ids)}
+    missing = {d for d, events in distinct.items() if applied.get(d, 0) < len(events)}
+    events = sum(len(e) for e in distinct.values())
     counts = {
         "devices": len(distinct),
-        "distinct_events": sum(len(ids) for ids in distinct.values()),
+        "distinct_events": events,
         "applied": sum(applied.values()),
-        "redelivered_records": len(history.log) - sum(len(ids) for ids in distinct.values()),
+        "redelivered_records": len(history.log) - events,
         "absorbed_duplicates": sum(device.duplicates for device in history.projections.devices),
+        "event_ids_of_several_readings": sum(1 for ts in times.values() if len(ts) > 1),
+        "copies_at_least_once": copies,
+        "copies_beyond_publishes": sum(beyond.values()),
         "applied_twice": sum(twice.values()),
         "devices_under_applied": len(missing),
     }
     return Verdict(
         "no_event_applied_twice",
-        _status(bool(twice)),
-        f"{counts['applied']:,} events applied for {counts['distinct_events']:,} distinct in the "
-        f"log ({counts['redelivered_records']:,} redelivered records absorbed), "
+        _status(bool(twice or unpublished)),
+        f"{counts['applied']:,} events applied for {events:,} distinct in the log "
+        f"({counts['redelivered_records']:,} redelivered records absorbed; {copies:,} copies of "
+        f"readings without seq or ts applied as events of their own, at least once by "
+        f"contract; {sum(unpublished.values()):,} more than published), "
         f"{counts['applied_twice']:,} applied twice",
         counts,
-        _examples(f"{d}: +{n}" for d, n in twice.items()),
+        _examples(
+            [
+                *(f"{d}: +{n}" for d, n in twice.items()),
+                *(f"{r}: {n} more than published" for r, n in unpublished.items()),
+            ]
+        ),
     )
 
 
@@ -305,43 +430,70 @@ def _nearest_fault(faults: Sequence[tuple[float, str]], at: float | None) -> str
     return label if abs(start - at) <= 30 else "no fault"
 
 
-def check_per_device_order(history: History) -> Verdict:
-    """Per device, one partition, and first appearances in increasing ``seq`` by offset.
+def _sending_order(acks: Iterable[Ack]) -> tuple[dict[str, int], dict[str, float]]:
+    """Each reading's place in its device's sending order (the ledger's: a device sends one
+    reading at a time, the next only after the PUBACK of the one before), and when it was
+    first acknowledged. A name shared by several readings (equal values, no seq, no ts)
+    has no place."""
+    places: dict[str, int] = {}
+    acked_at: dict[str, float] = {}
+    following: Counter[str] = Counter()
+    for reading, copies in _acks_by_reading(acks).items():  # by first acknowledgement
+        device_id = copies[0].device_id
+        acked_at[reading] = min(ack.by for ack in copies)
+        if _sent(copies) == 1:
+            places[reading] = following[device_id]
+        following[device_id] += 1
+    return places, acked_at
 
-    A redelivered record (an event id already in the log) may come later; a *new* reading
-    with a lower seq than one already logged is an order violation. Each violation is
-    counted against the injected fault nearest to when its reading was acknowledged.
+
+def check_per_device_order(history: History) -> Verdict:
+    """Per device, one partition, and its readings first appear in the log in the order the
+    device sent them.
+
+    The order sent is the ledger's, so a restart (a new boot epoch, or ``seq`` from 0 again
+    without one) is no violation and is counted apart, while a new reading logged behind a
+    later one is, whatever its ``seq``. A redelivered record (a reading already in the log)
+    may come later. Each violation is counted against the injected fault nearest to when its
+    reading was acknowledged.
     """
-    acked_at = {
-        event_id: min(ack.by for ack in copies)
-        for event_id, copies in _acks_by_event(history.acks).items()
-    }
+    places, acked_at = _sending_order(history.acks)
     partitions: dict[str, set[int]] = {}
-    highest: dict[str, int] = {}
+    highest: dict[str, tuple[int, Record]] = {}
     seen: set[str] = set()
     violations: list[str] = []
     devices: set[str] = set()
     near: Counter[str] = Counter()
-    checked = 0
+    checked = restarts = unplaced = 0
     for record in sorted(history.log, key=lambda r: (r.partition, r.offset)):
         partitions.setdefault(record.device_id, set()).add(record.partition)
-        if record.event_id in seen or record.seq is None:
+        reading = record.reading
+        if reading in seen:
             continue
-        seen.add(record.event_id)
+        seen.add(reading)
+        place = places.get(reading)
+        if place is None:
+            unplaced += 1
+            continue
         checked += 1
         top = highest.get(record.device_id)
-        if top is not None and record.seq < top:
+        if top is not None and place < top[0]:
             violations.append(
-                f"{record.device_id} seq {record.seq} after {top} "
+                f"{record.device_id} {record.label()} after {top[1].label()} "
                 f"(partition {record.partition} offset {record.offset})"
             )
             devices.add(record.device_id)
-            near[_nearest_fault(history.faults, acked_at.get(record.event_id))] += 1
-        highest[record.device_id] = max(record.seq, top if top is not None else record.seq)
+            near[_nearest_fault(history.faults, acked_at.get(reading))] += 1
+            continue
+        if top is not None and _restarted(top[1], record):
+            restarts += 1
+        highest[record.device_id] = (place, record)
     split = {d for d, parts in partitions.items() if len(parts) > 1}
     counts = {
         "devices": len(partitions),
         "readings": checked,
+        "readings_not_acked_or_ambiguous": unplaced,
+        "restarts_in_order": restarts,
         "out_of_order": len(violations),
         "devices_out_of_order": len(devices),
         "devices_in_several_partitions": len(split),
@@ -351,12 +503,20 @@ def check_per_device_order(history: History) -> Verdict:
     return Verdict(
         "per_device_order",
         _status(bool(violations or split)),
-        f"{checked:,} readings of {len(partitions):,} devices: {len(violations):,} out of "
+        f"{checked:,} readings of {len(partitions):,} devices in the order sent "
+        f"({restarts:,} sequence restarts among them): {len(violations):,} out of "
         f"order ({len(devices)} devices{'; ' + where if where else ''}), "
         f"{len(split)} devices in several partitions",
         counts,
         tuple(violations[:EXAMPLES]) + _examples(f"{d} in several partitions" for d in split),
     )
+
+
+def _restarted(before: Record, after: Record) -> bool:
+    """Whether ``after``, sent after ``before``, starts a new sequence."""
+    if before.seq is None or after.seq is None:
+        return False
+    return after.boot != before.boot or after.seq <= before.seq
 
 
 def _diff(

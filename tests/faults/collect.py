@@ -2,7 +2,9 @@
 
 The simulator writes one ledger line per PUBACK, in the order the PUBACKs arrive, and counts
 them in ``report.acked`` in the same step; sampling that counter against the clock (an
-:class:`AckClock`) dates every ledger line to within one sampling period.
+:class:`AckClock`) dates every ledger line to within one sampling period. A ledger line and a
+log record carry the same fields of a reading (seq, boot, the device's ts, event id, and the
+values where nothing else names it), so the checker can match them.
 """
 
 from __future__ import annotations
@@ -45,7 +47,21 @@ class AckClock:
             at = bisect.bisect_right(counts, index)  # first sample that had counted this line
             after = times[at - 1] if at > 0 else float("-inf")
             by = times[at] if at < len(times) else float("inf")
-            acks.append(Ack(entry["device_id"], entry["seq"], entry["kind"], after, by))
+            acks.append(
+                Ack(
+                    entry["device_id"],
+                    entry["seq"],
+                    entry["kind"],
+                    after,
+                    by,
+                    boot=entry.get("boot"),
+                    ts=entry.get("ts"),
+                    sent_id=entry.get("event_id"),
+                    values=tuple(sorted(entry.get("metrics", {}).items())),
+                    device_kind=entry.get("device_kind", ""),
+                    publishes=entry.get("publishes", 1),
+                )
+            )
         return acks
 
 
@@ -107,10 +123,25 @@ async def read_log(
             for item in raw[partition]:
                 event = telemetry_event(await registry.decode(item.value))
                 events.append(event)
-                records.append(
-                    Record(partition, item.offset, event.event_id, event.device_id, event.seq)
-                )
+                records.append(_record(partition, item.offset, event))
     return records, events
+
+
+def _record(partition: int, offset: int, event: TelemetryEvent) -> Record:
+    """The checker's view of one logged event: the device's own ts (None where the gateway
+    stamped it), and the values of a reading that has neither seq nor ts."""
+    ts = None if event.ts_stamped else event.ts
+    bare = event.seq is None and ts is None
+    return Record(
+        partition,
+        offset,
+        event.event_id,
+        event.device_id,
+        event.seq,
+        boot=event.boot,
+        ts=ts,
+        values=tuple(sorted(event.metrics.items())) if bare else (),
+    )
 
 
 async def read_header(client: KafkaClientSettings, topic: str, header: str) -> list[str]:

@@ -8,11 +8,13 @@ An isolated stack (its own Kafka, Mosquitto and PostgreSQL on free ports, state 
 gateways share one MQTT port (SO_REUSEPORT) and the devices connect to them; with
 ``--mode bridge`` the devices connect to Mosquitto and one gateway subscribes to it.
 Simulated devices publish (with duplicates and bad payloads; each reconnects and sends
-again what was not acknowledged, as real devices do) while a seeded schedule kills with
-SIGKILL and restarts a gateway, the worker, Kafka (and Mosquitto in bridge mode), and
-freezes each with SIGSTOP/SIGCONT. Afterwards everything drains, the processes stop, and
-the checker compares the devices' acknowledged publishes, the Kafka topics and the
-projections. Prints a verdict per invariant and writes them as JSON
+again what was not acknowledged, as real devices do; by default a realistic fleet, see
+``devstack.device_models.REALISTIC``: some reboot with or without a boot epoch, some send
+no seq or neither seq nor ts, some clocks are off and a few glitch) while a seeded
+schedule kills with SIGKILL and restarts a gateway, the worker, Kafka (and Mosquitto in
+bridge mode), and freezes each with SIGSTOP/SIGCONT. Afterwards everything drains, the
+processes stop, and the checker compares the devices' acknowledged publishes, the Kafka
+topics and the projections. Prints a verdict per invariant and writes them as JSON
 (``.local/faults/verdict-<seed>.json``); exit status 1 if an invariant fails. The shared
 dev stack is never touched.
 """
@@ -37,6 +39,7 @@ import aiomqtt
 
 from contracts.topics import ALERTS
 from devstack import DevStackSettings
+from devstack.device_models import REALISTIC, TIDY, DeviceMix
 from devstack.simulator import Simulation, SimulationReport, SimulationSettings
 from streams.projections.alerts import load_alert_rules
 from streams.projections.windows import DEFAULT_WINDOWS
@@ -88,6 +91,8 @@ class Load:
     devices: int
     rate: float
     seed: int
+    mix: DeviceMix
+    """The fleet's kinds of device, the same in every epoch."""
     clocks: list[AckClock] = field(default_factory=list)
     reports: list[SimulationReport] = field(default_factory=list)
     _simulation: Simulation | None = None
@@ -108,6 +113,7 @@ class Load:
                 bad_ratio=0.01,
                 state_file=self.folder / "sim-state.json",
                 ledger=clock.ledger,
+                mix=self.mix,
                 seed=self.seed * 1000 + len(self.clocks),
                 connect_concurrency=25,
                 username=username,
@@ -140,10 +146,17 @@ class Load:
 
     def totals(self) -> tuple[int, int]:
         """PUBACKs received and publishes failed so far, over every epoch."""
-        reports = [*self.reports]
-        if self._simulation is not None:
-            reports.append(self._simulation.report)
+        reports = self._all_reports()
         return sum(r.acked for r in reports), sum(r.failed for r in reports)
+
+    def reboots(self) -> int:
+        """Devices that rebooted (and started a new sequence), over every epoch."""
+        return sum(r.reboots for r in self._all_reports())
+
+    def _all_reports(self) -> list[SimulationReport]:
+        if self._simulation is None:
+            return [*self.reports]
+        return [*self.reports, self._simulation.report]
 
 
 @dataclass(slots=True)
@@ -345,7 +358,7 @@ async def drain(world: World) -> None:
     say(f"[{world.clock():6.1f}s] worker caught up and outbox empty after {took:.0f}s")
 
 
-async def collect(world: World, rules: Path) -> History:
+async def collect(world: World, rules: Path, mode: str) -> History:
     client = stack.client_for(world.settings)
     log, events = await read_log(client, stack.TELEMETRY_TOPIC)
     expected = oracle(events, windows=DEFAULT_WINDOWS, rules=load_alert_rules(rules))
@@ -364,6 +377,7 @@ async def collect(world: World, rules: Path) -> History:
         published_alerts=await read_header(client, ALERTS.name, "event_id"),
         crashes=world.crashes,
         faults=[(mark["at"], mark["label"]) for mark in world.done],
+        redelivering_broker=mode == "bridge",
     )
 
 
@@ -383,6 +397,7 @@ async def run(args: argparse.Namespace) -> int:
     if lacking:
         say(f"the run is too short to inject every kind of fault: missing {lacking}")
         return 2
+    mix = dataclasses.replace(REALISTIC if args.fleet == "realistic" else TIDY, seed=seed)
     folder = args.out / f"run-{seed}-{time.strftime('%Y%m%dT%H%M%S')}"
     folder.mkdir(parents=True)
     shared = DevStackSettings.from_env()
@@ -409,7 +424,7 @@ async def run(args: argparse.Namespace) -> int:
             ],
             worker=stack.worker_process(settings, store, rules, folder),
             store=store,
-            load=Load(settings, device_port, folder, args.devices, args.rate, seed),
+            load=Load(settings, device_port, folder, args.devices, args.rate, seed, mix),
             clock=clock,
         )
         # One at a time: the first creates the schema registry's single-partition topic
@@ -427,13 +442,16 @@ async def run(args: argparse.Namespace) -> int:
         await run_faults(world, faults, load_started, args.duration)
         await world.load.stop()
         acked, failed = world.load.totals()
-        say(f"[{clock():6.1f}s] load stopped: {acked:,} PUBACKs, {failed:,} publishes failed")
+        say(
+            f"[{clock():6.1f}s] load stopped: {acked:,} PUBACKs, {failed:,} publishes failed, "
+            f"{world.load.reboots():,} device reboots"
+        )
         await drain(world)
         for task in tasks:
             task.cancel()
         exits = {app.name: app.terminate() for app in world.apps}
         say(f"[{clock():6.1f}s] processes stopped with SIGTERM: {exits}")
-        history = await collect(world, rules)
+        history = await collect(world, rules, args.mode)
         verdicts = check(history)
         say(format_verdicts(verdicts))
         document = verdicts_json(
@@ -446,9 +464,12 @@ async def run(args: argparse.Namespace) -> int:
                 "rate": args.rate,
                 "duration_s": args.duration,
                 "gateways": gateways,
+                "fleet": args.fleet,
+                "mix": dataclasses.asdict(mix),
             },
             acked=acked,
             failed_publishes=failed,
+            reboots=world.load.reboots(),
             schedule=[{**dataclasses.asdict(f), "text": str(f)} for f in faults],
             faults=world.done,
             unexpected_exits=world.unexpected_exits,
@@ -507,6 +528,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="messages/s over all devices (1500 in direct mode; 200 in bridge mode, whose "
         "Mosquitto crash windows are measured at that rate)",
+    )
+    parser.add_argument(
+        "--fleet",
+        choices=("realistic", "tidy"),
+        default="realistic",
+        help="realistic: devices of every kind (rebooting, without seq or ts, clocks off); "
+        "tidy: every device numbers and dates its readings (default: realistic)",
     )
     parser.add_argument("--out", type=Path, default=Path(".local/faults"))
     args = parser.parse_args(argv)

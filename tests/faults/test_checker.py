@@ -167,7 +167,7 @@ def test_a_new_reading_behind_a_later_one_breaks_per_device_order() -> None:
     assert verdict.status is Status.FAIL
     assert verdict.counts["out_of_order"] == 1
     assert verdict.counts["out_of_order_near.kill -9 gateway-1"] == 1
-    assert verdict.examples[0].startswith("d1 seq 1 after 2")
+    assert verdict.examples[0].startswith("d1 seq 1 after seq 2")
 
 
 def test_a_device_in_two_partitions_breaks_per_device_order() -> None:
@@ -259,3 +259,183 @@ def test_without_a_broker_crash_no_loss_is_explained_away() -> None:
     assert "acked_lost_in_mosquitto_crash" not in {v.name for v in verdicts}
     loss = next(v for v in verdicts if v.name == "no_acked_loss")
     assert "Mosquitto" not in loss.summary
+
+
+# -- devices as they come: reboots, no seq, no ts ---------------------------------------------
+
+
+def _fleet() -> History:
+    """One device of each awkward kind, all well served: b1 names its boot epoch and reboots;
+    r1 reboots without one (``r1:1`` again, with a later ts); n1 sends no seq (its event id
+    is a hash of the payload) and publishes one reading twice; x1 sends neither seq nor ts,
+    and its reading published twice reached the log as two events (at least once); and one
+    reading dated by a glitched clock went to the DLQ."""
+    b1, r1, n1 = "b1", "r1", "n1"
+    x1_values = (("temp_c", 20.5),)
+    acks = [
+        Ack(b1, 1, "ok", 0.0, 1.0, boot=1, ts=1000, device_kind="boot"),
+        Ack(r1, 1, "ok", 0.0, 1.0, ts=1000, device_kind="restarts"),
+        Ack(n1, None, "ok", 0.0, 1.0, ts=1000, sent_id="sha256:n1a", device_kind="no_seq"),
+        Ack(n1, None, "duplicate", 0.0, 1.0, ts=1000, sent_id="sha256:n1a"),
+        Ack("x1", None, "ok", 0.0, 1.0, values=x1_values, device_kind="bare"),
+        Ack("x1", None, "duplicate", 0.0, 1.0, values=x1_values, device_kind="bare"),
+        Ack(b1, 2, "ok", 1.0, 2.0, boot=1, ts=1200),
+        Ack(r1, 2, "ok", 1.0, 2.0, ts=1200),
+        Ack(b1, 3, "implausible_timestamp", 1.0, 2.0, boot=1, ts=4_102_444_800_000),
+        Ack(b1, 1, "ok", 2.0, 3.0, boot=2, ts=5000),  # rebooted: a new epoch, seq from 1
+        Ack(r1, 1, "ok", 2.0, 3.0, ts=5000),  # rebooted without an epoch: seq 1 again
+    ]
+    log = [
+        Record(0, 0, "b1:1:1", b1, 1, boot=1, ts=1000),
+        Record(0, 1, "sha256:n1a", n1, None, ts=1000),
+        Record(0, 2, "sha256:n1a", n1, None, ts=1000),  # the same reading again: absorbed
+        Record(0, 3, "b1:1:2", b1, 2, boot=1, ts=1200),
+        Record(0, 4, "b1:2:1", b1, 1, boot=2, ts=5000),
+        Record(1, 0, "r1:1", r1, 1, ts=1000),
+        Record(1, 1, "sha256:x1a", "x1", None, values=x1_values),
+        Record(1, 2, "sha256:x1b", "x1", None, values=x1_values),  # its copy: a new event
+        Record(1, 3, "r1:2", r1, 2, ts=1200),
+        Record(1, 4, "r1:1", r1, 1, ts=5000),
+    ]
+    projections = _projections(
+        _device(b1, 3), _device(r1, 3), _device(n1, 1, duplicates=1), _device("x1", 2)
+    )
+    return History(
+        acks=acks,
+        log=log,
+        dlq_reasons=["implausible_timestamp"],
+        projections=projections,
+        oracle=projections,
+        expected_alerts=["alert-1"],
+        published_alerts=["alert-1"],
+    )
+
+
+def _without(history: History, *drop: int, **changes: object) -> History:
+    """``history`` without the log records at positions ``drop``."""
+    log = [record for n, record in enumerate(history.log) if n not in drop]
+    return dataclasses.replace(history, log=log, **changes)
+
+
+def test_reboots_readings_without_seq_or_ts_and_a_glitched_clock_hold_every_invariant() -> None:
+    verdicts = _by_name(_fleet())
+    assert {v.status for v in verdicts.values()} == {Status.PASS}
+    loss = verdicts["no_acked_loss"].counts
+    assert (loss["acked_readings"], loss["in_log"], loss["lost"]) == (8, 8, 0)
+    assert loss["acked_readings.bare"] == 1
+    once = verdicts["no_event_applied_twice"].counts
+    assert once["distinct_events"] == 9  # x1's reading twice, r1:1 for two readings
+    assert once["copies_at_least_once"] == 1
+    assert once["event_ids_of_several_readings"] == 1
+    assert once["redelivered_records"] == 1
+    order = verdicts["per_device_order"].counts
+    assert (order["readings"], order["restarts_in_order"], order["out_of_order"]) == (8, 2, 0)
+    assert verdicts["dlq_accounts_for_rejected"].counts["dlq.implausible_timestamp"] == 1
+
+
+def test_a_reading_after_a_restart_without_boot_is_lost_though_its_event_id_is_logged() -> None:
+    """r1's second ``r1:1`` (a new reading, later ts) never reached Kafka; the first did."""
+    history = _without(_fleet(), 9)
+    verdicts = _by_name(history)
+    assert verdicts["no_acked_loss"].status is Status.FAIL
+    assert verdicts["no_acked_loss"].examples == ("r1:1@5000",)
+    assert format_verdicts(list(verdicts.values())).splitlines()[-1].startswith("FAILED")
+
+
+def test_a_true_duplicate_of_a_restarted_sequence_applied_again_is_caught() -> None:
+    """A redelivered ``r1:1`` with its original ts is a duplicate, not a restart."""
+    fleet = _fleet()
+    log = [*fleet.log, Record(1, 5, "r1:1", "r1", 1, ts=5000)]
+    twice = _projections(_device("b1", 3), _device("r1", 4), _device("n1", 1, 1), _device("x1", 2))
+    verdict = _by_name(dataclasses.replace(fleet, log=log, projections=twice))[
+        "no_event_applied_twice"
+    ]
+    assert verdict.status is Status.FAIL
+    assert verdict.examples == ("r1: +1",)
+
+
+def test_a_reading_without_seq_applied_twice_is_caught() -> None:
+    fleet = _fleet()
+    twice = _projections(_device("b1", 3), _device("r1", 3), _device("n1", 2), _device("x1", 2))
+    verdict = _by_name(dataclasses.replace(fleet, projections=twice))["no_event_applied_twice"]
+    assert verdict.status is Status.FAIL
+    assert verdict.examples == ("n1: +1",)
+
+
+def test_copies_of_a_reading_without_seq_or_ts_are_events_but_none_may_be_applied_twice() -> None:
+    fleet = _fleet()
+    three = _projections(_device("b1", 3), _device("r1", 3), _device("n1", 1, 1), _device("x1", 3))
+    verdict = _by_name(dataclasses.replace(fleet, projections=three))["no_event_applied_twice"]
+    assert verdict.status is Status.FAIL
+    assert verdict.examples == ("x1: +1",)
+
+
+def test_a_reading_without_seq_or_ts_missing_from_the_log_is_lost() -> None:
+    history = _without(_fleet(), 6, 7)
+    verdict = _by_name(history)["no_acked_loss"]
+    assert verdict.status is Status.FAIL
+    assert verdict.counts["lost"] == 1
+    assert verdict.examples == ("x1~temp_c=20.5",)
+
+
+def test_two_readings_with_equal_values_and_no_seq_or_ts_need_two_events() -> None:
+    """x1 measured the same value twice: one event in the log leaves one reading lost."""
+    fleet = _fleet()
+    again = Ack("x1", None, "ok", 2.0, 3.0, values=(("temp_c", 20.5),))
+    history = _without(fleet, 7, acks=[*fleet.acks, again])
+    assert _by_name(history)["no_acked_loss"].counts["lost"] == 1
+    both = _by_name(dataclasses.replace(fleet, acks=[*fleet.acks, again]))
+    assert both["no_acked_loss"].status is Status.PASS
+    assert both["no_event_applied_twice"].counts["copies_at_least_once"] == 0
+
+
+@pytest.mark.parametrize(
+    ("swap", "example"),
+    [
+        ((3, 4), "b1 boot 1 seq 2 ts 1200 after boot 2 seq 1 ts 5000"),  # an older epoch
+        ((8, 9), "r1 seq 2 ts 1200 after seq 1 ts 5000"),  # behind the restart
+        ((0, 3), "b1 boot 1 seq 1 ts 1000 after boot 1 seq 2 ts 1200"),  # within an epoch
+    ],
+)
+def test_a_restart_is_in_order_but_a_reading_logged_behind_a_later_one_is_not(
+    swap: tuple[int, int], example: str
+) -> None:
+    fleet = _fleet()
+    log = list(fleet.log)
+    first, second = swap
+    log[first], log[second] = (
+        dataclasses.replace(log[second], offset=log[first].offset),
+        dataclasses.replace(log[first], offset=log[second].offset),
+    )
+    verdict = _by_name(dataclasses.replace(fleet, log=log))["per_device_order"]
+    assert verdict.status is Status.FAIL
+    assert verdict.counts["out_of_order"] == 1
+    assert verdict.examples[0].startswith(example)
+
+
+def test_a_reading_dated_by_a_glitched_clock_must_reach_the_dlq() -> None:
+    verdict = _by_name(dataclasses.replace(_fleet(), dlq_reasons=[]))["dlq_accounts_for_rejected"]
+    assert verdict.status is Status.FAIL
+    assert verdict.examples == ("implausible_timestamp: 1 missing",)
+
+
+def test_more_copies_of_a_reading_without_seq_or_ts_than_published_fail_in_direct_mode() -> None:
+    """x1 published its reading twice; a third event of it came from no device publish,
+    unless a broker between (bridge mode) handed one publish to a gateway twice."""
+    fleet = _fleet()
+    log = [*fleet.log, Record(1, 5, "sha256:x1c", "x1", None, values=(("temp_c", 20.5),))]
+    three = _projections(_device("b1", 3), _device("r1", 3), _device("n1", 1, 1), _device("x1", 3))
+    direct = dataclasses.replace(fleet, log=log, projections=three, oracle=three)
+    verdict = _by_name(direct)["no_event_applied_twice"]
+    assert verdict.status is Status.FAIL
+    assert verdict.counts["copies_beyond_publishes"] == 1
+    assert verdict.examples == ("x1~temp_c=20.5: 1 more than published",)
+    bridge = _by_name(dataclasses.replace(direct, redelivering_broker=True))
+    assert bridge["no_event_applied_twice"].status is Status.PASS
+    assert bridge["no_event_applied_twice"].counts["copies_at_least_once"] == 2
+    resent = [
+        dataclasses.replace(ack, publishes=2) if ack.device_id == "x1" and ack.kind == "ok" else ack
+        for ack in fleet.acks
+    ]
+    again = _by_name(dataclasses.replace(direct, acks=resent))["no_event_applied_twice"]
+    assert again.status is Status.PASS  # sent again after a lost connection: a third copy
