@@ -206,6 +206,10 @@ class History:
     redelivering_broker: bool = False
     """A broker stands between the devices and the gateways (bridge mode) and may hand a
     publish to a gateway more than once; without one, every record comes from a publish."""
+    exits: Sequence[tuple[float, str, int | None]] = ()
+    """Platform processes that exited by themselves: (when, which, exit code)."""
+    stop_codes: Mapping[str, int | None] = field(default_factory=dict)
+    """Each platform process's exit code when stopped with SIGTERM at the end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -621,6 +625,27 @@ def check_dlq(history: History) -> Verdict:
     )
 
 
+def check_ride_through(history: History) -> Verdict:
+    """No gateway or worker exits by itself, whatever the faults (the harness restarts one
+    that does, so the run can go on, but that is a failure), and each stops cleanly on
+    SIGTERM at the end."""
+    unclean = {name: code for name, code in history.stop_codes.items() if code != 0}
+    processes = len(history.stop_codes)
+    return Verdict(
+        "processes_ride_through",
+        _status(bool(history.exits or unclean)),
+        f"{processes} processes: {len(history.exits)} exits by themselves, "
+        f"{len(unclean)} unclean stops",
+        {"exits": len(history.exits), "unclean_stops": len(unclean)},
+        _examples(
+            [
+                *(f"{name} exited ({code}) at {at:.1f}s" for at, name, code in history.exits),
+                *(f"{name} stopped with exit code {code}" for name, code in unclean.items()),
+            ]
+        ),
+    )
+
+
 CHECKS: tuple[Callable[[History], Verdict], ...] = (
     check_no_acked_loss,
     check_mosquitto_crash_loss,
@@ -629,6 +654,7 @@ CHECKS: tuple[Callable[[History], Verdict], ...] = (
     check_projections,
     check_alerts,
     check_dlq,
+    check_ride_through,
 )
 
 

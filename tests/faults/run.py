@@ -30,7 +30,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -358,7 +358,9 @@ async def drain(world: World) -> None:
     say(f"[{world.clock():6.1f}s] worker caught up and outbox empty after {took:.0f}s")
 
 
-async def collect(world: World, rules: Path, mode: str) -> History:
+async def collect(
+    world: World, rules: Path, mode: str, stop_codes: Mapping[str, int | None]
+) -> History:
     client = stack.client_for(world.settings)
     log, events = await read_log(client, stack.TELEMETRY_TOPIC)
     expected = oracle(events, windows=DEFAULT_WINDOWS, rules=load_alert_rules(rules))
@@ -378,6 +380,8 @@ async def collect(world: World, rules: Path, mode: str) -> History:
         crashes=world.crashes,
         faults=[(mark["at"], mark["label"]) for mark in world.done],
         redelivering_broker=mode == "bridge",
+        exits=[(e["at_s"], e["process"], e["exit"]) for e in world.unexpected_exits],
+        stop_codes=stop_codes,
     )
 
 
@@ -451,7 +455,7 @@ async def run(args: argparse.Namespace) -> int:
             task.cancel()
         exits = {app.name: app.terminate() for app in world.apps}
         say(f"[{clock():6.1f}s] processes stopped with SIGTERM: {exits}")
-        history = await collect(world, rules, args.mode)
+        history = await collect(world, rules, args.mode, exits)
         verdicts = check(history)
         say(format_verdicts(verdicts))
         document = verdicts_json(

@@ -61,6 +61,7 @@ def _clean() -> History:
         oracle=projections,
         expected_alerts=["alert-1"],
         published_alerts=["alert-1", "alert-1"],  # at least once: a relay redelivery
+        stop_codes={"gateway-1": 0, "worker": 0},
     )
 
 
@@ -79,6 +80,17 @@ def test_a_clean_history_passes_every_invariant() -> None:
     assert verdicts["no_event_applied_twice"].counts["redelivered_records"] == 1
     assert verdicts["alerts_exactly_once_after_dedupe"].counts["redelivered"] == 1
     assert verdicts["dlq_accounts_for_rejected"].counts["dlq.invalid_json"] == 1
+
+
+def test_a_process_that_exits_by_itself_or_stops_uncleanly_fails_the_run() -> None:
+    """Finding of the cluster issue: the worker exited by itself and only the harness's
+    restart kept the run going; that passed."""
+    exited = dataclasses.replace(_clean(), exits=[(42.0, "worker", 1)])
+    assert _failed(exited) == {"processes_ride_through"}
+    assert "worker exited (1) at 42.0s" in _by_name(exited)["processes_ride_through"].examples
+    unclean = dataclasses.replace(_clean(), stop_codes={"gateway-1": 0, "worker": -15})
+    assert _failed(unclean) == {"processes_ride_through"}
+    assert _by_name(_clean())["processes_ride_through"].counts == {"exits": 0, "unclean_stops": 0}
 
 
 def test_an_acknowledged_reading_missing_from_the_log_is_lost() -> None:
