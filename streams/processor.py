@@ -39,13 +39,13 @@ from typing import TYPE_CHECKING
 from contracts.topics import ALERTS
 from streams.domain import DerivedEvent, Position, TelemetryEvent, TopicPartition
 from streams.errors import PartitionLayoutError
-from streams.inbox import PartitionInbox, RecentIds
+from streams.inbox import PartitionInbox
 from streams.layout import PartitionLayout
 from streams.projections.alerts import AlertRule, load_alert_rules
 from streams.projections.device import Admission, SeqWindow
 from streams.projections.projector import Projector
 from streams.projections.windows import DEFAULT_WINDOWS, WindowSpec
-from streams.store.port import BatchWrite, OffsetAdvance, RecentId, Store
+from streams.store.port import BatchWrite, OffsetAdvance, Store
 
 if TYPE_CHECKING:
     from streams.settings import WorkerSettings
@@ -90,17 +90,15 @@ class BatchProcessor:
         windows: Sequence[WindowSpec] = DEFAULT_WINDOWS,
         rules: Sequence[AlertRule] = (),
         seq_window: SeqWindow | None = None,
-        recent_ids: int = 65_536,
         alerts_topic: str = ALERTS.name,
     ) -> None:
-        """``recent_ids`` bounds the per-partition set of seq-less ids (see streams.inbox);
-        alerts are appended to the outbox for ``alerts_topic``."""
+        """``seq_window`` bounds de-duplication per device (sequence window, and the horizon
+        of readings without ``seq``); alerts are appended to the outbox for ``alerts_topic``."""
         self.store = store
         self.group = group
         self._projector = Projector(windows, rules, seq_window, alerts_topic)
         self._horizon_ms = max((spec.grace_ms for spec in windows), default=0)
         self._reach_ms = max((spec.size_ms + spec.grace_ms for spec in windows), default=0)
-        self._recent_capacity = recent_ids
         self._partitions: dict[tuple[str, int], PartitionInbox] = {}
         self._device_partition: dict[str, tuple[str, int]] = {}
         self._routed: dict[str, tuple[int, int]] = {}  # device -> (partition, count) checked
@@ -242,13 +240,7 @@ class BatchProcessor:
                 misrouted += 1
                 continue
             device_partition[event.device_id] = tp
-            seen = False
-            if event.seq is None:
-                recent = inbox.recent
-                seen = event.event_id in recent
-                if not seen:
-                    recent.add(event.event_id)
-            admission = projector.apply(event, duplicate=seen)
+            admission = projector.apply(event)
             if admission is Admission.NEW:
                 applied += 1
             elif admission is Admission.DUPLICATE:
@@ -264,24 +256,19 @@ class BatchProcessor:
                     tp[1],
                     None if inbox.committed < 0 else inbox.committed,
                     inbox.offset,
-                    inbox.recent.count,
                 )
                 for tp, inbox in touched.items()
-            ]
-            recent_ids = [
-                RecentId(tp[0], tp[1], slot, n, event_id)
-                for tp, inbox in touched.items()
-                for slot, n, event_id in inbox.recent.take_new()
             ]
             write = BatchWrite(
                 group=self.group,
                 offsets=offsets,
-                recent_ids=recent_ids,
                 devices=changes.devices,
                 windows=changes.windows,
                 alerts=changes.alerts,
                 outbox=changes.derived,
                 expired_windows=changes.expired,
+                recent=changes.recent,
+                forgotten=changes.forgotten,
             )
             for inbox in touched.values():  # what the next batch expects the store to hold
                 inbox.committed = inbox.offset
@@ -307,13 +294,14 @@ class BatchProcessor:
         for tp in {(position.topic, position.partition) for position, _ in batch}:
             if tp not in parts:
                 state = self.store.load_inbox(self.group, TopicPartition(*tp))
-                committed = -1 if state.offset is None else state.offset
-                recent = RecentIds(self._recent_capacity, state.recent_count, state.recent_ids)
-                parts[tp] = PartitionInbox(committed, recent)
+                parts[tp] = PartitionInbox(-1 if state.offset is None else state.offset)
         unknown = self._projector.unknown(event.device_id for _, event in batch if event)
         if unknown:
-            loaded = self.store.load_devices(unknown, self._horizon_ms, self._reach_ms)
-            self._projector.load(unknown, loaded.devices, loaded.windows, loaded.alerts)
+            projector = self._projector
+            loaded = self.store.load_devices(
+                unknown, self._horizon_ms, self._reach_ms, projector.seq_window.horizon_ms
+            )
+            projector.load(unknown, loaded.devices, loaded.windows, loaded.alerts, loaded.recent)
         return parts
 
 
@@ -333,6 +321,7 @@ def processor_for(
         group or settings.group,
         windows=settings.windows(),
         rules=rules,
+        seq_window=SeqWindow(horizon_ms=round(settings.dedupe_horizon_s * 1000)),
         alerts_topic=settings.alerts_topic,
     )
     if layout is not None:

@@ -122,6 +122,11 @@ class WorkerSettings(FileSettings):
     outbox_keep_s: float = Field(300.0, ge=0)
     """Published outbox rows are deleted this long after publication (checked every minute):
     the outbox is a queue, not a history; the alert topic is the history."""
+    dedupe_horizon_s: float = Field(600.0, ge=0)
+    """A reading without ``seq`` is recognised as a duplicate when dated at most this far
+    behind its device's newest reading (event time); one dated further back is skipped and
+    counted ``out_of_window``. Memory and store rows grow with the rate of such readings
+    times this horizon; readings with ``seq`` cost nothing here."""
     window_retention_s: dict[str, float | None] = Field(
         default_factory=lambda: dict[str, float | None]({"1m": 7 * 86_400.0, "1h": 90 * 86_400.0})
     )

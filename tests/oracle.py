@@ -181,11 +181,18 @@ def _alerts(
     return derived
 
 
-def _admitted(device: _Device, item: TelemetryEvent, seen: set[str]) -> bool:
-    """Whether the event is new; a duplicate or an older boot's event is counted."""
-    if item.seq is None:
-        new: bool | None = item.event_id not in seen
-        seen.add(item.event_id)
+def _admitted(device: _Device, item: TelemetryEvent, seen: set[str], horizon_ms: int) -> bool:
+    """Whether the event is new; a duplicate, an older boot's event or a reading without seq
+    dated beyond the horizon behind the device's newest is counted."""
+    new: bool | None
+    if item.seq is None and item.ts_stamped:
+        new = True  # its id is its own at every receipt
+    elif item.seq is None:
+        if item.ts < device.last_seen - horizon_ms:
+            new = None
+        else:
+            new = item.event_id not in seen
+            seen.add(item.event_id)
     else:
         new = device.admits(item)
     if new is None:
@@ -212,7 +219,7 @@ def oracle(
         device = devices.get(item.device_id)
         if device is None:
             device = devices[item.device_id] = _Device(item.device_id, item.ts, item.ts)
-        if not _admitted(device, item, seen):
+        if not _admitted(device, item, seen, seq_window.horizon_ms):
             continue
         watermark = device.last_seen if device.count else item.ts
         device.count += 1

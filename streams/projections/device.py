@@ -11,6 +11,12 @@ Decisions (pure functions of the log, event time only):
 * ``last_seq`` is the highest sequence number applied, ``first_seq`` the lowest, both of the
   device's current boot epoch (``boot``).
 
+Readings without ``seq`` are de-duplicated by event id for ``SeqWindow.horizon_ms`` of event
+time: the ids of the device's readings dated at most that far behind its newest one are kept
+(``recent``); a reading dated further back can no longer be proven new or a duplicate and is
+skipped, counted in ``out_of_window``. A reading whose time the gateway stamped (``ts_stamped``)
+has an id of its own at every receipt, so it is never a duplicate and is not kept.
+
 Device restarts: a device that names its boot epoch (``boot``, raised at every start) gets a
 fresh window per epoch, exactly; readings of an older epoch are out of the window. A device
 that restarts ``seq`` without naming an epoch is recognised when a would-be duplicate carries a
@@ -30,6 +36,7 @@ written off (counted in ``lost``) and ``seq_floor`` rises past them. An event be
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -42,6 +49,7 @@ __all__ = [
     "DeviceState",
     "DeviceTracker",
     "LatestValue",
+    "RecentEvent",
     "SeqWindow",
 ]
 
@@ -54,6 +62,14 @@ class LatestValue(NamedTuple):
     """A metric's latest value and the event time it was measured at."""
 
     value: float
+    ts: int
+
+
+class RecentEvent(NamedTuple):
+    """The id of a device's reading without ``seq``, kept within the horizon (a store row)."""
+
+    device_id: str
+    event_id: str
     ts: int
 
 
@@ -71,10 +87,13 @@ class SeqWindow:
 
     size: int = 1_000_000
     max_gaps: int = 256
+    horizon_ms: int = 600_000
+    """How far behind the device's newest reading (event time) a reading without ``seq`` is
+    still recognised as a duplicate."""
 
     def __post_init__(self) -> None:
-        if self.size < 1 or self.max_gaps < 1:
-            raise ValueError("SeqWindow size and max_gaps must be positive")
+        if self.size < 1 or self.max_gaps < 1 or self.horizon_ms < 0:
+            raise ValueError("SeqWindow size and max_gaps must be positive, horizon_ms >= 0")
 
 
 _NO_COUNTS: Mapping[str, int] = MappingProxyType({})
@@ -128,6 +147,9 @@ class DeviceTracker:
         "missing",
         "next_close",
         "out_of_window",
+        "recent",
+        "recent_order",
+        "recent_pruned",
         "seq_floor",
         "seq_resets",
         "window_keys",
@@ -157,6 +179,10 @@ class DeviceTracker:
         self.next_close = _NEVER
         # window size -> start of the newest window already deleted by retention (in memory)
         self.expired: dict[int, int] = {}
+        # ids of readings without seq within the horizon, and (ts, id) in arrival order
+        self.recent: dict[str, int] = {}
+        self.recent_order: deque[tuple[int, str]] = deque()
+        self.recent_pruned = -_NEVER  # the cutoff the store last pruned the device's ids at
 
     @classmethod
     def from_state(cls, state: DeviceState) -> DeviceTracker:
@@ -220,6 +246,27 @@ class DeviceTracker:
             self._restart()
             admission = self._classify(seq, window)
         return admission
+
+    def admit_unnumbered(self, event_id: str, ts: int, window: SeqWindow) -> Admission:
+        """Classifies a device-dated reading without ``seq`` by its id, within the horizon
+        behind the device's newest reading; records it when it is new."""
+        if ts < self.last_seen - window.horizon_ms:
+            return Admission.OUT_OF_WINDOW
+        if event_id in self.recent:
+            return Admission.DUPLICATE
+        self.recent[event_id] = ts
+        self.recent_order.append((ts, event_id))
+        return Admission.NEW
+
+    def forget_recent(self, window: SeqWindow) -> int:
+        """Drops remembered ids older than the horizon (oldest arrivals first); returns the
+        cutoff: every id dated at or after it is still remembered."""
+        cutoff = self.last_seen - window.horizon_ms
+        order, recent = self.recent_order, self.recent
+        while order and order[0][0] < cutoff:
+            _, event_id = order.popleft()
+            del recent[event_id]
+        return cutoff
 
     def _restart(self) -> None:
         """The device restarted its sequence: what the old one still missed is lost."""

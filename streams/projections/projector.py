@@ -18,7 +18,14 @@ from typing import Any, NamedTuple
 from contracts.topics import ALERTS
 from streams.domain import DerivedEvent, TelemetryEvent
 from streams.projections.alerts import AlertRule, AlertState, alert_event
-from streams.projections.device import Admission, DeviceState, DeviceTracker, LatestValue, SeqWindow
+from streams.projections.device import (
+    Admission,
+    DeviceState,
+    DeviceTracker,
+    LatestValue,
+    RecentEvent,
+    SeqWindow,
+)
 from streams.projections.windows import DEFAULT_WINDOWS, WindowAggregate, WindowSpec
 
 __all__ = ["ProjectionChanges", "Projector"]
@@ -38,6 +45,10 @@ class ProjectionChanges:
     alerts: Sequence[AlertState]
     derived: Sequence[DerivedEvent]
     expired: Sequence[ExpiredWindows] = ()
+    recent: Sequence[RecentEvent] = ()
+    """Ids of readings without ``seq`` remembered since the last take."""
+    forgotten: Sequence[tuple[str, int]] = ()
+    """(device, cutoff): the device's remembered ids dated before the cutoff may go."""
 
 
 class ExpiredWindows(NamedTuple):
@@ -81,6 +92,7 @@ class Projector:
         self._dirty_windows: dict[_WindowKey, list[Any]] = {}
         self._dirty_alerts: dict[tuple[str, str], AlertState] = {}
         self._derived: list[DerivedEvent] = []
+        self._recent: list[RecentEvent] = []
 
     # -- cache management -------------------------------------------------------------------
 
@@ -95,6 +107,7 @@ class Projector:
         states: Iterable[DeviceState],
         windows: Iterable[WindowAggregate],
         alerts: Iterable[AlertState],
+        recent: Iterable[RecentEvent] = (),
     ) -> None:
         """Caches stored state; ``requested`` ids without a state are known to be new."""
         for state in states:
@@ -113,6 +126,11 @@ class Projector:
             tracker.next_close = min(
                 tracker.next_close, row.start_ms + spec.size_ms + spec.grace_ms
             )
+        for kept in sorted(recent, key=lambda r: r.ts):
+            tracker = self._trackers.get(kept.device_id)
+            if tracker is not None and kept.event_id not in tracker.recent:
+                tracker.recent[kept.event_id] = kept.ts
+                tracker.recent_order.append((kept.ts, kept.event_id))
         names = {rule.name for rule in self.rules}
         for alert in alerts:
             if alert.rule in names and alert.device_id in self._trackers:
@@ -139,17 +157,18 @@ class Projector:
         self._dirty_windows.clear()
         self._dirty_alerts.clear()
         self._derived.clear()
+        self._recent.clear()
 
     # -- applying ---------------------------------------------------------------------------
 
     def apply(  # noqa: PLR0912, PLR0915 - the hot path, inlined on purpose
-        self, event: TelemetryEvent, *, duplicate: bool = False
+        self, event: TelemetryEvent
     ) -> Admission:
         """Applies one event unless it is a duplicate; every outcome is counted per device.
 
-        ``duplicate`` is the caller's verdict for events without ``seq`` (the recent-id
-        set); events with ``seq`` are judged by the device's sequence window. Only a NEW event
-        changes values, windows and alerts.
+        Events with ``seq`` are judged by the device's sequence window, device-dated events
+        without it by their id within the horizon (see :mod:`streams.projections.device`).
+        Only a NEW event changes values, windows and alerts.
         """
         device_id = event.device_id
         ts = event.ts
@@ -158,10 +177,17 @@ class Projector:
             tracker = self._trackers[device_id] = DeviceTracker(device_id, ts)
             self._absent.discard(device_id)
         self._dirty_devices[device_id] = tracker
-        if duplicate:
-            tracker.duplicates += 1
-            return Admission.DUPLICATE
-        if event.seq is not None:
+        if event.seq is None:
+            if not event.ts_stamped:
+                admission = tracker.admit_unnumbered(event.event_id, ts, self.seq_window)
+                if admission is Admission.DUPLICATE:
+                    tracker.duplicates += 1
+                    return admission
+                if admission is Admission.OUT_OF_WINDOW:
+                    tracker.out_of_window += 1
+                    return admission
+                self._recent.append(_new_tuple(RecentEvent, (device_id, event.event_id, ts)))
+        else:
             fresh = ts > tracker.last_seen and not event.ts_stamped
             admission = tracker.admit(event.seq, self.seq_window, event.boot, fresh)
             if admission is Admission.DUPLICATE:
@@ -241,6 +267,8 @@ class Projector:
             alerts=list(self._dirty_alerts.values()),
             derived=list(self._derived),
             expired=self._expired() if self._retained else (),
+            recent=list(self._recent),
+            forgotten=self._forgotten(),
         )
         for tracker in self._dirty_devices.values():
             if tracker.last_seen >= tracker.next_close:
@@ -249,7 +277,22 @@ class Projector:
         self._dirty_windows.clear()
         self._dirty_alerts.clear()
         self._derived.clear()
+        self._recent.clear()
         return changes
+
+    def _forgotten(self) -> list[tuple[str, int]]:
+        """Forgets remembered ids past the horizon; the devices whose stored ones may go
+        (once their cutoff moved on by a tenth of the horizon, to bound the deletes)."""
+        window = self.seq_window
+        step = max(1, window.horizon_ms // 10)
+        forgotten = []
+        for tracker in self._dirty_devices.values():
+            if tracker.recent or tracker.recent_pruned > -_NEVER:
+                cutoff = tracker.forget_recent(window)
+                if cutoff >= tracker.recent_pruned + step:
+                    tracker.recent_pruned = cutoff
+                    forgotten.append((tracker.device_id, cutoff))
+        return forgotten
 
     def _expired(self) -> list[ExpiredWindows]:
         """Windows of the changed devices that retention deletes since the last take."""

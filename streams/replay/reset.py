@@ -33,7 +33,6 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from confluent_kafka.admin import AdminClient
 
 from contracts.kafka import KafkaClientSettings
-from streams.domain import TopicPartition
 from streams.errors import ConfigError, PositionConflictError, StreamsError
 from streams.replay.rebuild import plan
 from streams.settings import WorkerSettings
@@ -66,7 +65,6 @@ class PartitionReset:
     new: int
     log_start: int
     log_end: int
-    recent_count: int = 0
 
     @property
     def backward(self) -> bool:
@@ -198,10 +196,6 @@ async def plan_reset(
             f"unknown group {group!r}: Kafka has no such group and the store holds no offsets "
             f"of it on {topic}"
         )
-    recent = {
-        p: (await asyncio.to_thread(store.load_inbox, group, TopicPartition(topic, p))).recent_count
-        for p in mine
-    }
     partitions = [
         PartitionReset(
             partition=p,
@@ -210,7 +204,6 @@ async def plan_reset(
             new=new[p],
             log_start=log.start[p],
             log_end=log.end[p],
-            recent_count=recent.get(p, 0),
         )
         for p in sorted(log.start)
     ]
@@ -249,7 +242,6 @@ async def execute_reset(settings: WorkerSettings, store: Store, chosen: ResetPla
             p.partition,
             None if p.stored is None else p.stored - 1,
             p.new - 1,
-            p.recent_count,
         )
         for p in chosen.partitions
         if p.moves_store

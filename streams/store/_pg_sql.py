@@ -16,10 +16,6 @@ CREATE TABLE IF NOT EXISTS {s}.inbox_offsets (
     group_id text NOT NULL, topic text NOT NULL, kafka_partition integer NOT NULL,
     last_offset bigint NOT NULL, recent_count bigint NOT NULL,
     PRIMARY KEY (group_id, topic, kafka_partition)) WITH (fillfactor = 50);
-CREATE TABLE IF NOT EXISTS {s}.inbox_recent_ids (
-    group_id text NOT NULL, topic text NOT NULL, kafka_partition integer NOT NULL,
-    slot integer NOT NULL, n bigint NOT NULL, event_id text NOT NULL,
-    PRIMARY KEY (group_id, topic, kafka_partition, slot)) WITH (fillfactor = 70);
 CREATE TABLE IF NOT EXISTS {s}.devices (
     device_id text PRIMARY KEY, first_seen bigint NOT NULL, last_seen bigint NOT NULL,
     count bigint NOT NULL, first_seq bigint, last_seq bigint, seq_floor bigint,
@@ -32,6 +28,10 @@ CREATE TABLE IF NOT EXISTS {s}.windows (
     max double precision NOT NULL, sum double precision NOT NULL,
     PRIMARY KEY (device_id, metric, size_ms, start_ms)) WITH (fillfactor = 70);
 CREATE INDEX IF NOT EXISTS windows_by_start ON {s}.windows (device_id, start_ms);
+CREATE TABLE IF NOT EXISTS {s}.recent_events (
+    device_id text NOT NULL, event_id text NOT NULL, ts bigint NOT NULL,
+    PRIMARY KEY (device_id, event_id));
+CREATE INDEX IF NOT EXISTS recent_events_by_ts ON {s}.recent_events (device_id, ts);
 CREATE TABLE IF NOT EXISTS {s}.alert_states (
     device_id text NOT NULL, rule text NOT NULL, active boolean NOT NULL,
     since bigint NOT NULL, value double precision NOT NULL, cause_event_id text NOT NULL,
@@ -77,18 +77,18 @@ _STATEMENTS = {
     "update_layout": "UPDATE {s}.meta SET value = %s WHERE key = %s AND value = %s",
     "positions": "SELECT topic, kafka_partition, last_offset FROM {s}.inbox_offsets "
     "WHERE group_id = %s",
-    "offset": "SELECT last_offset, recent_count FROM {s}.inbox_offsets "
+    "offset": "SELECT last_offset FROM {s}.inbox_offsets "
     "WHERE group_id = %s AND topic = %s AND kafka_partition = %s",
-    "recent_ids": "SELECT n, event_id FROM {s}.inbox_recent_ids "
-    "WHERE group_id = %s AND topic = %s AND kafka_partition = %s",
-    "insert_offset": "INSERT INTO {s}.inbox_offsets VALUES (%s, %s, %s, %s, %s) "
+    "insert_offset": "INSERT INTO {s}.inbox_offsets VALUES (%s, %s, %s, %s, 0) "
     "ON CONFLICT DO NOTHING",
-    "update_offset": "UPDATE {s}.inbox_offsets SET last_offset = %s, recent_count = %s "
+    "update_offset": "UPDATE {s}.inbox_offsets SET last_offset = %s "
     "WHERE group_id = %s AND topic = %s AND kafka_partition = %s AND last_offset = %s",
-    "upsert_recent": "INSERT INTO {s}.inbox_recent_ids "
-    "SELECT %s, * FROM unnest(%s::text[], %s::int[], %s::int[], %s::bigint[], %s::text[]) "
-    "ON CONFLICT (group_id, topic, kafka_partition, slot) "
-    "DO UPDATE SET n = EXCLUDED.n, event_id = EXCLUDED.event_id",
+    "remember": "INSERT INTO {s}.recent_events "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]) ON CONFLICT DO NOTHING",
+    "forget": "DELETE FROM {s}.recent_events r USING unnest(%s::text[], %s::bigint[]) "
+    "AS x(device_id, cutoff) WHERE r.device_id = x.device_id AND r.ts < x.cutoff",
+    "load_recent": "SELECT r.* FROM {s}.devices d JOIN {s}.recent_events r USING (device_id) "
+    "WHERE d.device_id = ANY(%s) AND r.ts >= d.last_seen - %s",
     "append_outbox": "INSERT INTO {s}.outbox ({outbox_cols}) SELECT {outbox_cols} FROM unnest("
     "%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[]) "
     "WITH ORDINALITY AS u({outbox_cols}, ord) ORDER BY ord ON CONFLICT (event_id) DO NOTHING",
@@ -182,10 +182,11 @@ class Statements:
         self.update_layout = sql["update_layout"]
         self.positions = sql["positions"]
         self.offset = sql["offset"]
-        self.recent_ids = sql["recent_ids"]
+        self.remember = sql["remember"]
+        self.forget = sql["forget"]
+        self.load_recent = sql["load_recent"]
         self.insert_offset = sql["insert_offset"]
         self.update_offset = sql["update_offset"]
-        self.upsert_recent = sql["upsert_recent"]
         self.append_outbox = sql["append_outbox"]
         self.notify = sql["notify"]
         self.load_devices = sql["load_devices"]

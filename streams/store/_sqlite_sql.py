@@ -13,10 +13,6 @@ CREATE TABLE IF NOT EXISTS {p}inbox_offsets (
     group_id TEXT NOT NULL, topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL,
     last_offset INTEGER NOT NULL, recent_count INTEGER NOT NULL,
     PRIMARY KEY (group_id, topic, kafka_partition)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS {p}inbox_recent_ids (
-    group_id TEXT NOT NULL, topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL,
-    slot INTEGER NOT NULL, n INTEGER NOT NULL, event_id TEXT NOT NULL,
-    PRIMARY KEY (group_id, topic, kafka_partition, slot)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS {p}devices (
     device_id TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
     count INTEGER NOT NULL, first_seq INTEGER, last_seq INTEGER, seq_floor INTEGER,
@@ -29,6 +25,10 @@ CREATE TABLE IF NOT EXISTS {p}windows (
     sum REAL NOT NULL,
     PRIMARY KEY (device_id, metric, size_ms, start_ms)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {p}windows_by_start ON {p}windows (device_id, start_ms);
+CREATE TABLE IF NOT EXISTS {p}recent_events (
+    device_id TEXT NOT NULL, event_id TEXT NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (device_id, event_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {p}recent_events_by_ts ON {p}recent_events (device_id, ts);
 CREATE TABLE IF NOT EXISTS {p}alert_states (
     device_id TEXT NOT NULL, rule TEXT NOT NULL, active INTEGER NOT NULL,
     since INTEGER NOT NULL, value REAL NOT NULL, cause_event_id TEXT NOT NULL,
@@ -67,14 +67,15 @@ _STATEMENTS = {
     "update_layout": "UPDATE {p}meta SET value = ? WHERE key = ? AND value = ?",
     "positions": "SELECT topic, kafka_partition, last_offset FROM {p}inbox_offsets "
     "WHERE group_id = ?",
-    "offset": "SELECT last_offset, recent_count FROM {p}inbox_offsets "
+    "offset": "SELECT last_offset FROM {p}inbox_offsets "
     "WHERE group_id = ? AND topic = ? AND kafka_partition = ?",
-    "recent_ids": "SELECT n, event_id FROM {p}inbox_recent_ids "
-    "WHERE group_id = ? AND topic = ? AND kafka_partition = ?",
-    "insert_offset": "INSERT INTO {p}inbox_offsets VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-    "update_offset": "UPDATE {p}inbox_offsets SET last_offset = ?, recent_count = ? "
+    "insert_offset": "INSERT INTO {p}inbox_offsets VALUES (?, ?, ?, ?, 0) ON CONFLICT DO NOTHING",
+    "update_offset": "UPDATE {p}inbox_offsets SET last_offset = ? "
     "WHERE group_id = ? AND topic = ? AND kafka_partition = ? AND last_offset = ?",
-    "upsert_recent": "INSERT OR REPLACE INTO {p}inbox_recent_ids VALUES (?, ?, ?, ?, ?, ?)",
+    "remember": "INSERT INTO {p}recent_events VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    "forget": "DELETE FROM {p}recent_events WHERE device_id = ? AND ts < ?",
+    "load_recent": "SELECT r.* FROM {p}devices d JOIN {p}recent_events r USING (device_id) "
+    "WHERE d.device_id IN (SELECT value FROM json_each(?)) AND r.ts >= d.last_seen - ?",
     "upsert_device": "INSERT OR REPLACE INTO {p}devices ({device_cols}) VALUES ({device_marks})",
     "upsert_window": "INSERT OR REPLACE INTO {p}windows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "expire_windows": "DELETE FROM {p}windows WHERE device_id = ? AND start_ms <= ? "

@@ -9,8 +9,8 @@ that never saw a swap has none, which reads as 0).
 from __future__ import annotations
 
 # The projection tables a swap replaces, and the inbox tables it replaces for one group.
-PROJECTION_TABLES = ("devices", "windows", "alert_states")
-INBOX_TABLES = ("inbox_offsets", "inbox_recent_ids")
+PROJECTION_TABLES = ("devices", "windows", "alert_states", "recent_events")
+INBOX_TABLES = ("inbox_offsets",)
 
 
 def sqlite_generation(prefix: str) -> str:
@@ -58,9 +58,7 @@ def pg_lock_live(live: str) -> str:
     and then find the new generation (names re-resolve after a lock wait, also in prepared
     statements)."""
     lv = f'"{live}"'
-    return (
-        f"LOCK TABLE {lv}.meta, {lv}.inbox_offsets, {lv}.inbox_recent_ids IN ACCESS EXCLUSIVE MODE"
-    )
+    return f"LOCK TABLE {lv}.meta, {lv}.inbox_offsets IN ACCESS EXCLUSIVE MODE"
 
 
 def pg_swap(live: str, shadow: str, retired: str) -> list[tuple[str, bool]]:

@@ -23,7 +23,7 @@ from streams.domain import DerivedEvent, TopicPartition
 from streams.errors import PositionConflictError
 from streams.layout import PartitionLayout
 from streams.projections.alerts import AlertState
-from streams.projections.device import DeviceState
+from streams.projections.device import DeviceState, RecentEvent
 from streams.projections.projector import ExpiredWindows
 from streams.projections.windows import WindowAggregate
 
@@ -39,7 +39,6 @@ __all__ = [
     "OutboxStore",
     "Projection",
     "ProjectionStore",
-    "RecentId",
     "StateSnapshot",
     "Store",
     "StoreTransaction",
@@ -65,27 +64,13 @@ class OffsetAdvance(NamedTuple):
     partition: int
     expected: int | None
     offset: int
-    recent_count: int
 
     def statement(self, group: str) -> tuple[str, tuple[object, ...]]:
         """Which offset statement applies (``insert_offset`` for a first offset, else the
         compare-and-set ``update_offset``) and its parameters, as both adapters name them."""
         if self.expected is None:
-            return "insert_offset", (
-                group,
-                self.topic,
-                self.partition,
-                self.offset,
-                self.recent_count,
-            )
-        return "update_offset", (
-            self.offset,
-            self.recent_count,
-            group,
-            self.topic,
-            self.partition,
-            self.expected,
-        )
+            return "insert_offset", (group, self.topic, self.partition, self.offset)
+        return "update_offset", (self.offset, group, self.topic, self.partition, self.expected)
 
     def conflict(self, group: str, why: str) -> PositionConflictError:
         """The error when the stored offset was not ``expected`` any more."""
@@ -95,23 +80,11 @@ class OffsetAdvance(NamedTuple):
         )
 
 
-class RecentId(NamedTuple):
-    """One slot of a partition's recent-id ring; ``n`` numbers the ids in arrival order."""
-
-    topic: str
-    partition: int
-    slot: int
-    n: int
-    event_id: str
-
-
 @dataclass(frozen=True, slots=True)
 class InboxState:
-    """A partition's stored inbox: last applied offset and its recent-id ring."""
+    """A partition's stored inbox: its last applied offset (None: nothing applied)."""
 
     offset: int | None
-    recent_count: int
-    recent_ids: Sequence[tuple[int, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +93,16 @@ class BatchWrite:
 
     group: str
     offsets: Sequence[OffsetAdvance]
-    recent_ids: Sequence[RecentId]
     devices: Sequence[DeviceState]
     windows: Sequence[WindowAggregate]
     alerts: Sequence[AlertState]
     outbox: Sequence[DerivedEvent]
     expired_windows: Sequence[ExpiredWindows] = ()
     """Windows retention deletes (after the upserts, in the same transaction)."""
+    recent: Sequence[RecentEvent] = ()
+    """Ids of readings without ``seq`` to remember (per device, within the horizon)."""
+    forgotten: Sequence[tuple[str, int]] = ()
+    """(device, cutoff): the device's remembered ids dated before the cutoff are deleted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +112,7 @@ class LoadedDevices:
     devices: Sequence[DeviceState]
     windows: Sequence[WindowAggregate]
     alerts: Sequence[AlertState]
+    recent: Sequence[RecentEvent] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +163,8 @@ class InboxStore(Protocol):
         ...
 
     def commit_batch(self, write: BatchWrite) -> None:
-        """Commits offsets, recent ids, projection rows and outbox rows in ONE transaction.
+        """Commits offsets, projection rows (with remembered ids) and outbox rows in ONE
+        transaction.
 
         First it moves each partition's offset from ``expected`` to ``offset`` (a compare-and-
         set, in (topic, partition) order); if any stored offset differs it writes nothing and
@@ -201,10 +179,11 @@ class ProjectionStore(Protocol):
     """Reads of the projections, and their canonical hash."""
 
     def load_devices(
-        self, device_ids: Sequence[str], horizon_ms: int, reach_ms: int
+        self, device_ids: Sequence[str], horizon_ms: int, reach_ms: int, recent_ms: int
     ) -> LoadedDevices:
         """Rows of the given devices, with windows ending after ``last_seen - horizon_ms``
-        (at least; found among those starting after ``last_seen - reach_ms``, by index)."""
+        (at least; found among those starting after ``last_seen - reach_ms``, by index) and
+        the ids of readings without ``seq`` dated after ``last_seen - recent_ms``."""
         ...
 
     def device(self, device_id: str) -> DeviceState | None: ...
@@ -405,7 +384,7 @@ class SwapStore(Protocol):
         ...
 
     def swap_in(self, shadow: Store, group: str) -> int:
-        """Makes ``shadow``'s projections and ``group``'s inbox (offsets, recent ids) this
+        """Makes ``shadow``'s projections (with remembered ids) and ``group``'s offsets this
         store's state in ONE transaction, and bumps the generation; returns the new one.
 
         The outbox, the idempotent-consumer records and other groups' inbox rows stay. The
@@ -421,8 +400,8 @@ class SwapStore(Protocol):
         bumps the generation (a worker still running follows as after a swap); returns the new
         generation.
 
-        Each move is a compare-and-set from ``expected`` (None: no row yet) to ``offset``, the
-        partition's recent-id ring untouched; if any stored offset differs, nothing is written
+        Each move is a compare-and-set from ``expected`` (None: no row yet) to ``offset``; if
+        any stored offset differs, nothing is written
         and :class:`~streams.errors.PositionConflictError` is raised. Projections are not
         touched: moving forward leaves the skipped events out of the state for good.
         """

@@ -36,7 +36,7 @@ from streams.errors import (
 from streams.layout import PartitionLayout
 from streams.projections.alerts import AlertState
 from streams.projections.canonical import hash_rows
-from streams.projections.device import DeviceState
+from streams.projections.device import DeviceState, RecentEvent
 from streams.projections.windows import WindowAggregate
 from streams.store import _codec, _query_sql
 from streams.store._pg_sql import (
@@ -259,10 +259,7 @@ class PostgresStore:
     def load_inbox(self, group: str, tp: TopicPartition) -> InboxState:
         with self._use(self._main, "load_inbox") as conn:
             row = conn.execute(self._sql.offset, (group, *tp)).fetchone()
-            ids = conn.execute(self._sql.recent_ids, (group, *tp)).fetchall()
-        if row is None:
-            return InboxState(None, 0, ())
-        return InboxState(row[0], row[1], [(n, event_id) for n, event_id in ids])
+        return InboxState(None if row is None else row[0])
 
     def commit_batch(self, write: BatchWrite) -> None:
         sql = self._sql
@@ -279,8 +276,6 @@ class PostgresStore:
         self._check_generation(conn)
         self._set_offsets(conn, group, write.offsets, "another worker applied it")
         fail("after_offsets")
-        if write.recent_ids:
-            conn.execute(sql.upsert_recent, [group, *_columns(write.recent_ids, 5)], binary=True)
         if write.devices:
             rows = [_codec.device_row(state) for state in write.devices]
             self._copy_upsert(conn, sql.devices_staged, DEVICE_TYPES, rows)
@@ -289,6 +284,10 @@ class PostgresStore:
         if write.alerts:
             rows = [_codec.alert_row(state) for state in write.alerts]
             conn.execute(sql.upsert_alerts, _columns(rows, 6))
+        if write.recent:
+            conn.execute(sql.remember, _columns(write.recent, 3))
+        if write.forgotten:
+            conn.execute(sql.forget, _columns(write.forgotten, 2))
         if write.expired_windows:
             conn.execute(sql.expire_windows, _columns(write.expired_windows, 3))
         fail("after_projections")
@@ -315,17 +314,19 @@ class PostgresStore:
     # -- projections ------------------------------------------------------------------------
 
     def load_devices(
-        self, device_ids: Sequence[str], horizon_ms: int, reach_ms: int
+        self, device_ids: Sequence[str], horizon_ms: int, reach_ms: int, recent_ms: int
     ) -> LoadedDevices:
         ids = list(device_ids)
         with self._use(self._main, "load_devices") as conn:
             devices = conn.execute(self._sql.load_devices, (ids,)).fetchall()
             windows = conn.execute(self._sql.load_windows, (ids, reach_ms, horizon_ms)).fetchall()
             alerts = conn.execute(self._sql.load_alerts, (ids,)).fetchall()
+            recent = conn.execute(self._sql.load_recent, (ids, recent_ms)).fetchall()
         return LoadedDevices(
             devices=[_codec.device_from_row(row) for row in devices],
             windows=[WindowAggregate(*row) for row in windows],
             alerts=[_codec.alert_from_row(row) for row in alerts],
+            recent=[RecentEvent(*row) for row in recent],
         )
 
     def device(self, device_id: str) -> DeviceState | None:

@@ -30,7 +30,7 @@ from streams.errors import (
 from streams.layout import PartitionLayout
 from streams.projections.alerts import AlertState
 from streams.projections.canonical import hash_rows
-from streams.projections.device import DeviceState
+from streams.projections.device import DeviceState, RecentEvent
 from streams.projections.windows import WindowAggregate
 from streams.store import _codec, _query_sql
 from streams.store._sqlite_sql import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION, statements
@@ -207,10 +207,7 @@ class SqliteStore:
     def load_inbox(self, group: str, tp: TopicPartition) -> InboxState:
         with self._guard("load_inbox"):
             row = self._conn.execute(self._sql["offset"], (group, *tp)).fetchone()
-            ids = self._conn.execute(self._sql["recent_ids"], (group, *tp)).fetchall()
-        if row is None:
-            return InboxState(None, 0, ())
-        return InboxState(row[0], row[1], [(n, event_id) for n, event_id in ids])
+        return InboxState(None if row is None else row[0])
 
     def commit_batch(self, write: BatchWrite) -> None:
         sql, fail = self._sql, self._failpoint
@@ -218,11 +215,12 @@ class SqliteStore:
             self._check_generation(cur)
             self._set_offsets(cur, write.group, write.offsets, "another worker applied it")
             fail("after_offsets")
-            cur.executemany(sql["upsert_recent"], [(write.group, *r) for r in write.recent_ids])
             cur.executemany(sql["upsert_device"], map(_codec.device_row, write.devices))
             cur.executemany(sql["upsert_window"], write.windows)
             cur.executemany(sql["expire_windows"], ((d, t, n) for d, n, t in write.expired_windows))
             cur.executemany(sql["upsert_alert"], map(_codec.alert_row, write.alerts))
+            cur.executemany(sql["remember"], write.recent)
+            cur.executemany(sql["forget"], write.forgotten)
             fail("after_projections")
             cur.executemany(sql["append_outbox"], map(_codec.outbox_row, write.outbox))
             fail("before_commit")
@@ -232,7 +230,7 @@ class SqliteStore:
     # -- projections ------------------------------------------------------------------------
 
     def load_devices(
-        self, device_ids: Sequence[str], horizon_ms: int, reach_ms: int
+        self, device_ids: Sequence[str], horizon_ms: int, reach_ms: int, recent_ms: int
     ) -> LoadedDevices:
         ids = _codec.dumps(list(device_ids))
         with self._guard("load_devices"):
@@ -241,10 +239,12 @@ class SqliteStore:
                 self._sql["load_windows"], (ids, reach_ms, horizon_ms)
             ).fetchall()
             alerts = self._conn.execute(self._sql["load_alerts"], (ids,)).fetchall()
+            recent = self._conn.execute(self._sql["load_recent"], (ids, recent_ms)).fetchall()
         return LoadedDevices(
             devices=[_codec.device_from_row(row) for row in devices],
             windows=[WindowAggregate(*row) for row in windows],
             alerts=[_codec.alert_from_row(row) for row in alerts],
+            recent=[RecentEvent(*row) for row in recent],
         )
 
     def device(self, device_id: str) -> DeviceState | None:

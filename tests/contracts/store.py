@@ -18,6 +18,7 @@ import pytest
 from streams import BatchProcessor, PositionConflictError, SkipReason, TopicPartition
 from streams.domain import DerivedEvent, Position
 from streams.notifier import AlertCommandNotifier
+from streams.projections import SeqWindow
 from streams.store import OutboxStore, Projection, SqliteStore, Store, StoreTransaction
 from tests.oracle import (
     BASE_TS,
@@ -318,6 +319,24 @@ class StoreContract:
         device = store.device("h")
         assert device is not None
         assert (device.count, device.duplicates) == (1, 1)
+
+    def test_remembered_ids_reload_within_the_horizon_and_old_ones_are_deleted(
+        self, store: Store, open_store: OpenStore
+    ) -> None:
+        window = SeqWindow(horizon_ms=10_000)
+        readings = [event("h", n * 1000, event_id=f"sha-{n}", temp=1.0) for n in range(40)]
+        BatchProcessor(store, "workers", windows=WINDOWS, seq_window=window).apply(
+            make_log(readings)
+        )
+        again = BatchProcessor(open_store(), "workers", windows=WINDOWS, seq_window=window)
+        copies = [(Position(TOPIC, p.partition, p.offset + 100), e) for p, e in make_log(readings)]
+        result = again.apply(copies)  # redelivered at later offsets, after a restart
+        assert result.skipped == {
+            SkipReason.DUPLICATE_EVENT_ID: 11,  # dated within 10 s of the newest
+            SkipReason.SEQ_OUT_OF_WINDOW: 29,
+        }
+        loaded = store.load_devices(["h"], 0, 0, 10_000)
+        assert len(loaded.recent) <= 11 + 4  # older ids deleted (in steps of a tenth)
 
     # -- state hash and namespaces ---------------------------------------------------------
 

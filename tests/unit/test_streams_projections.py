@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from streams import BatchProcessor, ConfigError, SkipReason
-from streams.inbox import RecentIds
 from streams.projections import (
     Admission,
     AlertRule,
@@ -227,19 +226,46 @@ def test_a_missing_rules_file_is_a_config_error(tmp_path: Path) -> None:
         load_alert_rules(tmp_path / "missing.yaml")
 
 
-# -- inbox ring, hashing --------------------------------------------------------------------
+# -- readings without seq (finding 2), hashing ---------------------------------------------
 
 
-def test_the_recent_id_ring_keeps_the_last_capacity_ids() -> None:
-    ring = RecentIds(3)
-    for event_id in "abcd":
-        ring.add(event_id)
-    assert [x in ring for x in "abcd"] == [False, True, True, True]
-    assert sorted(ring.take_new()) == [(0, 3, "d"), (1, 1, "b"), (2, 2, "c")]
-    reloaded = RecentIds(3, ring.count, [(1, "b"), (2, "c"), (3, "d"), (0, "a")])
-    assert [x in reloaded for x in "abcd"] == [False, True, True, True]
-    smaller = RecentIds(2, ring.count, [(1, "b"), (2, "c"), (3, "d")])
-    assert [x in smaller for x in "bcd"] == [False, True, True]
+def test_readings_without_seq_are_deduplicated_within_a_horizon_of_event_time() -> None:
+    """Finding 2: a ring of 65,536 ids per partition (about 6.5 s at 10k ev/s) let a later
+    redelivery be applied twice. The bound is now stated in the device's event time."""
+    projector = Projector(WINDOWS, (), SeqWindow(horizon_ms=60_000))
+    first = event("a", 0, event_id="sha:0", temp=1.0)
+    assert projector.apply(first) is Admission.NEW
+    for n in range(1, 200_000, 1000):  # 200k ids of other devices, 200 s of time
+        projector.apply(event(f"other-{n % 7}", n, event_id=f"sha:o{n}", temp=1.0))
+    assert projector.apply(event("a", 59_000, event_id="sha:59", temp=1.0)) is Admission.NEW
+    assert projector.apply(first) is Admission.DUPLICATE  # 59 s behind: within the horizon
+    projector.take_changes()
+    late = event("a", 130_000, event_id="sha:130", temp=1.0)
+    assert projector.apply(late) is Admission.NEW
+    assert projector.apply(first) is Admission.OUT_OF_WINDOW  # 130 s behind: beyond it
+    state = projector.device("a")
+    assert state is not None
+    assert (state.count, state.duplicates, state.out_of_window) == (3, 1, 1)
+
+
+def test_a_reading_the_gateway_dated_is_never_a_duplicate() -> None:
+    projector = Projector(WINDOWS, ())
+    stamped = dataclasses.replace(event("a", 0, event_id="sha:x", temp=1.0), ts_stamped=True)
+    assert projector.apply(stamped) is Admission.NEW
+    assert projector.apply(stamped) is Admission.NEW  # a new receipt has a new id anyway
+    assert not projector.take_changes().recent
+
+
+def test_remembered_ids_are_forgotten_past_the_horizon_and_the_store_told() -> None:
+    projector = Projector(WINDOWS, (), SeqWindow(horizon_ms=10_000))
+    for n in range(30):
+        projector.apply(event("a", n * 1000, event_id=f"sha:{n}", temp=1.0))
+    changes = projector.take_changes()
+    assert len(changes.recent) == 30
+    assert changes.forgotten == [("a", BASE_TS + 19_000)]
+    projector.apply(event("a", 29_500, event_id="sha:x", temp=1.0))
+    assert projector.take_changes().forgotten == []  # the cutoff moved less than a tenth
+    assert projector.apply(event("a", 20_000, event_id="sha:20", temp=1.0)) is Admission.DUPLICATE
 
 
 def test_hash_rows_ignores_row_order_but_not_content() -> None:
