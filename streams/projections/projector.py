@@ -177,25 +177,20 @@ class Projector:
             tracker = self._trackers[device_id] = DeviceTracker(device_id, ts)
             self._absent.discard(device_id)
         self._dirty_devices[device_id] = tracker
-        if event.seq is None:
-            if not event.ts_stamped:
-                admission = tracker.admit_unnumbered(event.event_id, ts, self.seq_window)
-                if admission is Admission.DUPLICATE:
-                    tracker.duplicates += 1
-                    return admission
-                if admission is Admission.OUT_OF_WINDOW:
-                    tracker.out_of_window += 1
-                    return admission
-                self._recent.append(_new_tuple(RecentEvent, (device_id, event.event_id, ts)))
-        else:
+        admission = Admission.NEW
+        if event.seq is not None:
             fresh = ts > tracker.last_seen and not event.ts_stamped
             admission = tracker.admit(event.seq, self.seq_window, event.boot, fresh)
+        elif not event.ts_stamped:  # the gateway dated it: its id is new at every receipt
+            admission = tracker.admit_unnumbered(event.event_id, ts, self.seq_window)
+            if admission is Admission.NEW:
+                self._recent.append(_new_tuple(RecentEvent, (device_id, event.event_id, ts)))
+        if admission is not Admission.NEW:
             if admission is Admission.DUPLICATE:
                 tracker.duplicates += 1
-                return admission
-            if admission is Admission.OUT_OF_WINDOW:
+            else:
                 tracker.out_of_window += 1
-                return admission
+            return admission
         watermark = tracker.last_seen
         tracker.count += 1
         if ts > watermark:
