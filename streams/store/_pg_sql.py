@@ -31,7 +31,6 @@ CREATE INDEX IF NOT EXISTS windows_by_start ON {s}.windows (device_id, start_ms)
 CREATE TABLE IF NOT EXISTS {s}.recent_events (
     device_id text NOT NULL, event_id text NOT NULL, ts bigint NOT NULL,
     PRIMARY KEY (device_id, event_id));
-CREATE INDEX IF NOT EXISTS recent_events_by_ts ON {s}.recent_events (device_id, ts);
 CREATE TABLE IF NOT EXISTS {s}.alert_states (
     device_id text NOT NULL, rule text NOT NULL, active boolean NOT NULL,
     since bigint NOT NULL, value double precision NOT NULL, cause_event_id text NOT NULL,

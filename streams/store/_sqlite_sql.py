@@ -28,7 +28,6 @@ CREATE INDEX IF NOT EXISTS {p}windows_by_start ON {p}windows (device_id, start_m
 CREATE TABLE IF NOT EXISTS {p}recent_events (
     device_id TEXT NOT NULL, event_id TEXT NOT NULL, ts INTEGER NOT NULL,
     PRIMARY KEY (device_id, event_id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS {p}recent_events_by_ts ON {p}recent_events (device_id, ts);
 CREATE TABLE IF NOT EXISTS {p}alert_states (
     device_id TEXT NOT NULL, rule TEXT NOT NULL, active INTEGER NOT NULL,
     since INTEGER NOT NULL, value REAL NOT NULL, cause_event_id TEXT NOT NULL,
