@@ -26,6 +26,7 @@ PROCESSES = ("worker", "gateway")
 RATE_SHARE = 0.95
 """Below this share of the offered rate, the gateway did not keep up."""
 MB = 1024 * 1024
+"""Sizes are printed and drawn in MiB."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,9 +182,9 @@ def summary(report: dict[str, Any]) -> str:
             f"{value['pct_per_10min']:>10.2f}  {'yes' if value['flat'] else 'NO'}"
         )
 
-    row("store MB", ("store", "bytes"), verdict["store_bytes"], MB)
+    row("store MiB", ("store", "bytes"), verdict["store_bytes"], MB)
     for name in PROCESSES:
-        row(f"{name} RSS MB", ("rss", name), verdict["rss_bytes"][name], MB)
+        row(f"{name} RSS MiB", ("rss", name), verdict["rss_bytes"][name], MB)
     for table in TABLES:
         row(f"rows {table}", ("rows", table), verdict["rows"][table], 1)
     criteria = report["criteria"]
@@ -226,7 +227,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
     if any(live):
         size_ax.plot(minutes, live, label="live pages", color="#999999")
     fitted(size_ax, verdict["store_bytes"], MB, "#c92a2a")
-    size_ax.set_ylabel("MB")
+    size_ax.set_ylabel("MiB")
     size_ax.set_title(f"store ({report['config']['store']})")
     size_ax.legend(loc="lower right")
     for table in TABLES:
@@ -237,7 +238,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
     for name, color in zip(PROCESSES, ("#2f9e44", "#e8590c"), strict=True):
         rss_ax.plot(minutes, [s["rss"][name] / MB for s in samples], label=name, color=color)
         fitted(rss_ax, verdict["rss_bytes"][name], MB, color)
-    rss_ax.set_ylabel("MB")
+    rss_ax.set_ylabel("MiB")
     rss_ax.set_title("RSS")
     rss_ax.legend(loc="lower right")
     rate = [

@@ -63,7 +63,7 @@ def test_rss_growing_beyond_the_tolerance_fails_and_is_named() -> None:
     assert verdict["rss_bytes"]["gateway"]["flat"]
     criteria = {"warmup_s": 100, "tolerance_pct": 5.0, "rate": 2000}
     table = summary({"verdict": verdict, "samples": _samples(), "criteria": criteria})
-    assert "worker RSS MB" in table
+    assert "worker RSS MiB" in table
     assert "NO" in table
 
 
