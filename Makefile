@@ -10,7 +10,7 @@ IOTCTL := $(BIN)/iotctl
 MAKE_STARTED := $(shell date +%s.%N)
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap test-tools venv up down status run test lint typecheck schemas-check unit bench faults faults-bridge clean
+.PHONY: help bootstrap test-tools venv up down status run test lint typecheck schemas-check unit bench soak faults faults-bridge clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,10 @@ bench: up ## run every benchmark (several minutes); JSON, charts and REPORT.md i
 	@$(BIN)/python -m bench.gateway_ingest
 	@$(BIN)/python -m bench.query_api
 	@$(BIN)/python -m bench.report
+
+SOAK_ARGS ?=
+soak: bootstrap venv ## soak (~32 min, not in CI): 2k msg/s for 30 min on an isolated stack, are store size and RSS flat after the warm-up? bench/results/soak.*
+	@$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 FAULTS_SEED ?=
 FAULTS_ARGS ?=
