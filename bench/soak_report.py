@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-TABLES = ("devices", "windows", "alert_states", "outbox", "tracking", "inbox_recent_ids")
+TABLES = ("devices", "windows", "alert_states", "recent_events", "outbox", "tracking")
 """The store's tables counted at every sample."""
 PROCESSES = ("worker", "gateway")
 """The processes whose RSS is judged."""
