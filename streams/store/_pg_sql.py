@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from streams.store import _codec
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+"""The schema's version; a store at an older one in ``UPGRADES_FROM`` is brought up to it by
+running the DDL once. At the current version ``migrate`` runs no DDL, so it takes no lock
+that running workers could deadlock with."""
+UPGRADES_FROM = ("1",)
 
 _NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 """The database's clock in epoch ms: leases are judged by one clock, whichever worker."""
@@ -66,7 +70,8 @@ WINDOW_TYPES = ("text", "text", "int8", "int8", "int8", "float8", "float8", "flo
 
 # Every statement of the adapter.
 _STATEMENTS = {
-    "set_version": "INSERT INTO {s}.meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
+    "set_version": "INSERT INTO {s}.meta VALUES ('schema_version', %s) "
+    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
     "version": "SELECT value FROM {s}.meta WHERE key = 'schema_version'",
     "layout": "SELECT value FROM {s}.meta WHERE key = %s",
     "add_gap": "INSERT INTO {s}.meta AS m VALUES (%s, %s) ON CONFLICT (key) "

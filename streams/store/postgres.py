@@ -42,6 +42,7 @@ from streams.store import _codec, _query_sql
 from streams.store._pg_sql import (
     DEVICE_TYPES,
     SCHEMA_VERSION,
+    UPGRADES_FROM,
     WINDOW_TYPES,
     Staged,
     Statements,
@@ -191,10 +192,15 @@ class PostgresStore:
     def migrate(self) -> None:
         with self._use(self._main, "migrate") as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._sql.channel,))
-            for statement in self._sql.schema:
-                conn.execute(statement)
-            conn.execute(self._sql.set_version, (SCHEMA_VERSION,))
-            row = conn.execute(self._sql.version).fetchone()
+            found = conn.execute("SELECT to_regclass(%s)", (self._sql.table("meta"),)).fetchone()
+            row = conn.execute(self._sql.version).fetchone() if found and found[0] else None
+            if row is not None and row[0] not in (SCHEMA_VERSION, *UPGRADES_FROM):
+                raise StoreError(f"store schema version {row[0]} is not {SCHEMA_VERSION}")
+            if row != (SCHEMA_VERSION,):
+                for statement in self._sql.schema:
+                    conn.execute(statement)
+                conn.execute(self._sql.set_version, (SCHEMA_VERSION,))
+                row = conn.execute(self._sql.version).fetchone()
             self._generation = self._read_generation(conn)
         if row != (SCHEMA_VERSION,):
             raise StoreError(f"store schema version {row} is not {SCHEMA_VERSION}")

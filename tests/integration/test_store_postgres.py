@@ -15,6 +15,7 @@ import pytest
 from devstack import DevStackSettings
 from streams import BatchProcessor, StoreError
 from streams.store import OutboxStore, PostgresStore, Projection, Store
+from streams.store._pg_sql import SCHEMA_VERSION
 from streams.store.postgres import Timeouts
 from tests.contracts.store import OpenStore, StoreContract, alert_log
 from tests.oracle import RULES, WINDOWS, apply_in_batches, make_log, random_events
@@ -99,6 +100,32 @@ def test_concurrent_migrations_and_workers_share_one_schema(open_pg: OpenStore) 
     reader = open_pg()
     for projection in (Projection.DEVICES, Projection.WINDOWS, Projection.ALERTS):
         assert reader.state_hash(projection) == single.state_hash(projection)
+
+
+def test_a_store_of_the_previous_version_is_upgraded_once_then_migrate_runs_no_ddl(
+    open_pg: OpenStore, pg_dsn: str
+) -> None:
+    store = open_pg()
+    assert isinstance(store, PostgresStore)
+    schema = store.schema
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:  # as version 1 left it
+        conn.execute(f'ALTER TABLE "{schema}".devices DROP COLUMN boot, DROP COLUMN seq_resets')
+        conn.execute(f'DROP TABLE "{schema}".recent_events')
+        conn.execute(f"UPDATE \"{schema}\".meta SET value = '1' WHERE key = 'schema_version'")  # noqa: S608 - a test schema's name
+    upgraded = open_pg()
+    processor = BatchProcessor(upgraded, "workers", windows=WINDOWS, rules=RULES)
+    processor.apply(make_log(random_events(seed=3, count=40)))
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        version = conn.execute(
+            f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'"  # noqa: S608
+        ).fetchone()
+    assert version == (SCHEMA_VERSION,)
+    assert upgraded.devices()
+    with psycopg.connect(pg_dsn) as other, other.transaction():  # a worker mid-batch
+        other.execute(f'LOCK TABLE "{schema}".devices IN ACCESS EXCLUSIVE MODE')
+        started = time.monotonic()
+        open_pg()  # another worker starting meanwhile: no DDL, so no wait on the lock
+        assert time.monotonic() - started < 5
 
 
 def test_an_unreachable_server_is_a_retriable_store_error() -> None:
