@@ -94,6 +94,20 @@ def test_a_device_restarting_seq_without_a_boot_epoch_is_recognised_by_its_clock
     assert state.metrics["temp"].value == 2.0
 
 
+def test_an_alert_raised_again_after_a_restart_is_a_new_alert_event() -> None:
+    """Finding 2: alert ids hashed the cause's event id, which a restart reuses; the outbox
+    dropped the second RAISED (ON CONFLICT DO NOTHING) and left the state wrong."""
+    rule = AlertRule("hot", "t", "above", 30.0, 28.0)
+    projector = Projector(WINDOWS, (rule,))
+    for n, value in enumerate((31.0, 20.0)):
+        projector.apply(event("a", n * 1000, seq=n, t=value))
+    for n, value in enumerate((31.0, 20.0)):  # rebooted without boot: same seqs, later times
+        projector.apply(event("a", 10_000 + n * 1000, seq=n, t=value))
+    derived = projector.take_changes().derived
+    assert [e.kind for e in derived] == ["alert.raised", "alert.cleared"] * 2
+    assert len({e.event_id for e in derived}) == 4
+
+
 def test_a_true_duplicate_carries_its_original_time_and_stays_a_duplicate() -> None:
     projector = Projector(WINDOWS, RULES)
     originals = [event("a", n * 10, seq=n, temp=1.0) for n in range(50)]
