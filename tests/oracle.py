@@ -185,9 +185,7 @@ def _admitted(device: _Device, item: TelemetryEvent, seen: set[str], horizon_ms:
     """Whether the event is new; a duplicate, an older boot's event or a reading without seq
     dated beyond the horizon behind the device's newest is counted."""
     new: bool | None
-    if item.seq is None and item.ts_stamped:
-        new = True  # its id is its own at every receipt
-    elif item.seq is None:
+    if item.seq is None:
         if item.ts < device.last_seen - horizon_ms:
             new = None
         else:

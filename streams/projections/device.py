@@ -15,7 +15,7 @@ Readings without ``seq`` are de-duplicated by event id for ``SeqWindow.horizon_m
 time: the ids of the device's readings dated at most that far behind its newest one are kept
 (``recent``); a reading dated further back can no longer be proven new or a duplicate and is
 skipped, counted in ``out_of_window``. A reading whose time the gateway stamped (``ts_stamped``)
-has an id of its own at every receipt, so it is never a duplicate and is not kept.
+has an id of its own at every receipt, so only its record logged twice is a duplicate.
 
 Device restarts: a device that names its boot epoch (``boot``, raised at every start) gets a
 fresh window per epoch, exactly; readings of an older epoch are out of the window. A device

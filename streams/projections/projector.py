@@ -181,7 +181,7 @@ class Projector:
         if event.seq is not None:
             fresh = ts > tracker.last_seen and not event.ts_stamped
             admission = tracker.admit(event.seq, self.seq_window, event.boot, fresh)
-        elif not event.ts_stamped:  # the gateway dated it: its id is new at every receipt
+        else:
             admission = tracker.admit_unnumbered(event.event_id, ts, self.seq_window)
             if admission is Admission.NEW:
                 self._recent.append(_new_tuple(RecentEvent, (device_id, event.event_id, ts)))
