@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs from Debian's packages, only what is missing; with
-# --tests also what only the tests need (a headless browser for the query page's test).
+# --tests also what only the tests need (a headless browser for the query page's test,
+# HAProxy, Prometheus's promtool).
 # Idempotent and quick when everything is present; `make up` runs it every time.
 set -euo pipefail
 
@@ -18,6 +19,8 @@ if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   # An L4 balancer in front of two gateways (the scale-out test).
   command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  # promtool checks the Prometheus rules and scrape config (config/prometheus/).
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
