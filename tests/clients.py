@@ -8,6 +8,7 @@ are proven by the security tests and by the dev stack itself.
 from __future__ import annotations
 
 import subprocess
+import sys
 
 from devstack import DevStackSettings
 from devstack.clients import MqttLogin, client_env, kafka_client, mqtt_login
@@ -81,3 +82,17 @@ def mqtt_login_kwargs(settings: DevStackSettings) -> dict[str, str]:
     MQTT settings, aiomqtt): the tests' devices are not registered, they publish as the admin."""
     login = mqtt_login(settings)
     return {} if login is None else {"username": login.username, "password": login.password}
+
+
+def iotctl(
+    env: dict[str, str], *args: str, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``iotctl ARGS`` as its own process with ``env``, output captured, bounded in time."""
+    return subprocess.run(
+        [sys.executable, "-m", "iotctl.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )

@@ -129,18 +129,6 @@ def worker_env(
     }
 
 
-def iotctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """``iotctl ARGS`` with ``env``, its output captured (bounded to two minutes)."""
-    return subprocess.run(
-        [sys.executable, "-m", "iotctl.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 class WorkerProcess:
     """One worker process of the group; its HTTP port serves ``/metrics``."""
 

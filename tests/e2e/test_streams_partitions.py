@@ -21,8 +21,9 @@ from contracts.registry.factory import open_registry
 from devstack import DevStackSettings
 from devstack.clients import kafka_client
 from streams.store import SqliteStore
+from tests.clients import iotctl
 from tests.e2e.gateway_harness import create_topics
-from tests.e2e.streams_harness import WorkerProcess, iotctl, publish_readings, until, worker_env
+from tests.e2e.streams_harness import WorkerProcess, publish_readings, until, worker_env
 from tests.stacks import free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

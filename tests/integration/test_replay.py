@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -35,7 +34,7 @@ from streams.replay.rebuild import (
 )
 from streams.settings import WorkerSettings
 from streams.store.sqlite import SqliteStore
-from tests.clients import process_env
+from tests.clients import iotctl, process_env
 
 SUBJECT = "iot.telemetry.v1-value"
 BASE = 1_767_225_600_000
@@ -199,14 +198,7 @@ def _iotctl(log: WorkerSettings, *args: str) -> subprocess.CompletedProcess[str]
         "IOT_STREAMS_TELEMETRY_TOPIC": log.telemetry_topic,
         "IOT_STREAMS_GROUP": log.group,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "iotctl.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    return iotctl(env, *args)
 
 
 async def test_a_swap_after_retention_deleted_records_is_refused_unless_accepted(
