@@ -87,6 +87,7 @@ class _Device:
     seqs: set[int] = field(default_factory=set)
     boot: int | None = None
     seq_resets: int = 0
+    restart_ts: int | None = None
     lost: int = 0
     out_of_window: int = 0
     duplicates: int = 0
@@ -123,6 +124,7 @@ class _Device:
             metrics=dict(self.metrics),
             boot=self.boot,
             seq_resets=self.seq_resets,
+            restart_ts=self.restart_ts,
         )
 
     def restart(self) -> None:
@@ -133,20 +135,25 @@ class _Device:
         self.seq_resets += 1
 
     def admits(self, item: TelemetryEvent) -> bool | None:
-        """Whether a sequenced event is new (True), a duplicate (False) or of an older boot
-        (None): exact, per boot; without a boot, a repeated seq with a device time later
-        than any seen is a restart."""
+        """Whether a sequenced event is new (True), a duplicate (False) or of an older
+        sequence (None): exact, per boot; without a boot, a repeated seq with a device time
+        later than any seen is a restart, and a device time before that one's is of the
+        sequence before it."""
         assert item.seq is not None
+        device_dated = item.boot is None and not item.ts_stamped
         if item.boot is not None and item.boot != self.boot:
             if self.boot is not None and item.boot < self.boot:
                 return None
             if self.seqs:
                 self.restart()
-            self.boot = item.boot
+            self.boot, self.restart_ts = item.boot, None
+        if device_dated and self.restart_ts is not None and item.ts < self.restart_ts:
+            return None
         if item.seq not in self.seqs:
             return True
-        if item.boot is None and not item.ts_stamped and item.ts > self.last_seen:
+        if device_dated and item.ts > self.last_seen:
             self.restart()
+            self.restart_ts = item.ts
             return True
         return False
 

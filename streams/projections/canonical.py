@@ -43,6 +43,7 @@ def canonical_row(row: Row) -> tuple[object, ...]:
             sorted([name, float(v.value), v.ts] for name, v in row.metrics.items()),
             row.boot,
             row.seq_resets,
+            row.restart_ts,
         )
     if isinstance(row, AlertState):
         return (row.device_id, row.rule, row.active, row.since, row.value, row.cause_event_id)

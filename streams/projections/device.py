@@ -20,8 +20,11 @@ has an id of its own at every receipt, so only its record logged twice is a dupl
 Device restarts: a device that names its boot epoch (``boot``, raised at every start) gets a
 fresh window per epoch, exactly; readings of an older epoch are out of the window. A device
 that restarts ``seq`` without naming an epoch is recognised when a would-be duplicate carries a
-device-given ``ts`` later than any applied (a true duplicate never does). Either way the
-restart is counted (``seq_resets``) and what the old sequence still missed is written off.
+device-given ``ts`` later than any applied (a true duplicate never does); its time is kept
+(``restart_ts``), and a device-dated reading dated before it belongs to the old sequence and is
+out of the window (a broker's redelivery of an old reading after the restart would otherwise
+be new in the new window). Either way the restart is counted (``seq_resets``) and what the
+old sequence still missed is written off.
 
 Sequence window (the inbox for events that carry ``seq``): the state keeps the missing ranges
 (``gaps``) between ``first_seq`` and ``last_seq``, which makes de-duplication exact: a ``seq``
@@ -124,6 +127,7 @@ class DeviceState(NamedTuple):
     metrics: Mapping[str, LatestValue] = _NO_METRICS
     boot: int | None = None
     seq_resets: int = 0
+    restart_ts: int | None = None
 
 
 class DeviceTracker:
@@ -150,6 +154,7 @@ class DeviceTracker:
         "recent",
         "recent_order",
         "recent_pruned",
+        "restart_ts",
         "seq_floor",
         "seq_resets",
         "window_keys",
@@ -173,6 +178,7 @@ class DeviceTracker:
         self.metrics: dict[str, LatestValue] = {}
         self.boot: int | None = None
         self.seq_resets = 0
+        self.restart_ts: int | None = None
         # keys of this device's cached open windows and the earliest time one closes
         # (owned by the projector)
         self.window_keys: set[tuple[str, str, int, int]] = set()
@@ -202,6 +208,7 @@ class DeviceTracker:
         tracker.metrics = dict(state.metrics)
         tracker.boot = state.boot
         tracker.seq_resets = state.seq_resets
+        tracker.restart_ts = state.restart_ts
         return tracker
 
     def snapshot(self) -> DeviceState:
@@ -223,27 +230,36 @@ class DeviceTracker:
             dict(self.metrics),
             self.boot,
             self.seq_resets,
+            self.restart_ts,
         )
 
     def admit(
-        self, seq: int, window: SeqWindow, boot: int | None = None, fresh: bool = False
+        self, seq: int, window: SeqWindow, boot: int | None = None, ts: int | None = None
     ) -> Admission:
         """Classifies ``seq`` of boot epoch ``boot`` and, when it is new, records it.
 
         A newer ``boot`` restarts the window; an older one is out of the window. Without a
-        boot epoch, a ``seq`` the window would call a duplicate is a restart when the event
-        is ``fresh``: its device-given time is later than any applied (a true duplicate
-        carries its original's time, which is never later).
+        boot epoch, ``ts`` (the device-given time; None when the gateway stamped it) tells
+        the sequences apart: a ``seq`` the window would call a duplicate is a restart when
+        ``ts`` is later than any applied (a true duplicate carries its original's time,
+        which is never later), and a reading dated before the latest such restart is of
+        the old sequence, out of the window.
         """
-        if boot is not None and boot != self.boot:
-            if self.boot is not None and boot < self.boot:
-                return Admission.OUT_OF_WINDOW
-            if self.last_seq is not None:
-                self._restart()
-            self.boot = boot
+        if boot is not None:
+            if boot != self.boot:
+                if self.boot is not None and boot < self.boot:
+                    return Admission.OUT_OF_WINDOW
+                if self.last_seq is not None:
+                    self._restart()
+                self.boot = boot
+                self.restart_ts = None
+        elif ts is not None and self.restart_ts is not None and ts < self.restart_ts:
+            return Admission.OUT_OF_WINDOW
         admission = self._classify(seq, window)
-        if admission is not Admission.NEW and fresh and boot is None:
+        fresh = boot is None and ts is not None and ts > self.last_seen
+        if admission is not Admission.NEW and fresh:
             self._restart()
+            self.restart_ts = ts
             admission = self._classify(seq, window)
         return admission
 

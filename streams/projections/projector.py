@@ -179,8 +179,8 @@ class Projector:
         self._dirty_devices[device_id] = tracker
         admission = Admission.NEW
         if event.seq is not None:
-            fresh = ts > tracker.last_seen and not event.ts_stamped
-            admission = tracker.admit(event.seq, self.seq_window, event.boot, fresh)
+            device_ts = None if event.ts_stamped else ts
+            admission = tracker.admit(event.seq, self.seq_window, event.boot, device_ts)
         else:
             admission = tracker.admit_unnumbered(event.event_id, ts, self.seq_window)
             if admission is Admission.NEW:

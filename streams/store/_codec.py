@@ -32,6 +32,7 @@ DEVICE_COLUMNS = (
     "metrics",
     "boot",
     "seq_resets",
+    "restart_ts",
 )
 WINDOW_COLUMNS = (
     "device_id",
@@ -84,6 +85,7 @@ def device_row(state: DeviceState) -> tuple[object, ...]:
         _dumps(state.metrics),
         state.boot,
         state.seq_resets,
+        state.restart_ts,
     )
 
 
@@ -107,6 +109,7 @@ def device_from_row(row: Sequence[Any]) -> DeviceState:
         metrics=metrics,
         boot=row[15],
         seq_resets=row[16],
+        restart_ts=row[17],
     )
 
 

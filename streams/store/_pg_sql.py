@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from streams.store import _codec
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 """The schema's version; a store at an older one in ``UPGRADES_FROM`` is brought up to it by
 running the DDL once. At the current version ``migrate`` runs no DDL, so it takes no lock
 that running workers could deadlock with."""
-UPGRADES_FROM = ("1",)
+UPGRADES_FROM = ("1", "2")
 
 _NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 """The database's clock in epoch ms: leases are judged by one clock, whichever worker."""
@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS {s}.outbox (
     payload text NOT NULL, published_at bigint);
 ALTER TABLE {s}.devices ADD COLUMN IF NOT EXISTS boot bigint;
 ALTER TABLE {s}.devices ADD COLUMN IF NOT EXISTS seq_resets bigint NOT NULL DEFAULT 0;
+ALTER TABLE {s}.devices ADD COLUMN IF NOT EXISTS restart_ts bigint;
 ALTER TABLE {s}.outbox ADD COLUMN IF NOT EXISTS lease_owner text;
 ALTER TABLE {s}.outbox ADD COLUMN IF NOT EXISTS lease_until bigint;
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON {s}.outbox (msg_key, seq)
@@ -65,7 +66,7 @@ _ON_CONFLICT = "ON CONFLICT ({key}) DO UPDATE SET {updates}"
 _STAGE = "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
 _COPY = "COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY)"
 _MERGE = "INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} "
-DEVICE_TYPES = ("text", *["int8"] * 6, "text", *["int8"] * 5, "text", "text", "int8", "int8")
+DEVICE_TYPES = ("text", *["int8"] * 6, "text", *["int8"] * 5, "text", "text", *["int8"] * 3)
 WINDOW_TYPES = ("text", "text", "int8", "int8", "int8", "float8", "float8", "float8")
 
 # Every statement of the adapter.

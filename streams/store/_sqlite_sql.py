@@ -46,7 +46,11 @@ CREATE TABLE IF NOT EXISTS {p}tracking (
 
 
 ADDED_COLUMNS = {
-    "devices": (("boot", "INTEGER"), ("seq_resets", "INTEGER NOT NULL DEFAULT 0")),
+    "devices": (
+        ("boot", "INTEGER"),
+        ("seq_resets", "INTEGER NOT NULL DEFAULT 0"),
+        ("restart_ts", "INTEGER"),
+    ),
     "tracking": (("ts", "INTEGER NOT NULL DEFAULT 0"),),
 }
 """Columns added since a table was first created: a store missing one gains it at start-up

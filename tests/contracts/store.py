@@ -177,6 +177,7 @@ class StoreContract:
         assert a is not None
         assert b is not None
         assert (a.boot, a.seq_resets, a.lost, b.boot, b.seq_resets) == (4, 1, 3, None, 1)
+        assert (a.restart_ts, b.restart_ts) == (None, events[-1].ts)  # b restarted at seq 0
 
     def test_windows_past_their_retention_are_deleted_and_open_ones_reload(
         self, store: Store, open_store: OpenStore

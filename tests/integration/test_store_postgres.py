@@ -109,7 +109,10 @@ def test_a_store_of_the_previous_version_is_upgraded_once_then_migrate_runs_no_d
     assert isinstance(store, PostgresStore)
     schema = store.schema
     with psycopg.connect(pg_dsn, autocommit=True) as conn:  # as version 1 left it
-        conn.execute(f'ALTER TABLE "{schema}".devices DROP COLUMN boot, DROP COLUMN seq_resets')
+        conn.execute(
+            f'ALTER TABLE "{schema}".devices DROP COLUMN boot, DROP COLUMN seq_resets, '
+            "DROP COLUMN restart_ts"
+        )
         conn.execute(f'DROP TABLE "{schema}".recent_events')
         conn.execute(f"UPDATE \"{schema}\".meta SET value = '1' WHERE key = 'schema_version'")  # noqa: S608 - a test schema's name
     upgraded = open_pg()

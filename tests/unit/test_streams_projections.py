@@ -94,6 +94,25 @@ def test_a_device_restarting_seq_without_a_boot_epoch_is_recognised_by_its_clock
     assert state.metrics["temp"].value == 2.0
 
 
+def test_a_reading_of_the_sequence_before_a_restart_redelivered_after_it_is_not_applied() -> None:
+    """Bridge-mode fault run (seed 77048): a broker redelivered a reading of the old sequence
+    after the device restarted without a boot epoch; its seq was above the new sequence's,
+    so the new window called it new and it was applied twice."""
+    projector = Projector(WINDOWS, RULES)
+    old = [event("a", n * 10, seq=n, temp=1.0) for n in range(100)]
+    for item in old:
+        projector.apply(item)
+    for n in range(5):  # restarted at seq 0, clock running on
+        assert projector.apply(event("a", 5000 + n, seq=n, temp=2.0)) is Admission.NEW
+    assert projector.apply(old[97]) is Admission.OUT_OF_WINDOW  # above the new last_seq
+    assert projector.apply(old[2]) is Admission.OUT_OF_WINDOW  # inside the new window
+    assert projector.apply(event("a", 5005, seq=5, temp=2.0)) is Admission.NEW
+    state = projector.device("a")
+    assert state is not None
+    assert (state.count, state.seq_resets, state.out_of_window) == (106, 1, 2)
+    assert (state.first_seq, state.last_seq, state.missing) == (0, 5, 0)
+
+
 def test_an_alert_raised_again_after_a_restart_is_a_new_alert_event() -> None:
     """Finding 2: alert ids hashed the cause's event id, which a restart reuses; the outbox
     dropped the second RAISED (ON CONFLICT DO NOTHING) and left the state wrong."""

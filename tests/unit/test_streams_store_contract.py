@@ -62,4 +62,5 @@ def test_a_store_made_before_boot_epochs_gains_their_columns(tmp_path: Path) -> 
     device = store.device("a")
     assert device is not None
     assert (device.count, device.last_seq, device.boot, device.seq_resets) == (3, 2, None, 0)
+    assert device.restart_ts is None
     store.close()
