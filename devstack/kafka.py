@@ -1,5 +1,10 @@
 """Apache Kafka 3.9 in KRaft mode (combined broker and controller) from Maven Central's jars.
 
+One node by default; ``IOT_KAFKA_BROKERS=3`` runs a cluster of three nodes on loopback, each
+with its own ports, folder and log, all voters of one controller quorum. Topics are then
+replicated three times with ``min.insync.replicas=2`` and unclean leader election off, so an
+acknowledged record survives the loss of any one node and produce stays available.
+
 The jars are resolved by Maven into its local cache (``~/.m2``) from ``infra/kafka/pom.xml``;
 the broker runs with the machine's Java 17 and is formatted with Kafka's own storage tool.
 
@@ -30,6 +35,7 @@ from devstack.clients import write_kcat_config
 from devstack.errors import ServiceStartError
 from devstack.process import LaunchSpec, ProcessHandle
 from devstack.service import Probe, Progress, Service
+from devstack.settings import KAFKA_NODE_PORT_STEP, DevStackSettings
 from devstack.stack_security import StackSecurity
 from policy import PolicyError
 from security import SecurityError
@@ -60,18 +66,41 @@ def admin_client(bootstrap: str, timeout_s: float = 5.0) -> AdminClient:
     )
 
 
-class Kafka(Service):
-    """Single-node KRaft Kafka on loopback with a PLAINTEXT listener (SASL when secured)."""
+def kafka_nodes(settings: DevStackSettings, *, every_kind: bool = False) -> list[Kafka]:
+    """The cluster's nodes; ``every_kind`` adds nodes a larger cluster left running (their
+    pid files), so ``down`` stops them whatever ``IOT_KAFKA_BROKERS`` says now."""
+    count = settings.kafka_brokers
+    if every_kind:
+        for pid_file in (settings.state_dir / "run").glob("kafka-*.pid"):
+            suffix = pid_file.stem.removeprefix("kafka-")
+            if suffix.isdigit():
+                count = max(count, int(suffix))
+    return [Kafka(settings, n) for n in range(1, count + 1)]
 
-    name = "kafka"
+
+class Kafka(Service):
+    """One KRaft node (broker and controller) on loopback with a PLAINTEXT listener (SASL when
+    secured); node 1 is ``kafka``, the others ``kafka-<n>``."""
+
+    def __init__(self, settings: DevStackSettings, node_id: int = 1) -> None:
+        super().__init__(settings)
+        self.node_id = node_id
+        self.name = "kafka" if node_id == 1 else f"kafka-{node_id}"
+        step = KAFKA_NODE_PORT_STEP * (node_id - 1)
+        self._port = settings.kafka_port + step
+        self._controller_port = settings.kafka_controller_port + step
 
     @property
     def port(self) -> int:
-        return self.settings.kafka_port
+        return self._port
 
     @property
     def endpoint(self) -> str:
-        return self.settings.kafka_bootstrap
+        return f"{self.settings.host}:{self.port}"
+
+    @property
+    def env_port_variable(self) -> str:
+        return "IOT_KAFKA_PORT"
 
     @property
     def config_file(self) -> Path:
@@ -83,7 +112,8 @@ class Kafka(Service):
 
     @property
     def classpath_file(self) -> Path:
-        return self.home / f"classpath-{self.settings.kafka_version}.txt"
+        # one for every node, in node 1's folder: Maven resolves the jars once
+        return self.settings.state_dir / "kafka" / f"classpath-{self.settings.kafka_version}.txt"
 
     def _classpath(self, progress: Progress) -> str:
         if self.classpath_file.is_file():
@@ -129,13 +159,27 @@ class Kafka(Service):
             )
         return java
 
+    @property
+    def cluster_id_file(self) -> Path:
+        """One cluster id for every node, kept in node 1's folder."""
+        return self.settings.state_dir / "kafka" / "cluster.id"
+
+    @property
+    def _cluster_marker(self) -> Path:
+        """Written at format time: the node count the data dir was formatted for."""
+        return self.home / "cluster-nodes"
+
     def _write_configs(self) -> None:
-        host, port = self.settings.host, self.port
-        controller = self.settings.kafka_controller_port
+        settings = self.settings
+        host, port, controller = settings.host, self.port, self._controller_port
+        replication, min_insync = settings.kafka_replication, settings.kafka_min_insync
+        voters = ",".join(
+            f"{node.node_id}@{host}:{node.controller_port}" for node in settings.kafka_nodes
+        )
         properties = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{host}:{controller}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
             "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
             "advertised.listeners": f"PLAINTEXT://{host}:{port}",
             "controller.listener.names": "CONTROLLER",
@@ -143,10 +187,13 @@ class Kafka(Service):
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(self.data_dir),
             "num.partitions": str(self.settings.kafka_partitions),
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": str(replication),
+            "min.insync.replicas": str(min_insync),
+            "unclean.leader.election.enable": "false",
+            "offsets.topic.replication.factor": str(replication),
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": str(replication),
+            "transaction.state.log.min.isr": str(min_insync),
             "transaction.state.log.num.partitions": "10",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
@@ -165,7 +212,7 @@ class Kafka(Service):
         (self.home / "log4j.properties").write_text(
             "log4j.rootLogger=INFO, file\n"
             "log4j.appender.file=org.apache.log4j.RollingFileAppender\n"
-            f"log4j.appender.file.File={self.settings.state_dir / 'logs' / 'kafka-server.log'}\n"
+            f"log4j.appender.file.File={self.settings.state_dir / 'logs' / self.name}-server.log\n"
             "log4j.appender.file.MaxFileSize=50MB\n"
             "log4j.appender.file.MaxBackupIndex=2\n"
             "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
@@ -176,8 +223,7 @@ class Kafka(Service):
 
     def _secured_properties(self) -> dict[str, str]:
         """SASL/SCRAM listener, StandardAuthorizer and super users (secured mode only)."""
-        host, port = self.settings.host, self.port
-        controller = self.settings.kafka_controller_port
+        host, port, controller = self.settings.host, self.port, self._controller_port
         stack = StackSecurity(self.settings)
         try:
             admin = stack.admin_credential()
@@ -262,18 +308,36 @@ class Kafka(Service):
             self.classpath_file.read_text().strip(),
         ]
 
+    def _refuse_other_cluster_size(self) -> None:
+        """A data dir formatted for another node count belongs to another quorum."""
+        if not (self.data_dir / "meta.properties").is_file():
+            return
+        try:
+            formatted = int(self._cluster_marker.read_text())
+        except (OSError, ValueError):
+            formatted = 1  # formatted before cluster mode: one node
+        if formatted != self.settings.kafka_brokers:
+            raise ServiceStartError(
+                f"{self.name}: {self.data_dir} holds a {formatted}-node cluster's data, but "
+                f"IOT_KAFKA_BROKERS={self.settings.kafka_brokers}; run with "
+                f"IOT_KAFKA_BROKERS={formatted}, or `make clean` (deletes all local data) "
+                "to start a new cluster"
+            )
+
     def prepare(self, progress: Progress) -> None:
         self._java()
         self._classpath(progress)
+        self._refuse_other_cluster_size()
         self._write_configs()
         if self.settings.secure:
             self._reformat_unless_sasl(progress)
         if (self.data_dir / "meta.properties").is_file():
             return
-        cluster_id_file = self.home / "cluster.id"
+        cluster_id_file = self.cluster_id_file
         if not cluster_id_file.is_file():
+            cluster_id_file.parent.mkdir(parents=True, exist_ok=True)
             cluster_id_file.write_text(new_cluster_id() + "\n")
-        progress("formatting the KRaft log directory with kafka.tools.StorageTool")
+        progress(f"{self.name}: formatting the KRaft log directory with kafka.tools.StorageTool")
         result = subprocess.run(
             [
                 *self._jvm_args(),
@@ -294,6 +358,7 @@ class Kafka(Service):
                 f"kafka-storage format failed; remove {self.data_dir} to start afresh.\n"
                 + (result.stdout + result.stderr)[-2000:]
             )
+        self._cluster_marker.write_text(f"{self.settings.kafka_brokers}\n")
         if self.settings.secure:
             self._sasl_marker.write_text(self._sasl_fingerprint())
             self._sasl_marker.chmod(0o600)
@@ -309,26 +374,33 @@ class Kafka(Service):
         )
 
     def _admin(self, timeout_s: float = 5.0) -> AdminClient:
-        """An AdminClient: anonymous, or the stack's admin over SASL when secured."""
+        """An AdminClient of this node only: anonymous, or the stack's admin over SASL when
+        secured."""
         if not self.settings.secure:
             return admin_client(self.endpoint, timeout_s)
-        return sasl_admin(StackSecurity(self.settings).kafka_client(), timeout_s)
+        client = StackSecurity(self.settings).kafka_client()
+        return sasl_admin(client.model_copy(update={"bootstrap": self.endpoint}), timeout_s)
 
     def probe(self, timeout_s: float = 2.0) -> Probe:
-        """Asks the broker for cluster metadata (as the admin when secured)."""
+        """Asks this node for cluster metadata (as the admin when secured); it answers once
+        every node of the cluster is registered."""
         try:
             metadata = self._admin(timeout_s).list_topics(timeout=timeout_s)
         except Exception as exc:
             return Probe(False, f"no metadata: {exc}")
-        brokers = len(metadata.brokers)
+        brokers, expected = len(metadata.brokers), self.settings.kafka_brokers
         return Probe(
-            brokers > 0,
-            f"cluster {metadata.cluster_id}, {brokers} broker(s), {len(metadata.topics)} topics",
+            brokers >= expected,
+            f"cluster {metadata.cluster_id}, {brokers} of {expected} broker(s), "
+            f"{len(metadata.topics)} topics",
         )
 
     def after_start(self, progress: Progress) -> None:
-        """Creates the platform's topics that do not exist yet and writes ``kcat.conf`` for
-        the admin (the stack applies the security policy once every server answers)."""
+        """Node 1 creates the platform's topics that do not exist yet and writes
+        ``kcat.conf`` for the admin (the stack applies the security policy once every server
+        answers)."""
+        if self.node_id != 1:
+            return
         self._create_topics(self._admin(), progress)
         write_kcat_config(self.settings)
 
@@ -343,8 +415,12 @@ class Kafka(Service):
                 NewTopic(
                     topic.name,
                     num_partitions=topic.partitions or self.settings.kafka_partitions,
-                    replication_factor=1,
-                    config=dict(topic.config),
+                    replication_factor=self.settings.kafka_replication,
+                    config={
+                        "min.insync.replicas": str(self.settings.kafka_min_insync),
+                        "unclean.leader.election.enable": "false",
+                        **topic.config,
+                    },
                 )
                 for topic in missing
             ],

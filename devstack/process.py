@@ -137,22 +137,33 @@ def stop(handle: ProcessHandle) -> bool:
     Sends ``handle.stop_signal`` and waits ``handle.stop_timeout_s`` for a clean exit, then
     sends SIGKILL. Removes the pid file either way.
     """
-    pid = running_pid(handle)
-    if pid is None:
+    return stop_together([handle])[0]
+
+
+def stop_together(handles: Sequence[ProcessHandle]) -> list[bool]:
+    """Stops several services at once, as :func:`stop` does one (each within its own
+    timeout); for each, True if it was running. The nodes of a cluster stop together: one
+    left running alone may wait for peers that are gone (a quorum) before it exits."""
+    pids = [running_pid(handle) for handle in handles]
+    for handle, pid in zip(handles, pids, strict=True):
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, handle.stop_signal)
+    started = time.monotonic()
+    for handle, pid in zip(handles, pids, strict=True):
+        if pid is None:
+            handle.pid_file.unlink(missing_ok=True)
+            continue
+        deadline = started + handle.stop_timeout_s
+        while _group_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _group_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while _group_alive(pid):
+                time.sleep(0.05)
         handle.pid_file.unlink(missing_ok=True)
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, handle.stop_signal)
-    deadline = time.monotonic() + handle.stop_timeout_s
-    while _group_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _group_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        while _group_alive(pid):
-            time.sleep(0.05)
-    handle.pid_file.unlink(missing_ok=True)
-    return True
+    return [pid is not None for pid in pids]
 
 
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:

@@ -14,6 +14,9 @@ from pathlib import Path
 from devstack.errors import SettingsError
 
 ENV_PREFIX = "IOT_"
+KAFKA_NODE_PORT_STEP = 10
+"""Kafka node n's ports are node 1's plus this step times (n - 1): 9092, 9102, 9112."""
+_MAX_KAFKA_NODES = 9
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,6 +25,15 @@ def _default_project_dir() -> Path:
     if (_PACKAGE_ROOT / "pyproject.toml").is_file() and (_PACKAGE_ROOT / "infra").is_dir():
         return _PACKAGE_ROOT
     return Path.cwd()
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaNode:
+    """One node of the local Kafka cluster: its id and its client and controller ports."""
+
+    node_id: int
+    port: int
+    controller_port: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +52,11 @@ class DevStackSettings:
     kafka_version: str = "3.9.1"
     kafka_heap: str = "1g"
     kafka_partitions: int = 6
+    kafka_brokers: int = 1
+    """Kafka nodes, each a KRaft broker and controller: 1, or a cluster (``IOT_KAFKA_BROKERS=3``)
+    whose topics are replicated ``kafka_replication`` times, acknowledged by
+    ``kafka_min_insync`` replicas. Node n listens on ``kafka_port`` and
+    ``kafka_controller_port`` plus ``KAFKA_NODE_PORT_STEP`` * (n - 1)."""
     mqtt_port: int = 1883
     """Where devices connect: the gateway itself (direct mode), or Mosquitto (bridge mode)."""
     gateway_mode: str = "direct"
@@ -80,6 +97,11 @@ class DevStackSettings:
         return self.local_dir if self.local_dir is not None else self.project_dir / ".local"
 
     def __post_init__(self) -> None:
+        if not 1 <= self.kafka_brokers <= _MAX_KAFKA_NODES:
+            raise SettingsError(
+                f"IOT_KAFKA_BROKERS={self.kafka_brokers} is not a node count: use 1 to "
+                f"{_MAX_KAFKA_NODES} (3 for a replicated cluster)"
+            )
         if self.gateway_mode not in ("direct", "bridge"):
             raise SettingsError(
                 f"IOT_GATEWAY_MODE={self.gateway_mode!r} is not a mode: use direct or bridge"
@@ -105,8 +127,32 @@ class DevStackSettings:
         return self.mosquitto_tls_port if self.direct else self.mqtts_port
 
     @property
+    def kafka_nodes(self) -> tuple[KafkaNode, ...]:
+        """The Kafka cluster's nodes, node 1 first."""
+        return tuple(
+            KafkaNode(
+                n,
+                self.kafka_port + KAFKA_NODE_PORT_STEP * (n - 1),
+                self.kafka_controller_port + KAFKA_NODE_PORT_STEP * (n - 1),
+            )
+            for n in range(1, self.kafka_brokers + 1)
+        )
+
+    @property
+    def kafka_replication(self) -> int:
+        """Replicas of every topic: 3 in a cluster of 3 or more nodes."""
+        return min(self.kafka_brokers, 3)
+
+    @property
+    def kafka_min_insync(self) -> int:
+        """Replicas that must have a record before it is acknowledged (acks=all): all but one,
+        so one node may be lost without losing an acknowledged record or availability."""
+        return max(1, self.kafka_replication - 1)
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.host}:{self.kafka_port}"
+        """Every node: clients find the cluster through whichever answers."""
+        return ",".join(f"{self.host}:{node.port}" for node in self.kafka_nodes)
 
     @property
     def mqtt_url(self) -> str:

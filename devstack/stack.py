@@ -13,10 +13,18 @@ from dataclasses import dataclass
 
 from devstack.apps import GatewayApp, SimulatorApp, StreamsWorkerApp
 from devstack.errors import PortInUseError, ServiceStartError
-from devstack.kafka import Kafka
+from devstack.kafka import Kafka, kafka_nodes
 from devstack.mosquitto import Mosquitto
 from devstack.postgres import Postgres
-from devstack.process import PRIVATE_UMASK, alive, port_open, running_pid, spawn, stop, tail
+from devstack.process import (
+    PRIVATE_UMASK,
+    alive,
+    port_open,
+    running_pid,
+    spawn,
+    stop_together,
+    tail,
+)
 from devstack.secured import SecuredStack
 from devstack.service import Progress, Service
 from devstack.settings import DevStackSettings
@@ -41,7 +49,7 @@ def services(settings: DevStackSettings, *, every_kind: bool = False) -> list[Se
 
     ``every_kind`` lists them all whatever the settings enable (``down`` stops them all).
     """
-    chosen: list[Service] = [Postgres(settings), Kafka(settings)]
+    chosen: list[Service] = [Postgres(settings), *kafka_nodes(settings, every_kind=every_kind)]
     if settings.runs_mosquitto or every_kind:
         chosen.insert(1, Mosquitto(settings))
     if settings.apps or every_kind:
@@ -147,14 +155,24 @@ def _apply_policy(settings: DevStackSettings, progress: Progress) -> None:
 
 
 def down(settings: DevStackSettings, progress: Progress) -> list[str]:
-    """Stops, in reverse start order, every service process ``up`` started; names them."""
-    stopped = []
+    """Stops, in reverse start order, every service process ``up`` started; names them.
+    The Kafka nodes stop together (a node left alone waits for its lost quorum)."""
+    batches: list[list[Service]] = []
     for service in reversed(services(settings, every_kind=True)):
-        if stop(service.handle):
-            progress(f"{service.name}: stopped")
-            stopped.append(service.name)
+        if isinstance(service, Kafka) and batches and isinstance(batches[-1][0], Kafka):
+            batches[-1].append(service)
         else:
-            progress(f"{service.name}: was not running")
+            batches.append([service])
+    stopped = []
+    for batch in batches:
+        for service, was_running in zip(
+            batch, stop_together([s.handle for s in batch]), strict=True
+        ):
+            if was_running:
+                progress(f"{service.name}: stopped")
+                stopped.append(service.name)
+            else:
+                progress(f"{service.name}: was not running")
     return stopped
 
 

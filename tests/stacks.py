@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack import DevStackSettings
+from devstack.settings import KAFKA_NODE_PORT_STEP
 
 
 def free_port() -> int:
@@ -33,13 +34,33 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def _free_node_port(nodes: int) -> int:
+    """A free port whose Kafka node neighbours (``KAFKA_NODE_PORT_STEP`` apart) are free too."""
+    while True:
+        port = free_port()
+        wanted = [port + KAFKA_NODE_PORT_STEP * n for n in range(1, nodes)]
+        if all(_is_free(other) for other in wanted):
+            return port
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def isolated_settings(state_dir: Path, **overrides: Any) -> DevStackSettings:
     """A stack on free ports with its state under ``state_dir``; servers only (no apps)
-    unless ``overrides`` say otherwise (e.g. ``secure=False``, ``policy_file=...``)."""
+    unless ``overrides`` say otherwise (e.g. ``secure=False``, ``policy_file=...``,
+    ``kafka_brokers=3``)."""
+    nodes = int(overrides.get("kafka_brokers", 1))
     defaults: dict[str, Any] = {
         "local_dir": state_dir,
-        "kafka_port": free_port(),
-        "kafka_controller_port": free_port(),
+        "kafka_port": _free_node_port(nodes),
+        "kafka_controller_port": _free_node_port(nodes),
         "mqtt_port": free_port(),
         "mqtts_port": free_port(),
         "mosquitto_port": free_port(),
@@ -56,7 +77,8 @@ def isolated_settings(state_dir: Path, **overrides: Any) -> DevStackSettings:
 def remove_state(settings: DevStackSettings) -> None:
     """Deletes a stopped stack's data, also the folders moved out of the tree for the
     servers' own users (``/var/tmp/iot-telemetry-<hash>/``, see ``devstack.accounts``)."""
-    for name in ("postgres", "mosquitto", "kafka"):
+    kafka = ["kafka", *(f"kafka-{n}" for n in range(2, settings.kafka_brokers + 1))]
+    for name in ("postgres", "mosquitto", *kafka):
         link = settings.state_dir / name
         target = link.resolve()
         if not target.is_relative_to(settings.state_dir.resolve()):

@@ -46,11 +46,19 @@ def kill_leftovers() -> None:
                 stream.close()
 
 
-async def create_topics(kafka: KafkaClientSettings, *names: str, partitions: int = 6) -> None:
+async def create_topics(
+    kafka: KafkaClientSettings,
+    *names: str,
+    partitions: int = 6,
+    replicas: int = 1,
+    config: dict[str, str] | None = None,
+) -> None:
     admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+        await admin.create_topics(
+            [NewTopic(name, partitions, replicas, topic_configs=config or {}) for name in names]
+        )
     finally:
         await admin.close()
 

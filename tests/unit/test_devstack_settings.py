@@ -50,6 +50,26 @@ def test_malformed_values_name_the_variable(variable: str, value: str, message: 
         DevStackSettings.from_env({variable: value})
 
 
+def test_a_cluster_of_three_nodes_replicates_three_times_and_needs_two_in_sync() -> None:
+    single = DevStackSettings.from_env({})
+    assert (single.kafka_replication, single.kafka_min_insync) == (1, 1)
+    cluster = DevStackSettings.from_env({"IOT_KAFKA_BROKERS": "3", "IOT_KAFKA_PORT": "19092"})
+    assert [(n.node_id, n.port, n.controller_port) for n in cluster.kafka_nodes] == [
+        (1, 19092, 9093),
+        (2, 19102, 9103),
+        (3, 19112, 9113),
+    ]
+    assert cluster.kafka_bootstrap == "127.0.0.1:19092,127.0.0.1:19102,127.0.0.1:19112"
+    assert (cluster.kafka_replication, cluster.kafka_min_insync) == (3, 2)
+    five = DevStackSettings.from_env({"IOT_KAFKA_BROKERS": "5"})
+    assert (five.kafka_replication, five.kafka_min_insync) == (3, 2)
+
+
+def test_a_kafka_node_count_out_of_range_is_refused() -> None:
+    with pytest.raises(SettingsError, match="IOT_KAFKA_BROKERS=12 is not a node count"):
+        DevStackSettings.from_env({"IOT_KAFKA_BROKERS": "12"})
+
+
 def test_the_password_is_masked_when_printed() -> None:
     settings = DevStackSettings.from_env({"IOT_PG_PASSWORD": "s3cret-value"})
     assert "s3cret-value" in settings.pg_dsn()
