@@ -8,9 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.times import MAX_MS, MIN_MS, rfc3339, time_fields
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+from contracts.times import MAX_MS, MIN_MS, epoch_ms, rfc3339, time_fields
 
 
 @given(st.integers(MIN_MS, MAX_MS))
@@ -20,7 +18,15 @@ def test_the_string_parses_back_to_the_same_millisecond_in_utc(ms: int) -> None:
     assert len(text) == len("2026-12-05T14:31:14.344Z")  # four-digit years, always ms
     moment = dt.datetime.fromisoformat(text)
     assert moment.utcoffset() == dt.timedelta(0)
-    assert (moment - _EPOCH) // dt.timedelta(milliseconds=1) == ms
+    assert epoch_ms(moment) == ms
+
+
+@given(st.datetimes(dt.datetime(2, 1, 1), dt.datetime(9998, 12, 31), timezones=st.timezones()))
+def test_epoch_ms_is_exact_in_any_zone(moment: dt.datetime) -> None:
+    utc = moment.astimezone(dt.UTC)
+    whole = dt.datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second)
+    expected = int(whole.replace(tzinfo=dt.UTC).timestamp()) * 1000 + utc.microsecond // 1000
+    assert epoch_ms(moment) == expected
 
 
 def test_known_instants() -> None:
