@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from contracts.times import epoch_ms
 from devstack import ADMIN
 from iotctl.local import worker_settings
 from streams.errors import ConfigError
@@ -76,7 +77,7 @@ def _time_ms(text: str) -> int | None:
         ) from None
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} needs a time zone (e.g. 2026-11-26T10:00Z)")
-    return int(moment.timestamp() * 1000)
+    return epoch_ms(moment)
 
 
 def _cmd_state_hash(args: argparse.Namespace) -> int:

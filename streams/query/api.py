@@ -31,6 +31,7 @@ from streams.query.metrics import QueryMetrics
 from streams.query.positions import LogPositions, topic_partitions
 from streams.query.presence import Presence
 from streams.query.service import QueryService
+from streams.query.shapes import alert_record_json, reading_json
 from streams.query.slots import ClientSlots, Refusal
 from streams.query.sse import SseLimits, Subscriptions, stream_log
 from streams.store import Store, open_store
@@ -317,16 +318,9 @@ class QueryApi:
             if record.key != key:
                 return None
             try:
-                event = await decode_telemetry(registry, record.value)
+                return reading_json(await decode_telemetry(registry, record.value))
             except UNDECODABLE:
                 return None
-            return {
-                "event_id": event.event_id,
-                "device_id": event.device_id,
-                "ts": event.ts,
-                "seq": event.seq,
-                "metrics": dict(event.metrics),
-            }
 
         partition = self._positions.partition_of(device_id)
         return await self._subscribe(
@@ -345,7 +339,7 @@ class QueryApi:
             if key is not None and record.key != key:
                 return None
             try:
-                return await self._decode_alert(record.value)
+                return alert_record_json(await self._decode_alert(record.value))
             except UNDECODABLE:
                 return None
 

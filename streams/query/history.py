@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from streams.query.logtail import format_vector, gaps
 from streams.query.params import HistoryQuery
+from streams.query.shapes import alert_record_json
 
 __all__ = ["MAX_SCANNED", "HistoryLog", "alert_history"]
 
@@ -108,7 +109,7 @@ async def alert_history(
             if not query.start_ms <= ts < query.end_ms or event_id in seen:
                 continue
             seen.add(event_id)
-            alerts.append({**alert, "position": f"{partition}:{record.offset}"})
+            alerts.append({**alert_record_json(alert), "position": f"{partition}:{record.offset}"})
         if len(alerts) >= query.limit and todo:
             stopped = True
     truncated = stopped and bool(todo)

@@ -1,7 +1,9 @@
 """The OpenAPI 3 document of the query API, served at ``/openapi.json``.
 
 Written by hand next to the handlers (no framework generates it); the schemathesis test
-checks the running API against it, so a drift fails the build.
+checks the running API against it, so a drift fails the build. Every time in an answer is
+two fields (:mod:`contracts.times`): ``<name>`` (``format: date-time``, RFC 3339 UTC) and
+``<name>_ms`` (epoch milliseconds), declared together by :func:`_time`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,20 @@ _INT = {"type": "integer"}
 _NUM = {"type": "number"}
 _STR = {"type": "string"}
 _OFFSETS = {"type": "object", "additionalProperties": _INT}
+
+
+def _time(name: str, doc: str, *, nullable: bool = False) -> dict[str, Any]:
+    """The two fields of one time; ``nullable`` when the time itself may be absent."""
+    ms: dict[str, Any] = {"type": ["integer", "null"]} if nullable else dict(_INT)
+    return {
+        name: {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": f"{doc}: RFC 3339, UTC, milliseconds (null outside the years "
+            "1 to 9999, which RFC 3339 cannot write; the _ms field still has it)",
+        },
+        f"{name}_ms": {**ms, "description": f"{doc}: epoch milliseconds"},
+    }
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -109,11 +125,7 @@ def _sse(summary: str, parameters: list[Any]) -> Any:
 
 def openapi_document() -> dict[str, Any]:
     """The document (a fresh dict each call)."""
-    metric = {
-        "type": "object",
-        "required": ["value", "ts"],
-        "properties": {"value": _NUM, "ts": _INT},
-    }
+    metric = _obj(["value", "ts", "ts_ms"], value=_NUM, **_time("ts", "Event time of the value"))
     schemas: dict[str, Any] = {
         "Error": _obj(
             ["error", "reason"],
@@ -132,17 +144,26 @@ def openapi_document() -> dict[str, Any]:
             end_age_ms=_INT,
         ),
         "Device": _obj(
-            ["device_id", "first_seen", "last_seen", "count", "last_seq", "metrics"],
+            [
+                "device_id",
+                "first_seen",
+                "first_seen_ms",
+                "last_seen",
+                "last_seen_ms",
+                "count",
+                "last_seq",
+                "metrics",
+            ],
             device_id=_STR,
-            first_seen=_INT,
-            last_seen=_INT,
+            **_time("first_seen", "Event time of the device's earliest reading"),
+            **_time("last_seen", "Event time of the device's latest reading"),
             count=_INT,
             last_seq={"type": ["integer", "null"]},
             metrics={"type": "object", "additionalProperties": metric},
             presence=_obj(
-                ["online", "since", "reason", "caught_up"],
+                ["online", "since", "since_ms", "reason", "caught_up"],
                 online={"type": ["boolean", "null"]},
-                since={"type": ["integer", "null"]},
+                **_time("since", "When the latest connect or disconnect was", nullable=True),
                 reason={"type": ["string", "null"]},
                 caught_up={"type": "boolean"},
             ),
@@ -155,9 +176,9 @@ def openapi_document() -> dict[str, Any]:
             consistency=_ref("Consistency"),
         ),
         "Point": _obj(
-            ["start", "end", "count", "min", "max", "sum", "mean", "closed"],
-            start=_INT,
-            end=_INT,
+            ["start", "start_ms", "end", "end_ms", "count", "min", "max", "sum", "mean", "closed"],
+            **_time("start", "Window start (inclusive)"),
+            **_time("end", "Window end (exclusive)"),
             count=_INT,
             min=_NUM,
             max=_NUM,
@@ -166,13 +187,24 @@ def openapi_document() -> dict[str, Any]:
             closed={"type": "boolean"},
         ),
         "Aggregates": _obj(
-            ["device_id", "metric", "resolution", "from", "to", "points", "consistency"],
+            [
+                "device_id",
+                "metric",
+                "resolution",
+                "from",
+                "from_ms",
+                "to",
+                "to_ms",
+                "points",
+                "consistency",
+            ],
             device_id=_STR,
             metric=_STR,
             resolution={"type": "string", "enum": list(RESOLUTIONS)},
             points={"type": "array", "items": _ref("Point")},
             consistency=_ref("Consistency"),
-            **{"from": _INT, "to": _INT},
+            **_time("from", "Range start (inclusive)"),
+            **_time("to", "Range end (exclusive)"),
         ),
         "Loss": _obj(
             [
@@ -217,11 +249,11 @@ def openapi_document() -> dict[str, Any]:
             consistency=_ref("Consistency"),
         ),
         "AlertState": _obj(
-            ["device_id", "rule", "active", "since", "value"],
+            ["device_id", "rule", "active", "since", "since_ms", "value"],
             device_id=_STR,
             rule=_STR,
             active={"type": "boolean"},
-            since=_INT,
+            **_time("since", "Event time of the rule's latest transition"),
             value=_NUM,
             cause_event_id=_STR,
         ),
@@ -231,9 +263,22 @@ def openapi_document() -> dict[str, Any]:
             next_after={"type": ["string", "null"]},
             consistency=_ref("Consistency"),
         ),
+        "AlertTransition": _obj(
+            ["event_id", "device_id", "state", "rule", "ts", "ts_ms", "position"],
+            event_id=_STR,
+            device_id=_STR,
+            state={"type": "string", "enum": ["UNKNOWN", "RAISED", "CLEARED"]},
+            rule=_STR,
+            metric=_STR,
+            value=_NUM,
+            threshold=_NUM,
+            window_ms={**_INT, "description": "Length of the evaluated window (a duration)"},
+            position={**_STR, "description": "partition:offset in the alert topic"},
+            **_time("ts", "Event time of the transition (end of the deciding window)"),
+        ),
         "AlertHistory": _obj(
             ["alerts", "truncated", "next_after", "end", "scanned", "undecodable", "gap"],
-            alerts={"type": "array", "items": {"type": "object"}},
+            alerts={"type": "array", "items": _ref("AlertTransition")},
             truncated={"type": "boolean"},
             next_after={"type": ["string", "null"]},
             read_to=_STR,
@@ -248,10 +293,10 @@ def openapi_document() -> dict[str, Any]:
             },
         ),
         "Health": _obj(
-            ["status", "ready", "time", "dlq_caught_up", "consistency"],
+            ["status", "ready", "time", "time_ms", "dlq_caught_up", "consistency"],
             status=_STR,
             ready={"type": "boolean"},
-            time=_INT,
+            **_time("time", "The worker's clock when it answered"),
             dlq_caught_up={"type": "boolean"},
             consistency=_ref("Consistency"),
         ),

@@ -107,8 +107,8 @@ async function follow(device, metric, after) {
             const m = JSON.parse(data);
             if (metric in m.metrics) {
               $("live-value").textContent = String(m.metrics[metric]);
-              $("live-ts").textContent = new Date(m.ts).toISOString() + " @" + m.position;
-              points.push({t: m.ts, v: m.metrics[metric]}); draw();
+              $("live-ts").textContent = m.ts + " @" + m.position;
+              points.push({t: m.ts_ms, v: m.metrics[metric]}); draw();
             }
           }
         }
@@ -131,10 +131,10 @@ async function show(device, metric) {
   if (!metric) return;
   const latest = state.metrics[metric];
   $("live-value").textContent = String(latest.value);
-  const to = latest.ts + 60000, from = to - 3600000;
+  const to = latest.ts_ms + 60000, from = to - 3600000;
   const agg = await api("/api/devices/" + encodeURIComponent(device) + "/aggregates?metric=" +
     encodeURIComponent(metric) + "&resolution=1m&from=" + from + "&to=" + to);
-  points = agg.points.map(p => ({t: p.start, v: p.mean}));
+  points = agg.points.map(p => ({t: p.start_ms, v: p.mean}));
   draw();
   const applied = agg.consistency.applied, p = Object.keys(applied)[0];
   const position = p + ":" + applied[p];

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from contracts.identifiers import device_id_problem
+from contracts.times import epoch_ms
 from streams.query.errors import BadParameterError
 
 __all__ = [
@@ -140,7 +141,7 @@ def parse_time(query: Mapping[str, str], parameter: str, *, required: bool) -> i
             ) from None
         if moment.tzinfo is None:
             raise BadParameterError(parameter, "an ISO 8601 time needs a zone (Z or +hh:mm)")
-        value = int(moment.timestamp() * 1000)
+        value = epoch_ms(moment)
     if not _MIN_MS <= value <= _MAX_MS:
         raise BadParameterError(parameter, "out of range (1970 .. 9999)")
     return value

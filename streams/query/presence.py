@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.kafka import KafkaClientSettings
+from contracts.times import time_fields
 from streams.query.folds import TopicFold
 
 __all__ = ["Presence", "PresenceState"]
@@ -61,7 +62,7 @@ class Presence(TopicFold):
         state = self._states.get(device_id)
         return {
             "online": None if state is None else state.online,
-            "since": None if state is None else state.since,
+            **time_fields("since", None if state is None else state.since),
             "reason": None if state is None else state.reason,
             "caught_up": self.caught_up,
         }

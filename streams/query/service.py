@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from contracts.times import time_fields
 from streams.projections.device import DeviceState
 from streams.projections.windows import DEFAULT_WINDOWS, WindowSpec
 from streams.query.dlq import DlqRejections
@@ -121,8 +122,8 @@ class QueryService:
             "device_id": device_id,
             "metric": query.metric,
             "resolution": query.resolution,
-            "from": query.start_ms,
-            "to": query.end_ms,
+            **time_fields("from", query.start_ms),
+            **time_fields("to", query.end_ms),
             "points": [window_json(w, spec, state.last_seen) for w in windows],
             "consistency": reflects.as_json(),
         }
@@ -169,7 +170,7 @@ class QueryService:
         return {
             "status": "ok" if ready else "starting",
             "ready": ready,
-            "time": int(self._clock() * 1000),
+            **time_fields("time", int(self._clock() * 1000)),
             "dlq_caught_up": self.dlq.caught_up,
             "consistency": reflects.as_json(),
         }

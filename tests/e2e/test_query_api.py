@@ -16,6 +16,7 @@ import pytest
 
 from contracts.kafka import KafkaClientSettings
 from contracts.partitioning import partition_for
+from contracts.times import rfc3339
 from devstack import DevStackSettings
 from security import TokenStore
 from tests.e2e.gateway_harness import free_port
@@ -47,10 +48,13 @@ def _reading(value: float, ts: int | None = None) -> dict[str, object]:
 
 def test_a_reading_published_over_mqtt_is_seen_by_a_strong_read(stack: QueryStack) -> None:
     device = stack.device("strong")
-    stack.publish_logged(device, _reading(21.5))
+    ts = int(time.time() * 1000)
+    stack.publish_logged(device, _reading(21.5, ts))
     status, body = get_json(f"{stack.url}/api/devices/{device}?consistency=strong")
     assert status == 200, body
     assert body["metrics"]["temp_c"]["value"] == 21.5
+    assert body["last_seen_ms"] == body["metrics"]["temp_c"]["ts_ms"] == ts
+    assert body["last_seen"] == body["metrics"]["temp_c"]["ts"] == rfc3339(ts)
     consistency = body["consistency"]
     assert consistency["mode"] == "strong"
     assert consistency["lag"] == 0
@@ -74,6 +78,11 @@ def test_a_reading_published_over_mqtt_is_seen_by_a_strong_read(stack: QueryStac
     assert status == 200, aggregates
     assert sum(p["count"] for p in aggregates["points"]) == 2
     assert max(p["max"] for p in aggregates["points"]) == 22.75
+    assert (aggregates["from"], aggregates["from_ms"]) == (
+        rfc3339(now - 7_200_000),
+        now - 7_200_000,
+    )
+    assert all(p["start"] == rfc3339(p["start_ms"]) for p in aggregates["points"])
 
 
 def test_errors_name_the_parameter_and_unknown_devices_are_404(stack: QueryStack) -> None:
@@ -114,6 +123,9 @@ def test_sse_resume_with_last_event_id_sees_every_reading_once(stack: QueryStack
     assert first[0][0] == "hello"
     assert first[0][1] == start
     got = [data["metrics"]["temp_c"] for event, _, data in first if event == "reading"]
+    assert all(
+        data["ts"] == rfc3339(data["ts_ms"]) for event, _, data in first if event == "reading"
+    )
     last_id = first[-1][1]
     for value in values[6:]:
         stack.publish(device, _reading(value))
@@ -148,6 +160,9 @@ def test_alerts_stream_resumes_over_a_vector_of_partitions(stack: QueryStack) ->
     assert [a["rule"] for a in active["alerts"]] == ["temperature-high"]
     status, history = get_json(f"{stack.url}/api/alerts/history?device_id={device}&from=0")
     assert [a["state"] for a in history["alerts"]] == ["RAISED", "CLEARED", "RAISED"]
+    assert [a["ts"] for a in history["alerts"]] == [data["ts"] for _, _, data in events[1:]]
+    assert all(a["ts"] == rfc3339(a["ts_ms"]) for a in history["alerts"])
+    assert active["alerts"][0]["since_ms"] == history["alerts"][-1]["ts_ms"]
 
 
 POLICY = """\
@@ -326,11 +341,14 @@ async def test_the_page_shows_the_value_just_published_in_headless_chromium(
                     while await _evaluate(ws, status, ids) != "live":  # noqa: ASYNC110
                         await asyncio.sleep(0.2)
                 assert await _evaluate(ws, live, ids) == "1.5"
-                await asyncio.to_thread(stack.publish, device, _reading(77.25))
+                ts = int(time.time() * 1000)
+                await asyncio.to_thread(stack.publish, device, _reading(77.25, ts))
                 async with asyncio.timeout(30):
                     while (shown := await _evaluate(ws, live, ids)) != "77.25":  # noqa: ASYNC110
                         await asyncio.sleep(0.2)
                 assert shown == "77.25"
+                when = await _evaluate(ws, "document.getElementById('live-ts').textContent", ids)
+                assert when.startswith(rfc3339(ts) + " @")
                 path = await _evaluate(ws, "document.querySelector('#chart path') !== null", ids)
                 assert path is True
     finally:

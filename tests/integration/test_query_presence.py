@@ -48,7 +48,8 @@ async def test_presence_follows_the_latest_event_of_each_device(
         await presence.stop()
     assert presence.of("d1") == {
         "online": False,
-        "since": 2_000,
+        "since": "1970-01-01T00:00:02.000Z",
+        "since_ms": 2_000,
         "reason": "keep-alive timeout",
         "caught_up": True,
     }

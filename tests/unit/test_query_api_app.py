@@ -582,7 +582,7 @@ def test_one_client_cannot_take_every_stream_slot() -> None:
 async def test_history_skips_and_counts_undecodable_records() -> None:
     log = _FakeLog({0: [(b"a", 1), (b"garbage", 2), (b"a", 3)]})
     body = await alert_history(log, [0], HistoryQuery(None, 0, 10**12, 10), _decode)
-    assert [a["ts"] for a in body["alerts"]] == [1, 3]  # type: ignore[attr-defined]
+    assert [a["ts_ms"] for a in body["alerts"]] == [1, 3]  # type: ignore[attr-defined]
     assert body["undecodable"] == 1
 
 

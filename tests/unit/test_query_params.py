@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from contracts.partitioning import partition_for
+from contracts.times import epoch_ms, rfc3339
 from streams.domain import TopicPartition
 from streams.query import BadParameterError, NotCaughtUpError, openapi_document
 from streams.query.logtail import format_vector, parse_vector
@@ -49,9 +50,14 @@ def test_limits_out_of_range_or_not_numbers_are_refused(raw: object) -> None:
 @given(st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(9000, 1, 1)))
 def test_iso_and_epoch_times_agree(moment: dt.datetime) -> None:
     aware = moment.replace(tzinfo=dt.UTC, microsecond=moment.microsecond // 1000 * 1000)
-    ms = int(aware.timestamp() * 1000)
+    ms = epoch_ms(aware)
     assert parse_time({"t": aware.isoformat()}, "t", required=True) == ms
     assert parse_time({"t": str(ms)}, "t", required=True) == ms
+
+
+@given(st.integers(0, 253_402_300_799_999))
+def test_a_time_an_answer_gives_reads_back_as_the_same_millisecond(ms: int) -> None:
+    assert parse_time({"t": rfc3339(ms)}, "t", required=True) == ms
 
 
 def test_times_without_zone_or_garbage_are_refused() -> None:

@@ -16,8 +16,15 @@ def _event(kind: str, ts: int, reason: str | None = None) -> dict[str, bytes]:
 def test_the_latest_event_decides_and_other_kinds_are_passed_over() -> None:
     presence = Presence(KafkaClientSettings(), "events", 0, max_devices=2)
     assert presence.of("d1")["online"] is None  # nothing seen yet
+    assert (presence.of("d1")["since"], presence.of("d1")["since_ms"]) == (None, None)
     presence.take(b"d1", _event("CONNECTED", 1_000))
-    assert presence.of("d1") == {"online": True, "since": 1_000, "reason": None, "caught_up": True}
+    assert presence.of("d1") == {
+        "online": True,
+        "since": "1970-01-01T00:00:01.000Z",
+        "since_ms": 1_000,
+        "reason": None,
+        "caught_up": True,
+    }
     presence.take(b"d1", _event("REGISTERED", 1_500))  # not a connection event
     presence.take(b"d1", _event("DISCONNECTED", 2_000, "keep-alive timeout"))
     assert presence.of("d1")["online"] is False
@@ -27,4 +34,4 @@ def test_the_latest_event_decides_and_other_kinds_are_passed_over() -> None:
     presence.take(b"d3", _event("CONNECTED", 3_000))  # beyond max_devices: not tracked
     assert presence.of("d3")["online"] is None
     presence.take(b"d2", {"kind": b"CONNECTED", "ts": b"not a number"})
-    assert presence.of("d2")["since"] == 0
+    assert presence.of("d2")["since_ms"] == 0
