@@ -47,6 +47,17 @@ from streams.store.sqlite import SqliteStore
 from tests.e2e.gateway_harness import kill_leftovers
 from tests.e2e.streams_harness import RULES
 from tests.faults import stack
+from tests.faults.availability import (
+    AppliedSample,
+    Cost,
+    FaultSpan,
+    ack_times,
+    applied_times,
+    check_cluster_availability,
+    costs,
+    format_costs,
+)
+from tests.faults.chart import draw
 from tests.faults.checker import (
     BrokerCrash,
     History,
@@ -56,7 +67,14 @@ from tests.faults.checker import (
     verdicts_json,
 )
 from tests.faults.collect import AckClock, end_offsets, read_header, read_log
-from tests.faults.schedule import Action, Fault, Target, make_schedule, missing_kinds
+from tests.faults.schedule import (
+    KAFKA_NODES,
+    Action,
+    Fault,
+    Target,
+    make_schedule,
+    missing_kinds,
+)
 from tests.oracle import oracle
 from tests.stacks import isolated_settings
 
@@ -171,6 +189,8 @@ class World:
     clock: Clock
     crashes: list[BrokerCrash] = field(default_factory=list)
     done: list[dict[str, Any]] = field(default_factory=list)
+    applied: list[AppliedSample] = field(default_factory=list)
+    """The worker's position on each partition, sampled (for the applied stalls)."""
     unexpected_exits: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -206,9 +226,10 @@ async def inject(world: World, fault: Fault) -> str:
         app.start()
         took = await _blocking(app.wait_ready, 90)
         return f"{app.name} restarted, ready in {took:.1f}s"
-    server = (stack.kafka_server if fault.target is Target.KAFKA else stack.mosquitto_server)(
-        world.settings
-    )
+    if fault.target in KAFKA_NODES:
+        server = await _blocking(stack.kafka_server, world.settings, fault.target)
+    else:
+        server = stack.mosquitto_server(world.settings)
     if fault.action is Action.PAUSE:
         pid = server.pause()
         await asyncio.sleep(fault.hold_s)
@@ -290,6 +311,50 @@ async def supervise(world: World, faults: list[Fault]) -> None:
             say(await _status_line(world, len(world.done), len(faults)))
 
 
+def _positions(store: stack.WorkerStore) -> dict[int, int]:
+    opened = SqliteStore(store.path)
+    try:
+        return {tp.partition: o for tp, o in opened.positions(store.group).items()}
+    finally:
+        opened.close()
+
+
+async def sample_applied(world: World) -> None:
+    """The worker's positions twice a second (a failed read, e.g. mid-restart, is skipped)."""
+    while True:
+        with contextlib.suppress(Exception):
+            positions = await _blocking(_positions, world.store)
+            world.applied.append((time.monotonic(), positions))
+        await asyncio.sleep(0.5)
+
+
+def report_availability(
+    world: World, args: argparse.Namespace, seed: int, load_started: float, load_ended: float
+) -> tuple[list[Cost], Path]:
+    """What each fault cost (printed), and the chart of the run (PNG in the run's folder and
+    ``.local/faults/``)."""
+    acks = [ack for clock in world.load.clocks for ack in clock.acks()]
+    acked = ack_times(acks, world.settings.kafka_partitions)
+    applied = applied_times(world.applied)
+    spans = [
+        FaultSpan(mark["label"], mark["at"], mark["repaired"], mark["kafka_node"])
+        for mark in world.done
+    ]
+    found = costs(spans, acked, applied, load_started, load_ended)
+    say(format_costs(found))
+    chart = draw(
+        args.out / f"availability-{seed}.png",
+        f"{args.mode} mode, {args.brokers} Kafka node(s), seed {seed}: readings per second",
+        acked,
+        world.applied,
+        spans,
+        load_started,
+        load_ended,
+    )
+    say(f"[{world.clock():6.1f}s] chart of the run: {chart}")
+    return found, chart
+
+
 async def run_faults(
     world: World, faults: list[Fault], load_started: float, duration: float
 ) -> None:
@@ -306,6 +371,8 @@ async def run_faults(
         world.done.append(
             {
                 "at": began,
+                "repaired": time.monotonic(),
+                "kafka_node": fault.target in KAFKA_NODES,
                 "label": fault.label,
                 "fault": str(fault),
                 "started_s": round(at, 1),
@@ -389,15 +456,18 @@ async def run(args: argparse.Namespace) -> int:
     clock = Clock()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     gateways = args.gateways or (2 if args.mode == "direct" else 1)
-    faults = make_schedule(seed, args.duration, mode=args.mode, gateways=gateways)
+    faults = make_schedule(
+        seed, args.duration, mode=args.mode, gateways=gateways, brokers=args.brokers
+    )
     say(
-        f"fault suite: {args.mode} mode, {gateways} gateway(s), seed {seed}, "
+        f"fault suite: {args.mode} mode, {gateways} gateway(s), {args.brokers} Kafka node(s), "
+        f"seed {seed}, "
         f"{args.duration:.0f}s of load, {args.devices} devices at {args.rate:g} msg/s; "
         f"repeat with `make faults FAULTS_SEED={seed}`"
         + (" FAULTS_ARGS='--mode bridge'" if args.mode == "bridge" else "")
     )
     say("schedule:\n" + "\n".join(f"  {fault}" for fault in faults))
-    lacking = missing_kinds(faults, args.mode)
+    lacking = missing_kinds(faults, args.mode, args.brokers)
     if lacking:
         say(f"the run is too short to inject every kind of fault: missing {lacking}")
         return 2
@@ -405,7 +475,13 @@ async def run(args: argparse.Namespace) -> int:
     folder = args.out / f"run-{seed}-{time.strftime('%Y%m%dT%H%M%S')}"
     folder.mkdir(parents=True)
     shared = DevStackSettings.from_env()
-    settings = isolated_settings(folder / "stack", secure=shared.secure, gateway_mode=args.mode)
+    settings = isolated_settings(
+        folder / "stack",
+        secure=shared.secure,
+        gateway_mode=args.mode,
+        kafka_brokers=args.brokers,
+        kafka_heap="384m" if args.brokers > 1 else "512m",
+    )
     device_port = settings.mqtt_port  # the gateways' shared port, or Mosquitto's
     say(
         f"[{clock():6.1f}s] starting an isolated stack in {folder} "
@@ -442,9 +518,11 @@ async def run(args: argparse.Namespace) -> int:
         tasks = [
             asyncio.create_task(world.load.sampling()),
             asyncio.create_task(supervise(world, faults)),
+            asyncio.create_task(sample_applied(world)),
         ]
         await run_faults(world, faults, load_started, args.duration)
         await world.load.stop()
+        load_ended = time.monotonic()
         acked, failed = world.load.totals()
         say(
             f"[{clock():6.1f}s] load stopped: {acked:,} PUBACKs, {failed:,} publishes failed, "
@@ -456,7 +534,10 @@ async def run(args: argparse.Namespace) -> int:
         exits = {app.name: app.terminate() for app in world.apps}
         say(f"[{clock():6.1f}s] processes stopped with SIGTERM: {exits}")
         history = await collect(world, rules, args.mode, exits)
+        found, chart = report_availability(world, args, seed, load_started, load_ended)
         verdicts = check(history)
+        if args.brokers > 1:
+            verdicts.append(check_cluster_availability(found))
         say(format_verdicts(verdicts))
         document = verdicts_json(
             verdicts,
@@ -468,6 +549,7 @@ async def run(args: argparse.Namespace) -> int:
                 "rate": args.rate,
                 "duration_s": args.duration,
                 "gateways": gateways,
+                "kafka_nodes": args.brokers,
                 "fleet": args.fleet,
                 "mix": dataclasses.asdict(mix),
             },
@@ -477,6 +559,8 @@ async def run(args: argparse.Namespace) -> int:
             schedule=[{**dataclasses.asdict(f), "text": str(f)} for f in faults],
             faults=world.done,
             unexpected_exits=world.unexpected_exits,
+            availability=[cost.as_json() for cost in found],
+            chart=str(chart),
             exit_codes=exits,
             run_dir=str(folder),
         )
@@ -539,6 +623,13 @@ def main(argv: list[str] | None = None) -> int:
         default="realistic",
         help="realistic: devices of every kind (rebooting, without seq or ts, clocks off); "
         "tidy: every device numbers and dates its readings (default: realistic)",
+    )
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=3,
+        help="Kafka nodes: 3, a cluster (RF 3, min ISR 2) whose leader and active controller "
+        "the faults hit; 1, the single node (default: 3)",
     )
     parser.add_argument("--out", type=Path, default=Path(".local/faults"))
     args = parser.parse_args(argv)

@@ -17,7 +17,15 @@ class Target(StrEnum):
     GATEWAY = "gateway"
     WORKER = "worker"
     KAFKA = "kafka"
+    """The one Kafka node; in a cluster, the two roles below stand for it."""
+    KAFKA_LEADER = "kafka-leader"
+    """The node leading the most telemetry partitions (a cluster)."""
+    KAFKA_CONTROLLER = "kafka-controller"
+    """The node leading the KRaft controller quorum (a cluster)."""
     MOSQUITTO = "mosquitto"
+
+
+KAFKA_NODES = frozenset({Target.KAFKA, Target.KAFKA_LEADER, Target.KAFKA_CONTROLLER})
 
 
 class Action(StrEnum):
@@ -81,16 +89,35 @@ EXTRA: tuple[tuple[Action, Target], ...] = (
 )
 """What fills the rest of a run, drawn at random (processes more often than servers)."""
 
-COST_S = {Target.GATEWAY: 2.0, Target.WORKER: 3.0, Target.KAFKA: 12.0, Target.MOSQUITTO: 4.0}
+COST_S = {
+    Target.GATEWAY: 2.0,
+    Target.WORKER: 3.0,
+    Target.KAFKA: 12.0,
+    Target.KAFKA_LEADER: 12.0,
+    Target.KAFKA_CONTROLLER: 12.0,
+    Target.MOSQUITTO: 4.0,
+}
 """About how long a kill of each target takes to repair (restart and ready), for spacing."""
 
 PAUSE_S = (2.0, 5.0)
 """Pauses stay below the clients' request timeouts (MQTT publish 15 s, Kafka 10 s)."""
 
 
-def kinds_for(mode: str, kinds: Sequence[tuple[Action, Target]]) -> list[tuple[Action, Target]]:
-    """``kinds`` that apply to a gateway ``mode``: in direct mode there is no Mosquitto."""
-    return [kind for kind in kinds if mode == "bridge" or kind[1] is not Target.MOSQUITTO]
+def kinds_for(
+    mode: str, kinds: Sequence[tuple[Action, Target]], brokers: int = 1
+) -> list[tuple[Action, Target]]:
+    """``kinds`` that apply to a gateway ``mode`` and a Kafka of ``brokers`` nodes: in direct
+    mode there is no Mosquitto; in a cluster a Kafka fault hits the partition leader and,
+    as another kind, the active controller."""
+    applying = []
+    for action, target in kinds:
+        if target is Target.MOSQUITTO and mode != "bridge":
+            continue
+        if target is Target.KAFKA and brokers > 1:
+            applying += [(action, Target.KAFKA_LEADER), (action, Target.KAFKA_CONTROLLER)]
+        else:
+            applying.append((action, target))
+    return applying
 
 
 def make_schedule(
@@ -99,6 +126,7 @@ def make_schedule(
     *,
     mode: str = "direct",
     gateways: int = 2,
+    brokers: int = 1,
     start_s: float = 8.0,
     gap_s: tuple[float, float] = (4.0, 8.0),
     quiet_tail_s: float = 10.0,
@@ -107,8 +135,8 @@ def make_schedule(
     spaced by ``gap_s`` plus each fault's own repair time, all starting before
     ``duration_s - quiet_tail_s`` (the load's last seconds run without faults)."""
     rng = random.Random(seed)
-    kinds = kinds_for(mode, REQUIRED)
-    extra = kinds_for(mode, EXTRA)
+    kinds = kinds_for(mode, REQUIRED, brokers)
+    extra = kinds_for(mode, EXTRA, brokers)
     rng.shuffle(kinds)
     faults: list[Fault] = []
     at = start_s
@@ -124,7 +152,9 @@ def make_schedule(
     return faults
 
 
-def missing_kinds(faults: Sequence[Fault], mode: str = "direct") -> list[tuple[Action, Target]]:
+def missing_kinds(
+    faults: Sequence[Fault], mode: str = "direct", brokers: int = 1
+) -> list[tuple[Action, Target]]:
     """Required kinds a schedule lacks (a run too short to inject them all)."""
     present = {(f.action, f.target) for f in faults}
-    return [kind for kind in kinds_for(mode, REQUIRED) if kind not in present]
+    return [kind for kind in kinds_for(mode, REQUIRED, brokers) if kind not in present]

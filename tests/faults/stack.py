@@ -13,11 +13,13 @@ isolated stack is secured exactly when the shared one is (``IOT_SECURE``).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,12 +30,14 @@ from contracts.kafka import KafkaClientSettings
 from devstack import DevStackSettings, down, up
 from devstack.apps import http_probe
 from devstack.clients import kafka_client
-from devstack.kafka import Kafka
+from devstack.kafka import Kafka, kafka_nodes
 from devstack.mosquitto import Mosquitto
 from devstack.process import alive, running_pid
 from devstack.service import Service
+from security.kafka import admin_client
 from tests import clients
 from tests.e2e.gateway_harness import track
+from tests.faults.schedule import Target
 from tests.stacks import free_port, remove_state
 
 TELEMETRY_TOPIC = "iot.telemetry.v1"
@@ -257,8 +261,38 @@ class Server:
         os.kill(pid, signal.SIGCONT)
 
 
-def kafka_server(settings: DevStackSettings) -> Server:
-    return Server(Kafka(settings))
+def kafka_server(settings: DevStackSettings, target: Target = Target.KAFKA) -> Server:
+    """The Kafka node a fault on ``target`` hits: the one node, the node leading the most
+    telemetry partitions, or the active controller."""
+    nodes = kafka_nodes(settings)
+    if target is Target.KAFKA_LEADER:
+        return Server(nodes[_telemetry_leader(settings) - 1])
+    if target is Target.KAFKA_CONTROLLER:
+        return Server(nodes[_quorum_leader(nodes) - 1])
+    return Server(nodes[0])
+
+
+def _telemetry_leader(settings: DevStackSettings) -> int:
+    """The node id leading the most partitions of the telemetry topic."""
+    metadata = admin_client(client_for(settings)).list_topics(TELEMETRY_TOPIC, timeout=10)
+    leaders = Counter(p.leader for p in metadata.topics[TELEMETRY_TOPIC].partitions.values())
+    return leaders.most_common(1)[0][0]
+
+
+def _quorum_leader(nodes: list[Kafka]) -> int:
+    """The KRaft quorum's leader (the active controller), as the nodes' own quorum state
+    files say: the leader of the newest epoch. (Kafka's metadata answers name a random
+    broker as the controller in KRaft mode, not the active one.)"""
+    newest = (-1, 1)
+    for node in nodes:
+        path = node.data_dir / "__cluster_metadata-0" / "quorum-state"
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("leaderId", -1) > 0:
+            newest = max(newest, (state["leaderEpoch"], state["leaderId"]))
+    return newest[1]
 
 
 def mosquitto_server(settings: DevStackSettings) -> Server:
