@@ -131,7 +131,11 @@ class Gateway:
                     "session up: %s as %s", self.config.subscriptions, self.config.mqtt.client_id
                 )
                 self.ready = True
-                await self._pump(client, KafkaSink(producer, self.metrics))
+                sink = KafkaSink(producer, self.metrics)
+                try:
+                    await self._pump(client, sink)
+                finally:
+                    await sink.close()
         finally:
             await producer.stop()
 

@@ -5,8 +5,10 @@ topic-partition, keeping their order, and each group becomes one closed Kafka re
 handed to aiokafka with ``send_batch``: one future per batch instead of one per record.
 A record's ``done`` callback runs once Kafka (acks=all, idempotent producer) acknowledged
 its batch, with ``None``, or once the batch failed, with the error; callbacks of one batch
-run in record order. Partitions are :func:`contracts.partitioning.partition_for` of the key,
-so each device keeps one partition.
+run in record order. Each topic-partition's batches are handed over in order by a lane of
+their own, so a partition whose leader is gone (until Kafka elects another) holds back only
+its own records, never the other partitions'. Partitions are
+:func:`contracts.partitioning.partition_for` of the key, so each device keeps one partition.
 
 The first failed batch fails the sink: ``failed`` is set, every record not yet handed to
 aiokafka and every later ``put`` completes with the error at once, and the owner replaces
@@ -22,6 +24,7 @@ import contextlib
 import functools
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -83,7 +86,6 @@ class _Batch:
     builder: BatchBuilder
     done: list[Done] = field(default_factory=list)
     received: list[float] = field(default_factory=list)
-    submitted: bool = False
 
     def add(self, queued: _Queued) -> bool:
         """Appends one record; False (nothing added) when the batch is full."""
@@ -126,6 +128,7 @@ class KafkaSink:
         self._partitions = _Partitions(producer)
         self._produced: dict[str, Counter] = {}
         self._relief: list[Callable[[], object]] = []
+        self._lanes: dict[tuple[str, int], _Lane] = {}
         self.in_flight = 0
         self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -159,11 +162,12 @@ class KafkaSink:
             await self.flush()
 
     async def flush(self) -> None:
-        """Hands every queued record to aiokafka, grouped into batches per topic-partition.
+        """Hands every queued record to its partition's lane, grouped into batches.
 
-        Waits while an earlier batch of the same partition is not yet sent (aiokafka keeps
-        one queued batch per partition): that wait is the back-pressure toward the input.
-        With a ``gate``, waits for it first, then drops the records of fenced connections.
+        Each lane hands its batches to aiokafka in order and waits while an earlier batch of
+        its partition is not yet sent (aiokafka keeps one queued batch per partition): that
+        wait, through ``in_flight``, is the back-pressure toward the input. With a ``gate``,
+        waits for it first, then drops the records of fenced connections.
         """
         self._wake.clear()
         if self._gate is not None and self._queue:
@@ -181,19 +185,52 @@ class KafkaSink:
                 if self.failed.done() or not await self._add(batches, item):
                     break
                 unadded += 1
-            for batch in batches.values():
-                if not self.failed.done():
-                    await self._submit(batch)
-        except Exception as exc:  # metadata or send failures: the sink cannot go on
+            for key, batch in batches.items():
+                self._lane(key).push(batch)
+            batches.clear()
+        except Exception as exc:  # metadata failures: the sink cannot go on
             self._fail(ProduceFailedError(f"produce failed: {type(exc).__name__}: {exc}"))
             raise self.failed.exception() from exc  # type: ignore[misc]
         finally:
             if self.failed.done():
                 error = self.failed.exception()
                 for batch in batches.values():
-                    if not batch.submitted:
-                        self._complete_batch(batch, error)
+                    self._complete_batch(batch, error)
                 self._complete(queued[unadded:], error)
+
+    def _lane(self, key: tuple[str, int]) -> _Lane:
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+            lane.task = asyncio.create_task(self._hand_over(lane))
+        return lane
+
+    async def _hand_over(self, lane: _Lane) -> None:
+        """A lane's task: submits its batches in order until the sink fails, then completes
+        what is left with the error."""
+        try:
+            while not self.failed.done():
+                if not lane.batches:
+                    lane.wake.clear()
+                    await lane.wake.wait()
+                    continue
+                try:
+                    await self._submit(lane.batches[0])
+                except Exception as exc:  # send failures: the sink cannot go on
+                    self._fail(ProduceFailedError(f"produce failed: {type(exc).__name__}: {exc}"))
+                    break
+                lane.batches.popleft()
+        finally:  # failed, or closed by the owner: nothing is left without an answer
+            error = self.failed.exception() if self.failed.done() else _CLOSED
+            while lane.batches:
+                self._complete_batch(lane.batches.popleft(), error)
+
+    async def close(self) -> None:
+        """Stops the lanes (the owner is done with this sink and its producer)."""
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _unfenced(self, queued: list[_Queued]) -> list[_Queued]:
         fenced = [item for item in queued if item.fence is not None and item.fence.fenced]
@@ -203,15 +240,16 @@ class KafkaSink:
         return [item for item in queued if item.fence is None or not item.fence.fenced]
 
     async def _add(self, batches: dict[tuple[str, int], _Batch], item: _Queued) -> bool:
-        """Adds ``item`` to its partition's batch, submitting that batch first if it is full;
-        False (and the sink failed) if the record alone does not fit a batch."""
+        """Adds ``item`` to its partition's batch, handing that batch to the partition's lane
+        first if it is full; False (and the sink failed) if the record alone does not fit a
+        batch."""
         topic = item.record.topic
         partition = await self._partitions.of(topic, item.record.key)
         batch = batches.get((topic, partition))
         if batch is not None:
             if batch.add(item):
                 return True
-            await self._submit(batch)  # full
+            self._lane((topic, partition)).push(batch)  # full
         batch = batches[topic, partition] = _Batch(topic, partition, self._producer.create_batch())
         if batch.add(item):
             return True
@@ -231,7 +269,6 @@ class KafkaSink:
         future = await self._producer.send_batch(
             batch.builder, batch.topic, partition=batch.partition
         )
-        batch.submitted = True
         future.add_done_callback(functools.partial(self._delivered, batch))
 
     def _delivered(self, batch: _Batch, future: asyncio.Future[object]) -> None:
@@ -267,6 +304,8 @@ class KafkaSink:
         if not self.failed.done():
             self.failed.set_exception(error)
             self.failed.exception()  # retrieved: the owner may only look at .done()
+            for lane in self._lanes.values():
+                lane.wake.set()  # each completes what it holds with the error
             queued, self._queue = self._queue, []
             self._complete(queued, error)
             self._wake.set()
@@ -277,6 +316,22 @@ class KafkaSink:
             for callback in callbacks:
                 with contextlib.suppress(Exception):
                     callback()
+
+
+_CLOSED = ProduceFailedError("the gateway's Kafka producer was closed; not written")
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One topic-partition's batches waiting to be handed to aiokafka, in order."""
+
+    batches: deque[_Batch] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    def push(self, batch: _Batch) -> None:
+        self.batches.append(batch)
+        self.wake.set()
 
 
 class _Partitions:

@@ -527,6 +527,7 @@ class EdgeServer:
                 max_in_flight=self.settings.max_in_flight,
                 gate=None if sessions is None else sessions.until_fresh,
             )
+            stack.push_async_callback(sink.close)
             self._sink = sink
             tasks = [asyncio.create_task(sink.run())]
             if sessions is not None:
