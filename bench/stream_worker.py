@@ -53,6 +53,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench.procs import Children, cpu_seconds, pid_listening
 from contracts.avro import RegisteredSchema, SchemaCatalog, encode
 from contracts.kafka import KafkaClientSettings
+from contracts.partitioning import partition_for
 from contracts.registry.factory import open_registry
 from devstack import DevStackSettings
 from devstack.clients import client_env, kafka_client
@@ -76,7 +77,9 @@ def log(message: str) -> None:
 
 
 def make_records(events: int, devices: int, seed: int = 7) -> list[tuple[int, str, dict[str, Any]]]:
-    """(partition, device_id, record): 1 Hz per device, realistic seq and timestamps."""
+    """(partition, device_id, record): 1 Hz per device, realistic seq and timestamps; each
+    device on the partition the platform's partitioner gives it (the worker skips a record
+    on any other as ``misrouted``)."""
     rng = random.Random(seed)
     t0 = 1_764_000_000_000
     temps = [rng.uniform(18, 30) for _ in range(devices)]
@@ -95,7 +98,7 @@ def make_records(events: int, devices: int, seed: int = 7) -> list[tuple[int, st
             ts = t0 + tick * 1000 + rng.randrange(0, 200)
             out.append(
                 (
-                    index % PARTITIONS,
+                    partition_for(device_id, PARTITIONS),
                     device_id,
                     {
                         "event_id": f"{device_id}:{tick}",
