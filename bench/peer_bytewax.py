@@ -30,18 +30,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
-from bench.peers_work import (
-    WINDOWS,
-    OneSchema,
-    Outcome,
-    Stopwatch,
-    admit,
-    fold,
-    peer_arguments,
-    stack_kafka,
-    summarize,
-    write_report,
-)
+from bench import peers_work as work
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EPOCH_INTERVAL = timedelta(seconds=5)
@@ -69,12 +58,12 @@ class _Partition(StatelessSinkPartition[tuple[str, Any]]):
 
 
 def first_time(seen: list[Any] | None, record: Record) -> tuple[list[Any] | None, list[Record]]:
-    admitted = admit(seen, record["seq"])
+    admitted = work.admit(seen, record["seq"])
     return (seen, []) if admitted is None else (admitted, [record])
 
 
 def device_summary(summary: list[Any] | None, record: Record) -> tuple[list[Any], list[Any]]:
-    updated = summarize(summary, record["ts"], record["metrics"])
+    updated = work.summarize(summary, record["ts"], record["metrics"])
     return updated, updated
 
 
@@ -96,8 +85,10 @@ def merge(
     return out
 
 
-def build(topic: str, schemas: OneSchema, outcome: Outcome, stopwatch: Stopwatch) -> Dataflow:
-    kafka = stack_kafka()
+def build(
+    topic: str, schemas: work.OneSchema, outcome: work.Outcome, stopwatch: work.Stopwatch
+) -> Dataflow:
+    kafka = work.stack_kafka()
     flow = Dataflow("peers")
     source = kop.input(
         "kafka",
@@ -116,7 +107,7 @@ def build(topic: str, schemas: OneSchema, outcome: Outcome, stopwatch: Stopwatch
     fresh = op.stateful_flat_map("dedupe", records, first_time)
     devices = op.stateful_map("device-state", fresh, device_summary)
     op.output("devices-out", devices, Collect(outcome.device))
-    for name, spec in WINDOWS.items():
+    for name, spec in work.WINDOWS.items():
         clock = win.EventClock(
             ts_getter=event_time,
             wait_for_system_duration=timedelta(milliseconds=spec.grace_ms),
@@ -129,7 +120,7 @@ def build(topic: str, schemas: OneSchema, outcome: Outcome, stopwatch: Stopwatch
             clock,
             windower,
             builder=dict,
-            folder=lambda agg, record: fold(agg, record["metrics"]),
+            folder=lambda agg, record: work.fold(agg, record["metrics"]),
             merger=merge,
         )
 
@@ -142,11 +133,11 @@ def build(topic: str, schemas: OneSchema, outcome: Outcome, stopwatch: Stopwatch
 
 
 def main() -> int:
-    args = peer_arguments((__doc__ or "").splitlines()[0]).parse_args()
+    args = work.peer_arguments((__doc__ or "").splitlines()[0]).parse_args()
     args.state_dir.mkdir(parents=True, exist_ok=True)
     init_db_dir(args.state_dir, 1)
-    outcome, stopwatch = Outcome(), Stopwatch()
-    flow = build(args.topic, OneSchema(args.schema_id), outcome, stopwatch)
+    outcome, stopwatch = work.Outcome(), work.Stopwatch()
+    flow = build(args.topic, work.OneSchema(args.schema_id), outcome, stopwatch)
     cli_main(
         flow,
         workers_per_process=1,
@@ -155,7 +146,7 @@ def main() -> int:
     )
     stopwatch.stop()
     assert stopwatch.records == args.records, f"read {stopwatch.records} of {args.records}"
-    write_report(args.out, stopwatch.report(outcome))
+    work.write_report(args.out, stopwatch.report(outcome))
     return 0
 
 

@@ -24,24 +24,13 @@ from quixstreams.kafka.configuration import ConnectionConfig
 from quixstreams.models import Deserializer, SerializationContext
 from quixstreams.state import State
 
-from bench.peers_work import (
-    WINDOWS,
-    OneSchema,
-    Outcome,
-    Stopwatch,
-    admit,
-    fold,
-    peer_arguments,
-    stack_kafka,
-    summarize,
-    write_report,
-)
+from bench import peers_work as work
 
 
 class TelemetryDeserializer(Deserializer):
     """Confluent-framed Avro values as telemetry records."""
 
-    def __init__(self, schemas: OneSchema) -> None:
+    def __init__(self, schemas: work.OneSchema) -> None:
         super().__init__()
         self.schemas = schemas
 
@@ -55,12 +44,12 @@ def event_time(value: Any, headers: Any, timestamp: float, timestamp_type: Any) 
 
 
 def build(
-    app: Application, topic_name: str, schemas: OneSchema, outcome: Outcome, records: int
-) -> Stopwatch:
+    app: Application, topic_name: str, schemas: work.OneSchema, outcome: work.Outcome, records: int
+) -> work.Stopwatch:
     """The dataflow; every step's state is keyed by device (the record key). Its first step
     counts the records and stops the application at the last one, which is still processed
     to the end and committed in the final checkpoint before ``run`` returns."""
-    stopwatch = Stopwatch()
+    stopwatch = work.Stopwatch()
     topic = app.topic(
         topic_name,
         key_deserializer="str",
@@ -74,21 +63,21 @@ def build(
             app.stop()
 
     def first_time(record: dict[str, Any], state: State) -> bool:
-        seen = admit(state.get("seq"), record["seq"])
+        seen = work.admit(state.get("seq"), record["seq"])
         if seen is None:
             return False
         state.set("seq", seen)
         return True
 
     def device_summary(record: dict[str, Any], state: State) -> None:
-        summary = summarize(state.get("device"), record["ts"], record["metrics"])
+        summary = work.summarize(state.get("device"), record["ts"], record["metrics"])
         state.set("device", summary)
         outcome.device(record["device_id"], summary)
 
     sdf = sdf.update(count)
     sdf = sdf.filter(first_time, stateful=True)
     sdf = sdf.update(device_summary, stateful=True)
-    for name, spec in WINDOWS.items():
+    for name, spec in work.WINDOWS.items():
 
         def emitted(
             window: Any, key: Any, timestamp: int, headers: Any, size: int = spec.size_ms
@@ -96,33 +85,33 @@ def build(
             outcome.window(key, size, window["start"], window["value"])
 
         windowed = sdf.tumbling_window(spec.size_ms, grace_ms=spec.grace_ms, name=name).reduce(
-            reducer=lambda agg, record: fold(agg, record["metrics"]),
-            initializer=lambda record: fold(None, record["metrics"]),
+            reducer=lambda agg, record: work.fold(agg, record["metrics"]),
+            initializer=lambda record: work.fold(None, record["metrics"]),
         )
         windowed.current().update(emitted, metadata=True)
     return stopwatch
 
 
 def main() -> int:
-    parser = peer_arguments((__doc__ or "").splitlines()[0])
+    parser = work.peer_arguments((__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--guarantee", choices=("exactly-once", "at-least-once"), default="exactly-once"
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     app = Application(
-        broker_address=ConnectionConfig.from_librdkafka_dict(stack_kafka().confluent_config()),
+        broker_address=ConnectionConfig.from_librdkafka_dict(work.stack_kafka().confluent_config()),
         consumer_group=args.group,
         auto_offset_reset="earliest",
         processing_guarantee=args.guarantee,
         state_dir=args.state_dir,
         loglevel="WARNING",
     )
-    outcome = Outcome()
-    stopwatch = build(app, args.topic, OneSchema(args.schema_id), outcome, args.records)
+    outcome = work.Outcome()
+    stopwatch = build(app, args.topic, work.OneSchema(args.schema_id), outcome, args.records)
     app.run()
     stopwatch.stop()
-    write_report(args.out, stopwatch.report(outcome))
+    work.write_report(args.out, stopwatch.report(outcome))
     return 0
 
 

@@ -53,6 +53,7 @@ from bench.stream_worker import (
     preload,
     raw_loop,
     register_telemetry,
+    run_to_files,
     run_worker,
     sqlite_positions,
     worker_env,
@@ -363,11 +364,7 @@ def main() -> int:
         parser.error(f"{args.peers_python} not found: `make bench-venv` installs the peers")
     if args.redeliveries is None:
         args.redeliveries = args.events // 100
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    report = asyncio.run(asyncio.wait_for(run(args), args.timeout))
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    chart(report, args.out.with_suffix(".png"))
-    log(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    run_to_files(run(args), args.timeout, args.out, chart)
     return 0
 
 

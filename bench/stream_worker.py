@@ -42,7 +42,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -610,12 +610,23 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=420, help="the whole run")
     parser.add_argument("--out", type=Path, default=RESULTS / "stream_worker.json")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    report = asyncio.run(asyncio.wait_for(run(args), args.timeout))
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    chart(report, args.out.with_suffix(".png"))
-    log(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    run_to_files(run(args), args.timeout, args.out, chart)
     return 0
+
+
+def run_to_files(
+    benchmark: Coroutine[Any, Any, dict[str, Any]],
+    timeout: float,
+    out: Path,
+    draw: Callable[[dict[str, Any], Path], None],
+) -> None:
+    """Runs ``benchmark`` (cancelled after ``timeout`` s), writes its report to ``out`` (JSON)
+    and ``draw``'s chart of it beside it (PNG)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = asyncio.run(asyncio.wait_for(benchmark, timeout))
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    draw(report, out.with_suffix(".png"))
+    log(f"wrote {out} and {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
