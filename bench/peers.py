@@ -36,7 +36,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -162,12 +161,12 @@ async def measure(bench: Bench, name: str, repeat: int) -> dict[str, Any]:
     run = f"{name}-{repeat}"
     if name == "raw":
         return await raw_loop(bench.kafka, bench.topic, bench.ends)
-    runner: Callable[[], Awaitable[tuple[dict[str, Any], Outcome]]] = (
-        (lambda: run_ours(bench, run)) if name == "ours" else (lambda: run_peer(bench, name, run))
-    )
     try:
-        result, outcome = await runner()
-    except AssertionError as exc:
+        if name == "ours":
+            result, outcome = await run_ours(bench, run)
+        else:
+            result, outcome = await run_peer(bench, name, run)
+    except AssertionError as exc:  # it exited, failed or timed out
         return {"events_per_s": None, "matches_oracle": False, "error": str(exc)}
     found = differences(outcome, bench.want)
     return {**result, "matches_oracle": not found, "differences": found}
@@ -220,7 +219,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
     for name, bar, rate in zip(SYSTEMS, bars, rates, strict=True):
         vs_raw = report["ratios"]["vs_raw"].get(name)
         text = (
-            "failed: output differs from the oracle"
+            "failed: no output equal\nto the oracle's"
             if results[name]["status"] == "failed"
             else f"{rate:,}" + (f"\n{vs_raw:.1%} of raw" if vs_raw else "")
         )

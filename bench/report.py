@@ -309,7 +309,7 @@ def peers(data: dict[str, Any]) -> Iterator[Figure]:
         )
         yield Figure(
             "peers",
-            what + (" (output differs from the oracle: failed)" if failed else ""),
+            what + (" (failed: no output equal to the oracle's)" if failed else ""),
             _get(data, "results", system, "events_per_s"),
             "ev/s",
             "-",

@@ -69,7 +69,7 @@ def test_peers_stand_beside_the_raw_loop_and_a_failed_peer_has_no_rate(tmp_path:
     assert (quix.measured, quix.met) == (10_000, None)
     assert quix.raw_limit == "bare aiokafka loop 200,000 ev/s, 5.0% of it, ours/peer 4.00x"
     failed = figures[
-        "bytewax with recovery, same log and work (output differs from the oracle: failed)"
+        "bytewax with recovery, same log and work (failed: no output equal to the oracle's)"
     ]
     assert (failed.measured, failed.raw_limit) == (None, "bare aiokafka loop 200,000 ev/s")
     assert figures["quixstreams at-least-once, same log and work"].measured is None  # not run
