@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -99,7 +100,8 @@ class Bench:
 
 
 async def run_ours(bench: Bench, run: str) -> tuple[dict[str, Any], Outcome]:
-    """Our worker on a fresh SQLite store; its outcome is read back from that store."""
+    """Our worker on a fresh SQLite store; its outcome is read back from that store, which is
+    deleted then (its log stays)."""
     db = bench.work / f"{run}.db"
     group = f"bench-peers-{bench.token}-{run}"
     result = await run_worker(
@@ -117,11 +119,13 @@ async def run_ours(bench: Bench, run: str) -> tuple[dict[str, Any], Outcome]:
         return result, stored(store)
     finally:
         store.close()
+        for path in bench.work.glob(f"{run}.db*"):
+            path.unlink()
 
 
 async def run_peer(bench: Bench, name: str, run: str) -> tuple[dict[str, Any], Outcome]:
-    """One peer process on a fresh consumer group and state folder; it reports its time and
-    outcome in a file."""
+    """One peer process on a fresh consumer group and state folder (deleted once it exited;
+    its log stays); it reports its time and outcome in a file."""
     module, extra = PEERS[name]
     out = bench.work / f"{run}.json"
     with (bench.work / f"{run}.log").open("ab") as logfile:
@@ -151,6 +155,8 @@ async def run_peer(bench: Bench, name: str, run: str) -> tuple[dict[str, Any], O
     except TimeoutError:
         await child.stop(5)
         raise AssertionError(f"{name}: timed out; see {bench.work / f'{run}.log'}") from None
+    finally:
+        shutil.rmtree(bench.work / f"{run}-state", ignore_errors=True)
     assert rc == 0, f"{name} exited with {rc}; see {bench.work / f'{run}.log'}"
     report = json.loads(out.read_text())
     return report, Outcome.from_json(report.pop("outcome"))
@@ -262,7 +268,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         want = expected(records)
         log(f"preloaded in {preload_s:.1f}s; the oracle expects {len(want.windows):,} windows")
         work = Path(tempfile.mkdtemp(prefix="bench-peers-"))
-        log(f"logs and state in {work}")
+        log(f"logs in {work}")
         bench = Bench(
             kafka,
             topic,
