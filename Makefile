@@ -10,7 +10,7 @@ IOTCTL := $(BIN)/iotctl
 MAKE_STARTED := $(shell date +%s.%N)
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap test-tools venv up down status run test lint typecheck schemas-check unit bench soak faults faults-bridge clean
+.PHONY: help bootstrap test-tools venv bench-venv up down status run test lint typecheck schemas-check unit bench soak faults faults-bridge clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,18 @@ $(BIN)/.installed: pyproject.toml
 	@touch $@
 
 venv: $(BIN)/.installed ## create .venv with the project installed (editable)
+
+# The stream processors bench.peers compares with pin their own client libraries (quixstreams:
+# confluent-kafka < 2.13), so they get a venv of their own: .venv keeps the project's.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/bin/.installed: pyproject.toml
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	@echo "installing the benchmarks' extra (.[bench]: quixstreams, bytewax) into $(BENCH_VENV) ..." >&2
+	@$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	@$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[bench]'
+	@touch $@
+
+bench-venv: $(BENCH_VENV)/bin/.installed ## .venv-bench: the project plus the stream processors bench.peers compares with
 
 up: bootstrap venv ## start Kafka, PostgreSQL, the gateway (devices' MQTT server) and a worker (idempotent)
 	@$(IOTCTL) dev up
@@ -62,12 +74,13 @@ test: test-tools up lint typecheck schemas-check ## bring everything up, lint, t
 	@$(BIN)/pytest tests $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
-bench: up ## run every benchmark (several minutes); JSON, charts and REPORT.md in bench/results/
+bench: up bench-venv ## run every benchmark (several minutes); JSON, charts and REPORT.md in bench/results/
 	@$(BIN)/python -m bench.avro_codec
 	@$(BIN)/python -m bench.stream_store
 	@$(BIN)/python -m bench.stream_worker
 	@$(BIN)/python -m bench.gateway_ingest
 	@$(BIN)/python -m bench.query_api
+	@$(BIN)/python -m bench.peers
 	@$(BIN)/python -m bench.report
 
 SOAK_ARGS ?=

@@ -281,12 +281,50 @@ def query_api(data: dict[str, Any]) -> Iterator[Figure]:
     )
 
 
+_PEER_ROWS = {
+    "ours": "our worker beside its peers (exactly-once, SQLite), same log",
+    "quix_exactly_once": "quixstreams exactly-once, same log and work",
+    "quix_at_least_once": "quixstreams at-least-once, same log and work",
+    "bytewax": "bytewax with recovery, same log and work",
+}
+
+
+def peers(data: dict[str, Any]) -> Iterator[Figure]:
+    """Our worker and each peer on one log: events/s beside the bare loop of the same run,
+    the share of it each reaches and ours against each peer; a peer whose output differed
+    from the oracle has no rate."""
+    raw = _get(data, "results", "raw", "events_per_s")
+    for system, what in _PEER_ROWS.items():
+        failed = _get(data, "results", system, "status") == "failed"
+        vs_raw = _get(data, "ratios", "vs_raw", system)
+        ours_vs = _get(data, "ratios", "ours_vs_peer", system)
+        limit = ", ".join(
+            part
+            for part in (
+                f"bare aiokafka loop {_number(raw)} ev/s" if raw else "",
+                f"{vs_raw:.1%} of it" if vs_raw else "",
+                f"ours/peer {ours_vs:.2f}x" if ours_vs else "",
+            )
+            if part
+        )
+        yield Figure(
+            "peers",
+            what + (" (failed: no output equal to the oracle's)" if failed else ""),
+            _get(data, "results", system, "events_per_s"),
+            "ev/s",
+            "-",
+            None,
+            limit,
+        )
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], Iterator[Figure]]] = {
     "avro_codec": avro_codec,
     "gateway_ingest": gateway_ingest,
     "stream_store": stream_store,
     "stream_worker": stream_worker,
     "query_api": query_api,
+    "peers": peers,
 }
 
 

@@ -42,7 +42,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +51,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.procs import Children, cpu_seconds, pid_listening
-from contracts.avro import SchemaCatalog, encode
+from contracts.avro import RegisteredSchema, SchemaCatalog, encode
 from contracts.kafka import KafkaClientSettings
+from contracts.partitioning import partition_for
 from contracts.registry.factory import open_registry
 from devstack import DevStackSettings
 from devstack.clients import client_env, kafka_client
@@ -76,7 +77,9 @@ def log(message: str) -> None:
 
 
 def make_records(events: int, devices: int, seed: int = 7) -> list[tuple[int, str, dict[str, Any]]]:
-    """(partition, device_id, record): 1 Hz per device, realistic seq and timestamps."""
+    """(partition, device_id, record): 1 Hz per device, realistic seq and timestamps; each
+    device on the partition the platform's partitioner gives it (the worker skips a record
+    on any other as ``misrouted``)."""
     rng = random.Random(seed)
     t0 = 1_764_000_000_000
     temps = [rng.uniform(18, 30) for _ in range(devices)]
@@ -95,7 +98,7 @@ def make_records(events: int, devices: int, seed: int = 7) -> list[tuple[int, st
             ts = t0 + tick * 1000 + rng.randrange(0, 200)
             out.append(
                 (
-                    index % PARTITIONS,
+                    partition_for(device_id, PARTITIONS),
                     device_id,
                     {
                         "event_id": f"{device_id}:{tick}",
@@ -115,25 +118,32 @@ def make_records(events: int, devices: int, seed: int = 7) -> list[tuple[int, st
     return out
 
 
+async def register_telemetry(kafka: KafkaClientSettings) -> RegisteredSchema:
+    """The telemetry schema as registered in the embedded registry (idempotent: the same
+    schema gets the same id every time)."""
+    async with open_registry("embedded", kafka) as registry:
+        return await registry.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT))
+
+
 async def preload(
-    kafka: KafkaClientSettings, topic: str, events: int, devices: int
+    kafka: KafkaClientSettings, topic: str, records: list[tuple[int, str, dict[str, Any]]]
 ) -> dict[int, int]:
-    """Creates ``topic`` and fills it; returns the end offset per partition."""
+    """Creates ``topic`` and fills it with ``records`` (partition, device id, record) in
+    their order; returns the end offset per partition."""
     admin = AIOKafkaAdminClient(**kafka.aiokafka_kwargs())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     finally:
         await admin.close()
-    async with open_registry("embedded", kafka) as registry:
-        registered = await registry.register(SUBJECT, SchemaCatalog.load().latest(SUBJECT))
+    registered = await register_telemetry(kafka)
     producer = AIOKafkaProducer(
         acks=1, linger_ms=20, max_batch_size=256 * 1024, **kafka.aiokafka_kwargs()
     )
     await producer.start()
     try:
         pending = []
-        for partition, device_id, record in make_records(events, devices):
+        for partition, device_id, record in records:
             pending.append(
                 await producer.send(
                     topic,
@@ -253,6 +263,21 @@ def metric(text: str, name: str) -> float | None:
         if line.startswith(f"{name} "):
             return float(line.split()[1])
     return None
+
+
+def worker_env(kafka: KafkaClientSettings, topic: str, group: str) -> dict[str, str]:
+    """The environment of a benchmarked worker: this process's, plus the topic, the group
+    (``run_worker`` suffixes it per phase), the bench principal's Kafka login, no query
+    authorization and no downlink notifier (neither is measured here)."""
+    return {
+        **os.environ,
+        "IOT_STREAMS_GROUP": group,
+        "IOT_STREAMS_TELEMETRY_TOPIC": topic,
+        **client_env("IOT_STREAMS_", kafka),
+        **AUTHORIZATION_OFF,
+        "IOT_STREAMS_NOTIFIER__ENABLED": "false",
+        "IOT_STREAMS_ALERT_RULES": str(ALERT_RULES),
+    }
 
 
 async def run_worker(
@@ -449,7 +474,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     schema = f"bench_sw_{token}"
     log(f"preloading {args.events:,} records from {args.devices} devices into {topic}")
     started = time.perf_counter()
-    ends = await preload(kafka, topic, args.events, args.devices)
+    ends = await preload(kafka, topic, make_records(args.events, args.devices))
     preload_s = time.perf_counter() - started
     log(f"preloaded in {preload_s:.1f}s; end offsets {ends}")
     results: dict[str, Any] = {}
@@ -464,15 +489,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     same = results["rebuild"]["hashes"] == results["rebuild_parallel"]["hashes"]
     assert same, "a parallel rebuild must give the one-process rebuild's hashes"
-    env = {
-        **os.environ,
-        "IOT_STREAMS_GROUP": f"bench-sw-{token}",
-        "IOT_STREAMS_TELEMETRY_TOPIC": topic,
-        **client_env("IOT_STREAMS_", kafka),
-        **AUTHORIZATION_OFF,
-        "IOT_STREAMS_NOTIFIER__ENABLED": "false",
-        "IOT_STREAMS_ALERT_RULES": str(ALERT_RULES),
-    }
+    env = worker_env(kafka, topic, f"bench-sw-{token}")
     logs = Path(tempfile.mkdtemp(prefix="bench-stream-worker-logs-"))
     log(f"worker logs in {logs}")
     children = Children()
@@ -593,12 +610,23 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=420, help="the whole run")
     parser.add_argument("--out", type=Path, default=RESULTS / "stream_worker.json")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    report = asyncio.run(asyncio.wait_for(run(args), args.timeout))
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    chart(report, args.out.with_suffix(".png"))
-    log(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    run_to_files(run(args), args.timeout, args.out, chart)
     return 0
+
+
+def run_to_files(
+    benchmark: Coroutine[Any, Any, dict[str, Any]],
+    timeout: float,
+    out: Path,
+    draw: Callable[[dict[str, Any], Path], None],
+) -> None:
+    """Runs ``benchmark`` (cancelled after ``timeout`` s), writes its report to ``out`` (JSON)
+    and ``draw``'s chart of it beside it (PNG)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = asyncio.run(asyncio.wait_for(benchmark, timeout))
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    draw(report, out.with_suffix(".png"))
+    log(f"wrote {out} and {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,35 @@ def test_figures_are_judged_against_their_targets_and_missing_benchmarks_are_nam
     assert verdicts["stream worker, exactly-once, sqlite"] == (31_000, True)
     assert verdicts["stream worker, exactly-once, postgres"] == (None, None)  # not in this run
     assert verdicts["replay rebuild (rebuild, rebuild_jobs2)"] == (52_000, True)  # the best
-    assert missing == ["avro_codec", "gateway_ingest", "stream_store"]
+    assert missing == ["avro_codec", "gateway_ingest", "stream_store", "peers"]
+
+
+def test_peers_stand_beside_the_raw_loop_and_a_failed_peer_has_no_rate(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "peers",
+        {
+            "results": {
+                "raw": {"status": "ok", "events_per_s": 200_000},
+                "ours": {"status": "ok", "events_per_s": 40_000},
+                "quix_exactly_once": {"status": "ok", "events_per_s": 10_000},
+                "bytewax": {"status": "failed", "events_per_s": None},
+            },
+            "ratios": {
+                "ours_vs_peer": {"quix_exactly_once": 4.0, "bytewax": None},
+                "vs_raw": {"ours": 0.2, "quix_exactly_once": 0.05, "bytewax": None},
+            },
+        },
+    )
+    figures = {f.what: f for f in collect(tmp_path)[0] if f.benchmark == "peers"}
+    quix = figures["quixstreams exactly-once, same log and work"]
+    assert (quix.measured, quix.met) == (10_000, None)
+    assert quix.raw_limit == "bare aiokafka loop 200,000 ev/s, 5.0% of it, ours/peer 4.00x"
+    failed = figures[
+        "bytewax with recovery, same log and work (failed: no output equal to the oracle's)"
+    ]
+    assert (failed.measured, failed.raw_limit) == (None, "bare aiokafka loop 200,000 ev/s")
+    assert figures["quixstreams at-least-once, same log and work"].measured is None  # not run
 
 
 def test_main_writes_one_summary_and_a_markdown_report(tmp_path: Path) -> None:
