@@ -100,7 +100,7 @@ COST_S = {
 """About how long a kill of each target takes to repair (restart and ready), for spacing."""
 
 PAUSE_S = (2.0, 5.0)
-"""Pauses stay below the clients' request timeouts (MQTT publish 15 s, Kafka 10 s)."""
+"""Pauses stay below the clients' request timeouts (MQTT publish 15 s, Kafka 30 s)."""
 
 
 def kinds_for(

@@ -93,7 +93,7 @@ def write_gateway_config(path: Path, settings: DevStackSettings, mode: str, edge
             "session_expiry_s": 600,
             "receive_maximum": 500,
         },
-        "kafka": {"dlq_topic": DLQ_TOPIC, "request_timeout_ms": 10_000},
+        "kafka": {"dlq_topic": DLQ_TOPIC},  # the gateway's own timeouts, as deployed
         "routes": [
             {
                 "name": "telemetry",
