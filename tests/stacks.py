@@ -5,14 +5,16 @@ Each gets free ports and its own state folder, so the shared dev stack is never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from devstack import DevStackSettings
+from devstack import DevStackSettings, down, up
 from devstack.settings import KAFKA_NODE_PORT_STEP
 
 
@@ -72,6 +74,19 @@ def isolated_settings(state_dir: Path, **overrides: Any) -> DevStackSettings:
         "apps": False,
     }
     return DevStackSettings(**(defaults | overrides))
+
+
+@contextlib.contextmanager
+def running_stack(settings: DevStackSettings, *, start: bool = True) -> Iterator[DevStackSettings]:
+    """The isolated stack ``settings`` describes, up (unless ``start`` is False: the test
+    starts it), then stopped and its data removed whatever happened."""
+    try:
+        if start:
+            up(settings, lambda _: None)
+        yield settings
+    finally:
+        down(settings, lambda _: None)
+        remove_state(settings)
 
 
 def remove_state(settings: DevStackSettings) -> None:

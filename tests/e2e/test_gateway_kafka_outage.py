@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack import DevStackSettings, down, up
+from devstack import DevStackSettings, up
 from devstack.clients import kafka_client
 from devstack.kafka import Kafka
 from devstack.process import running_pid, stop
@@ -28,7 +28,7 @@ from tests.e2e.gateway_harness import (
     ledger_ids,
     write_config,
 )
-from tests.stacks import isolated_settings, remove_state
+from tests.stacks import isolated_settings, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -38,12 +38,8 @@ OUTAGE_S = 12.0
 @pytest.fixture
 def isolated(tmp_path: Path) -> Iterator[DevStackSettings]:
     settings = isolated_settings(tmp_path / "stack", gateway_mode="bridge")
-    up(settings, lambda _: None)
-    try:
+    with running_stack(settings):
         yield settings
-    finally:
-        down(settings, lambda _: None)
-        remove_state(settings)
 
 
 @pytest.mark.parametrize("outage", ["stopped", "frozen"])

@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devstack import DevStackSettings, down, up
+from devstack import DevStackSettings, up
 from devstack.clients import kafka_client
 from devstack.kafka import Kafka
 from devstack.process import stop
@@ -32,7 +32,7 @@ from tests.e2e.gateway_harness import (
     write_direct_config,
 )
 from tests.e2e.streams_harness import until
-from tests.stacks import free_port, isolated_settings, remove_state
+from tests.stacks import free_port, isolated_settings, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -42,12 +42,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStackSettin
     settings = isolated_settings(
         tmp_path_factory.mktemp("cluster") / "stack", kafka_brokers=3, kafka_heap="384m"
     )
-    up(settings, lambda _: None)
-    try:
+    with running_stack(settings):
         yield settings
-    finally:
-        down(settings, lambda _: None)
-        remove_state(settings)
 
 
 def _in_sync(settings: DevStackSettings, topic: str) -> list[int]:

@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 
 from devstack import ADMIN, DevStackSettings, SecuredStack, down, up
 from devstack.mosquitto import Mosquitto
-from tests.stacks import exposed, isolated_settings, remove_state
+from tests.stacks import exposed, isolated_settings, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -26,11 +26,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 @pytest.fixture
 def plain(tmp_path: Path) -> Iterator[DevStackSettings]:
     settings = isolated_settings(tmp_path / "stack", secure=False, gateway_mode="bridge")
-    try:
+    with running_stack(settings, start=False):
         yield settings
-    finally:
-        down(settings, lambda _: None)
-        remove_state(settings)
 
 
 def _topics(config: dict[str, object]) -> set[str]:

@@ -21,11 +21,11 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from contracts.kafka import KafkaClientSettings
-from devstack import ADMIN, DevStackSettings, SecuredStack, down, up
+from devstack import ADMIN, DevStackSettings, SecuredStack
 from iotctl.main import main
 from policy import AclBinding, KafkaOperation
 from security.kafka import read_state
-from tests.stacks import isolated_settings, remove_state
+from tests.stacks import isolated_settings, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -63,16 +63,12 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStackSettin
     settings = isolated_settings(
         root / "stack", secure=True, policy_file=root / "policy.yaml", gateway_mode="bridge"
     )
-    up(settings, lambda _: None)
-    try:
+    with running_stack(settings):
         admin = _admin(settings)
         admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=1)])[
             TOPIC
         ].result(timeout=30)
         yield settings
-    finally:
-        down(settings, lambda _: None)
-        remove_state(settings)
 
 
 def _admin(settings: DevStackSettings) -> AdminClient:

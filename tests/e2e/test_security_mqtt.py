@@ -25,9 +25,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devstack import ADMIN, DevStackSettings, SecuredStack, down, up
+from devstack import ADMIN, DevStackSettings, SecuredStack
 from iotctl.main import main
-from tests.stacks import isolated_settings, remove_state
+from tests.stacks import isolated_settings, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -43,12 +43,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStackSettin
     settings = isolated_settings(
         root / "stack", secure=True, policy_file=root / "policy.yaml", gateway_mode="bridge"
     )
-    up(settings, lambda _: None)
-    try:
+    with running_stack(settings):
         yield settings
-    finally:
-        down(settings, lambda _: None)
-        remove_state(settings)
 
 
 def _env(settings: DevStackSettings) -> dict[str, str]:
