@@ -43,7 +43,8 @@ class StoreError(StreamsError):
 
 
 class StoreUnavailableError(StoreError):
-    """The store cannot be reached or is locked by another process. Always retriable."""
+    """The store cannot be reached, is locked by another process, or has no room to write
+    (a full disk). Always retriable."""
 
     retriable = True
 

@@ -76,6 +76,7 @@ _TRANSIENT = (
     psycopg.errors.LockNotAvailable,  # lock_timeout
     psycopg.errors.QueryCanceled,  # statement_timeout
     psycopg.errors.IdleInTransactionSessionTimeout,  # a stalled transaction ended by the server
+    psycopg.errors.InsufficientResources,  # disk full, out of memory, too many connections
 )
 """Failures after which the same call may succeed unchanged."""
 

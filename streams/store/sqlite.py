@@ -64,9 +64,13 @@ def _now_ms() -> int:
 
 
 def _translate(exc: sqlite3.Error, action: str) -> StoreError:
+    """Locked, busy and a full disk (SQLITE_FULL: ENOSPC, rolled back whole) pass: the same
+    call may succeed later unchanged. Anything else is not retriable."""
     message = f"sqlite {action} failed: {exc}"
     text = str(exc).lower()
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+    if isinstance(exc, sqlite3.OperationalError) and any(
+        word in text for word in ("locked", "busy", "disk is full")
+    ):
         return StoreUnavailableError(message)
     return StoreError(message, retriable=False)
 
@@ -159,11 +163,11 @@ class SqliteStore:
         cur.execute("BEGIN IMMEDIATE")
         try:
             yield cur
+            cur.execute("COMMIT")  # may fail too (a full disk): then rolled back like the rest
         except BaseException:
             with suppress(sqlite3.Error):
                 self._conn.rollback()
             raise
-        cur.execute("COMMIT")
 
     # -- inbox ------------------------------------------------------------------------------
 
