@@ -14,6 +14,9 @@ COPY devstack ./devstack
 COPY iotctl ./iotctl
 COPY schemas ./schemas
 RUN pip install --no-cache-dir .
+# Mount points of compose.yaml's volumes, owned by the user that writes them, so a new named
+# volume starts out writable: the security state (policy apply) and Mosquitto's persistence.
+RUN mkdir -p /var/lib/iot /var/lib/iot-mosquitto && chown iot:iot /var/lib/iot /var/lib/iot-mosquitto
 
 USER iot
 ENTRYPOINT []

@@ -406,34 +406,37 @@ class Kafka(Service):
         answers)."""
         if self.node_id != 1:
             return
-        self._create_topics(self._admin(), progress)
+        create_topics(self._admin(), self.settings, progress)
         write_kcat_config(self.settings)
 
-    def _create_topics(self, admin: AdminClient, progress: Progress) -> None:
-        existing = set(admin.list_topics(timeout=10).topics)
-        missing = [topic for topic in PLATFORM_TOPICS if topic.name not in existing]
-        if not missing:
-            return
-        progress("creating topics " + ", ".join(topic.name for topic in missing))
-        futures = admin.create_topics(
-            [
-                NewTopic(
-                    topic.name,
-                    num_partitions=topic.partitions or self.settings.kafka_partitions,
-                    replication_factor=self.settings.kafka_replication,
-                    config={
-                        "min.insync.replicas": str(self.settings.kafka_min_insync),
-                        "unclean.leader.election.enable": "false",
-                        **topic.config,
-                    },
-                )
-                for topic in missing
-            ],
-            operation_timeout=30,
-        )
-        for name, future in futures.items():
-            try:
-                future.result()
-            except Exception as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise ServiceStartError(f"could not create topic {name}: {exc}") from exc
+
+def create_topics(admin: AdminClient, settings: DevStackSettings, progress: Progress) -> None:
+    """Creates the platform's topics that do not exist yet, replicated ``kafka_replication``
+    times with ``min.insync.replicas`` ``kafka_min_insync`` and unclean election off."""
+    existing = set(admin.list_topics(timeout=10).topics)
+    missing = [topic for topic in PLATFORM_TOPICS if topic.name not in existing]
+    if not missing:
+        return
+    progress("creating topics " + ", ".join(topic.name for topic in missing))
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                topic.name,
+                num_partitions=topic.partitions or settings.kafka_partitions,
+                replication_factor=settings.kafka_replication,
+                config={
+                    "min.insync.replicas": str(settings.kafka_min_insync),
+                    "unclean.leader.election.enable": "false",
+                    **topic.config,
+                },
+            )
+            for topic in missing
+        ],
+        operation_timeout=30,
+    )
+    for name, future in futures.items():
+        try:
+            future.result()
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise ServiceStartError(f"could not create topic {name}: {exc}") from exc

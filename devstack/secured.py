@@ -15,13 +15,13 @@ a server failing half-way is an :class:`ApplyError` and the same apply converges
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.accounts import service_user
 from devstack.apps import GatewayApp
-from devstack.kafka import Kafka
+from devstack.kafka import Kafka, create_topics
 from devstack.mosquitto import Mosquitto
 from devstack.process import running_pid
 from devstack.settings import DevStackSettings
@@ -278,6 +278,33 @@ class SecuredStack(StackSecurity):
         except (PolicyError, DeviceError) as exc:
             sync = self.drop_from_broker(device_id)
             return revoked, dataclasses.replace(sync, note=f"{sync.note} (policy: {exc})")
+
+    # -- a cluster the stack does not run (compose.yaml) ----------------------------------
+
+    def adopt_passwords(self, passwords: Mapping[str, str]) -> tuple[str, ...]:
+        """Stores the passwords a deployment hands its services itself (compose's ``.env``)
+        in place of generated ones; returns the principals whose password changed. The next
+        :meth:`apply` sets their SCRAM credentials and MQTT logins to these passwords."""
+        self.require_secure("adopting passwords")
+        with locked(self.layout.apply_lock):
+            return tuple(
+                name
+                for name, password in sorted(passwords.items())
+                if self.secrets.put(name, password)
+            )
+
+    def prepare_gateway(self, progress: Progress = _quiet) -> None:
+        """Writes the gateway's MQTT files (the CA's certificate for ``settings.host``, the
+        logins) as ``dev up`` does before it starts a gateway; for gateways that read them
+        from a shared folder (compose's volume)."""
+        self.require_secure("preparing the gateway's MQTT files")
+        GatewayApp(self.settings).prepare(progress)
+
+    def create_topics(self, progress: Progress = _quiet) -> None:
+        """Creates the platform's missing topics as the admin (replication and min ISR of
+        ``settings``), as Kafka's first node does on the local stack."""
+        self.require_secure("creating topics")
+        create_topics(kafka_acls.admin_client(self.kafka_client(ADMIN)), self.settings, progress)
 
     # -- everything -----------------------------------------------------------------------
 

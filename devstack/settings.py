@@ -52,6 +52,10 @@ class DevStackSettings:
     kafka_version: str = "3.9.1"
     kafka_heap: str = "1g"
     kafka_partitions: int = 6
+    kafka_servers: str | None = None
+    """``host:port,...`` of a Kafka cluster this stack does not run (``compose.yaml``'s nodes),
+    for ``iotctl`` commands pointed at it: then ``kafka_bootstrap`` is this list, and
+    ``kafka_brokers`` only says how many nodes it has (replication, min ISR)."""
     kafka_brokers: int = 1
     """Kafka nodes, each a KRaft broker and controller: 1, or a cluster (``IOT_KAFKA_BROKERS=3``)
     whose topics are replicated ``kafka_replication`` times, acknowledged by
@@ -152,6 +156,8 @@ class DevStackSettings:
     @property
     def kafka_bootstrap(self) -> str:
         """Every node: clients find the cluster through whichever answers."""
+        if self.kafka_servers:
+            return self.kafka_servers
         return ",".join(f"{self.host}:{node.port}" for node in self.kafka_nodes)
 
     @property

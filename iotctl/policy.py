@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -155,8 +156,32 @@ def _print_report(report: ApplyReport) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
+def _password_source(text: str) -> tuple[str, str]:
+    principal, sep, variable = text.partition("=")
+    if not (sep and principal and variable):
+        raise argparse.ArgumentTypeError(f"{text!r} is not PRINCIPAL=VARIABLE")
+    return principal, variable
+
+
 def _cmd_apply(args: argparse.Namespace) -> int:
     stack = SecuredStack(DevStackSettings.from_env())
+    passwords: dict[str, str] = {}
+    for principal, variable in args.password:
+        value = os.environ.get(variable, "")
+        if not value:
+            print(f"iotctl: {variable} (the password of {principal}) is not set", file=sys.stderr)
+            return 1
+        passwords[principal] = value
+    if passwords or args.prepare_gateway or args.create_topics:
+        stack.require_secure("`policy apply`")
+        stack.effective()  # a malformed policy stops everything before anything is written
+    if passwords and not args.dry_run:
+        for name in stack.adopt_passwords(passwords):
+            _progress(f"secrets: stored the given password of {name}")
+    if args.prepare_gateway and not args.dry_run:
+        stack.prepare_gateway(_progress)
+    if args.create_topics and not args.dry_run:
+        stack.create_topics(_progress)
     report = stack.apply(dry_run=args.dry_run, progress=_progress)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
@@ -226,4 +251,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     apply.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     apply.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    apply.add_argument(
+        "--password",
+        action="append",
+        default=[],
+        type=_password_source,
+        metavar="PRINCIPAL=VARIABLE",
+        help="use the password in environment variable VARIABLE for PRINCIPAL instead of a "
+        "generated one (a deployment that hands its services their passwords, e.g. compose)",
+    )
+    apply.add_argument(
+        "--prepare-gateway",
+        action="store_true",
+        help="write the gateway's MQTT files (TLS certificate, logins) as `dev up` does, for "
+        "gateways that read them from a shared folder (compose.yaml)",
+    )
+    apply.add_argument(
+        "--create-topics",
+        action="store_true",
+        help="create the platform's missing topics first (IOT_KAFKA_BROKERS sets their "
+        "replication and min ISR), for a cluster the stack does not run (IOT_KAFKA_SERVERS)",
+    )
     apply.set_defaults(handler=_cmd_apply)

@@ -102,6 +102,25 @@ class SecretStore:
                 self._save(stored)
         return result
 
+    def put(self, principal: str, password: str) -> bool:
+        """Stores ``password`` for ``principal`` (a deployment that hands its services their
+        passwords itself, e.g. from compose's ``.env``); True when it was new or different."""
+        try:
+            validate_principal_id(principal)
+        except PrincipalError as exc:
+            raise InvalidIdError(str(exc)) from None
+        if not password:
+            raise StoreError(f"the password given for {principal!r} is empty")
+        private_dir(self.path.parent)
+        with locked(self.path):
+            stored = self._load()
+            current = stored.get(principal)
+            if current is not None and current.password == password:
+                return False
+            stored[principal] = Credential(principal, password, hash_password(password))
+            self._save(stored)
+        return True
+
     def commit(self, credentials: Mapping[str, Credential]) -> tuple[str, ...]:
         """Saves those of ``credentials`` (from ``ensure(..., dry_run=True)``) not yet stored;
         returns their names. StoreError if another process stored a different one meanwhile.

@@ -99,3 +99,10 @@ def test_mosquitto_runs_on_the_devices_port_only_in_bridge_mode() -> None:
 def test_an_unknown_gateway_mode_is_refused() -> None:
     with pytest.raises(SettingsError, match="direct or bridge"):
         DevStackSettings.from_env({"IOT_GATEWAY_MODE": "proxy"})
+
+
+def test_a_cluster_the_stack_does_not_run_is_reached_through_its_own_nodes() -> None:
+    servers = "kafka-1:9092,kafka-2:9092,kafka-3:9092"
+    settings = DevStackSettings.from_env({"IOT_KAFKA_SERVERS": servers, "IOT_KAFKA_BROKERS": "3"})
+    assert settings.kafka_bootstrap == servers
+    assert (settings.kafka_replication, settings.kafka_min_insync) == (3, 2)

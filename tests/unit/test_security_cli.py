@@ -274,3 +274,22 @@ def test_apply_of_a_malformed_policy_names_the_line_and_writes_nothing(
     assert f"{env / 'policy.yaml'}:15: unknown effect 'alow'" in err
     assert out == ""
     assert not (env / "state" / "security" / "secrets.json").exists()
+
+
+def test_apply_refuses_a_password_variable_that_is_not_set(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IOT_SECURE", "true")
+    monkeypatch.delenv("GATEWAY_PASSWORD", raising=False)
+    code, _, err = _run(capsys, "policy", "apply", "--password", "gateway=GATEWAY_PASSWORD")
+    assert (code, "GATEWAY_PASSWORD (the password of gateway) is not set" in err) == (1, True)
+    assert not (env / "state" / "security" / "secrets.json").exists()
+
+
+def test_apply_takes_passwords_only_as_principal_equals_variable(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["policy", "apply", "--password", "gateway"])
+    assert exit_info.value.code == 2
+    assert "is not PRINCIPAL=VARIABLE" in capsys.readouterr().err

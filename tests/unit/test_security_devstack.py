@@ -11,16 +11,21 @@ import stat
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from confluent_kafka.cimpl import NewTopic
+from cryptography import x509
 
+from contracts.topics import PLATFORM_TOPICS, TELEMETRY, TELEMETRY_DLQ
 from devstack import ADMIN, DevStackSettings, SecuredStack, ServiceStartError
 from devstack.accounts import service_user
 from devstack.apps import GatewayApp, StreamsWorkerApp
-from devstack.kafka import Kafka
+from devstack.kafka import Kafka, create_topics
 from devstack.mosquitto import Mosquitto
 from policy import verify_password
 from security import DeviceError
+from security.mosquitto import BrokerLayout
 
 PROJECT = Path(__file__).resolve().parents[2]
 needs_mosquitto = pytest.mark.skipif(
@@ -285,3 +290,66 @@ def test_registering_a_device_under_a_reserved_name_stores_nothing(
     with pytest.raises(DeviceError, match=repr(name)):
         stack.add_device(name)
     assert stack.devices.hashes() == {}
+
+
+def test_a_deployment_hands_its_passwords_and_gets_the_gateway_files_rendered_with_them(
+    tmp_path: Path,
+) -> None:
+    """compose.yaml's init: given passwords become the MQTT logins the gateways read."""
+    settings = replace(_settings(tmp_path, secure=True), gateway_mode="direct", host="mqtt.example")
+    stack = SecuredStack(settings)
+    assert stack.adopt_passwords({"gateway": "given-gw", ADMIN: "given-admin"}) == (
+        ADMIN,
+        "gateway",
+    )
+    assert stack.adopt_passwords({"gateway": "given-gw"}) == ()
+    stack.prepare_gateway()
+    layout = BrokerLayout(GatewayApp(settings).mqtt_home)
+    text = layout.password_file.read_text()
+    lines = dict(line.split(":", 1) for line in text.splitlines() if line and line[0] != "#")
+    assert verify_password("given-gw", lines["gateway"])
+    assert verify_password("given-admin", lines[ADMIN])
+    assert "ops" in lines  # the policy's other principals got generated passwords
+    certificate = x509.load_pem_x509_certificate(layout.tls.server_cert.read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "mqtt.example" in names.get_values_for_type(x509.DNSName)
+
+
+class _Future:
+    def __init__(self, error: str | None = None) -> None:
+        self.error = error
+
+    def result(self) -> None:
+        if self.error is not None:
+            raise RuntimeError(self.error)
+
+
+class _Admin:
+    """What create_topics asks of confluent-kafka's AdminClient."""
+
+    def __init__(self, existing: set[str]) -> None:
+        self.existing = existing
+        self.created: list[NewTopic] = []
+
+    def list_topics(self, timeout: float) -> SimpleNamespace:
+        return SimpleNamespace(topics=dict.fromkeys(self.existing))
+
+    def create_topics(self, topics: list[NewTopic], operation_timeout: float) -> dict[str, _Future]:
+        self.created = topics
+        return {
+            t.topic: _Future("TOPIC_ALREADY_EXISTS" if t.topic == TELEMETRY.name else None)
+            for t in topics
+        }
+
+
+def test_topics_of_a_three_node_cluster_are_created_with_rf3_and_min_isr2(tmp_path: Path) -> None:
+    settings = replace(_settings(tmp_path, secure=True), kafka_brokers=3, kafka_partitions=12)
+    admin = _Admin({TELEMETRY_DLQ.name})
+    create_topics(admin, settings, lambda _: None)  # type: ignore[arg-type]
+    created = {topic.topic: topic for topic in admin.created}
+    assert set(created) == {t.name for t in PLATFORM_TOPICS} - {TELEMETRY_DLQ.name}
+    for topic in created.values():
+        assert topic.replication_factor == 3
+        assert topic.config["min.insync.replicas"] == "2"
+        assert topic.config["unclean.leader.election.enable"] == "false"
+    assert created[TELEMETRY.name].num_partitions == 12

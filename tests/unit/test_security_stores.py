@@ -62,6 +62,22 @@ def test_secrets_are_generated_once_private_and_stable(layout: SecurityLayout) -
     assert _mode(layout.root) == 0o700
 
 
+def test_a_given_password_replaces_the_generated_one_and_keeps_a_matching_hash(
+    layout: SecurityLayout,
+) -> None:
+    store = SecretStore(layout.secrets_file)
+    generated = store.ensure(["gateway", "streams"])
+    assert store.put("gateway", "from-the-deployment") is True
+    assert store.put("gateway", "from-the-deployment") is False  # unchanged: nothing written
+    stored = SecretStore(layout.secrets_file).all()
+    assert stored["gateway"].password == "from-the-deployment"
+    assert verify_password("from-the-deployment", stored["gateway"].mosquitto_hash)
+    assert stored["streams"] == generated["streams"]
+    assert store.ensure(["gateway"])["gateway"].password == "from-the-deployment"
+    with pytest.raises(StoreError, match="empty"):
+        store.put("streams", "")
+
+
 def test_a_dry_run_writes_nothing_and_commit_saves_exactly_what_was_previewed(
     layout: SecurityLayout,
 ) -> None:
