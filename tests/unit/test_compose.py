@@ -199,7 +199,7 @@ def test_each_node_is_configured_as_a_node_of_the_secured_dev_cluster(
     assert dev_cluster["default.replication.factor"] == "3"
     assert dev_cluster["min.insync.replicas"] == "2"
     assert dev_cluster["unclean.leader.election.enable"] == "false"
-    assert dev_cluster["broker.session.timeout.ms"] == "5000"
+    assert dev_cluster["broker.session.timeout.ms"] == "4000"
     assert dev_cluster["allow.everyone.if.no.acl.found"] == "false"
     assert properties["auto.create.topics.enable"] == "false"  # iot-init creates them
 
