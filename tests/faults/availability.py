@@ -4,7 +4,8 @@ Ingest is judged per partition from the devices' PUBACK timeline (the simulator'
 dated to the sampling period): a partition's readings come from some fifty devices at once,
 so a gap between two of its PUBACKs is a stall of the platform, not a device resting. The
 worst partition gives a fault's *ingest stall*: the longest such gap that overlaps the fault's
-window (from its start until it was repaired and ``SETTLE_S`` more, or the next fault). The
+window (from its start until it was repaired and ``SETTLE_S`` more, or the next fault),
+counted from the fault's start. The
 *applied stall* is the same over the worker's positions, sampled; it includes waiting for
 ingest. *Recovered after* is when the last gap longer than ``GAP_S`` in the window ended,
 counted from the fault's start.
@@ -105,8 +106,11 @@ def _gaps(series: Sequence[float], begin: float, end: float) -> list[tuple[float
 
 
 def _longest(times: Mapping[int, Sequence[float]], begin: float, end: float) -> float:
+    """The longest gap overlapping ``[begin, end]``, counted from ``begin`` at the earliest:
+    a stall an earlier fault began is that fault's until this one starts."""
     return max(
-        (b - a for series in times.values() for a, b in _gaps(series, begin, end)), default=0.0
+        (b - max(a, begin) for series in times.values() for a, b in _gaps(series, begin, end)),
+        default=0.0,
     )
 
 

@@ -3,8 +3,10 @@ the checker's verdicts.
 
     .venv/bin/python -m tests.faults.run [--seed N] [--duration S] [--devices N] [--rate R]
 
-An isolated stack (its own Kafka, Mosquitto and PostgreSQL on free ports, state under
-``.local/faults/``) runs gateways and one stream worker. In direct mode (the default) two
+An isolated stack (its own Kafka cluster of ``--brokers`` nodes, Mosquitto and PostgreSQL on
+free ports, state under ``.local/faults/``) runs gateways and one stream worker on SQLite, or
+``--workers`` of them on PostgreSQL (``--store postgres``: one more joins under load, and
+PostgreSQL is killed and frozen too). In direct mode (the default) two
 gateways share one MQTT port (SO_REUSEPORT) and the devices connect to them; with
 ``--mode bridge`` the devices connect to Mosquitto and one gateway subscribes to it.
 Simulated devices publish (with duplicates and bad payloads; each reconnects and sends
@@ -43,7 +45,6 @@ from devstack.device_models import REALISTIC, TIDY, DeviceMix
 from devstack.simulator import Simulation, SimulationReport, SimulationSettings
 from streams.projections.alerts import load_alert_rules
 from streams.projections.windows import DEFAULT_WINDOWS
-from streams.store.sqlite import SqliteStore
 from tests.e2e.gateway_harness import kill_leftovers
 from tests.e2e.streams_harness import RULES
 from tests.faults import stack
@@ -72,6 +73,7 @@ from tests.faults.schedule import (
     Action,
     Fault,
     Target,
+    Topology,
     make_schedule,
     missing_kinds,
 )
@@ -183,7 +185,7 @@ class World:
 
     settings: DevStackSettings
     gateways: list[stack.AppProcess]
-    worker: stack.AppProcess
+    workers: list[stack.AppProcess]
     store: stack.WorkerStore
     load: Load
     clock: Clock
@@ -193,9 +195,19 @@ class World:
     """The worker's position on each partition, sampled (for the applied stalls)."""
     unexpected_exits: list[dict[str, Any]] = field(default_factory=list)
 
+    rules: Path
+    folder: Path
+
     @property
     def apps(self) -> list[stack.AppProcess]:
-        return [*self.gateways, self.worker]
+        return [*self.gateways, *self.workers]
+
+    def new_worker(self) -> stack.AppProcess:
+        """Another worker process of the group (not started)."""
+        number = len(self.workers) + 1
+        worker = stack.worker_process(self.settings, self.store, self.rules, self.folder, number)
+        self.workers.append(worker)
+        return worker
 
 
 async def _blocking(function: Callable[..., Any], *args: Any) -> Any:
@@ -214,8 +226,14 @@ def _first_ready(gateways: list[stack.AppProcess], timeout_s: float = 120) -> fl
 
 async def inject(world: World, fault: Fault) -> str:
     """Applies ``fault`` and repairs it; returns what happened, for the progress output."""
+    if fault.action is Action.JOIN:
+        joining = world.new_worker()
+        joining.start()
+        took = await _blocking(joining.wait_ready, 90)
+        return f"{joining.name} joined, ready in {took:.1f}s"
     if fault.target in (Target.GATEWAY, Target.WORKER):
-        app = world.gateways[fault.instance] if fault.target is Target.GATEWAY else world.worker
+        apps = world.gateways if fault.target is Target.GATEWAY else world.workers
+        app = apps[fault.instance]
         if fault.action is Action.PAUSE:
             app.pause()
             await asyncio.sleep(fault.hold_s)
@@ -228,6 +246,8 @@ async def inject(world: World, fault: Fault) -> str:
         return f"{app.name} restarted, ready in {took:.1f}s"
     if fault.target in KAFKA_NODES:
         server = await _blocking(stack.kafka_server, world.settings, fault.target)
+    elif fault.target is Target.POSTGRES:
+        server = stack.postgres_server(world.settings)
     else:
         server = stack.mosquitto_server(world.settings)
     if fault.action is Action.PAUSE:
@@ -278,11 +298,7 @@ async def _status_line(world: World, faults_done: int, faults: int) -> str:
         logged = "?"
     applied = "?"
     with contextlib.suppress(Exception):
-        store = SqliteStore(world.store.path)
-        try:
-            applied = f"{sum(o + 1 for o in store.positions(world.store.group).values()):,}"
-        finally:
-            store.close()
+        applied = f"{sum((await _blocking(world.store.applied)).values()):,}"
     return (
         f"[{world.clock():6.1f}s] acked {acked:,} (failed {failed:,}) | log {logged} | "
         f"worker at {applied} | faults {faults_done}/{faults}"
@@ -311,19 +327,11 @@ async def supervise(world: World, faults: list[Fault]) -> None:
             say(await _status_line(world, len(world.done), len(faults)))
 
 
-def _positions(store: stack.WorkerStore) -> dict[int, int]:
-    opened = SqliteStore(store.path)
-    try:
-        return {tp.partition: o for tp, o in opened.positions(store.group).items()}
-    finally:
-        opened.close()
-
-
 async def sample_applied(world: World) -> None:
     """The worker's positions twice a second (a failed read, e.g. mid-restart, is skipped)."""
     while True:
         with contextlib.suppress(Exception):
-            positions = await _blocking(_positions, world.store)
+            positions = await _blocking(world.store.applied)
             world.applied.append((time.monotonic(), positions))
         await asyncio.sleep(0.5)
 
@@ -412,14 +420,14 @@ async def drain(world: World) -> None:
     say(f"[{world.clock():6.1f}s] log settled at {seen[-1][1]:,} records after {took:.0f}s")
     ends = await end_offsets(client, stack.TELEMETRY_TOPIC)
 
-    async def caught_up() -> bool:
-        store = SqliteStore(world.store.path)
-        try:
-            at = {tp.partition: o + 1 for tp, o in store.positions(world.store.group).items()}
+    def caught_up_now() -> bool:
+        at = world.store.applied()
+        with world.store.opened() as store:
             backlog = store.outbox_backlog()
-        finally:
-            store.close()
         return backlog == 0 and all(at.get(p, 0) >= end for p, end in ends.items() if end)
+
+    async def caught_up() -> bool:
+        return bool(await _blocking(caught_up_now))
 
     took = await _until("the worker catching up", caught_up, 120)
     say(f"[{world.clock():6.1f}s] worker caught up and outbox empty after {took:.0f}s")
@@ -431,11 +439,8 @@ async def collect(
     client = stack.client_for(world.settings)
     log, events = await read_log(client, stack.TELEMETRY_TOPIC)
     expected = oracle(events, windows=DEFAULT_WINDOWS, rules=load_alert_rules(rules))
-    store = SqliteStore(world.store.path)
-    try:
+    with world.store.opened() as store:
         actual = Projections(store.devices(), store.windows(), store.alert_states())
-    finally:
-        store.close()
     return History(
         acks=[ack for clock in world.load.clocks for ack in clock.acks()],
         log=log,
@@ -456,18 +461,17 @@ async def run(args: argparse.Namespace) -> int:
     clock = Clock()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     gateways = args.gateways or (2 if args.mode == "direct" else 1)
-    faults = make_schedule(
-        seed, args.duration, mode=args.mode, gateways=gateways, brokers=args.brokers
-    )
+    topology = Topology(args.mode, gateways, args.brokers, args.workers, args.store)
+    faults = make_schedule(seed, args.duration, topology)
     say(
         f"fault suite: {args.mode} mode, {gateways} gateway(s), {args.brokers} Kafka node(s), "
-        f"seed {seed}, "
+        f"{args.workers} worker(s) on {args.store}, seed {seed}, "
         f"{args.duration:.0f}s of load, {args.devices} devices at {args.rate:g} msg/s; "
         f"repeat with `make faults FAULTS_SEED={seed}`"
         + (" FAULTS_ARGS='--mode bridge'" if args.mode == "bridge" else "")
     )
     say("schedule:\n" + "\n".join(f"  {fault}" for fault in faults))
-    lacking = missing_kinds(faults, args.mode, args.brokers)
+    lacking = missing_kinds(faults, topology)
     if lacking:
         say(f"the run is too short to inject every kind of fault: missing {lacking}")
         return 2
@@ -496,23 +500,34 @@ async def run(args: argparse.Namespace) -> int:
         config = stack.write_gateway_config(
             folder / "gateway.yaml", settings, args.mode, device_port
         )
-        store = stack.WorkerStore(folder / "state.db")
+        store = (
+            stack.WorkerStore.postgres(settings)
+            if args.store == "postgres"
+            else stack.WorkerStore.sqlite(folder / "state.db")
+        )
         world = World(
             settings=settings,
             gateways=[
                 stack.gateway_process(settings, config, n, folder) for n in range(1, gateways + 1)
             ],
-            worker=stack.worker_process(settings, store, rules, folder),
+            workers=[],
             store=store,
             load=Load(settings, device_port, folder, args.devices, args.rate, seed, mix),
             clock=clock,
+            rules=rules,
+            folder=folder,
         )
+        for _ in range(args.workers):
+            world.new_worker()
         # One at a time: the first creates the schema registry's single-partition topic
         # (started together, a metadata request may auto-create it with 6 partitions).
         for app in world.apps:
             app.start()
             await _blocking(app.wait_ready, 120)
-        say(f"[{clock():6.1f}s] stack, {gateways} gateway(s) and the worker ready; devices start")
+        say(
+            f"[{clock():6.1f}s] stack, {gateways} gateway(s) and {args.workers} worker(s) ready; "
+            "devices start"
+        )
         world.load.start()
         load_started = time.monotonic()
         tasks = [
@@ -597,8 +612,8 @@ def main(argv: list[str] | None = None) -> int:
         "--duration",
         type=float,
         default=None,
-        help="seconds of load (130 in direct mode; 170 in bridge mode, which has more kinds of "
-        "fault to fit)",
+        help="seconds of load (130 in direct mode on sqlite; 170 in bridge mode or on postgres, "
+        "which have more kinds of fault to fit)",
     )
     parser.add_argument(
         "--devices", type=int, default=None, help="simulated devices (300 direct, 200 bridge)"
@@ -637,12 +652,25 @@ def main(argv: list[str] | None = None) -> int:
         help="Kafka nodes: 3, a cluster (RF 3, min ISR 2) whose leader and active controller "
         "the faults hit; 1, the single node (default: 3)",
     )
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the workers' store: sqlite (one worker) or postgres (--workers of them, one more "
+        "joining under load, and PostgreSQL killed and frozen too) (default: sqlite)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (1 on sqlite, 2 on postgres)"
+    )
     parser.add_argument("--out", type=Path, default=Path(".local/faults"))
     args = parser.parse_args(argv)
     direct = args.mode == "direct"
     args.devices = args.devices or (300 if direct else 200)
     args.rate = args.rate or (1500.0 if direct else 200.0)
-    args.duration = args.duration or (130.0 if direct else 170.0)
+    args.duration = args.duration or (130.0 if direct and args.store == "sqlite" else 170.0)
+    args.workers = args.workers or (2 if args.store == "postgres" else 1)
+    if args.store == "sqlite" and args.workers != 1:
+        parser.error("an SQLite store serves one worker: use --store postgres for more")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a killed broker is the point
     args.out = args.out.resolve()
 

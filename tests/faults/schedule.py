@@ -23,6 +23,8 @@ class Target(StrEnum):
     KAFKA_CONTROLLER = "kafka-controller"
     """The node leading the KRaft controller quorum (a cluster)."""
     MOSQUITTO = "mosquitto"
+    POSTGRES = "postgres"
+    """The workers' store (when it is PostgreSQL)."""
 
 
 KAFKA_NODES = frozenset({Target.KAFKA, Target.KAFKA_LEADER, Target.KAFKA_CONTROLLER})
@@ -37,6 +39,32 @@ class Action(StrEnum):
     """Mosquitto only: every gateway frozen for ``hold_s`` (the broker queues what devices
     publish, in memory), then Mosquitto SIGKILLed and the gateways resumed: the case where
     Mosquitto's persistence interval matters."""
+    JOIN = "join"
+    """Workers only: one more worker process joins the group under load (and stays)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """What a run starts: the gateway ``mode``, how many gateways, Kafka nodes and workers,
+    and the workers' ``store`` (``sqlite``: one worker; ``postgres``: any number)."""
+
+    mode: str = "direct"
+    gateways: int = 2
+    brokers: int = 1
+    workers: int = 1
+    store: str = "sqlite"
+
+    def applies(self, target: Target) -> bool:
+        """Whether ``target`` exists in this topology."""
+        if target is Target.MOSQUITTO:
+            return self.mode == "bridge"
+        if target is Target.POSTGRES:
+            return self.store == "postgres"
+        if target is Target.KAFKA:
+            return self.brokers == 1
+        if target in KAFKA_NODES:
+            return self.brokers > 1
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +81,18 @@ class Fault:
 
     @property
     def label(self) -> str:
-        """What and whom, e.g. ``kill -9 gateway-2``."""
-        who = f"{self.target}-{self.instance + 1}" if self.target is Target.GATEWAY else self.target
+        """What and whom, e.g. ``kill -9 gateway-2``, ``join worker``."""
+        numbered = self.target in (Target.GATEWAY, Target.WORKER)
+        who = f"{self.target}-{self.instance + 1}" if numbered else self.target
         if self.action is Action.KILL_WITH_BACKLOG:
             return f"{Action.KILL} {who} with a backlog"
+        if self.action is Action.JOIN:
+            return f"{Action.JOIN} {self.target}"
         return f"{self.action} {who}"
 
     def __str__(self) -> str:
+        if self.action is Action.JOIN:
+            return f"t+{self.at_s:5.1f}s  one more worker joins"
         verb = {Action.KILL: "dead", Action.PAUSE: "frozen"}.get(self.action, "gateways frozen")
         return f"t+{self.at_s:5.1f}s  {self.label} ({verb} {self.hold_s:.1f}s)"
 
@@ -74,8 +107,11 @@ REQUIRED: tuple[tuple[Action, Target], ...] = (
     (Action.PAUSE, Target.WORKER),
     (Action.PAUSE, Target.KAFKA),
     (Action.PAUSE, Target.MOSQUITTO),
+    (Action.KILL, Target.POSTGRES),
+    (Action.PAUSE, Target.POSTGRES),
+    (Action.JOIN, Target.WORKER),
 )
-"""Each fault the suite must inject at least once per run."""
+"""Each fault the suite must inject at least once per run (of those its topology has)."""
 
 EXTRA: tuple[tuple[Action, Target], ...] = (
     (Action.KILL, Target.GATEWAY),
@@ -96,6 +132,7 @@ COST_S = {
     Target.KAFKA_LEADER: 12.0,
     Target.KAFKA_CONTROLLER: 12.0,
     Target.MOSQUITTO: 4.0,
+    Target.POSTGRES: 4.0,
 }
 """About how long a kill of each target takes to repair (restart and ready), for spacing."""
 
@@ -104,18 +141,18 @@ PAUSE_S = (2.0, 5.0)
 
 
 def kinds_for(
-    mode: str, kinds: Sequence[tuple[Action, Target]], brokers: int = 1
+    kinds: Sequence[tuple[Action, Target]], topology: Topology
 ) -> list[tuple[Action, Target]]:
-    """``kinds`` that apply to a gateway ``mode`` and a Kafka of ``brokers`` nodes: in direct
-    mode there is no Mosquitto; in a cluster a Kafka fault hits the partition leader and,
-    as another kind, the active controller."""
+    """``kinds`` that apply to ``topology``: in direct mode there is no Mosquitto, only a
+    PostgreSQL store can be killed and be joined by more workers, and in a cluster a Kafka
+    fault hits the partition leader and, as another kind, the active controller."""
     applying = []
     for action, target in kinds:
-        if target is Target.MOSQUITTO and mode != "bridge":
-            continue
-        if target is Target.KAFKA and brokers > 1:
+        if target is Target.KAFKA and topology.brokers > 1:
             applying += [(action, Target.KAFKA_LEADER), (action, Target.KAFKA_CONTROLLER)]
-        else:
+        elif action is Action.JOIN and topology.store != "postgres":
+            continue
+        elif topology.applies(target):
             applying.append((action, target))
     return applying
 
@@ -123,10 +160,8 @@ def kinds_for(
 def make_schedule(
     seed: int,
     duration_s: float,
+    topology: Topology = Topology(),
     *,
-    mode: str = "direct",
-    gateways: int = 2,
-    brokers: int = 1,
     start_s: float = 8.0,
     gap_s: tuple[float, float] = (4.0, 8.0),
     quiet_tail_s: float = 10.0,
@@ -135,26 +170,32 @@ def make_schedule(
     spaced by ``gap_s`` plus each fault's own repair time, all starting before
     ``duration_s - quiet_tail_s`` (the load's last seconds run without faults)."""
     rng = random.Random(seed)
-    kinds = kinds_for(mode, REQUIRED, brokers)
-    extra = kinds_for(mode, EXTRA, brokers)
+    kinds = kinds_for(REQUIRED, topology)
+    extra = kinds_for(EXTRA, topology)
     rng.shuffle(kinds)
     faults: list[Fault] = []
     at = start_s
     while True:
         action, target = kinds.pop(0) if kinds else rng.choice(extra)
-        hold = rng.uniform(0.2, 2.5) if action is Action.KILL else rng.uniform(*PAUSE_S)
+        hold = {Action.KILL: rng.uniform(0.2, 2.5), Action.JOIN: 0.0}.get(
+            action, rng.uniform(*PAUSE_S)
+        )
         cost = hold + (0.5 if action is Action.PAUSE else COST_S[target])
         if at + cost > duration_s - quiet_tail_s:
             break
-        instance = rng.randrange(gateways) if target is Target.GATEWAY else 0
+        instance = {Target.GATEWAY: topology.gateways, Target.WORKER: topology.workers}.get(
+            target, 1
+        )
+        instance = rng.randrange(instance)
         faults.append(Fault(round(at, 1), action, target, round(hold, 1), instance))
         at += cost + rng.uniform(*gap_s)
     return faults
 
 
 def missing_kinds(
-    faults: Sequence[Fault], mode: str = "direct", brokers: int = 1
+    faults: Sequence[Fault],
+    topology: Topology = Topology(),
 ) -> list[tuple[Action, Target]]:
     """Required kinds a schedule lacks (a run too short to inject them all)."""
     present = {(f.action, f.target) for f in faults}
-    return [kind for kind in kinds_for(mode, REQUIRED, brokers) if kind not in present]
+    return [kind for kind in kinds_for(REQUIRED, topology) if kind not in present]

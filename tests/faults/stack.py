@@ -20,7 +20,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,9 +33,12 @@ from devstack.apps import http_probe
 from devstack.clients import kafka_client
 from devstack.kafka import Kafka, kafka_nodes
 from devstack.mosquitto import Mosquitto
+from devstack.postgres import Postgres
 from devstack.process import alive, running_pid
 from devstack.service import Service
 from security.kafka import admin_client
+from streams.store import Store
+from streams.store.factory import open_store
 from tests import clients
 from tests.e2e.gateway_harness import track
 from tests.faults.schedule import Target
@@ -198,18 +202,37 @@ def gateway_process(
 
 @dataclass(frozen=True, slots=True)
 class WorkerStore:
-    """Where the worker keeps its state, and its consumer group."""
+    """Where the workers keep their state (``url``: an SQLite file for one worker, the
+    stack's PostgreSQL for several), and their consumer group."""
 
-    path: Path
+    url: str
     group: str = "faults-streams"
 
-    @property
-    def url(self) -> str:
-        return f"sqlite:///{self.path}"
+    @classmethod
+    def sqlite(cls, path: Path) -> WorkerStore:
+        return cls(f"sqlite:///{path}")
+
+    @classmethod
+    def postgres(cls, settings: DevStackSettings) -> WorkerStore:
+        return cls(f"{settings.pg_dsn()}?schema=faults")
+
+    @contextmanager
+    def opened(self) -> Iterator[Store]:
+        """The store, open for reading what the workers did (closed after)."""
+        store = open_store(self.url)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def applied(self) -> dict[int, int]:
+        """Each partition's next offset to apply."""
+        with self.opened() as store:
+            return {tp.partition: o + 1 for tp, o in store.positions(self.group).items()}
 
 
 def worker_process(
-    settings: DevStackSettings, store: WorkerStore, rules: Path, work: Path
+    settings: DevStackSettings, store: WorkerStore, rules: Path, work: Path, number: int = 1
 ) -> AppProcess:
     env = process_env(
         settings,
@@ -220,12 +243,12 @@ def worker_process(
             "IOT_STREAMS_ALERT_RULES": str(rules),
             "IOT_STREAMS_NOTIFIER__ENABLED": "false",
             "IOT_STREAMS_BATCH_MAX": "500",
-            "IOT_STREAMS_DATA_DIR": str(work / "faust"),
+            "IOT_STREAMS_DATA_DIR": str(work / f"faust-{number}"),
             "IOT_STREAMS_HTTP__HOST": settings.host,
         },
     )
     argv = [sys.executable, "-m", "iotctl.main", "streams", "worker"]
-    return AppProcess("worker", argv, env, work / "worker.log")
+    return AppProcess(f"worker-{number}", argv, env, work / f"worker-{number}.log")
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +320,10 @@ def _quorum_leader(nodes: list[Kafka]) -> int:
 
 def mosquitto_server(settings: DevStackSettings) -> Server:
     return Server(Mosquitto(settings))
+
+
+def postgres_server(settings: DevStackSettings) -> Server:
+    return Server(Postgres(settings))
 
 
 def mosquitto_saved_at(settings: DevStackSettings) -> float | None:

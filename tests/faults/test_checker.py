@@ -22,7 +22,15 @@ from tests.faults.checker import (
     format_verdicts,
     verdicts_json,
 )
-from tests.faults.schedule import REQUIRED, Target, kinds_for, make_schedule, missing_kinds
+from tests.faults.schedule import (
+    REQUIRED,
+    Action,
+    Target,
+    Topology,
+    kinds_for,
+    make_schedule,
+    missing_kinds,
+)
 
 
 def _device(device_id: str, count: int, duplicates: int = 0) -> DeviceState:
@@ -255,11 +263,20 @@ def test_a_schedule_is_a_function_of_its_seed_and_holds_every_kind_of_fault() ->
     assert first == make_schedule(42, 130)
     assert first != make_schedule(43, 130)
     assert missing_kinds(first) == []
-    assert len(first) >= len(kinds_for("direct", REQUIRED))
+    assert len(first) >= len(kinds_for(REQUIRED, Topology()))
     assert Target.MOSQUITTO not in {f.target for f in first}  # direct mode: no broker
-    bridge = make_schedule(42, 160, mode="bridge", gateways=1)
-    assert missing_kinds(bridge, "bridge") == []
+    assert Target.POSTGRES not in {f.target for f in first}  # an SQLite worker
+    bridge_topology = Topology(mode="bridge", gateways=1)
+    bridge = make_schedule(42, 160, bridge_topology)
+    assert missing_kinds(bridge, bridge_topology) == []
     assert Target.MOSQUITTO in {f.target for f in bridge}
+    cluster = Topology(brokers=3, workers=2, store="postgres")
+    on_postgres = make_schedule(42, 170, cluster)
+    assert missing_kinds(on_postgres, cluster) == []
+    kinds = {(f.action, f.target) for f in on_postgres}
+    assert {(Action.KILL, Target.POSTGRES), (Action.JOIN, Target.WORKER)} <= kinds
+    assert (Action.KILL, Target.KAFKA) not in kinds  # the leader and the controller instead
+    assert {f.instance for f in on_postgres if f.target is Target.WORKER} <= {0, 1}
     assert all(a.at_s < b.at_s for a, b in itertools.pairwise(first))
     assert first[-1].at_s < 130 - 10
     assert missing_kinds(make_schedule(42, 30)) != []  # too short: the runner refuses it
