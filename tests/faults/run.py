@@ -189,14 +189,15 @@ class World:
     store: stack.WorkerStore
     load: Load
     clock: Clock
+    rules: Path
+    """The alert rules every worker gets."""
+    folder: Path
+    """The run's folder: logs and the workers' own files."""
     crashes: list[BrokerCrash] = field(default_factory=list)
     done: list[dict[str, Any]] = field(default_factory=list)
     applied: list[AppliedSample] = field(default_factory=list)
     """The worker's position on each partition, sampled (for the applied stalls)."""
     unexpected_exits: list[dict[str, Any]] = field(default_factory=list)
-
-    rules: Path
-    folder: Path
 
     @property
     def apps(self) -> list[stack.AppProcess]:
