@@ -13,6 +13,7 @@ isolated stack is secured exactly when the shared one is (``IOT_SECURE``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -268,20 +269,25 @@ class Server:
         return pid
 
     def kill(self) -> None:
-        """SIGKILL the server and wait until it is gone (its port then refuses)."""
+        """SIGKILL every process of the server (PostgreSQL's backends too, as when its host
+        dies) and wait until they are gone and reaped: a server that finds its old pid
+        still there, a zombie of this process, refuses to start (PostgreSQL's lock file)."""
         pid = self.pid()
-        os.kill(pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
         while alive(pid):
             time.sleep(0.02)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
     def pause(self) -> int:
+        """SIGSTOP every process of the server (a frozen host); returns whom to resume."""
         pid = self.pid()
-        os.kill(pid, signal.SIGSTOP)
+        os.killpg(pid, signal.SIGSTOP)
         return pid
 
     @staticmethod
     def resume(pid: int) -> None:
-        os.kill(pid, signal.SIGCONT)
+        os.killpg(pid, signal.SIGCONT)
 
 
 def kafka_server(settings: DevStackSettings, target: Target = Target.KAFKA) -> Server:
