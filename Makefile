@@ -89,16 +89,16 @@ soak: bootstrap venv ## soak (~32 min, not in CI): 2k msg/s for 30 min on an iso
 
 FAULTS_SEED ?=
 FAULTS_ARGS ?=
-faults: bootstrap venv ## fault suite (~3 min): kill/pause gateways, worker, the Kafka cluster's leader and controller under load on an isolated stack (direct mode), then check the guarantees and what each fault cost
-	@$(BIN)/python -m tests.faults.run $(if $(FAULTS_SEED),--seed $(FAULTS_SEED)) $(FAULTS_ARGS)
+faults: bootstrap venv ## fault suite (~4 min): kill/pause gateways, PostgreSQL workers (a third joins), PostgreSQL, the Kafka cluster's leader and controller under load on an isolated stack (direct mode), then check the guarantees and what each fault cost
+	@$(BIN)/python -m tests.faults.run --store postgres $(if $(FAULTS_SEED),--seed $(FAULTS_SEED)) $(FAULTS_ARGS)
 
-faults-bridge: bootstrap venv ## the fault suite in bridge mode (devices on Mosquitto, whose crashes lose data: reported as such)
+faults-bridge: bootstrap venv ## the fault suite in bridge mode, one SQLite worker (devices on Mosquitto, whose crashes lose data: reported as such)
 	@$(BIN)/python -m tests.faults.run --mode bridge $(if $(FAULTS_SEED),--seed $(FAULTS_SEED)) $(FAULTS_ARGS)
 
 SEED ?=
 DURATION ?= 600
 jepsen: bootstrap venv ## a longer fault run (DURATION=600 s, SEED=...): more faults of every kind on the cluster, same checks
-	@$(BIN)/python -m tests.faults.run --duration $(DURATION) $(if $(SEED),--seed $(SEED)) $(FAULTS_ARGS)
+	@$(BIN)/python -m tests.faults.run --store postgres --duration $(DURATION) $(if $(SEED),--seed $(SEED)) $(FAULTS_ARGS)
 
 clean: down ## stop services and delete .local/ (all local data)
 	rm -rf .local
