@@ -235,7 +235,7 @@ async def inject(world: World, fault: Fault) -> str:
     if fault.target in (Target.GATEWAY, Target.WORKER):
         apps = world.gateways if fault.target is Target.GATEWAY else world.workers
         app = apps[fault.instance]
-        if fault.action is Action.PAUSE:
+        if fault.action in (Action.PAUSE, Action.LONG_PAUSE):
             app.pause()
             await asyncio.sleep(fault.hold_s)
             app.resume()
@@ -613,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         "--duration",
         type=float,
         default=None,
-        help="seconds of load (130 in direct mode on sqlite; 170 in bridge mode or on postgres, "
+        help="seconds of load (170 in direct mode on sqlite; 220 in bridge mode or on postgres, "
         "which have more kinds of fault to fit)",
     )
     parser.add_argument(
@@ -668,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     direct = args.mode == "direct"
     args.devices = args.devices or (300 if direct else 200)
     args.rate = args.rate or (1500.0 if direct else 200.0)
-    args.duration = args.duration or (130.0 if direct and args.store == "sqlite" else 170.0)
+    args.duration = args.duration or (170.0 if direct and args.store == "sqlite" else 220.0)
     args.workers = args.workers or (2 if args.store == "postgres" else 1)
     if args.store == "sqlite" and args.workers != 1:
         parser.error("an SQLite store serves one worker: use --store postgres for more")

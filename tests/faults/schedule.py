@@ -39,6 +39,10 @@ class Action(StrEnum):
     """Mosquitto only: every gateway frozen for ``hold_s`` (the broker queues what devices
     publish, in memory), then Mosquitto SIGKILLed and the gateways resumed: the case where
     Mosquitto's persistence interval matters."""
+    LONG_PAUSE = "long pause"
+    """SIGSTOP for longer than the process's session (a worker's consumer group session, a
+    gateway's fencing lease and its devices' publish timeout), then SIGCONT: a zombie whose
+    work others took over meanwhile, and which must not write over them when it wakes."""
     JOIN = "join"
     """Workers only: one more worker process joins the group under load (and stays)."""
 
@@ -93,7 +97,9 @@ class Fault:
     def __str__(self) -> str:
         if self.action is Action.JOIN:
             return f"t+{self.at_s:5.1f}s  one more worker joins"
-        verb = {Action.KILL: "dead", Action.PAUSE: "frozen"}.get(self.action, "gateways frozen")
+        verb = {Action.KILL: "dead", Action.PAUSE: "frozen", Action.LONG_PAUSE: "frozen"}.get(
+            self.action, "gateways frozen"
+        )
         return f"t+{self.at_s:5.1f}s  {self.label} ({verb} {self.hold_s:.1f}s)"
 
 
@@ -110,6 +116,8 @@ REQUIRED: tuple[tuple[Action, Target], ...] = (
     (Action.KILL, Target.POSTGRES),
     (Action.PAUSE, Target.POSTGRES),
     (Action.JOIN, Target.WORKER),
+    (Action.LONG_PAUSE, Target.WORKER),
+    (Action.LONG_PAUSE, Target.GATEWAY),
 )
 """Each fault the suite must inject at least once per run (of those its topology has)."""
 
@@ -137,6 +145,9 @@ COST_S = {
 """About how long a kill of each target takes to repair (restart and ready), for spacing."""
 
 PAUSE_S = (2.0, 5.0)
+LONG_PAUSE_S = (12.0, 16.0)
+"""Past a worker's group session (6 s), a gateway's lease (1 s) and a device's publish
+timeout (15 s), at times."""
 """Pauses stay below the clients' request timeouts (MQTT publish 15 s, Kafka 30 s)."""
 
 
@@ -177,10 +188,13 @@ def make_schedule(
     at = start_s
     while True:
         action, target = kinds.pop(0) if kinds else rng.choice(extra)
-        hold = {Action.KILL: rng.uniform(0.2, 2.5), Action.JOIN: 0.0}.get(
-            action, rng.uniform(*PAUSE_S)
-        )
-        cost = hold + (0.5 if action is Action.PAUSE else COST_S[target])
+        hold = {
+            Action.KILL: rng.uniform(0.2, 2.5),
+            Action.JOIN: 0.0,
+            Action.LONG_PAUSE: rng.uniform(*LONG_PAUSE_S),
+        }.get(action, rng.uniform(*PAUSE_S))
+        paused = action in (Action.PAUSE, Action.LONG_PAUSE)
+        cost = hold + (0.5 if paused else COST_S[target])
         if at + cost > duration_s - quiet_tail_s:
             break
         instance = {Target.GATEWAY: topology.gateways, Target.WORKER: topology.workers}.get(

@@ -259,26 +259,27 @@ def test_verdicts_print_and_serialize() -> None:
 
 
 def test_a_schedule_is_a_function_of_its_seed_and_holds_every_kind_of_fault() -> None:
-    first = make_schedule(42, 130)
-    assert first == make_schedule(42, 130)
-    assert first != make_schedule(43, 130)
+    first = make_schedule(42, 170)
+    assert first == make_schedule(42, 170)
+    assert first != make_schedule(43, 170)
     assert missing_kinds(first) == []
     assert len(first) >= len(kinds_for(REQUIRED, Topology()))
     assert Target.MOSQUITTO not in {f.target for f in first}  # direct mode: no broker
     assert Target.POSTGRES not in {f.target for f in first}  # an SQLite worker
     bridge_topology = Topology(mode="bridge", gateways=1)
-    bridge = make_schedule(42, 160, bridge_topology)
+    bridge = make_schedule(42, 220, bridge_topology)
     assert missing_kinds(bridge, bridge_topology) == []
     assert Target.MOSQUITTO in {f.target for f in bridge}
     cluster = Topology(brokers=3, workers=2, store="postgres")
-    on_postgres = make_schedule(42, 170, cluster)
+    on_postgres = make_schedule(42, 220, cluster)
     assert missing_kinds(on_postgres, cluster) == []
     kinds = {(f.action, f.target) for f in on_postgres}
     assert {(Action.KILL, Target.POSTGRES), (Action.JOIN, Target.WORKER)} <= kinds
+    assert {(Action.LONG_PAUSE, Target.WORKER), (Action.LONG_PAUSE, Target.GATEWAY)} <= kinds
     assert (Action.KILL, Target.KAFKA) not in kinds  # the leader and the controller instead
     assert {f.instance for f in on_postgres if f.target is Target.WORKER} <= {0, 1}
     assert all(a.at_s < b.at_s for a, b in itertools.pairwise(first))
-    assert first[-1].at_s < 130 - 10
+    assert first[-1].at_s < 170 - 10
     assert missing_kinds(make_schedule(42, 30)) != []  # too short: the runner refuses it
 
 
