@@ -282,7 +282,13 @@ class WorkerRuntime:
         if store is None:
             return False
         async with self._lock:
-            if await self._on_store(store.stored_generation) == store.generation():
+            try:
+                stored = await self._on_store(store.stored_generation)
+            except StoreError as exc:
+                if not exc.retriable:
+                    raise
+                return False  # the store is away: asked again next time; /readyz says so
+            if stored == store.generation():
                 return False
             await self._follow_swap()
         return True
@@ -329,18 +335,18 @@ class WorkerRuntime:
                     self.metrics.outbox_pruned.inc(pruned)
                     next_prune = time.monotonic() + OUTBOX_PRUNE_EVERY_S
                 published = await relay.pump()
-            except Exception as exc:
+                self.metrics.published.inc(published)
+                if published:
+                    self.metrics.publish_latency.observe(time.perf_counter() - started)
+                else:  # idle: the backlog, then a wait for appends (both on the store)
+                    self.metrics.outbox_backlog.set(await asyncio.to_thread(store.outbox_backlog))
+                    await asyncio.to_thread(store.wait_for_outbox, 0.5)
+            except Exception as exc:  # the store or Kafka lost: never the relay itself
                 log.warning("outbox relay: %s; retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.1
-            self.metrics.published.inc(published)
-            if published:
-                self.metrics.publish_latency.observe(time.perf_counter() - started)
-            else:
-                self.metrics.outbox_backlog.set(await asyncio.to_thread(store.outbox_backlog))
-                await asyncio.to_thread(store.wait_for_outbox, 0.5)
 
     async def _run_notifier(self) -> None:
         """Alerts -> downlink commands, each alert at most once (``apply_once``)."""

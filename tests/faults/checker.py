@@ -210,6 +210,8 @@ class History:
     """Platform processes that exited by themselves: (when, which, exit code)."""
     stop_codes: Mapping[str, int | None] = field(default_factory=dict)
     """Each platform process's exit code when stopped with SIGTERM at the end."""
+    unready: Sequence[str] = ()
+    """Processes not ready once the run drained (alive, but a part of them stopped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -627,19 +629,25 @@ def check_dlq(history: History) -> Verdict:
 
 def check_ride_through(history: History) -> Verdict:
     """No gateway or worker exits by itself, whatever the faults (the harness restarts one
-    that does, so the run can go on, but that is a failure), and each stops cleanly on
-    SIGTERM at the end."""
+    that does, so the run can go on, but that is a failure), each is ready again once the
+    faults are over (a process alive with a part of it stopped is no better), and each stops
+    cleanly on SIGTERM at the end."""
     unclean = {name: code for name, code in history.stop_codes.items() if code != 0}
     processes = len(history.stop_codes)
     return Verdict(
         "processes_ride_through",
-        _status(bool(history.exits or unclean)),
+        _status(bool(history.exits or unclean or history.unready)),
         f"{processes} processes: {len(history.exits)} exits by themselves, "
-        f"{len(unclean)} unclean stops",
-        {"exits": len(history.exits), "unclean_stops": len(unclean)},
+        f"{len(history.unready)} not ready at the end, {len(unclean)} unclean stops",
+        {
+            "exits": len(history.exits),
+            "unready": len(history.unready),
+            "unclean_stops": len(unclean),
+        },
         _examples(
             [
                 *(f"{name} exited ({code}) at {at:.1f}s" for at, name, code in history.exits),
+                *(f"{name} not ready after the faults" for name in history.unready),
                 *(f"{name} stopped with exit code {code}" for name, code in unclean.items()),
             ]
         ),

@@ -547,9 +547,12 @@ async def run(args: argparse.Namespace) -> int:
         await drain(world)
         for task in tasks:
             task.cancel()
+        unready = [app.name for app in world.apps if not await _blocking(app.ready)]
         exits = {app.name: app.terminate() for app in world.apps}
         say(f"[{clock():6.1f}s] processes stopped with SIGTERM: {exits}")
-        history = await collect(world, rules, args.mode, exits)
+        history = dataclasses.replace(
+            await collect(world, rules, args.mode, exits), unready=unready
+        )
         found, chart = report_availability(world, args, seed, load_started, load_ended)
         verdicts = check(history)
         if args.brokers > 1:

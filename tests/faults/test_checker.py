@@ -98,7 +98,15 @@ def test_a_process_that_exits_by_itself_or_stops_uncleanly_fails_the_run() -> No
     assert "worker exited (1) at 42.0s" in _by_name(exited)["processes_ride_through"].examples
     unclean = dataclasses.replace(_clean(), stop_codes={"gateway-1": 0, "worker": -15})
     assert _failed(unclean) == {"processes_ride_through"}
-    assert _by_name(_clean())["processes_ride_through"].counts == {"exits": 0, "unclean_stops": 0}
+    assert _by_name(_clean())["processes_ride_through"].counts == {
+        "exits": 0,
+        "unready": 0,
+        "unclean_stops": 0,
+    }
+    relay_stopped = dataclasses.replace(_clean(), unready=["worker-2"])
+    assert _failed(relay_stopped) == {"processes_ride_through"}
+    verdict = _by_name(relay_stopped)["processes_ride_through"]
+    assert "worker-2 not ready after the faults" in verdict.examples
 
 
 def test_an_acknowledged_reading_missing_from_the_log_is_lost() -> None:

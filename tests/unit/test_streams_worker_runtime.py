@@ -147,3 +147,54 @@ async def test_the_relay_deletes_rows_published_longer_ago_than_kept(tmp_path: P
     await worker._run_relay(_Idle())  # type: ignore[arg-type]
     assert worker.metrics.outbox_pruned._value.get() == 2
     assert store.claim(10).records == []
+
+
+async def test_the_relay_rides_through_a_store_lost_while_it_waits_for_appends(
+    tmp_path: Path,
+) -> None:
+    """The cluster fault run on PostgreSQL: killed while the relays waited for appends (LISTEN),
+    the server took every relay with it for good; rows appended later were never published."""
+    store = SqliteStore(tmp_path / "s.db")
+    store.migrate()
+    worker = WorkerRuntime(WorkerSettings())
+    worker.store = store
+    waits = 0
+
+    def wait_for_outbox(timeout: float) -> bool:
+        nonlocal waits
+        waits += 1
+        if waits == 1:
+            raise StoreUnavailableError("postgres wait_for_outbox failed: server closed")
+        return False
+
+    store.wait_for_outbox = wait_for_outbox  # type: ignore[method-assign]
+    pumps = 0
+
+    class _Idle:
+        async def pump(self) -> int:
+            nonlocal pumps
+            pumps += 1
+            if pumps == 3:
+                worker._stop.set()
+            return 0
+
+    await asyncio.wait_for(worker._run_relay(_Idle()), 10)  # type: ignore[arg-type]
+    assert pumps == 3  # it pumped again after the lost wait
+    assert waits >= 2
+
+
+async def test_an_idle_worker_rides_through_a_store_lost_while_it_checks_for_a_swap(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    store.migrate()
+    worker = WorkerRuntime(WorkerSettings())
+    worker.store = store
+    worker._started = True
+
+    def lost() -> int:
+        raise StoreUnavailableError("postgres stored_generation failed: server closed")
+
+    store.stored_generation = lost  # type: ignore[method-assign]
+    assert await worker.check_swap() is False  # no swap followed, and no crash
+    assert not worker.ready  # until the store answers again
