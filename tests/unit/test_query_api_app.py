@@ -86,6 +86,7 @@ async def scoped_client(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, A
     runtime = types.SimpleNamespace(
         settings=types.SimpleNamespace(query=QuerySettings(auth=auth)),
         metrics=types.SimpleNamespace(registry=CollectorRegistry()),
+        store=None,
     )
     api = QueryApi(runtime)  # type: ignore[arg-type]
     api.service = _AnyService()  # type: ignore[assignment]
@@ -106,6 +107,7 @@ async def scoped_client(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, A
         ("/api/alerts?device_id=plant-7", 403),
         ("/api/alerts", 403),
         ("/api/alerts/history?device_id=plant-7&from=0", 403),
+        ("/api/overview", 403),  # the fleet is every device
     ],
 )
 async def test_a_device_scoped_token_reads_only_what_the_route_scopes_to_its_devices(
@@ -114,6 +116,23 @@ async def test_a_device_scoped_token_reads_only_what_the_route_scopes_to_its_dev
     client, token = scoped_client
     response = await client.get(path, headers={"Authorization": f"Bearer {token}"})
     assert response.status == status, await response.text()
+
+
+async def test_commanding_a_device_needs_a_rule_for_its_commands_topic(
+    scoped_client: tuple[TestClient[Any, Any], str], tmp_path: Path
+) -> None:
+    client, token = scoped_client
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"name": "reboot"}
+    response = await client.post("/api/devices/sensor-1/commands", json=body, headers=headers)
+    assert response.status == 403  # reading sensor-1 is not commanding it
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.replace('"devices/+/telemetry"', '"devices/+/commands"'))
+    os.utime(policy, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # a visible change
+    response = await client.post("/api/devices/sensor-1/commands", json=body, headers=headers)
+    assert response.status == 503, await response.text()  # let through; no store here
+    response = await client.post("/api/devices/plant-7/commands", json=body, headers=headers)
+    assert response.status == 403
 
 
 async def test_a_narrowed_policy_applies_without_a_restart(
