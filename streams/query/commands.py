@@ -76,15 +76,15 @@ def parse_command(device_id: str, body: object, now_ms: int) -> CommandRequest:
         for key, value in raw_params.items()
     }
     ttl = body.get("ttl_s")
+    if "ttl_s" in body and ttl is None:
+        raise BadParameterError("ttl_s", "leave it out to send a command that never expires")
     if isinstance(ttl, float) and ttl.is_integer():
         ttl = int(ttl)  # JSON Schema's integer: 60.0 is 60
     if ttl is not None and (
         not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= MAX_TTL_S
     ):
         raise BadParameterError("ttl_s", f"must be an integer 1..{MAX_TTL_S} (seconds)")
-    command_id = body.get("command_id")
-    if command_id is None:
-        command_id = uuid.uuid4().hex
+    command_id = body.get("command_id", uuid.uuid4().hex)
     command_id = _text(command_id, "command_id", MAX_NAME)
     expires_at = None if ttl is None else now_ms + ttl * 1000
     return CommandRequest(command_id, device_id, name, params, now_ms, expires_at)

@@ -34,7 +34,9 @@ def test_a_command_request_becomes_what_the_device_receives() -> None:
         ({"name": "x", "ttl_s": 0}, "ttl_s"),
         ({"name": "x", "ttl_s": MAX_TTL_S + 1}, "ttl_s"),
         ({"name": "x", "ttl_s": True}, "ttl_s"),
+        ({"name": "x", "ttl_s": None}, "ttl_s"),
         ({"name": "x", "command_id": ""}, "command_id"),
+        ({"name": "x", "command_id": None}, "command_id"),
         ({"name": "x", "colour": "red"}, "colour"),
     ],
 )
