@@ -88,17 +88,25 @@ class Page:
             ) from None
         return value
 
-    async def screenshot(self, width: int = 1280) -> bytes:
-        """A PNG of the whole page (its full height) at ``width`` CSS pixels."""
-        height = await self.evaluate("document.documentElement.scrollHeight")
+    async def screenshot(self, width: int = 1280, longest: int = 1800) -> bytes:
+        """A PNG of the page at ``width`` CSS pixels, as tall as its content (at most
+        ``longest`` pixels)."""
+        await self.call("Emulation.clearDeviceMetricsOverride")
+        content = await self.evaluate("document.body.scrollHeight")
+        height = min(int(content), longest)
         await self.call(
             "Emulation.setDeviceMetricsOverride",
             width=width,
-            height=int(height),
+            height=height,
             deviceScaleFactor=1,
             mobile=False,
         )
-        shot = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        shot = await self.call(
+            "Page.captureScreenshot",
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        )
         return base64.b64decode(shot["data"])
 
 

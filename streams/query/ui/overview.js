@@ -5,7 +5,7 @@ import { drawChart, legend } from "/ui/static/chart.js";
 
 const POLL_MS = 5000;
 const HOUR = 3600000;
-const DEVICES_SHOWN = 100;
+const DEVICES_SHOWN = 25;
 
 function sumReasons(minutes) {
   const totals = {};
@@ -56,8 +56,18 @@ function show(overview) {
   showDlq(overview);
 }
 
+const pages = [null];  // the `after` of each page of devices shown so far; the last is shown
+
 function showDevices(list) {
   fillRows($("devices"), list.devices.map((d) => [deviceLink(d.device_id), d.last_seen || "–", String(d.count), Object.keys(d.metrics).join(", ")]), "no devices yet");
+  $("devices-previous").disabled = pages.length < 2;
+  $("devices-next").disabled = !list.next_after;
+  $("devices-next").dataset.after = list.next_after || "";
+}
+
+function devicesPath() {
+  const after = pages[pages.length - 1];
+  return "/api/devices?limit=" + DEVICES_SHOWN + (after ? "&after=" + encodeURIComponent(after) : "");
 }
 
 async function refresh() {
@@ -65,11 +75,11 @@ async function refresh() {
   try {
     const [overview, list] = await Promise.all([
       api("/api/overview?seen_minutes=" + encodeURIComponent(minutes)),
-      api("/api/devices?limit=" + DEVICES_SHOWN),
+      api(devicesPath()),
     ]);
     show(overview);
     showDevices(list);
-    say("status", "live: updated " + overview.time + (list.next_after ? " (first " + DEVICES_SHOWN + " devices listed)" : ""));
+    say("status", "live: updated " + overview.time);
   } catch (error) {
     say("status", explain(error), true);
   }
@@ -81,6 +91,8 @@ $("open-device").addEventListener("submit", (event) => {
   location.assign("/ui/devices/" + encodeURIComponent($("device-id").value.trim()));
 });
 $("seen-minutes").addEventListener("change", refresh);
+$("devices-next").addEventListener("click", (event) => { pages.push(event.target.dataset.after); refresh(); });
+$("devices-previous").addEventListener("click", () => { pages.pop(); refresh(); });
 const legacy = new URLSearchParams(location.search).get("device");
 if (legacy) location.replace("/ui/devices/" + encodeURIComponent(legacy));
 refresh();
