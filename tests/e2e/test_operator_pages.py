@@ -24,7 +24,7 @@ from security import TokenStore
 from streams.query.positions import topic_partitions
 from tests.browser import Page, chromium
 from tests.clients import mosquitto_pub
-from tests.e2e.query_harness import QueryStack
+from tests.e2e.query_harness import QueryStack, gateway_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -73,9 +73,7 @@ def pages(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pages]:
     root = tmp_path_factory.mktemp("pages")
-    stack = QueryStack(settings, kafka_admin, root)
-    try:
-        stack.start_gateway()
+    with gateway_stack(settings, kafka_admin, root) as stack:
         (root / "policy.yaml").write_text(POLICY % stack.device("viewed"))
         tokens = TokenStore(root / "tokens.json")
         operator, viewer = tokens.add("operator").token, tokens.add("viewer").token
@@ -85,8 +83,6 @@ def pages(
             IOT_STREAMS_QUERY__AUTH__TOKENS_FILE=str(tokens.path),
         )
         yield Pages(stack, port, operator, viewer)
-    finally:
-        stack.stop()
 
 
 def _reading(seq: int, **metrics: float) -> dict[str, object]:

@@ -17,7 +17,7 @@ from contracts.partitioning import partition_for
 from contracts.times import rfc3339
 from devstack import DevStackSettings
 from security import TokenStore
-from tests.e2e.query_harness import QueryStack, get_json, read_sse
+from tests.e2e.query_harness import QueryStack, gateway_stack, get_json, read_sse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -30,13 +30,9 @@ def stack(
     kafka_admin: KafkaClientSettings,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[QueryStack]:
-    stack = QueryStack(settings, kafka_admin, tmp_path_factory.mktemp("query"))
-    try:
-        stack.start_gateway()
+    with gateway_stack(settings, kafka_admin, tmp_path_factory.mktemp("query")) as stack:
         stack.start_worker()
         yield stack
-    finally:
-        stack.stop()
 
 
 def _reading(value: float, ts: int | None = None) -> dict[str, object]:
