@@ -34,15 +34,23 @@ def _iotctl(*args: str) -> dict[str, object]:
     return answer
 
 
-def _first_device(base: str, token: str) -> str:
+def _get(base: str, path: str, token: str) -> dict[str, object]:
     request = urllib.request.Request(  # noqa: S310 - the local worker
-        f"{base}/api/devices?limit=1", headers={"Authorization": f"Bearer {token}"}
+        f"{base}{path}", headers={"Authorization": f"Bearer {token}"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        devices = json.loads(response.read())["devices"]
-    if not devices:
-        raise SystemExit("no device has published yet: start the stack with simulated devices")
-    return str(devices[0]["device_id"])
+        answer: dict[str, object] = json.loads(response.read())
+    return answer
+
+
+def _a_device(base: str, token: str) -> str:
+    """A device with an active alert (its page then has an alert history), else any."""
+    for path, field in (("/api/alerts?limit=1", "alerts"), ("/api/devices?limit=1", "devices")):
+        found = _get(base, path, token)[field]
+        assert isinstance(found, list)
+        if found:
+            return str(found[0]["device_id"])
+    raise SystemExit("no device has published yet: start the stack with simulated devices")
 
 
 async def _shoot(page: Page, url: str, ready: str) -> bytes:
@@ -66,7 +74,7 @@ async def take(base: str, token: str, device: str) -> dict[str, bytes]:
         )
         device_page = await _shoot(
             page,
-            f"{base}/ui/devices/{device}#token={token}",
+            f"{base}/ui/devices/{device}?metric=temp_c#token={token}",
             f"{live} === 'live' && document.querySelectorAll('#chart .dots circle').length >= 3",
         )
         alerts = await _shoot(page, f"{base}/ui/alerts#token={token}", f"{live} === 'live'")
@@ -76,14 +84,14 @@ async def take(base: str, token: str, device: str) -> dict[str, bytes]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT, help="folder of the PNGs")
-    parser.add_argument("--device", help="the device to show (default: the first one)")
+    parser.add_argument("--device", help="the device to show (default: one with an alert)")
     args = parser.parse_args()
     settings = DevStackSettings.from_env()
     base = f"http://{settings.host}:{settings.worker_http_port}"
     issued = _iotctl("tokens", "add", "operator")
     token = str(issued["token"])
     try:
-        device = args.device or _first_device(base, token)
+        device = args.device or _a_device(base, token)
         pictures = asyncio.run(take(base, token, device))
         args.out.mkdir(parents=True, exist_ok=True)
         for name, png in pictures.items():
