@@ -88,7 +88,7 @@ class Page:
             ) from None
         return value
 
-    async def screenshot(self, width: int = 1280, longest: int = 1800) -> bytes:
+    async def screenshot(self, width: int = 1440, longest: int = 1800) -> bytes:
         """A PNG of the page at ``width`` CSS pixels, as tall as its content (at most
         ``longest`` pixels)."""
         await self.call("Emulation.clearDeviceMetricsOverride")
