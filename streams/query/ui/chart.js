@@ -11,14 +11,14 @@ function node(name, attrs, text) {
   return element;
 }
 
-/** About `count` round values covering [low, high]. */
+/** About `count` round values, the first at or below `low`, the last at or above `high`. */
 export function ticks(low, high, count = 5) {
   if (!(high > low)) return [low];
   const raw = (high - low) / count;
   const power = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
   const out = [];
-  for (let v = Math.ceil(low / step) * step; v <= high + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+  for (let v = Math.floor(low / step) * step; v < high + step * (1 - 1e-9); v += step) out.push(Number(v.toPrecision(12)));
   return out;
 }
 
@@ -68,8 +68,8 @@ export function drawChart(svg, series, options) {
   if (options.zero) low = Math.min(0, low);
   if (high === low) { high += 1; low -= options.zero && low === 0 ? 0 : 1; }
   const yTicks = ticks(low, high);
-  low = Math.min(low, yTicks[0]);
-  high = Math.max(high, yTicks[yTicks.length - 1]);
+  low = yTicks[0];
+  high = yTicks[yTicks.length - 1];
   const x = (t) => MARGIN.left + plotW * (t - start) / ((end - start) || 1);
   const y = (v) => MARGIN.top + plotH - plotH * (v - low) / ((high - low) || 1);
 
