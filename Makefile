@@ -10,7 +10,7 @@ IOTCTL := $(BIN)/iotctl
 MAKE_STARTED := $(shell date +%s.%N)
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap test-tools venv bench-venv up down status run test lint typecheck schemas-check unit bench soak faults faults-bridge jepsen clean
+.PHONY: help bootstrap test-tools venv bench-venv up down status run test lint typecheck schemas-check unit bench soak faults faults-bridge jepsen clean screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,8 +65,11 @@ unit: venv ## fast tests that need no services
 schemas-check: venv ## every schema parses; each subject's history is compatible under its mode
 	@$(IOTCTL) schemas check
 
-test-tools: ## install what only the tests need (Chromium for the query page's test)
+test-tools: ## install what only the tests need (Chromium for the operator pages' tests)
 	@scripts/bootstrap.sh --tests
+
+screenshots: test-tools venv ## PNGs of the operator pages from the running stack (`make run` first) into docs/images/
+	@$(BIN)/python -m tests.screenshots
 
 # The tests also cover bridge mode, so their stack runs Mosquitto beside the gateway.
 test bench: export IOT_MOSQUITTO := true

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs from Debian's packages, only what is missing; with
-# --tests also what only the tests need (a headless browser for the query page's test,
-# HAProxy, Prometheus's promtool).
+# --tests also what only the tests need (a headless browser for the operator pages' tests
+# and screenshots, HAProxy, Prometheus's promtool).
 # Idempotent and quick when everything is present; `make up` runs it every time.
 set -euo pipefail
 
@@ -16,6 +16,7 @@ if ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])'; then
 fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${1:-}" = "--tests" ]; then
+  # The operator pages' tests and `make screenshots` drive it over the DevTools protocol.
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   # An L4 balancer in front of two gateways (the scale-out test).
   command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)

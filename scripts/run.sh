@@ -49,8 +49,9 @@ principal), the gateway (the devices' MQTT server: a PUBACK means the reading is
 stream worker with the query API, and simulated devices publishing to devices/<id>/telemetry.
 Where to look:
 
-  The web page (devices, a live chart of a device's aggregates):
-    $worker/ui          token for the page: $(if [ -n "$auth" ]; then echo "cat $token_file"; else echo "none needed"; fi)
+  The operator's pages (fleet overview, a device, the alerts; live):
+    $worker/ui          token for the pages: $(if [ -n "$auth" ]; then echo "cat $token_file"; else echo "none needed"; fi)
+    (to send commands from a device's page: a token of \`$iotctl tokens add operator\`)
 
   Query the stream state over HTTP (JSON; OpenAPI at $worker/openapi.json):
     curl -s ${auth}"$worker/api/devices?limit=5"

@@ -1,7 +1,7 @@
 """HTTP queries served by the stream workers: pull, push (SSE), read-your-writes.
 
 ``mount_queries(app, runtime)`` adds ``/api/...`` (JSON and Server-Sent Events),
-``/openapi.json`` and the ``/ui`` page to the worker's aiohttp application.
+``/openapi.json`` and the operator's pages (``/ui``) to the worker's aiohttp application.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from streams.query.errors import (
     UnknownDeviceError,
 )
 from streams.query.openapi import openapi_document
-from streams.query.page import page_headers, page_html
+from streams.query.pages import mount_pages
 
 __all__ = [
     "PUBLIC_PATHS",
@@ -39,15 +39,9 @@ async def mount_queries(app: web.Application, runtime: QueryContext) -> QueryApi
     api = QueryApi(runtime)
     await api.start()
     document = openapi_document()
-    html = page_html()
 
     async def openapi(_: web.Request) -> web.Response:
         return web.json_response(document)
-
-    async def page(_: web.Request) -> web.Response:
-        return web.Response(
-            text=html, content_type="text/html", charset="utf-8", headers=page_headers()
-        )
 
     async def on_shutdown(_: web.Application) -> None:
         api.subscriptions.stopping.set()
@@ -57,7 +51,7 @@ async def mount_queries(app: web.Application, runtime: QueryContext) -> QueryApi
 
     app.add_subapp("/api", api.app())
     app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/ui", page)
+    mount_pages(app)
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return api

@@ -5,6 +5,8 @@ starts the end-offset cache and the DLQ fold; ``app()`` is the aiohttp sub-appli
 worker mounts at ``/api`` (with the bearer-token middleware when auth is on). Errors answer
 as JSON ``{"error", "reason", ...}``: 400 names the parameter (and is counted in
 ``iot_query_bad_parameters``), 404 an unknown device, 504 a strong read that timed out.
+Besides the reads, one write: ``POST /devices/{device_id}/commands`` sends a command
+(:mod:`streams.query.commands`).
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from security.http import PRINCIPAL, Middleware
 from streams.decoding import UNDECODABLE, decode_telemetry
 from streams.query import params
 from streams.query.auth import query_auth
+from streams.query.commands import CommandOutbox, command_json, parse_command
 from streams.query.context import QueryContext
 from streams.query.dlq import DlqRejections
 from streams.query.errors import BadParameterError, QueryError, UnavailableError
 from streams.query.history import alert_history
 from streams.query.logtail import LogReader, parse_vector
 from streams.query.metrics import QueryMetrics
+from streams.query.overview import IngestSamples, sample_ingest
 from streams.query.positions import LogPositions, topic_partitions
 from streams.query.presence import Presence
 from streams.query.service import QueryService
@@ -65,6 +69,8 @@ class QueryApi:
         self._dlq: DlqRejections | None = None
         self._presence: Presence | None = None
         self.alert_partitions = 0
+        self.ingest = IngestSamples()
+        self._sampler: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Opens the readers; if any step fails, whatever was opened is closed again."""
@@ -107,9 +113,14 @@ class QueryApi:
         )
         self._presence.start()
         self.service = QueryService(self._readers, positions, self._dlq, self._presence)
+        self._sampler = asyncio.create_task(sample_ingest(self.ingest, positions))
 
     async def stop(self) -> None:
         self.subscriptions.stopping.set()
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
         for fold in (self._dlq, self._presence):
             if fold is not None:
                 await fold.stop()
@@ -132,11 +143,13 @@ class QueryApi:
         add = app.router.add_get
         # Each route's name is its key in auth.ROUTE_SCOPES (how its scope is found).
         add("/health", self._health, name="health")
+        add("/overview", self._overview, name="overview")
         add("/devices", self._devices, name="devices")
         add("/devices/{device_id}", self._device, name="device")
         add("/devices/{device_id}/aggregates", self._aggregates, name="aggregates")
         add("/devices/{device_id}/loss", self._loss, name="loss")
         add("/devices/{device_id}/stream", self._readings_stream, name="readings_stream")
+        app.router.add_post("/devices/{device_id}/commands", self._command, name="command")
         add("/alerts", self._alerts, name="alerts")
         add("/alerts/history", self._alert_history, name="alert_history")
         add("/alerts/stream", self._alerts_stream, name="alerts_stream")
@@ -181,6 +194,16 @@ class QueryApi:
     async def _health(self, _: web.Request) -> web.Response:
         return web.json_response(await self._service.health(self.runtime.ready))
 
+    async def _overview(self, request: web.Request) -> web.Response:
+        seen_minutes = params.parse_seen_minutes(request.query)
+        body = await self._service.overview(seen_minutes, self.ingest)
+        worker = {
+            "group": self.settings.group,
+            "ready": self.runtime.ready,
+            "dlq_caught_up": self._service.dlq.caught_up,
+        }
+        return web.json_response({**body, "workers": [worker]})
+
     async def _devices(self, request: web.Request) -> web.Response:
         query = params.parse_devices(request.query)
         consistency = params.parse_consistency(request.query)
@@ -202,6 +225,21 @@ class QueryApi:
         device_id = params.check_device_id(request.match_info["device_id"])
         consistency = params.parse_consistency(request.query)
         return web.json_response(await self._service.loss(device_id, consistency))
+
+    async def _command(self, request: web.Request) -> web.Response:
+        device_id = params.check_device_id(request.match_info["device_id"])
+        try:
+            body = await request.json()
+        except ValueError:
+            raise BadParameterError("body", "expected a JSON object") from None
+        command = parse_command(device_id, body, int(time.time() * 1000))
+        store = self.runtime.store
+        if store is None:
+            raise UnavailableError("this worker has no store to send commands through yet")
+        outbox = CommandOutbox(store, self.settings.notifier.commands_topic)
+        result = await asyncio.to_thread(outbox.send, command)
+        answer = command_json(command, duplicate=not result.applied)
+        return web.json_response(answer, status=202 if result.applied else 200)
 
     async def _alerts(self, request: web.Request) -> web.Response:
         query = params.parse_alerts(request.query)

@@ -8,8 +8,12 @@ the route's name), never the request alone:
   ``devices: [dev-a*]`` reads ``dev-a1`` and gets 403 for ``dev-b``;
 * ``query``: routes that really filter by ``?device_id=`` (the alerts, their history and
   stream) are scoped to that device when it is given, to every device when not;
-* ``all``: reads over every device (the device list, whatever its parameters) are scoped to
-  every device: only a rule with ``devices: ["*"]`` (or none) allows them.
+* ``all``: reads over every device (the device list and the fleet overview, whatever their
+  parameters) are scoped to every device: only a rule with ``devices: ["*"]`` (or none)
+  allows them;
+* ``command``: sending a command to a device (``POST /devices/{device_id}/commands``) is
+  scoped to that device and its commands topic (``devices/{id}/commands``), so only a rule
+  whose ``topics`` match that topic allows it: reading a device is not commanding it.
 
 A route missing from the table (or no route: 404) is scoped to every device, so a new route
 fails closed until it is given a scope.
@@ -36,15 +40,17 @@ __all__ = ["ROUTE_SCOPES", "ScopeKind", "query_auth", "query_scope"]
 
 ALL_TELEMETRY = "devices/+/telemetry"
 
-ScopeKind = Literal["path", "query", "all"]
+ScopeKind = Literal["path", "query", "all", "command"]
 
 ROUTE_SCOPES: Mapping[str, ScopeKind] = {
     "health": "all",
+    "overview": "all",
     "devices": "all",
     "device": "path",
     "aggregates": "path",
     "loss": "path",
     "readings_stream": "path",
+    "command": "command",
     "alerts": "query",
     "alert_history": "query",
     "alerts_stream": "query",
@@ -52,12 +58,12 @@ ROUTE_SCOPES: Mapping[str, ScopeKind] = {
 """How each named route of the query API finds the device it reads (see the module doc)."""
 
 
-def _device_scope(device: str | None) -> HttpScope:
+def _device_scope(device: str | None, kind: str = "telemetry") -> HttpScope:
     if device is None:
         return HttpScope(None, ALL_TELEMETRY)
     if device_id_problem(device) is not None:
         return HttpScope(device, None)  # not a device id: only unrestricted tokens pass
-    return HttpScope(device, f"devices/{device}/telemetry")
+    return HttpScope(device, f"devices/{device}/{kind}")
 
 
 def query_scope(request: web.Request) -> HttpScope:
@@ -68,6 +74,8 @@ def query_scope(request: web.Request) -> HttpScope:
         return _device_scope(request.match_info.get("device_id") or None)
     if kind == "query":
         return _device_scope(request.query.get("device_id") or None)
+    if kind == "command":
+        return _device_scope(request.match_info.get("device_id") or "", "commands")
     return _device_scope(None)
 
 

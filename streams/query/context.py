@@ -1,7 +1,8 @@
 """What the query API needs of the process that serves it: a small port, not the worker.
 
 The stream worker's runtime satisfies it; so does any process with settings, a metrics
-registry, a readiness flag and a started schema registry.
+registry, a readiness flag, a started schema registry and, to accept commands, a store whose
+outbox a relay publishes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from contracts.registry.cache import SchemaCache
 from streams.settings import WorkerSettings
+from streams.store.port import TrackingStore
 
 __all__ = ["QueryContext"]
 
@@ -39,3 +41,8 @@ class QueryContext(Protocol):
     @property
     def registry(self) -> SchemaCache | None:
         """The started schema registry (None before start): decodes log records."""
+
+    @property
+    def store(self) -> TrackingStore | None:
+        """The host's own store (None before start): commands sent over HTTP are appended
+        to its outbox, which the host's relay publishes."""

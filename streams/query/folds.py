@@ -1,7 +1,7 @@
 """A topic folded into memory by every worker, from the oldest record retained when it started.
 
 Each worker reads the whole topic with its own consumer (assigned partitions, no group) and
-hands every record's key and headers to :meth:`TopicFold.take`. The fold never blocks the
+hands every record's key, headers and timestamp to :meth:`TopicFold.take`. The fold never blocks the
 API: answers give what was read so far, with ``caught_up`` (the end offsets seen at the
 start have been reached) and the positions read. A failed fold starts again after a second
 from where it stopped.
@@ -35,8 +35,8 @@ class TopicFold(ABC):
         self._task: asyncio.Task[None] | None = None
 
     @abstractmethod
-    def take(self, key: bytes | None, headers: dict[str, bytes]) -> None:
-        """Folds one record (only its key and headers are read)."""
+    def take(self, key: bytes | None, headers: dict[str, bytes], timestamp_ms: int = 0) -> None:
+        """Folds one record: its key, headers and Kafka timestamp (epoch ms), never its value."""
 
     @property
     def positions(self) -> dict[str, int]:
@@ -86,7 +86,7 @@ class TopicFold(ABC):
                 fetched = await consumer.getmany(timeout_ms=1000, max_records=1000)
                 for tp, records in fetched.items():
                     for record in records:
-                        self.take(record.key, dict(record.headers))
+                        self.take(record.key, dict(record.headers), record.timestamp)
                         self._next[tp.partition] = record.offset + 1
                 if not self.caught_up:
                     positions = [await consumer.position(tp) for tp in tps]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.query.params import MAX_LIMIT, MAX_TIMEOUT_MS, RESOLUTIONS
+from streams.query.commands import MAX_NAME, MAX_PARAMS, MAX_TTL_S, MAX_VALUE
+from streams.query.params import MAX_LIMIT, MAX_SEEN_MINUTES, MAX_TIMEOUT_MS, RESOLUTIONS
 
 __all__ = ["openapi_document"]
 
@@ -117,6 +118,60 @@ def _sse(summary: str, parameters: list[Any]) -> Any:
                     "description": "text/event-stream; ids are log positions",
                     "content": {"text/event-stream": {"schema": _STR}},
                 },
+                **_errors(503),
+            },
+        }
+    }
+
+
+def _text(longest: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": longest, "pattern": "^[^\\x00]+$"}
+
+
+def _command_body() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {**_text(MAX_NAME), "description": "What the device firmware understands."},
+            "params": {
+                "type": "object",
+                "maxProperties": MAX_PARAMS,
+                "propertyNames": _text(MAX_NAME),
+                "additionalProperties": _text(MAX_VALUE),
+                "description": "Parameters, as strings.",
+            },
+            "ttl_s": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_TTL_S,
+                "description": "Seconds after which the gateway drops the command undelivered "
+                "(default: never).",
+            },
+            "command_id": {
+                **_text(MAX_NAME),
+                "description": "Makes a retried request send nothing twice (default: new).",
+            },
+        },
+    }
+
+
+def _post_command() -> Any:
+    return {
+        "post": {
+            "summary": "Send a command (downlink) to one device through the outbox",
+            "description": "Allowed by a policy HTTP rule for the topic "
+            "devices/{device_id}/commands. 202: appended to the outbox, the relay publishes "
+            "it; 200: this command_id was sent already, nothing appended.",
+            "parameters": [_DEVICE_ID],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _command_body()}},
+            },
+            "responses": {
+                "202": _json(_ref("Command"), "appended to the outbox"),
+                "200": _json(_ref("Command"), "a duplicate: sent already"),
                 **_errors(503),
             },
         }
@@ -292,6 +347,103 @@ def openapi_document() -> dict[str, Any]:
                 ),
             },
         ),
+        "Command": _obj(
+            [
+                "command_id",
+                "device_id",
+                "name",
+                "params",
+                "issued_at",
+                "issued_at_ms",
+                "expires_at",
+                "expires_at_ms",
+                "duplicate",
+            ],
+            command_id=_STR,
+            device_id=_STR,
+            name=_STR,
+            params={"type": "object", "additionalProperties": _STR},
+            **_time("issued_at", "When the worker accepted the command"),
+            **_time("expires_at", "When the gateway stops delivering it", nullable=True),
+            duplicate={"type": "boolean"},
+        ),
+        "Overview": _obj(
+            [
+                "time",
+                "time_ms",
+                "devices",
+                "alerts",
+                "partitions",
+                "ingest",
+                "dlq",
+                "workers",
+                "consistency",
+            ],
+            **_time("time", "The worker's clock when it answered"),
+            devices=_obj(
+                ["total", "seen", "seen_minutes", "online", "presence_caught_up"],
+                total=_INT,
+                seen={
+                    **_INT,
+                    "description": "Devices with a reading dated in the last "
+                    "seen_minutes (event time)",
+                },
+                seen_minutes=_INT,
+                online={
+                    **_INT,
+                    "description": "Devices whose latest connection event is a connect",
+                },
+                presence_caught_up={"type": "boolean"},
+            ),
+            alerts=_obj(["active"], active=_INT),
+            partitions={
+                "type": "array",
+                "items": _obj(
+                    ["partition", "applied", "end", "lag"],
+                    partition=_INT,
+                    applied={**_INT, "description": "Last offset applied (-1: none)"},
+                    end={**_INT, "description": "The log's end offset (next to be written)"},
+                    lag=_INT,
+                ),
+            },
+            ingest={
+                "type": "array",
+                "description": "The last hour, one point per sample (every 10 s)",
+                "items": _obj(
+                    ["time", "time_ms", "ingest_per_s", "applied_per_s", "lag", "freshness_s"],
+                    **_time("time", "When the sample was taken"),
+                    ingest_per_s={**_NUM, "description": "Records written to the log per second"},
+                    applied_per_s={**_NUM, "description": "Records applied per second"},
+                    lag=_INT,
+                    freshness_s={
+                        "type": ["number", "null"],
+                        "description": "Acknowledged-to-applied estimate: lag / apply rate",
+                    },
+                ),
+            },
+            dlq=_obj(
+                ["minutes", "caught_up"],
+                minutes={
+                    "type": "array",
+                    "items": _obj(
+                        ["start", "start_ms", "by_reason"],
+                        **_time("start", "The minute (by the DLQ record's timestamp)"),
+                        by_reason={"type": "object", "additionalProperties": _INT},
+                    ),
+                },
+                caught_up={"type": "boolean"},
+            ),
+            workers={
+                "type": "array",
+                "items": _obj(
+                    ["group", "ready", "dlq_caught_up"],
+                    group=_STR,
+                    ready={"type": "boolean"},
+                    dlq_caught_up={"type": "boolean"},
+                ),
+            },
+            consistency=_ref("Consistency"),
+        ),
         "Health": _obj(
             ["status", "ready", "time", "time_ms", "dlq_caught_up", "consistency"],
             status=_STR,
@@ -312,6 +464,18 @@ def openapi_document() -> dict[str, Any]:
     )
     paths = {
         "/api/health": _get("Health and lag of this worker", [], _json(_ref("Health"), "ok")),
+        "/api/overview": _get(
+            "The fleet at a glance: devices, presence, alerts, lag, ingest, DLQ",
+            [
+                _param(
+                    "seen_minutes",
+                    "query",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_SEEN_MINUTES, "default": 5},
+                    "Count the devices seen in this many minutes.",
+                ),
+            ],
+            _json(_ref("Overview"), "the overview"),
+        ),
         "/api/devices": _get(
             "Devices, by id, in pages",
             [
@@ -368,6 +532,7 @@ def openapi_document() -> dict[str, Any]:
             404,
             504,
         ),
+        "/api/devices/{device_id}/commands": _post_command(),
         "/api/devices/{device_id}/stream": _sse("Live readings of one device (SSE)", [_DEVICE_ID]),
         "/api/alerts": _get(
             "Alert states (active only by default)",

@@ -20,6 +20,7 @@ from streams.query.errors import BadParameterError
 
 __all__ = [
     "MAX_LIMIT",
+    "MAX_SEEN_MINUTES",
     "MAX_TIMEOUT_MS",
     "RESOLUTIONS",
     "AggregatesQuery",
@@ -35,11 +36,13 @@ __all__ = [
     "parse_devices",
     "parse_history",
     "parse_limit",
+    "parse_seen_minutes",
     "parse_time",
 ]
 
 MAX_LIMIT = 1000
 MAX_TIMEOUT_MS = 30_000
+MAX_SEEN_MINUTES = 10_080  # a week
 DEFAULT_TIMEOUT_MS = 5_000
 RESOLUTIONS: Mapping[str, tuple[int, int]] = {
     # name -> (window size, longest range one request may ask for)
@@ -230,3 +233,13 @@ def parse_active(query: Mapping[str, str]) -> bool:
     if raw not in ("true", "false"):
         raise BadParameterError("active", f"must be true or false, got {raw[:20]!r}")
     return raw == "true"
+
+
+def parse_seen_minutes(query: Mapping[str, str], default: int = 5) -> int:
+    """The overview's "seen in the last N minutes" (1 .. a week)."""
+    raw = query.get("seen_minutes")
+    if raw is None:
+        return default
+    if not raw.isdecimal() or len(raw) > 9 or not 1 <= int(raw) <= MAX_SEEN_MINUTES:
+        raise BadParameterError("seen_minutes", f"must be an integer 1..{MAX_SEEN_MINUTES}")
+    return int(raw)

@@ -40,8 +40,9 @@ class Presence(TopicFold):
         super().__init__(kafka, topic, partitions)
         self._max_devices = max_devices
         self._states: dict[str, PresenceState] = {}
+        self._online = 0
 
-    def take(self, key: bytes | None, headers: dict[str, bytes]) -> None:
+    def take(self, key: bytes | None, headers: dict[str, bytes], timestamp_ms: int = 0) -> None:
         kind = headers.get("kind", b"").decode("ascii", "replace")
         if key is None or kind not in _KINDS:
             return  # another kind of device event (registered, revoked, ...)
@@ -53,9 +54,19 @@ class Presence(TopicFold):
         except ValueError:
             since = 0
         reason = headers.get("reason")
-        self._states[device_id] = PresenceState(
+        state = PresenceState(
             kind == "CONNECTED", since, reason.decode("utf-8", "replace") if reason else None
         )
+        before = self._states.get(device_id)
+        if before is not None and before.online:
+            self._online -= 1
+        if state.online:
+            self._online += 1
+        self._states[device_id] = state
+
+    def online(self) -> int:
+        """How many devices' latest connection event is a connect (as far as read)."""
+        return self._online
 
     def of(self, device_id: str) -> dict[str, object]:
         """The device's presence as the API answers it (``online`` null: no event seen)."""

@@ -20,6 +20,7 @@ from streams.projections.device import DeviceState
 from streams.projections.windows import DEFAULT_WINDOWS, WindowSpec
 from streams.query.dlq import DlqRejections
 from streams.query.errors import BadParameterError, UnknownDeviceError
+from streams.query.overview import IngestSamples
 from streams.query.params import AggregatesQuery, AlertsQuery, Consistency, DevicesQuery
 from streams.query.positions import LogPositions, Reflects
 from streams.query.presence import Presence
@@ -162,6 +163,39 @@ class QueryService:
         return {
             "alerts": [alert_json(state) for state in page],
             "next_after": next_after,
+            "consistency": reflects.as_json(),
+        }
+
+    async def overview(self, seen_minutes: int, ingest: IngestSamples) -> dict[str, object]:
+        """What the fleet overview shows: device, presence and alert counts, the telemetry
+        log per partition, the hour of ingest, DLQ rejections by reason per minute."""
+        reflects = await self.positions.eventual(self._all())
+        now = int(self._clock() * 1000)
+        counts = await self._read(lambda store: store.fleet_counts(now - seen_minutes * 60_000))
+        return {
+            **time_fields("time", now),
+            "devices": {
+                "total": counts.devices,
+                "seen": counts.seen,
+                "seen_minutes": seen_minutes,
+                "online": self.presence.online(),
+                "presence_caught_up": self.presence.caught_up,
+            },
+            "alerts": {"active": counts.active_alerts},
+            "partitions": [
+                {
+                    "partition": p,
+                    "applied": reflects.applied[p],
+                    "end": reflects.end[p],
+                    "lag": max(0, reflects.end[p] - reflects.applied[p] - 1),
+                }
+                for p in sorted(reflects.applied)
+            ],
+            "ingest": ingest.series(),
+            "dlq": {
+                "minutes": self.dlq.timeline(),
+                "caught_up": self.dlq.caught_up,
+            },
             "consistency": reflects.as_json(),
         }
 

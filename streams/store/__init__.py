@@ -3,6 +3,7 @@
 from streams.store.factory import open_store
 from streams.store.port import (
     BatchWrite,
+    FleetCounts,
     InboxState,
     InboxStore,
     LoadedDevices,
@@ -22,6 +23,7 @@ from streams.store.sqlite import SqliteStore
 
 __all__ = [
     "BatchWrite",
+    "FleetCounts",
     "InboxState",
     "InboxStore",
     "LoadedDevices",

@@ -1,5 +1,5 @@
-"""Statements of the query reads (``device_page``, ``alert_page``, ``window_range``) for both
-adapters.
+"""Statements of the query reads (``device_page``, ``alert_page``, ``window_range``,
+``fleet_counts``) for both adapters.
 
 Kept apart from each adapter's write-path statements so the query API's reads can evolve
 without touching the batch commit's SQL.
@@ -42,6 +42,15 @@ def sqlite_window_range(prefix: str) -> str:
     )
 
 
+def sqlite_fleet_counts(prefix: str) -> str:
+    """Params: seen_since. One statement: the three counts come from one snapshot."""
+    return (
+        f"SELECT (SELECT count(*) FROM {prefix}devices), "
+        f"(SELECT count(*) FROM {prefix}devices WHERE last_seen >= ?), "
+        f"(SELECT count(*) FROM {prefix}alert_states WHERE active)"
+    )
+
+
 def pg_device_page(schema: str) -> str:
     """Params as :func:`sqlite_device_page`."""
     return (
@@ -68,4 +77,13 @@ def pg_window_range(schema: str) -> str:
     return (
         f'SELECT * FROM "{schema}".windows WHERE device_id = %s AND metric = %s '
         "AND size_ms = %s AND start_ms >= %s AND start_ms < %s ORDER BY start_ms"
+    )
+
+
+def pg_fleet_counts(schema: str) -> str:
+    """Params as :func:`sqlite_fleet_counts`."""
+    return (
+        f'SELECT (SELECT count(*) FROM "{schema}".devices), '
+        f'(SELECT count(*) FROM "{schema}".devices WHERE last_seen >= %s), '
+        f'(SELECT count(*) FROM "{schema}".alert_states WHERE active)'
     )

@@ -29,6 +29,7 @@ from streams.projections.windows import WindowAggregate
 
 __all__ = [
     "BatchWrite",
+    "FleetCounts",
     "InboxState",
     "InboxStore",
     "LoadedDevices",
@@ -103,6 +104,16 @@ class BatchWrite:
     """Ids of readings without ``seq`` to remember (per device, within the horizon)."""
     forgotten: Sequence[tuple[str, int]] = ()
     """(device, cutoff): the device's remembered ids dated before the cutoff are deleted."""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetCounts:
+    """Counts over the whole fleet, read in one statement (so they agree with each other)."""
+
+    devices: int
+    seen: int
+    """Devices whose ``last_seen`` is at or after the time asked about."""
+    active_alerts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +237,11 @@ class ProjectionStore(Protocol):
         """Up to ``limit`` alert states after ``(device_id, rule)`` ``after``, in code point
         order of that pair (as :meth:`alert_states`), for paging; only ``device_id``'s if
         given, only raised ones if ``active_only``."""
+        ...
+
+    def fleet_counts(self, seen_since: int) -> FleetCounts:
+        """Devices in the store, those seen at or after ``seen_since`` (epoch ms, event
+        time), and raised alert states: counted by the database, never by loading rows."""
         ...
 
     def window_range(

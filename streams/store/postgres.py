@@ -50,6 +50,7 @@ from streams.store._pg_sql import (
 from streams.store._swap_sql import pg_generation, pg_lock_live, pg_set_generation, pg_swap
 from streams.store.port import (
     BatchWrite,
+    FleetCounts,
     InboxState,
     LoadedDevices,
     OffsetAdvance,
@@ -385,6 +386,14 @@ class PostgresStore:
         with self._use(self._main, "alert_page") as conn:
             rows = conn.execute(sql, params).fetchall()
         return [_codec.alert_from_row(row) for row in rows]
+
+    def fleet_counts(self, seen_since: int) -> FleetCounts:
+        sql = _query_sql.pg_fleet_counts(self.schema)
+        with self._use(self._main, "fleet_counts") as conn:
+            row = conn.execute(sql, (seen_since,)).fetchone()
+        assert row is not None  # noqa: S101 - a SELECT of counts has one row
+        devices, seen, active = row
+        return FleetCounts(devices, seen, active)
 
     def window_range(
         self, device_id: str, metric: str, size_ms: int, start_ms: int, end_ms: int

@@ -42,6 +42,7 @@ from streams.store._swap_sql import (
 )
 from streams.store.port import (
     BatchWrite,
+    FleetCounts,
     InboxState,
     LoadedDevices,
     OffsetAdvance,
@@ -300,6 +301,12 @@ class SqliteStore:
         with self._guard("alert_page"):
             rows = self._conn.execute(sql, params).fetchall()
         return [_codec.alert_from_row(row) for row in rows]
+
+    def fleet_counts(self, seen_since: int) -> FleetCounts:
+        with self._guard("fleet_counts"):
+            row = self._conn.execute(_query_sql.sqlite_fleet_counts(self._p), (seen_since,))
+            devices, seen, active = row.fetchone()
+        return FleetCounts(devices, seen, active)
 
     def window_range(
         self, device_id: str, metric: str, size_ms: int, start_ms: int, end_ms: int

@@ -251,6 +251,18 @@ class StoreContract:
         device = every[0].device_id
         assert store.alert_page(None, 100, device_id=device) == store.alert_states(device)
 
+    def test_fleet_counts_agree_with_the_devices_and_alert_states_stored(
+        self, store: Store
+    ) -> None:
+        apply_in_batches(processor(store), alert_log(), 7)
+        devices = store.devices()
+        latest = max(d.last_seen for d in devices)
+        counts = store.fleet_counts(latest)
+        assert counts.devices == len(devices) == 2
+        assert counts.seen == sum(d.last_seen >= latest for d in devices)
+        assert counts.active_alerts == sum(a.active for a in store.alert_states())
+        assert store.fleet_counts(latest + 1).seen == 0
+
     def test_an_undecodable_record_is_passed_over_but_its_offset_is_committed(
         self, store: Store
     ) -> None:

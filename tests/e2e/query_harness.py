@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,19 @@ class QueryStack:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+@contextmanager
+def gateway_stack(
+    settings: DevStackSettings, kafka: KafkaClientSettings, root: Path
+) -> Iterator[QueryStack]:
+    """A stack with its gateway started (its workers are the caller's), stopped on exit."""
+    stack = QueryStack(settings, kafka, root)
+    try:
+        stack.start_gateway()
+        yield stack
+    finally:
+        stack.stop()
 
 
 def get_json(

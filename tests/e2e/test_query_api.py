@@ -9,9 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
 from contracts.kafka import KafkaClientSettings
@@ -19,8 +17,7 @@ from contracts.partitioning import partition_for
 from contracts.times import rfc3339
 from devstack import DevStackSettings
 from security import TokenStore
-from tests.e2e.gateway_harness import free_port
-from tests.e2e.query_harness import QueryStack, get_json, read_sse
+from tests.e2e.query_harness import QueryStack, gateway_stack, get_json, read_sse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -33,13 +30,9 @@ def stack(
     kafka_admin: KafkaClientSettings,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[QueryStack]:
-    stack = QueryStack(settings, kafka_admin, tmp_path_factory.mktemp("query"))
-    try:
-        stack.start_gateway()
+    with gateway_stack(settings, kafka_admin, tmp_path_factory.mktemp("query")) as stack:
         stack.start_worker()
         yield stack
-    finally:
-        stack.stop()
 
 
 def _reading(value: float, ts: int | None = None) -> dict[str, object]:
@@ -287,70 +280,3 @@ def test_the_running_api_matches_its_openapi_document(stack: QueryStack, tmp_pat
         cwd=tmp_path,  # schemathesis keeps its replay database in the working directory
     )
     assert result.returncode == 0, result.stdout[-4000:]
-
-
-async def _evaluate(
-    ws: aiohttp.ClientWebSocketResponse, expression: str, ids: Iterator[int]
-) -> Any:
-    call = next(ids)
-    await ws.send_json(
-        {"id": call, "method": "Runtime.evaluate", "params": {"expression": expression}}
-    )
-    while True:
-        message = await ws.receive_json()
-        if message.get("id") == call:
-            return message["result"]["result"].get("value")
-
-
-async def test_the_page_shows_the_value_just_published_in_headless_chromium(
-    stack: QueryStack, tmp_path: Path
-) -> None:
-    device = stack.device("page")
-    await asyncio.to_thread(stack.publish_logged, device, _reading(1.5))
-    port = free_port()
-    chromium = await asyncio.create_subprocess_exec(
-        *[
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            f"--remote-debugging-port={port}",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"{stack.url}/ui?device={device}&metric=temp_c",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        async with http.get(f"http://127.0.0.1:{port}/json/list") as response:
-                            pages = [p for p in await response.json() if p["type"] == "page"]
-                        if pages:
-                            break
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.2)
-            ids = itertools.count(1)
-            async with http.ws_connect(pages[0]["webSocketDebuggerUrl"]) as ws:
-                live = "document.getElementById('live-value').textContent"
-                status = "document.getElementById('status').textContent"
-                async with asyncio.timeout(30):
-                    while await _evaluate(ws, status, ids) != "live":  # noqa: ASYNC110
-                        await asyncio.sleep(0.2)
-                assert await _evaluate(ws, live, ids) == "1.5"
-                ts = int(time.time() * 1000)
-                await asyncio.to_thread(stack.publish, device, _reading(77.25, ts))
-                async with asyncio.timeout(30):
-                    while (shown := await _evaluate(ws, live, ids)) != "77.25":  # noqa: ASYNC110
-                        await asyncio.sleep(0.2)
-                assert shown == "77.25"
-                when = await _evaluate(ws, "document.getElementById('live-ts').textContent", ids)
-                assert when.startswith(rfc3339(ts) + " @")
-                path = await _evaluate(ws, "document.querySelector('#chart path') !== null", ids)
-                assert path is True
-    finally:
-        chromium.terminate()
-        await asyncio.wait_for(chromium.wait(), 20)

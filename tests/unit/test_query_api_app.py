@@ -1,4 +1,4 @@
-"""The query API without services: token scopes per route, the page's CSP, SSE slots,
+"""The query API without services: token scopes per route, the pages' CSP, SSE slots,
 resumes and heartbeats, alert paging and history by positions, start-up failures.
 
 No services: the ``/api`` sub-application runs on aiohttp's test server with a fake query
@@ -9,8 +9,6 @@ leaving is a real closed connection.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import os
 import re
 import threading
@@ -38,7 +36,7 @@ from streams.query.auth import ROUTE_SCOPES
 from streams.query.history import alert_history
 from streams.query.logtail import LogReader, parse_vector
 from streams.query.metrics import QueryMetrics
-from streams.query.page import page_headers, page_html
+from streams.query.pages import CSP, mount_pages, ui_files
 from streams.query.params import (
     AlertsQuery,
     Consistency,
@@ -86,6 +84,7 @@ async def scoped_client(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, A
     runtime = types.SimpleNamespace(
         settings=types.SimpleNamespace(query=QuerySettings(auth=auth)),
         metrics=types.SimpleNamespace(registry=CollectorRegistry()),
+        store=None,
     )
     api = QueryApi(runtime)  # type: ignore[arg-type]
     api.service = _AnyService()  # type: ignore[assignment]
@@ -106,6 +105,7 @@ async def scoped_client(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, A
         ("/api/alerts?device_id=plant-7", 403),
         ("/api/alerts", 403),
         ("/api/alerts/history?device_id=plant-7&from=0", 403),
+        ("/api/overview", 403),  # the fleet is every device
     ],
 )
 async def test_a_device_scoped_token_reads_only_what_the_route_scopes_to_its_devices(
@@ -114,6 +114,23 @@ async def test_a_device_scoped_token_reads_only_what_the_route_scopes_to_its_dev
     client, token = scoped_client
     response = await client.get(path, headers={"Authorization": f"Bearer {token}"})
     assert response.status == status, await response.text()
+
+
+async def test_commanding_a_device_needs_a_rule_for_its_commands_topic(
+    scoped_client: tuple[TestClient[Any, Any], str], tmp_path: Path
+) -> None:
+    client, token = scoped_client
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"name": "reboot"}
+    response = await client.post("/api/devices/sensor-1/commands", json=body, headers=headers)
+    assert response.status == 403  # reading sensor-1 is not commanding it
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.replace('"devices/+/telemetry"', '"devices/+/commands"'))
+    os.utime(policy, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # a visible change
+    response = await client.post("/api/devices/sensor-1/commands", json=body, headers=headers)
+    assert response.status == 503, await response.text()  # let through; no store here
+    response = await client.post("/api/devices/plant-7/commands", json=body, headers=headers)
+    assert response.status == 403
 
 
 async def test_a_narrowed_policy_applies_without_a_restart(
@@ -147,29 +164,68 @@ def test_every_route_of_the_api_has_a_scope() -> None:
     assert names == set(ROUTE_SCOPES)
 
 
-# -- 2. the page: data is text, never markup; a CSP forbids anything else ---------------------
+# -- 2. the pages: data is text, never markup; a CSP forbids anything else -------------------
+
+PAGES = ("/ui", "/ui/devices/sensor-1", "/ui/alerts")
 
 
-def test_the_page_never_parses_api_data_as_html() -> None:
-    script = re.search(r"<script>(.*?)</script>", page_html(), re.DOTALL)
-    assert script is not None
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
-        assert sink not in script.group(1), sink
-    assert "new Option(" in script.group(1)
+def _ui_texts(suffix: str) -> dict[str, str]:
+    return {
+        entry.name: entry.read_text()
+        for entry in ui_files().iterdir()
+        if entry.name.endswith(suffix)
+    }
 
 
-def test_the_page_is_served_with_a_csp_that_allows_only_its_own_script() -> None:
-    html = page_html()
-    csp = dict(
-        part.partition(" ")[::2] for part in page_headers()["Content-Security-Policy"].split("; ")
-    )
-    assert csp["default-src"] == "'none'"
-    assert csp["connect-src"] == "'self'"
-    for tag, directive in (("script", "script-src"), ("style", "style-src")):
-        body = re.search(rf"<{tag}>(.*?)</{tag}>", html, re.DOTALL)
-        assert body is not None
-        digest = base64.b64encode(hashlib.sha256(body.group(1).encode()).digest()).decode()
-        assert csp[directive] == f"'sha256-{digest}'"  # no 'unsafe-inline', no hosts
+def test_the_pages_never_parse_api_data_as_html() -> None:
+    scripts = _ui_texts(".js")
+    assert {"common.js", "chart.js", "overview.js", "device.js", "alerts.js"} <= set(scripts)
+    for name, script in scripts.items():
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in script, f"{name}: {sink}"
+    for name, html in _ui_texts(".html").items():
+        assert re.search(r"<script[^>]*>\s*[^<\s]", html) is None, f"{name}: an inline script"
+        assert "<style" not in html, f"{name}: an inline style"
+        assert re.search(r"\son[a-z]+=", html) is None, f"{name}: an inline event handler"
+
+
+@pytest.fixture
+async def pages_client() -> AsyncIterator[TestClient[Any, Any]]:
+    app = web.Application()
+    mount_pages(app)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+async def test_every_page_and_file_is_served_with_a_csp_that_allows_only_its_own_origin(
+    pages_client: TestClient[Any, Any],
+) -> None:
+    directives = dict(part.partition(" ")[::2] for part in CSP.split("; "))
+    assert directives["default-src"] == "'none'"
+    assert directives["script-src"] == directives["style-src"] == "'self'"  # no 'unsafe-inline'
+    assert directives["connect-src"] == "'self'"
+    for path in PAGES:
+        response = await pages_client.get(path)
+        assert response.status == 200, path
+        assert response.headers["Content-Security-Policy"] == CSP
+        html = await response.text()
+        for asset in re.findall(r'(?:src|href)="(/ui/static/[^"]+)"', html):
+            served = await pages_client.get(asset)
+            assert served.status == 200, asset
+            assert served.headers["Content-Security-Policy"] == CSP
+            assert served.content_type in ("text/javascript", "text/css"), asset
+    imported = set()
+    for script in _ui_texts(".js").values():
+        imported.update(re.findall(r'from "(/ui/static/[^"]+)"', script))
+    for asset in imported:
+        assert (await pages_client.get(asset)).status == 200, asset
+
+
+@pytest.mark.parametrize("name", ["overview.html", "nothing.js", "..%2Fpages.py"])
+async def test_only_the_pages_scripts_and_styles_are_static_files(
+    pages_client: TestClient[Any, Any], name: str
+) -> None:
+    assert (await pages_client.get(f"/ui/static/{name}")).status == 404
 
 
 # -- 3, 4, 6. streams: slots released, departed clients noticed, backlogs served -------------

@@ -35,3 +35,15 @@ def test_the_latest_event_decides_and_other_kinds_are_passed_over() -> None:
     assert presence.of("d3")["online"] is None
     presence.take(b"d2", {"kind": b"CONNECTED", "ts": b"not a number"})
     assert presence.of("d2")["since_ms"] == 0
+
+
+def test_the_online_count_follows_each_devices_latest_event() -> None:
+    presence = Presence(KafkaClientSettings(), "events", 0)
+    assert presence.online() == 0
+    presence.take(b"d1", _event("CONNECTED", 1_000))
+    presence.take(b"d2", _event("CONNECTED", 1_000))
+    presence.take(b"d1", _event("CONNECTED", 1_500))  # a reconnect: still one device
+    assert presence.online() == 2
+    presence.take(b"d1", _event("DISCONNECTED", 2_000))
+    presence.take(b"d3", _event("DISCONNECTED", 2_000))
+    assert presence.online() == 1
