@@ -225,6 +225,10 @@ class StreamsWorkerApp(Service):
                 "IOT_STREAMS_HTTP__HOST": s.host,
                 "IOT_STREAMS_HTTP__PORT": str(self.port),
                 "IOT_STREAMS_ALERT_RULES": str(s.project_dir / "config" / "alerts.example.yaml"),
+                # the fleet overview shows the gateway's readiness beside the worker's
+                "IOT_STREAMS_QUERY__PROCESSES": json.dumps(
+                    {"gateway": f"http://{s.host}:{s.gateway_http_port}/readyz"}
+                ),
             }
         )
         if s.secure:

@@ -88,6 +88,9 @@ class QuerySettings(BaseModel):
     sse_write_timeout_s: float = Field(5.0, gt=0)
     sse_heartbeat_s: float = Field(15.0, gt=0)
     auth: QueryAuthSettings = QueryAuthSettings()
+    processes: dict[str, str] = {}
+    """The platform's other processes whose readiness the fleet overview shows: name -> its
+    ``/readyz`` URL (``IOT_STREAMS_QUERY__PROCESSES='{"gateway-1": "http://..."}'``)."""
 
 
 class WorkerSettings(FileSettings):

@@ -34,6 +34,7 @@ from streams.query.metrics import QueryMetrics
 from streams.query.overview import IngestSamples, sample_ingest
 from streams.query.positions import LogPositions, topic_partitions
 from streams.query.presence import Presence
+from streams.query.readiness import readiness
 from streams.query.service import QueryService
 from streams.query.shapes import alert_record_json, reading_json
 from streams.query.slots import ClientSlots, Refusal
@@ -202,7 +203,8 @@ class QueryApi:
             "ready": self.runtime.ready,
             "dlq_caught_up": self._service.dlq.caught_up,
         }
-        return web.json_response({**body, "workers": [worker]})
+        processes = await readiness(self.settings.query.processes)
+        return web.json_response({**body, "workers": [worker], "processes": processes})
 
     async def _devices(self, request: web.Request) -> web.Response:
         query = params.parse_devices(request.query)

@@ -377,6 +377,7 @@ def openapi_document() -> dict[str, Any]:
                 "ingest",
                 "dlq",
                 "workers",
+                "processes",
                 "consistency",
             ],
             **_time("time", "The worker's clock when it answered"),
@@ -440,6 +441,17 @@ def openapi_document() -> dict[str, Any]:
                     group=_STR,
                     ready={"type": "boolean"},
                     dlq_caught_up={"type": "boolean"},
+                ),
+            },
+            processes={
+                "type": "array",
+                "description": "The other processes named in the worker's query.processes "
+                "(the gateways), each asked for its /readyz",
+                "items": _obj(
+                    ["name", "ready", "problem"],
+                    name=_STR,
+                    ready={"type": "boolean"},
+                    problem={"type": ["string", "null"]},
                 ),
             },
             consistency=_ref("Consistency"),

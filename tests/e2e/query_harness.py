@@ -96,6 +96,9 @@ class QueryStack:
             "IOT_STREAMS_ALERT_RULES": str(RULES),
             "IOT_STREAMS_NOTIFIER__ENABLED": "false",
             "IOT_STREAMS_DATA_DIR": str(self.root / f"faust-{port}"),
+            "IOT_STREAMS_QUERY__PROCESSES": json.dumps(
+                {"gateway": f"http://127.0.0.1:{self.gateway.http_port}/readyz"}
+            ),
             **extra,
         }
         log = self.root / f"worker-{port}.log"

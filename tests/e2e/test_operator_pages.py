@@ -119,7 +119,8 @@ async def test_the_overview_shows_the_fleet_and_follows_it_live(pages: Pages) ->
         assert total >= 1
         assert int(await page.text("#devices-seen")) >= 1
         assert await page.evaluate("document.querySelectorAll('#partitions tr').length") == 3
-        await _shown(page, "workers", "ready")
+        await _shown(page, "workers", "worker (", "ready")
+        await _shown(page, "workers", "gateway", "ready")  # named in query.processes
         assert await page.text("#ingest-chart .x-label") == "time (UTC)"
         assert await page.text("#ingest-chart .y-label") == "records / s"
 

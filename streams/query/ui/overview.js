@@ -51,7 +51,9 @@ function show(overview) {
   $("alerts-active").textContent = String(overview.alerts.active);
   $("lag").textContent = String(overview.consistency.lag);
   fillRows($("partitions"), overview.partitions.map((p) => [String(p.partition), String(p.applied), String(p.end), String(p.lag)]), "no partitions");
-  fillRows($("workers"), overview.workers.map((w) => [w.group, w.ready ? "ready" : "not ready", w.dlq_caught_up ? "caught up" : "reading"]), "none");
+  const workers = overview.workers.map((w) => ["worker (" + w.group + ")", w.ready ? "ready" : "not ready", w.dlq_caught_up ? "DLQ read" : "reading the DLQ"]);
+  const others = overview.processes.map((p) => [p.name, p.ready ? "ready" : "not ready", p.problem || ""]);
+  fillRows($("workers"), workers.concat(others), "none");
   showIngest(overview);
   showDlq(overview);
 }
