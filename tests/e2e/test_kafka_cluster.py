@@ -23,8 +23,9 @@ from paho.mqtt.properties import Properties
 from devstack import DevStackSettings, up
 from devstack.clients import kafka_client
 from devstack.kafka import Kafka
-from devstack.process import stop
+from devstack.process import running_pid, stop
 from security.kafka import admin_client
+from tests.disks import fill, small_disk
 from tests.e2e.gateway_harness import (
     GatewayProcess,
     create_topics,
@@ -75,50 +76,78 @@ def test_platform_topics_are_replicated_three_times_and_need_two_in_sync(
     assert len(cluster.kafka_bootstrap.split(",")) == 3  # every client knows every node
 
 
+class Device:
+    """One device of paho's MQTT 5 client with a persistent session: it sends again what was
+    not acknowledged whenever it reconnects; ``acked`` dates each PUBACK by message id."""
+
+    def __init__(self, client_id: str, port: int) -> None:
+        self.client_id = client_id
+        self.acked: dict[int, float] = {}
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self._client.on_publish = lambda _c, _u, mid, _rc, _p: self.acked.setdefault(
+            mid, time.monotonic()
+        )
+        self._client.reconnect_delay_set(min_delay=1, max_delay=2)
+        session = Properties(PacketTypes.CONNECT)
+        session.SessionExpiryInterval = 600
+        self._client.connect("127.0.0.1", port, clean_start=False, properties=session)
+        self._client.loop_start()
+
+    def publish(self, seq: int) -> int:
+        payload = json.dumps({"seq": seq, "metrics": {"t": 20.0 + seq % 10}})
+        topic = f"devices/{self.client_id}/telemetry"
+        return self._client.publish(topic, payload, qos=1).mid
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+async def _gateway(
+    settings: DevStackSettings, folder: Path, topic: str, *, min_insync: int = 2
+) -> tuple[GatewayProcess, int]:
+    """A direct-mode gateway writing to ``topic`` (replicated 3 times, ``min_insync``), and
+    the port its devices connect to."""
+    kafka = kafka_client(settings)
+    config = {"min.insync.replicas": str(min_insync)}
+    await create_topics(kafka, topic, partitions=1, replicas=3, config=config)
+    await create_topics(kafka, f"{topic}.dlq", partitions=1, replicas=3)
+    port = free_port()
+    gateway = GatewayProcess(
+        write_direct_config(
+            folder / "gateway.yaml",
+            port=port,
+            topic=topic,
+            dlq=f"{topic}.dlq",
+            kafka={"request_timeout_ms": 5_000},
+        ),
+        f"{topic}-gw",
+        folder / "gateway.log",
+        settings,
+    )
+    gateway.start()
+    await gateway.wait_ready(60)
+    return gateway, port
+
+
 async def test_below_min_insync_replicas_the_device_gets_no_puback_until_they_return(
     cluster: DevStackSettings, tmp_path: Path
 ) -> None:
     """With three nodes in one KRaft quorum, losing two also loses the quorum; so this topic
     asks for all three replicas in sync, and one node is stopped to go below that."""
-    topic, dlq = "isr.telemetry", "isr.dlq"
-    kafka = kafka_client(cluster)
-    await create_topics(kafka, topic, partitions=1, replicas=3, config={"min.insync.replicas": "3"})
-    await create_topics(kafka, dlq, partitions=1, replicas=3)
-    port = free_port()
-    gateway = GatewayProcess(
-        write_direct_config(
-            tmp_path / "gateway.yaml",
-            port=port,
-            topic=topic,
-            dlq=dlq,
-            kafka={"request_timeout_ms": 5_000},
-        ),
-        "isr-gw",
-        tmp_path / "gateway.log",
-        cluster,
-    )
-    gateway.start()
-    await gateway.wait_ready(60)
-    acked: dict[int, float] = {}
-    device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="isr-dev", protocol=mqtt.MQTTv5)
-    device.on_publish = lambda _c, _u, mid, _rc, _p: acked.setdefault(mid, time.monotonic())
-    device.reconnect_delay_set(min_delay=1, max_delay=2)
-    session = Properties(PacketTypes.CONNECT)
-    session.SessionExpiryInterval = 600
-    device.connect("127.0.0.1", port, clean_start=False, properties=session)
-    device.loop_start()
-
-    def publish(seq: int) -> int:
-        payload = json.dumps({"seq": seq, "metrics": {"t": 20.0 + seq}})
-        return device.publish("devices/isr-dev/telemetry", payload, qos=1).mid
-
+    topic, kafka = "isr.telemetry", kafka_client(cluster)
+    gateway, port = await _gateway(cluster, tmp_path, topic, min_insync=3)
+    device = Device("isr-dev", port)
+    acked = device.acked
     third = Kafka(cluster, 3)
     try:
-        before = publish(1)
+        before = device.publish(1)
         await until(lambda: before in acked, 30, lambda: "no PUBACK with every node up")
         assert await asyncio.to_thread(stop, third.handle)
         await _until_in_sync(cluster, topic, 2)
-        during = publish(2)
+        during = device.publish(2)
         await asyncio.sleep(15)  # produce requests refused (NOT_ENOUGH_REPLICAS), retried
         assert during not in acked
         assert "isr-dev:2" not in await event_ids(kafka, topic, {"isr-dev:2"}, timeout_s=3)
@@ -130,6 +159,51 @@ async def test_below_min_insync_replicas_the_device_gets_no_puback_until_they_re
         assert acked[during] > restarted
         assert "isr-dev:2" in await event_ids(kafka, topic, {"isr-dev:2"}, timeout_s=30)
     finally:
-        device.loop_stop()
-        device.disconnect()
+        device.close()
         assert gateway.terminate() == 0
+
+
+async def test_a_node_whose_disk_fills_leaves_and_nothing_acknowledged_is_lost(
+    tmp_path: Path,
+) -> None:
+    """One node's log dir on a small disk: filled, the node can no longer write its logs
+    (its metadata log among them) and stops; the other two, still the quorum and min ISR,
+    carry on, and every reading the device got a PUBACK for is in the topic. With room
+    again the node comes back and catches up."""
+    settings = isolated_settings(tmp_path / "stack", kafka_brokers=3, kafka_heap="384m")
+    third = Kafka(settings, 3)
+    topic, readings = "full.telemetry", 300
+    with small_disk(third.data_dir, "512m") as disk, running_stack(settings):
+        gateway, port = await _gateway(settings, tmp_path, topic)
+        device = Device("full-dev", port)
+        try:
+            first = device.publish(0)
+            await until(lambda: first in device.acked, 30, lambda: "no PUBACK with every node up")
+            filler = fill(disk)
+            sent = []
+            for seq in range(1, readings + 1):
+                # at most 50 unacknowledged: paho sends every queued message again at once
+                # when it reconnects, past the gateway's Receive Maximum (100)
+                while sum(mid not in device.acked for mid in sent) >= 50:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                sent.append(device.publish(seq))
+                await asyncio.sleep(0.02)
+            await until(
+                lambda: running_pid(third.handle) is None,
+                60,
+                lambda: "the node with a full disk still runs",
+            )
+            await until(
+                lambda: all(mid in device.acked for mid in sent),
+                90,
+                lambda: f"{sum(mid not in device.acked for mid in sent)} readings unacknowledged",
+            )
+            wanted = {f"full-dev:{seq}" for seq in range(readings + 1)}
+            logged = await event_ids(kafka_client(settings), topic, wanted, timeout_s=60)
+            assert wanted <= set(logged)  # nothing acknowledged is lost
+            filler.unlink()
+            await asyncio.to_thread(up, settings, lambda _: None)
+            await _until_in_sync(settings, topic, 3)
+        finally:
+            device.close()
+            assert gateway.terminate() == 0
