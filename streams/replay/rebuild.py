@@ -28,7 +28,7 @@ from streams.domain import Position, TelemetryEvent
 from streams.domain import TopicPartition as StorePartition
 from streams.errors import ConfigError
 from streams.layout import PartitionLayout
-from streams.processor import BatchProcessor, processor_for
+from streams.processor import COLLECTOR_THRESHOLDS, BatchProcessor, processor_for
 from streams.projections.canonical import canonical_row, hash_rows
 from streams.settings import WorkerSettings
 from streams.store.port import Projection, StateSnapshot, Store
@@ -318,7 +318,7 @@ def _tuned_collector() -> Iterator[None]:
     if not _collector_users:
         gc.freeze()
         _collector_users.append(gc.get_threshold())
-        gc.set_threshold(50_000, 20, 100)
+        gc.set_threshold(*COLLECTOR_THRESHOLDS)
     else:
         _collector_users.append(_collector_users[0])
     try:

@@ -45,7 +45,7 @@ from streams.decoding import UNDECODABLE, learn_schemas, read_telemetry
 from streams.domain import Position, TelemetryEvent, TopicPartition
 from streams.errors import PartitionLayoutError, StoreError, StoreSwappedError
 from streams.notifier import AlertCommandNotifier
-from streams.processor import BatchProcessor, BatchResult, processor_for
+from streams.processor import COLLECTOR_THRESHOLDS, BatchProcessor, BatchResult, processor_for
 from streams.relay import OutboxRelay
 from streams.settings import WorkerSettings
 from streams.store import Store, open_store
@@ -125,8 +125,9 @@ class WorkerRuntime:
         if settings.notifier.enabled:
             self._tasks.append(asyncio.create_task(self._run_notifier(), name="the notifier"))
         # Everything built so far lives as long as the worker: keep the collector from
-        # scanning it on every collection of the per-batch garbage.
+        # scanning it on every collection of the per-batch garbage, and run it less often.
         gc.freeze()
+        gc.set_threshold(*COLLECTOR_THRESHOLDS)
         self._started = True
 
     @property
