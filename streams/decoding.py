@@ -14,12 +14,13 @@ undecodable for all of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
 
-from contracts.avro import AvroError, AvroSchema, SchemaCatalog, peek_schema_id
+from contracts.avro import HEADER_SIZE, AvroError, AvroSchema, SchemaCatalog, peek_schema_id
 from contracts.avro import decode as avro_decode
 from contracts.registry.cache import SchemaCache
 from contracts.registry.errors import RegistryError
@@ -30,6 +31,7 @@ __all__ = [
     "UNDECODABLE",
     "decode_telemetry",
     "learn_schema",
+    "learn_schemas",
     "read_telemetry",
     "telemetry_event",
     "telemetry_reader",
@@ -42,6 +44,8 @@ UNDECODABLE = (AvroError, RegistryError, ValueError, KeyError, TypeError)
 retriable registry error: those are waited out)."""
 
 RETRY_MAX_S = 5.0
+
+_new_tuple = tuple.__new__  # builds the named tuple without its Python-level __new__
 
 OnRetry = Callable[[BaseException], None]
 
@@ -73,6 +77,24 @@ async def learn_schema(
             return
 
 
+async def learn_schemas(
+    registry: SchemaCache, frames: Iterable[bytes | None], on_retry: OnRetry | None = None
+) -> None:
+    """Makes the writer schemas of ``frames`` known, each once (a whole fetch's records
+    usually share one), waiting out an unavailable registry; then :func:`read_telemetry`
+    decodes them without I/O. A bad header or an id the registry does not have is left for
+    :func:`read_telemetry` to reject as undecodable."""
+    headers = {(frame or b"")[:HEADER_SIZE] for frame in frames}
+    ids: set[int] = set()
+    for header in headers:
+        with contextlib.suppress(AvroError):
+            ids.add(peek_schema_id(header))
+    for schema_id in ids:
+        if registry.writer_schema(schema_id) is None:
+            with contextlib.suppress(*UNDECODABLE):
+                await learn_schema(registry, schema_id, on_retry)
+
+
 async def decode_telemetry(
     registry: SchemaCache, value: bytes | None, on_retry: OnRetry | None = None
 ) -> TelemetryEvent:
@@ -91,14 +113,18 @@ def read_telemetry(registry: SchemaCache, frame: bytes) -> TelemetryEvent:
 
 def telemetry_event(record: dict[str, Any]) -> TelemetryEvent:
     """The domain event for a decoded ``Telemetry`` record."""
-    return TelemetryEvent(
-        event_id=record["event_id"],
-        device_id=record["device_id"],
-        ts=record["ts"],
-        received_at=record["received_at"],
-        seq=record.get("seq"),
-        metrics=record["metrics"],
-        attributes=record.get("attributes") or {},
-        boot=record.get("boot"),
-        ts_stamped=record.get("ts_stamped", False),
+    get = record.get
+    return _new_tuple(
+        TelemetryEvent,
+        (
+            record["event_id"],
+            record["device_id"],
+            record["ts"],
+            record["received_at"],
+            get("seq"),
+            record["metrics"],
+            get("attributes") or {},
+            get("boot"),
+            get("ts_stamped", False),
+        ),
     )

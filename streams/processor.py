@@ -50,7 +50,7 @@ from streams.store.port import BatchWrite, OffsetAdvance, Store
 if TYPE_CHECKING:
     from streams.settings import WorkerSettings
 
-__all__ = ["BatchProcessor", "BatchResult", "SkipReason"]
+__all__ = ["COLLECTOR_THRESHOLDS", "BatchProcessor", "BatchResult", "SkipReason"]
 
 
 class SkipReason(StrEnum):
@@ -66,6 +66,12 @@ class SkipReason(StrEnum):
 
 
 _EMPTY: Mapping[SkipReason, int] = MappingProxyType({})
+
+COLLECTOR_THRESHOLDS = (50_000, 20, 100)
+"""The garbage collector's thresholds (``gc.set_threshold``) for a process applying batches:
+each batch allocates tens of thousands of short-lived objects while few are kept (the caches),
+so the young collection runs less often, and far fewer survivors of a batch in progress get
+promoted and scanned again and again by full collections."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from operator import itemgetter
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "Admission",
@@ -157,7 +157,7 @@ class DeviceTracker:
         "restart_ts",
         "seq_floor",
         "seq_resets",
-        "window_keys",
+        "windows",
     )
 
     def __init__(self, device_id: str, ts: int) -> None:
@@ -179,9 +179,9 @@ class DeviceTracker:
         self.boot: int | None = None
         self.seq_resets = 0
         self.restart_ts: int | None = None
-        # keys of this device's cached open windows and the earliest time one closes
-        # (owned by the projector)
-        self.window_keys: set[tuple[str, str, int, int]] = set()
+        # this device's cached open windows, (size_ms, start_ms) -> metric -> accumulator,
+        # and the earliest time one closes (owned by the projector)
+        self.windows: dict[tuple[int, int], dict[str, list[Any]]] = {}
         self.next_close = _NEVER
         # window size -> start of the newest window already deleted by retention (in memory)
         self.expired: dict[int, int] = {}

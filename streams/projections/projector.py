@@ -30,8 +30,8 @@ from streams.projections.windows import DEFAULT_WINDOWS, WindowAggregate, Window
 
 __all__ = ["ProjectionChanges", "Projector"]
 
-_WindowKey = tuple[str, str, int, int]  # device_id, metric, size_ms, start_ms
 _NEVER = 2**62
+_UNCHANGED = -1  # the stamp of a window loaded from the store (takes are stamped from 0)
 _NEVER_EXPIRED = -(2**62)
 _new_tuple = tuple.__new__  # builds named-tuple rows without their Python-level __new__
 
@@ -85,11 +85,12 @@ class Projector:
             self._rules_by_metric[rule.metric] = (*self._rules_by_metric.get(rule.metric, ()), rule)
         self._trackers: dict[str, DeviceTracker] = {}
         self._absent: set[str] = set()
-        # window key -> [device_id, metric, size_ms, start_ms, count, min, max, sum]
-        self._windows: dict[_WindowKey, list[Any]] = {}
         self._alerts: dict[tuple[str, str], AlertState] = {}
         self._dirty_devices: dict[str, DeviceTracker] = {}
-        self._dirty_windows: dict[_WindowKey, list[Any]] = {}
+        # A window's accumulator is [device_id, metric, size_ms, start_ms, count, min, max,
+        # sum, stamp], cached in its device's tracker; the stamp is the take that will write
+        # it, so the changed windows are those of the changed devices with this stamp.
+        self._stamp = 0
         self._dirty_alerts: dict[tuple[str, str], AlertState] = {}
         self._derived: list[DerivedEvent] = []
         self._recent: list[RecentEvent] = []
@@ -120,9 +121,8 @@ class Projector:
             spec = self._spec_by_size.get(row.size_ms)
             if tracker is None or spec is None or spec.is_closed(row.start_ms, tracker.last_seen):
                 continue
-            key = (row.device_id, row.metric, row.size_ms, row.start_ms)
-            self._windows[key] = list(row)
-            tracker.window_keys.add(key)
+            slot = tracker.windows.setdefault((row.size_ms, row.start_ms), {})
+            slot[row.metric] = [*row, _UNCHANGED]
             tracker.next_close = min(
                 tracker.next_close, row.start_ms + spec.size_ms + spec.grace_ms
             )
@@ -139,11 +139,8 @@ class Projector:
     def drop(self, device_ids: Iterable[str]) -> None:
         """Forgets cached devices (e.g. their partition moved to another worker)."""
         for device_id in device_ids:
-            tracker = self._trackers.pop(device_id, None)
+            self._trackers.pop(device_id, None)
             self._absent.discard(device_id)
-            if tracker is not None:
-                for key in tracker.window_keys:
-                    self._windows.pop(key, None)
             for rule in self.rules:
                 self._alerts.pop((device_id, rule.name), None)
 
@@ -151,10 +148,8 @@ class Projector:
         """Forgets every cached device and every pending change."""
         self._trackers.clear()
         self._absent.clear()
-        self._windows.clear()
         self._alerts.clear()
         self._dirty_devices.clear()
-        self._dirty_windows.clear()
         self._dirty_alerts.clear()
         self._derived.clear()
         self._recent.clear()
@@ -197,20 +192,23 @@ class Projector:
             tracker.last_seen = ts
         elif ts < tracker.first_seen:
             tracker.first_seen = ts
-        open_windows: list[tuple[int, int]] = []
+        slots = tracker.windows
+        open_slots: list[tuple[dict[str, list[Any]], int, int]] = []
         for spec in self.windows:
             size = spec.size_ms
             start = ts - ts % size
             closes = start + size + spec.grace_ms
             if closes <= watermark:
                 tracker.late[spec.name] = tracker.late.get(spec.name, 0) + 1
-            else:
-                open_windows.append((size, start))
+                continue
+            slot = slots.get((size, start))
+            if slot is None:
+                slot = slots[size, start] = {}
                 if closes < tracker.next_close:  # noqa: PLR1730 - hot path
                     tracker.next_close = closes
+            open_slots.append((slot, size, start))
         metrics = tracker.metrics
-        windows = self._windows
-        dirty_windows = self._dirty_windows
+        stamp = self._stamp
         isfinite = math.isfinite
         for name, value in event.metrics.items():
             if not isfinite(value):
@@ -222,12 +220,10 @@ class Projector:
                 rules = self._rules_by_metric.get(name)
                 if rules is not None:
                     self._evaluate(device_id, rules, value, ts, event.event_id)
-            for size, start in open_windows:
-                key = (device_id, name, size, start)
-                acc = windows.get(key)
+            for slot, size, start in open_slots:
+                acc = slot.get(name)
                 if acc is None:
-                    acc = windows[key] = [device_id, name, size, start, 1, value, value, value]
-                    tracker.window_keys.add(key)
+                    slot[name] = [device_id, name, size, start, 1, value, value, value, stamp]
                 else:
                     acc[4] += 1
                     if value < acc[5]:  # noqa: PLR1730 - cheaper than min() per value
@@ -235,7 +231,7 @@ class Projector:
                     if value > acc[6]:  # noqa: PLR1730
                         acc[6] = value
                     acc[7] += value
-                dirty_windows[key] = acc
+                    acc[8] = stamp
         return Admission.NEW
 
     def _evaluate(
@@ -256,9 +252,16 @@ class Projector:
 
     def take_changes(self) -> ProjectionChanges:
         """Returns and forgets what changed since the last take; evicts windows now closed."""
+        dirty, stamp = self._dirty_devices.values(), self._stamp
         changes = ProjectionChanges(
-            devices=[tracker.snapshot() for tracker in self._dirty_devices.values()],
-            windows=[_new_tuple(WindowAggregate, acc) for acc in self._dirty_windows.values()],
+            devices=[tracker.snapshot() for tracker in dirty],
+            windows=[
+                _new_tuple(WindowAggregate, acc[:8])
+                for tracker in dirty
+                for slot in tracker.windows.values()
+                for acc in slot.values()
+                if acc[8] == stamp
+            ],
             alerts=list(self._dirty_alerts.values()),
             derived=list(self._derived),
             expired=self._expired() if self._retained else (),
@@ -268,8 +271,8 @@ class Projector:
         for tracker in self._dirty_devices.values():
             if tracker.last_seen >= tracker.next_close:
                 self._evict_closed(tracker)
+        self._stamp += 1
         self._dirty_devices.clear()
-        self._dirty_windows.clear()
         self._dirty_alerts.clear()
         self._derived.clear()
         self._recent.clear()
@@ -304,12 +307,11 @@ class Projector:
     def _evict_closed(self, tracker: DeviceTracker) -> None:
         watermark = tracker.last_seen
         next_close = _NEVER
-        for key in list(tracker.window_keys):
-            spec = self._spec_by_size[key[2]]
-            closes = key[3] + spec.size_ms + spec.grace_ms
+        slots = tracker.windows
+        for size, start in list(slots):
+            closes = start + size + self._spec_by_size[size].grace_ms
             if closes <= watermark:
-                tracker.window_keys.discard(key)
-                del self._windows[key]
+                del slots[size, start]
             elif closes < next_close:
                 next_close = closes
         tracker.next_close = next_close

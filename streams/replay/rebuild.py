@@ -20,16 +20,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import OffsetOutOfRangeError
 
-from contracts.avro import AvroError, peek_schema_id
 from contracts.kafka import KafkaClientSettings
 from contracts.registry.cache import SchemaCache
 from contracts.registry.factory import open_registry
-from streams.decoding import UNDECODABLE, learn_schema, read_telemetry
+from streams.decoding import UNDECODABLE, learn_schemas, read_telemetry
 from streams.domain import Position, TelemetryEvent
 from streams.domain import TopicPartition as StorePartition
 from streams.errors import ConfigError
 from streams.layout import PartitionLayout
-from streams.processor import BatchProcessor, processor_for
+from streams.processor import COLLECTOR_THRESHOLDS, BatchProcessor, processor_for
 from streams.projections.canonical import canonical_row, hash_rows
 from streams.settings import WorkerSettings
 from streams.store.port import Projection, StateSnapshot, Store
@@ -282,19 +281,6 @@ async def telemetry_partitions(settings: WorkerSettings) -> list[int]:
     return sorted(int(p["partition"]) for p in description["partitions"])
 
 
-async def _learn_schemas(registry: SchemaCache, fetched: dict[TopicPartition, list[Any]]) -> None:
-    """Fetches the writer schemas of the batch that are not cached yet (once each)."""
-    headers = {(record.value or b"")[:5] for records in fetched.values() for record in records}
-    ids: set[int] = set()
-    for header in headers:
-        with contextlib.suppress(AvroError):
-            ids.add(peek_schema_id(header))
-    for schema_id in ids:
-        if registry.writer_schema(schema_id) is None:
-            with contextlib.suppress(*UNDECODABLE):  # waits out an unavailable registry
-                await learn_schema(registry, schema_id)
-
-
 def _decode(
     registry: SchemaCache, fetched: dict[TopicPartition, list[Any]], end: dict[TopicPartition, int]
 ) -> tuple[list[tuple[Position, TelemetryEvent | None]], int]:
@@ -332,7 +318,7 @@ def _tuned_collector() -> Iterator[None]:
     if not _collector_users:
         gc.freeze()
         _collector_users.append(gc.get_threshold())
-        gc.set_threshold(50_000, 20, 100)
+        gc.set_threshold(*COLLECTOR_THRESHOLDS)
     else:
         _collector_users.append(_collector_users[0])
     try:
@@ -431,7 +417,9 @@ async def apply_range(
         async with open_registry(settings.registry, settings.kafka) as registry:
             while pending := [tp for tp in tps if position[tp] < stop[tp]]:
                 fetched = await _fetch(consumer, pending)
-                await _learn_schemas(registry, fetched)
+                await learn_schemas(
+                    registry, (r.value for records in fetched.values() for r in records)
+                )
                 batch, bad = _decode(registry, fetched, stop)
                 for tp in pending:  # the consumer's own position: records or not
                     position[tp] = await consumer.position(tp)

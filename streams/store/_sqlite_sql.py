@@ -80,7 +80,10 @@ _STATEMENTS = {
     "load_recent": "SELECT r.* FROM {p}devices d JOIN {p}recent_events r USING (device_id) "
     "WHERE d.device_id IN (SELECT value FROM json_each(?)) AND r.ts >= d.last_seen - ?",
     "upsert_device": "INSERT OR REPLACE INTO {p}devices ({device_cols}) VALUES ({device_marks})",
-    "upsert_window": "INSERT OR REPLACE INTO {p}windows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    # An update in place, not OR REPLACE's delete and insert: the index by start is untouched.
+    "upsert_window": "INSERT INTO {p}windows VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (device_id, metric, size_ms, start_ms) DO UPDATE SET count = excluded.count, "
+    "min = excluded.min, max = excluded.max, sum = excluded.sum",
     "expire_windows": "DELETE FROM {p}windows WHERE device_id = ? AND start_ms <= ? "
     "AND size_ms = ?",
     "upsert_alert": "INSERT OR REPLACE INTO {p}alert_states VALUES (?, ?, ?, ?, ?, ?)",

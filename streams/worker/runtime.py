@@ -31,9 +31,8 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -42,11 +41,11 @@ from contracts.avro import SchemaCatalog
 from contracts.errors import ContractsError
 from contracts.registry.cache import SchemaCache
 from contracts.registry.factory import open_registry
-from streams.decoding import UNDECODABLE, decode_telemetry
+from streams.decoding import UNDECODABLE, learn_schemas, read_telemetry
 from streams.domain import Position, TelemetryEvent, TopicPartition
 from streams.errors import PartitionLayoutError, StoreError, StoreSwappedError
 from streams.notifier import AlertCommandNotifier
-from streams.processor import BatchProcessor, BatchResult, processor_for
+from streams.processor import COLLECTOR_THRESHOLDS, BatchProcessor, BatchResult, processor_for
 from streams.relay import OutboxRelay
 from streams.settings import WorkerSettings
 from streams.store import Store, open_store
@@ -60,13 +59,14 @@ T = TypeVar("T")
 OUTBOX_PRUNE_EVERY_S = 60.0
 """How often the relay deletes outbox rows published longer than ``outbox_keep_s`` ago."""
 
+_new_tuple = tuple.__new__  # builds a named tuple without its Python-level __new__
+
 _ALERT_FIELDS = frozenset({"event_id", "device_id", "rule", "state", "ts"})
 """What the notifier reads of an alert record."""
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """A consumed Kafka record as the runtime needs it."""
+class RawRecord(NamedTuple):
+    """A consumed Kafka record as the runtime needs it (a named tuple: one per record)."""
 
     topic: str
     partition: int
@@ -125,8 +125,9 @@ class WorkerRuntime:
         if settings.notifier.enabled:
             self._tasks.append(asyncio.create_task(self._run_notifier(), name="the notifier"))
         # Everything built so far lives as long as the worker: keep the collector from
-        # scanning it on every collection of the per-batch garbage.
+        # scanning it on every collection of the per-batch garbage, and run it less often.
         gc.freeze()
+        gc.set_threshold(*COLLECTOR_THRESHOLDS)
         self._started = True
 
     @property
@@ -231,15 +232,17 @@ class WorkerRuntime:
         assert self.registry is not None  # noqa: S101
         if self.refusal is not None:
             raise PartitionLayoutError(self.refusal)
+        registry = self.registry
+        await learn_schemas(registry, (record.value for record in records), self._registry_retry)
         batch: list[tuple[Position, TelemetryEvent | None]] = []
-        for record in records:
-            position = Position(record.topic, record.partition, record.offset)
+        append = batch.append
+        for topic, partition, offset, value in records:
+            position = _new_tuple(Position, (topic, partition, offset))
             try:
-                event = await decode_telemetry(self.registry, record.value, self._registry_retry)
-                batch.append((position, event))
+                append((position, read_telemetry(registry, value or b"")))
             except UNDECODABLE as exc:
                 log.warning("passing over undecodable record at %s: %s", position, exc)
-                batch.append((position, None))  # counted as skipped, its offset committed
+                append((position, None))  # counted as skipped, its offset committed
         result = await self._apply(batch)
         self.metrics.applied.inc(result.applied)
         for reason, count in result.skipped.items():
@@ -258,11 +261,12 @@ class WorkerRuntime:
         delay = 0.1
         while True:
             async with self._lock:
-                mine = [
-                    item
-                    for item in batch
-                    if TopicPartition(item[0].topic, item[0].partition) in self._assignment
-                ]
+                revoked = {(p.topic, p.partition) for p, _ in batch} - self._assignment
+                mine = (
+                    [item for item in batch if (item[0].topic, item[0].partition) not in revoked]
+                    if revoked
+                    else batch
+                )
                 try:
                     return await self._on_store(partial(self.processor.apply, mine))
                 except StoreSwappedError:

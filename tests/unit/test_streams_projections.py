@@ -4,7 +4,6 @@ ring, the relay seam and the processor's bookkeeping (SQLite, no services)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,7 +132,7 @@ def test_a_true_duplicate_carries_its_original_time_and_stays_a_duplicate() -> N
     for item in originals:
         projector.apply(item)
     assert projector.apply(originals[3]) is Admission.DUPLICATE
-    stamped = dataclasses.replace(originals[4], ts=originals[-1].ts + 99, ts_stamped=True)
+    stamped = originals[4]._replace(ts=originals[-1].ts + 99, ts_stamped=True)
     assert projector.apply(stamped) is Admission.DUPLICATE  # the gateway's time proves nothing
     state = projector.device("a")
     assert state is not None
@@ -285,10 +284,10 @@ def test_a_reading_the_gateway_dated_is_a_duplicate_only_as_the_same_record() ->
     """Its id has the receipt time in it, so a device's resend is a new event; the same
     record logged twice (a producer retry) is absorbed. Found by the bridge-mode fault run."""
     projector = Projector(WINDOWS, ())
-    stamped = dataclasses.replace(event("a", 0, event_id="sha:x", temp=1.0), ts_stamped=True)
+    stamped = event("a", 0, event_id="sha:x", temp=1.0)._replace(ts_stamped=True)
     assert projector.apply(stamped) is Admission.NEW
     assert projector.apply(stamped) is Admission.DUPLICATE
-    resent = dataclasses.replace(stamped, event_id="sha:y", ts=stamped.ts + 40)
+    resent = stamped._replace(event_id="sha:y", ts=stamped.ts + 40)
     assert projector.apply(resent) is Admission.NEW
 
 
