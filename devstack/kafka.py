@@ -204,6 +204,10 @@ class Kafka(Service):
             # after 4 s instead of 9: the stall a lost node causes is mostly this wait.
             properties["broker.session.timeout.ms"] = "4000"
             properties["broker.heartbeat.interval.ms"] = "1000"
+            # A lost active controller is noticed after 1 s without its fetch answers (2 s by
+            # default) and replaced within half a second more, before the fencing above.
+            properties["controller.quorum.fetch.timeout.ms"] = "1000"
+            properties["controller.quorum.election.timeout.ms"] = "500"
         self.home.mkdir(parents=True, exist_ok=True)
         if self.settings.secure:
             properties.update(self._secured_properties())

@@ -178,6 +178,8 @@ SAME_AS_THE_DEV_CLUSTER = [
     "transaction.state.log.min.isr",
     "broker.session.timeout.ms",
     "broker.heartbeat.interval.ms",
+    "controller.quorum.fetch.timeout.ms",
+    "controller.quorum.election.timeout.ms",
     "sasl.enabled.mechanisms",
     "sasl.mechanism.inter.broker.protocol",
     "sasl.mechanism.controller.protocol",
