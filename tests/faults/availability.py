@@ -105,13 +105,17 @@ def _gaps(series: Sequence[float], begin: float, end: float) -> list[tuple[float
     return [(a, b) for a, b in itertools.pairwise(points) if b > begin and a < end]
 
 
-def _longest(times: Mapping[int, Sequence[float]], begin: float, end: float) -> float:
-    """The longest gap overlapping ``[begin, end]``, counted from ``begin`` at the earliest:
-    a stall an earlier fault began is that fault's until this one starts."""
-    return max(
-        (b - max(a, begin) for series in times.values() for a, b in _gaps(series, begin, end)),
-        default=0.0,
-    )
+def _window_gaps(
+    times: Mapping[int, Sequence[float]], begin: float, end: float
+) -> list[tuple[float, float]]:
+    """Every partition's gaps overlapping ``[begin, end]``."""
+    return [gap for series in times.values() for gap in _gaps(series, begin, end)]
+
+
+def _longest(gaps: Sequence[tuple[float, float]], begin: float) -> float:
+    """The longest gap, counted from ``begin`` at the earliest: a stall an earlier fault
+    began is that fault's until this one starts."""
+    return max((b - max(a, begin) for a, b in gaps), default=0.0)
 
 
 def costs(
@@ -124,23 +128,20 @@ def costs(
     """Each fault's cost (module doc), its window closed by the next fault's start."""
     found = []
     for index, fault in enumerate(faults):
+        begin = fault.started
         end = min(fault.repaired + SETTLE_S, load_ended)
         if index + 1 < len(faults):
             end = min(end, faults[index + 1].started)
-        end = max(end, fault.started)
-        stalls = [
-            b
-            for series in acked.values()
-            for a, b in _gaps(series, fault.started, end)
-            if b - a > GAP_S
-        ]
+        end = max(end, begin)
+        ingest = _window_gaps(acked, begin, end)
+        stalls = [b for a, b in ingest if b - a > GAP_S]
         found.append(
             Cost(
                 fault.label,
-                fault.started - load_started,
-                _longest(acked, fault.started, end),
-                _longest(applied, fault.started, end),
-                max(stalls, default=fault.started) - fault.started,
+                begin - load_started,
+                _longest(ingest, begin),
+                _longest(_window_gaps(applied, begin, end), begin),
+                max(stalls, default=begin) - begin,
                 fault.kafka_node,
             )
         )

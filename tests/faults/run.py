@@ -423,8 +423,7 @@ async def drain(world: World) -> None:
 
     def caught_up_now() -> bool:
         at = world.store.applied()
-        with world.store.opened() as store:
-            backlog = store.outbox_backlog()
+        backlog = world.store.reader().outbox_backlog()
         return backlog == 0 and all(at.get(p, 0) >= end for p, end in ends.items() if end)
 
     async def caught_up() -> bool:
@@ -440,8 +439,8 @@ async def collect(
     client = stack.client_for(world.settings)
     log, events = await read_log(client, stack.TELEMETRY_TOPIC)
     expected = oracle(events, windows=DEFAULT_WINDOWS, rules=load_alert_rules(rules))
-    with world.store.opened() as store:
-        actual = Projections(store.devices(), store.windows(), store.alert_states())
+    store = world.store.reader()
+    actual = Projections(store.devices(), store.windows(), store.alert_states())
     return History(
         acks=[ack for clock in world.load.clocks for ack in clock.acks()],
         log=log,
@@ -596,6 +595,8 @@ async def run(args: argparse.Namespace) -> int:
             for app in world.apps:
                 with contextlib.suppress(Exception):
                     app.resume()
+            with contextlib.suppress(Exception):
+                world.store.close()
         kill_leftovers()
         await _blocking(stack.stop_stack, settings, lambda _: None)
         say(f"[{clock():6.1f}s] isolated stack stopped (seed {seed})")

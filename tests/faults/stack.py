@@ -19,10 +19,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -201,13 +201,16 @@ def gateway_process(
     return AppProcess(f"gateway-{number}", argv, env, logs / f"gateway-{number}.log")
 
 
-@dataclass(frozen=True, slots=True)
 class WorkerStore:
     """Where the workers keep their state (``url``: an SQLite file for one worker, the
-    stack's PostgreSQL for several), and their consumer group."""
+    stack's PostgreSQL for several), their consumer group, and the suite's one reader of it
+    (opened and migrated once, not at every sample; a PostgreSQL connection lost to a fault
+    is made again by the store itself)."""
 
-    url: str
-    group: str = "faults-streams"
+    def __init__(self, url: str, group: str = "faults-streams") -> None:
+        self.url, self.group = url, group
+        self._reader: Store | None = None
+        self._opening = threading.Lock()
 
     @classmethod
     def sqlite(cls, path: Path) -> WorkerStore:
@@ -217,19 +220,22 @@ class WorkerStore:
     def postgres(cls, settings: DevStackSettings) -> WorkerStore:
         return cls(f"{settings.pg_dsn()}?schema=faults")
 
-    @contextmanager
-    def opened(self) -> Iterator[Store]:
-        """The store, open for reading what the workers did (closed after)."""
-        store = open_store(self.url)
-        try:
-            yield store
-        finally:
-            store.close()
+    def reader(self) -> Store:
+        """The store, open for reading what the workers did."""
+        with self._opening:
+            if self._reader is None:
+                self._reader = open_store(self.url)
+            return self._reader
 
     def applied(self) -> dict[int, int]:
         """Each partition's next offset to apply."""
-        with self.opened() as store:
-            return {tp.partition: o + 1 for tp, o in store.positions(self.group).items()}
+        return {tp.partition: o + 1 for tp, o in self.reader().positions(self.group).items()}
+
+    def close(self) -> None:
+        with self._opening:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
 
 def worker_process(
