@@ -35,7 +35,7 @@ from devstack.clients import write_kcat_config
 from devstack.errors import ServiceStartError
 from devstack.process import LaunchSpec, ProcessHandle
 from devstack.service import Probe, Progress, Service
-from devstack.settings import KAFKA_NODE_PORT_STEP, DevStackSettings
+from devstack.settings import KAFKA_NODE_PORT_STEP, DevStackSettings, kafka_node_name
 from devstack.stack_security import StackSecurity
 from policy import PolicyError
 from security import SecurityError
@@ -85,7 +85,7 @@ class Kafka(Service):
     def __init__(self, settings: DevStackSettings, node_id: int = 1) -> None:
         super().__init__(settings)
         self.node_id = node_id
-        self.name = "kafka" if node_id == 1 else f"kafka-{node_id}"
+        self.name = kafka_node_name(node_id)
         step = KAFKA_NODE_PORT_STEP * (node_id - 1)
         self._port = settings.kafka_port + step
         self._controller_port = settings.kafka_controller_port + step
@@ -96,7 +96,7 @@ class Kafka(Service):
 
     @property
     def endpoint(self) -> str:
-        return f"{self.settings.host}:{self.port}"
+        return f"{self.address}:{self.port}"
 
     @property
     def env_port_variable(self) -> str:
@@ -171,10 +171,10 @@ class Kafka(Service):
 
     def _write_configs(self) -> None:
         settings = self.settings
-        host, port, controller = settings.host, self.port, self._controller_port
+        host, port, controller = self.address, self.port, self._controller_port
         replication, min_insync = settings.kafka_replication, settings.kafka_min_insync
         voters = ",".join(
-            f"{node.node_id}@{host}:{node.controller_port}" for node in settings.kafka_nodes
+            f"{node.node_id}@{node.host}:{node.controller_port}" for node in settings.kafka_nodes
         )
         properties = {
             "process.roles": "broker,controller",
@@ -232,7 +232,7 @@ class Kafka(Service):
 
     def _secured_properties(self) -> dict[str, str]:
         """SASL/SCRAM listener, StandardAuthorizer and super users (secured mode only)."""
-        host, port, controller = self.settings.host, self.port, self._controller_port
+        host, port, controller = self.address, self.port, self._controller_port
         stack = StackSecurity(self.settings)
         try:
             admin = stack.admin_credential()

@@ -75,8 +75,23 @@ class Postgres(Service):
         bin_dir = _bin_dir()
         owned_dir(self.home, self.run_as)
         owned_dir(self.home / "run", self.run_as)
-        if (self.data_dir / "PG_VERSION").is_file():
+        if not (self.data_dir / "PG_VERSION").is_file():
+            self._init_cluster(bin_dir, progress)
+        self._admit_own_network()
+
+    def _admit_own_network(self) -> None:
+        """On a host of its own, clients connect from its test network: password logins
+        from there are accepted too (initdb admits loopback only)."""
+        own = self.settings.host_of(self.name)
+        if own is None:
             return
+        hba = self.data_dir / "pg_hba.conf"
+        line = f"host all all {own.network} scram-sha-256\n"
+        if line not in hba.read_text():
+            with hba.open("a") as rules:
+                rules.write(line)
+
+    def _init_cluster(self, bin_dir: Path, progress: Progress) -> None:
         progress(f"creating the PostgreSQL cluster with {bin_dir / 'initdb'}")
         self.superuser_password_file.write_text(secrets.token_urlsafe(24) + "\n")
         os.chmod(self.superuser_password_file, 0o600)
@@ -122,7 +137,7 @@ class Postgres(Service):
                 "-p",
                 str(self.port),
                 "-c",
-                f"listen_addresses={self.settings.host}",
+                f"listen_addresses={self.address}",
                 "-c",
                 f"unix_socket_directories={self.home / 'run'}",
                 "-c",
@@ -134,7 +149,7 @@ class Postgres(Service):
 
     def _superuser_connect(self, timeout_s: float) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(
-            host=self.settings.host,
+            host=self.address,
             port=self.port,
             user=SUPERUSER,
             password=self.superuser_password_file.read_text().strip(),

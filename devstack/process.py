@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 PRIVATE_UMASK = 0o077
@@ -43,6 +43,16 @@ class LaunchSpec:
     user: str | None = None
     env: Mapping[str, str] | None = None
     cwd: Path | None = None
+
+
+def in_namespace(spec: LaunchSpec, namespace: str) -> LaunchSpec:
+    """``spec`` run inside network namespace ``namespace`` (``ip netns exec``, as root). Both
+    ``ip`` and ``setpriv`` exec in place, so the pid is the service's own; the user is
+    dropped to by ``setpriv`` after entering the namespace, which needs root."""
+    argv = ["ip", "netns", "exec", namespace]
+    if spec.user:
+        argv += ["setpriv", f"--reuid={spec.user}", f"--regid={spec.user}", "--clear-groups"]
+    return replace(spec, argv=[*argv, *spec.argv], user=None)
 
 
 def _cmdline(pid: int) -> str | None:

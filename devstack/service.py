@@ -41,6 +41,11 @@ class Service(ABC):
         self.settings = settings
 
     @property
+    def address(self) -> str:
+        """Where the service listens: its own host's address, or the stack's ``host``."""
+        return self.settings.address_of(self.name)
+
+    @property
     def home(self) -> Path:
         """This service's folder under the state dir, with links resolved (see ``accounts``)."""
         return (self.settings.state_dir / self.name).resolve()

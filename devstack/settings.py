@@ -29,11 +29,31 @@ def _default_project_dir() -> Path:
 
 @dataclass(frozen=True, slots=True)
 class KafkaNode:
-    """One node of the local Kafka cluster: its id and its client and controller ports."""
+    """One node of the local Kafka cluster: its id, address, and client and controller ports."""
 
     node_id: int
+    host: str
     port: int
     controller_port: int
+
+    @property
+    def name(self) -> str:
+        """The node's service name: ``kafka`` for node 1, ``kafka-<n>`` for the others."""
+        return kafka_node_name(self.node_id)
+
+
+def kafka_node_name(node_id: int) -> str:
+    return "kafka" if node_id == 1 else f"kafka-{node_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """A host of its own for one server: a network namespace (``ip netns``), the server's
+    address in it, and the test network both belong to (a CIDR its clients connect from)."""
+
+    namespace: str
+    address: str
+    network: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +114,10 @@ class DevStackSettings:
     local CA: the gateway's in direct mode, Mosquitto's in bridge mode."""
     policy_file: Path | None = None
     """The security policy in secure mode; ``config/policy.yaml`` of the project by default."""
+    server_hosts: tuple[tuple[str, Host], ...] = ()
+    """Servers that run on a host of their own (by service name: ``kafka-2``, ``postgres``),
+    e.g. the fault suite's network namespaces; the others listen on ``host``. Not read from
+    the environment."""
 
     @property
     def state_dir(self) -> Path:
@@ -110,6 +134,15 @@ class DevStackSettings:
             raise SettingsError(
                 f"IOT_GATEWAY_MODE={self.gateway_mode!r} is not a mode: use direct or bridge"
             )
+
+    def host_of(self, service: str) -> Host | None:
+        """The host of its own ``service`` runs on, if it has one."""
+        return dict(self.server_hosts).get(service)
+
+    def address_of(self, service: str) -> str:
+        """Where ``service`` listens: its own host's address, else ``host``."""
+        own = self.host_of(service)
+        return own.address if own else self.host
 
     @property
     def direct(self) -> bool:
@@ -136,6 +169,7 @@ class DevStackSettings:
         return tuple(
             KafkaNode(
                 n,
+                self.address_of(kafka_node_name(n)),
                 self.kafka_port + KAFKA_NODE_PORT_STEP * (n - 1),
                 self.kafka_controller_port + KAFKA_NODE_PORT_STEP * (n - 1),
             )
@@ -158,7 +192,7 @@ class DevStackSettings:
         """Every node: clients find the cluster through whichever answers."""
         if self.kafka_servers:
             return self.kafka_servers
-        return ",".join(f"{self.host}:{node.port}" for node in self.kafka_nodes)
+        return ",".join(f"{node.host}:{node.port}" for node in self.kafka_nodes)
 
     @property
     def mqtt_url(self) -> str:
@@ -168,7 +202,8 @@ class DevStackSettings:
         """libpq URI of the project database; ``masked`` hides the password for printing."""
         password = "***" if masked else self.pg_password
         return (
-            f"postgresql://{self.pg_user}:{password}@{self.host}:{self.pg_port}/{self.pg_database}"
+            f"postgresql://{self.pg_user}:{password}@{self.address_of('postgres')}:{self.pg_port}"
+            f"/{self.pg_database}"
         )
 
     @classmethod
@@ -178,7 +213,7 @@ class DevStackSettings:
         values: dict[str, object] = {}
         for spec in fields(cls):
             raw = env.get(ENV_PREFIX + spec.name.upper())
-            if raw is None or raw == "":
+            if raw is None or raw == "" or spec.name == "server_hosts":
                 continue
             values[spec.name] = _convert(spec.name, str(spec.type), raw)
         return cls(**values)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from devstack.postgres import Postgres
 from devstack.process import (
     PRIVATE_UMASK,
     alive,
+    in_namespace,
     port_open,
     running_pid,
     spawn,
@@ -63,13 +64,14 @@ def _start(service: Service, progress: Progress) -> int | None:
     """Starts ``service`` unless it is already running; returns the pid it got, if started."""
     if running_pid_of(service) is not None:
         return None
-    if service.listens and port_open(service.settings.host, service.port):
+    if service.listens and port_open(service.address, service.port):
         raise PortInUseError(
             f"{service.name}: port {service.port} is in use by a process `iotctl dev up` did not "
             f"start; stop it or choose another port with {service.env_port_variable}=..."
         )
     service.prepare(progress)
-    pid = spawn(service.launch(), service.handle)
+    launch, own_host = service.launch(), service.settings.host_of(service.name)
+    pid = spawn(in_namespace(launch, own_host.namespace) if own_host else launch, service.handle)
     progress(f"{service.name}: started (pid {pid}), log {service.log_file}")
     return pid
 
