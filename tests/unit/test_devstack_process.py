@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from devstack.process import LaunchSpec, ProcessHandle, running_pid, spawn, stop
+from devstack.process import LaunchSpec, ProcessHandle, in_namespace, running_pid, spawn, stop
 
 # A parent that starts a child in its own process group, then both sleep.
 _FAMILY = (
@@ -74,3 +74,16 @@ def test_a_garbled_pid_file_means_not_running(tmp_path: Path) -> None:
     handle = ProcessHandle(tmp_path / "svc.pid", "anything")
     handle.pid_file.write_text("not a pid\n")
     assert running_pid(handle) is None
+
+
+def test_a_service_in_a_namespace_enters_it_first_then_drops_to_its_user(tmp_path: Path) -> None:
+    spec = LaunchSpec(["postgres", "-D", "data"], tmp_path / "log", user="postgres")
+    inside = in_namespace(spec, "iotf-postgres")
+    assert inside.argv == [
+        "ip", "netns", "exec", "iotf-postgres",
+        "setpriv", "--reuid=postgres", "--regid=postgres", "--clear-groups",
+        "postgres", "-D", "data",
+    ]  # fmt: skip
+    assert inside.user is None  # setns needs root: the user is dropped inside
+    rootly = in_namespace(LaunchSpec(["kafka"], tmp_path / "log"), "iotf-kafka")
+    assert rootly.argv == ["ip", "netns", "exec", "iotf-kafka", "kafka"]

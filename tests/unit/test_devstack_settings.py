@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from devstack import DevStackSettings, SettingsError
-from devstack.kafka import new_cluster_id
+from devstack.kafka import Kafka, new_cluster_id
+from devstack.postgres import Postgres
+from devstack.settings import Host
 
 
 def test_defaults_are_the_usual_ports_and_a_local_dir_in_the_checkout() -> None:
@@ -106,3 +108,26 @@ def test_a_cluster_the_stack_does_not_run_is_reached_through_its_own_nodes() -> 
     settings = DevStackSettings.from_env({"IOT_KAFKA_SERVERS": servers, "IOT_KAFKA_BROKERS": "3"})
     assert settings.kafka_bootstrap == servers
     assert (settings.kafka_replication, settings.kafka_min_insync) == (3, 2)
+
+
+def test_servers_on_hosts_of_their_own_are_reached_at_their_addresses(tmp_path: Path) -> None:
+    hosts = {
+        "kafka-2": Host("iotf-kafka-2", "10.77.0.12", "10.77.0.0/24"),
+        "postgres": Host("iotf-postgres", "10.77.0.20", "10.77.0.0/24"),
+    }
+    settings = DevStackSettings(
+        local_dir=tmp_path, kafka_brokers=3, server_hosts=tuple(hosts.items()), secure=False
+    )
+    assert settings.kafka_bootstrap == "127.0.0.1:9092,10.77.0.12:9102,127.0.0.1:9112"
+    assert "@10.77.0.20:5432/" in settings.pg_dsn()
+    assert settings.address_of("kafka") == "127.0.0.1"
+    node = Kafka(settings, 2)
+    assert node.endpoint == "10.77.0.12:9102"
+    node._write_configs()
+    properties = node.config_file.read_text()
+    assert "listeners=PLAINTEXT://10.77.0.12:9102,CONTROLLER://10.77.0.12:9103" in properties
+    assert "controller.quorum.voters=1@127.0.0.1:9093,2@10.77.0.12:9103,3@127.0.0.1:9113" in (
+        properties
+    )
+    assert "listen_addresses=10.77.0.20" in Postgres(settings).launch().argv
+    assert DevStackSettings.from_env({"IOT_SERVER_HOSTS": "ignored"}).server_hosts == ()
