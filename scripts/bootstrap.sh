@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs from Debian's packages, only what is missing; with
 # --tests also what only the tests need (a headless browser for the operator pages' tests
-# and screenshots, HAProxy, Prometheus's promtool).
+# and screenshots, HAProxy, nftables for the fault suite, Prometheus's promtool).
 # Idempotent and quick when everything is present; `make up` runs it every time.
 set -euo pipefail
 
@@ -20,6 +20,8 @@ if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   # An L4 balancer in front of two gateways (the scale-out test).
   command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  # The fault suite cuts links between its hosts (network namespaces) with nft.
+  command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
   # promtool checks the Prometheus rules and scrape config (config/prometheus/).
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 fi

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import random
 import signal
@@ -42,6 +43,7 @@ import aiomqtt
 from contracts.topics import ALERTS
 from devstack import DevStackSettings
 from devstack.device_models import REALISTIC, TIDY, DeviceMix
+from devstack.kafka import kafka_nodes
 from devstack.simulator import Simulation, SimulationReport, SimulationSettings
 from streams.projections.alerts import load_alert_rules
 from streams.projections.windows import DEFAULT_WINDOWS
@@ -58,6 +60,7 @@ from tests.faults.availability import (
     costs,
     format_costs,
 )
+from tests.faults.balancer import Balancer
 from tests.faults.chart import draw
 from tests.faults.checker import (
     BrokerCrash,
@@ -68,8 +71,11 @@ from tests.faults.checker import (
     verdicts_json,
 )
 from tests.faults.collect import AckClock, end_offsets, read_header, read_log
+from tests.faults.network import HostNetwork
 from tests.faults.schedule import (
     KAFKA_NODES,
+    LOSS_PERCENT,
+    NETWORK_ACTIONS,
     Action,
     Fault,
     Target,
@@ -198,6 +204,8 @@ class World:
     applied: list[AppliedSample] = field(default_factory=list)
     """The worker's position on each partition, sampled (for the applied stalls)."""
     unexpected_exits: list[dict[str, Any]] = field(default_factory=list)
+    network: HostNetwork | None = None
+    """Hosts of their own for servers and processes (``--hosts``), else None: loopback."""
 
     @property
     def apps(self) -> list[stack.AppProcess]:
@@ -206,7 +214,10 @@ class World:
     def new_worker(self) -> stack.AppProcess:
         """Another worker process of the group (not started)."""
         number = len(self.workers) + 1
-        worker = stack.worker_process(self.settings, self.store, self.rules, self.folder, number)
+        host = self.network.add(f"worker-{number}") if self.network else None
+        worker = stack.worker_process(
+            self.settings, self.store, self.rules, self.folder, number, host
+        )
         self.workers.append(worker)
         return worker
 
@@ -225,26 +236,60 @@ def _first_ready(gateways: list[stack.AppProcess], timeout_s: float = 120) -> fl
     return time.monotonic()
 
 
+async def cut_links(world: World, fault: Fault) -> str:
+    """Cuts (or makes lossy) the links ``fault`` names for its hold time, then heals them."""
+    assert world.network is not None, "network faults need hosts of their own"
+    kafka = [node.name for node in kafka_nodes(world.settings)]
+    if fault.target in KAFKA_NODES:
+        host = (await _blocking(stack.kafka_server, world.settings, fault.target)).name
+        peers = [node for node in kafka if node != host]
+    else:
+        host = f"{fault.target}-{fault.instance + 1}"
+        peers = ["postgres"] if fault.action is Action.CUT_FROM_STORE else kafka
+    if fault.action is Action.LOSSY:
+        world.network.lossy(host, peers, LOSS_PERCENT, tag="fault")
+    else:
+        one_way = fault.action is Action.CUT_ONE_WAY
+        world.network.cut(host, peers, tag="fault", inbound=not one_way)
+    try:
+        await asyncio.sleep(fault.hold_s)
+    finally:
+        world.network.heal(host, "fault")
+    return f"{host}'s links to {', '.join(peers)} healed"
+
+
 async def inject(world: World, fault: Fault) -> str:
     """Applies ``fault`` and repairs it; returns what happened, for the progress output."""
+    if fault.action in NETWORK_ACTIONS:
+        return await cut_links(world, fault)
     if fault.action is Action.JOIN:
         joining = world.new_worker()
         joining.start()
         took = await _blocking(joining.wait_ready, 90)
         return f"{joining.name} joined, ready in {took:.1f}s"
     if fault.target in (Target.GATEWAY, Target.WORKER):
-        apps = world.gateways if fault.target is Target.GATEWAY else world.workers
-        app = apps[fault.instance]
-        if fault.action in (Action.PAUSE, Action.LONG_PAUSE):
-            app.pause()
-            await asyncio.sleep(fault.hold_s)
-            app.resume()
-            return f"{app.name} resumed"
-        app.kill()
+        return await hit_process(world, fault)
+    return await hit_server(world, fault)
+
+
+async def hit_process(world: World, fault: Fault) -> str:
+    """Kills or freezes a gateway or worker, then restarts or resumes it."""
+    apps = world.gateways if fault.target is Target.GATEWAY else world.workers
+    app = apps[fault.instance]
+    if fault.action in (Action.PAUSE, Action.LONG_PAUSE):
+        app.pause()
         await asyncio.sleep(fault.hold_s)
-        app.start()
-        took = await _blocking(app.wait_ready, 90)
-        return f"{app.name} restarted, ready in {took:.1f}s"
+        app.resume()
+        return f"{app.name} resumed"
+    app.kill()
+    await asyncio.sleep(fault.hold_s)
+    app.start()
+    took = await _blocking(app.wait_ready, 90)
+    return f"{app.name} restarted, ready in {took:.1f}s"
+
+
+async def hit_server(world: World, fault: Fault) -> str:
+    """Kills or freezes a Kafka node, PostgreSQL or Mosquitto, then restarts or resumes it."""
     if fault.target in KAFKA_NODES:
         server = await _blocking(stack.kafka_server, world.settings, fault.target)
     elif fault.target is Target.POSTGRES:
@@ -457,11 +502,31 @@ async def collect(
     )
 
 
+def _network(brokers: int, gateways: int) -> HostNetwork:
+    """Hosts of their own for the Kafka nodes, PostgreSQL and the gateways (workers get
+    theirs as they are made)."""
+    nodes = DevStackSettings(kafka_brokers=brokers).kafka_nodes
+    return HostNetwork.create(
+        [
+            *(node.name for node in nodes),
+            "postgres",
+            *(f"gateway-{n}" for n in range(1, gateways + 1)),
+        ]
+    )
+
+
+def _remove_hosts(balancer: Balancer | None, network: HostNetwork | None) -> None:
+    if balancer is not None:
+        balancer.stop()
+    if network is not None:
+        network.remove()
+
+
 async def run(args: argparse.Namespace) -> int:
     clock = Clock()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     gateways = args.gateways or (2 if args.mode == "direct" else 1)
-    topology = Topology(args.mode, gateways, args.brokers, args.workers, args.store)
+    topology = Topology(args.mode, gateways, args.brokers, args.workers, args.store, args.hosts)
     faults = make_schedule(seed, args.duration, topology)
     say(
         f"fault suite: {args.mode} mode, {gateways} gateway(s), {args.brokers} Kafka node(s), "
@@ -479,12 +544,14 @@ async def run(args: argparse.Namespace) -> int:
     folder = args.out / f"run-{seed}-{time.strftime('%Y%m%dT%H%M%S')}"
     folder.mkdir(parents=True)
     shared = DevStackSettings.from_env()
+    network = _network(args.brokers, gateways) if args.hosts else None
     settings = isolated_settings(
         folder / "stack",
         secure=shared.secure,
         gateway_mode=args.mode,
         kafka_brokers=args.brokers,
         kafka_heap="384m" if args.brokers > 1 else "512m",
+        server_hosts=network.servers() if network else (),
     )
     device_port = settings.mqtt_port  # the gateways' shared port, or Mosquitto's
     say(
@@ -492,6 +559,7 @@ async def run(args: argparse.Namespace) -> int:
         f"(Kafka {settings.kafka_bootstrap}, devices connect to MQTT port {device_port})"
     )
     world: World | None = None
+    balancer: Balancer | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
         await _blocking(stack.start_stack, settings, lambda _: None)
@@ -508,7 +576,10 @@ async def run(args: argparse.Namespace) -> int:
         world = World(
             settings=settings,
             gateways=[
-                stack.gateway_process(settings, config, n, folder) for n in range(1, gateways + 1)
+                stack.gateway_process(
+                    settings, config, n, folder, network.hosts[f"gateway-{n}"] if network else None
+                )
+                for n in range(1, gateways + 1)
             ],
             workers=[],
             store=store,
@@ -516,6 +587,7 @@ async def run(args: argparse.Namespace) -> int:
             clock=clock,
             rules=rules,
             folder=folder,
+            network=network,
         )
         for _ in range(args.workers):
             world.new_worker()
@@ -524,6 +596,9 @@ async def run(args: argparse.Namespace) -> int:
         for app in world.apps:
             app.start()
             await _blocking(app.wait_ready, 120)
+        if network is not None:
+            balancer = Balancer(settings.host, device_port, world.gateways, folder)
+            balancer.start()
         say(
             f"[{clock():6.1f}s] stack, {gateways} gateway(s) and {args.workers} worker(s) ready; "
             "devices start"
@@ -599,13 +674,18 @@ async def run(args: argparse.Namespace) -> int:
                 world.store.close()
         kill_leftovers()
         await _blocking(stack.stop_stack, settings, lambda _: None)
+        _remove_hosts(balancer, network)
         say(f"[{clock():6.1f}s] isolated stack stopped (seed {seed})")
 
 
 def _quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """Drops the devices' connection errors nobody awaited (a killed broker makes hundreds);
-    anything else goes to the default handler."""
-    if isinstance(context.get("exception"), aiomqtt.MqttError):
+    """Drops the devices' connection errors nobody awaited (a killed broker makes hundreds)
+    and paho's writes to sockets it already closed (a dropped connection); anything else goes
+    to the default handler."""
+    failure = context.get("exception")
+    if isinstance(failure, aiomqtt.MqttError):
+        return
+    if isinstance(failure, OSError) and failure.errno == errno.EBADF:
         return
     loop.default_exception_handler(context)
 
@@ -618,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="seconds of load (170 in direct mode on sqlite; 220 in bridge mode or on postgres, "
-        "which have more kinds of fault to fit)",
+        "which have more kinds of fault to fit; 360 with --hosts, whose links are cut too)",
     )
     parser.add_argument(
         "--devices", type=int, default=None, help="simulated devices (300 direct, 200 bridge)"
@@ -667,15 +747,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=None, help="worker processes (1 on sqlite, 2 on postgres)"
     )
+    parser.add_argument(
+        "--hosts",
+        action="store_true",
+        help="each Kafka node, PostgreSQL, gateway and worker on a host of its own (network "
+        "namespaces on a bridge, devices behind HAProxy; needs root): links are cut and made "
+        "lossy too (direct mode)",
+    )
     parser.add_argument("--out", type=Path, default=Path(".local/faults"))
     args = parser.parse_args(argv)
     direct = args.mode == "direct"
     args.devices = args.devices or (300 if direct else 200)
     args.rate = args.rate or (1500.0 if direct else 200.0)
-    args.duration = args.duration or (170.0 if direct and args.store == "sqlite" else 220.0)
+    args.duration = args.duration or (
+        360.0 if args.hosts else 170.0 if direct and args.store == "sqlite" else 220.0
+    )
     args.workers = args.workers or (2 if args.store == "postgres" else 1)
     if args.store == "sqlite" and args.workers != 1:
         parser.error("an SQLite store serves one worker: use --store postgres for more")
+    if args.hosts and not direct:
+        parser.error("--hosts runs direct mode (Mosquitto stays on this host)")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a killed broker is the point
     args.out = args.out.resolve()
 

@@ -45,6 +45,32 @@ class Action(StrEnum):
     work others took over meanwhile, and which must not write over them when it wakes."""
     JOIN = "join"
     """Workers only: one more worker process joins the group under load (and stays)."""
+    CUT_FROM_PEERS = "cut from the other Kafka nodes"
+    """A Kafka node's links to the other nodes dropped both ways for ``hold_s`` (clients
+    still reach it): an isolated leader or controller."""
+    CUT_ONE_WAY = "one-way cut from the other Kafka nodes"
+    """What a Kafka node sends the other nodes is dropped, what they send it arrives: an
+    asymmetric partition."""
+    CUT_FROM_KAFKA = "cut from Kafka"
+    """A gateway's or worker's links to every Kafka node dropped (a worker still reaches
+    PostgreSQL: a zombie whose partitions another worker takes over)."""
+    CUT_FROM_STORE = "cut from PostgreSQL"
+    """A worker's link to its store dropped (it still reaches Kafka)."""
+    LOSSY = "lossy link to Kafka"
+    """A gateway's packets to and from Kafka lost at random (``LOSS_PERCENT``)."""
+
+
+NETWORK_ACTIONS = frozenset(
+    {
+        Action.CUT_FROM_PEERS,
+        Action.CUT_ONE_WAY,
+        Action.CUT_FROM_KAFKA,
+        Action.CUT_FROM_STORE,
+        Action.LOSSY,
+    }
+)
+"""Faults of links between hosts: only where each component has a host of its own."""
+LOSS_PERCENT = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +83,8 @@ class Topology:
     brokers: int = 1
     workers: int = 1
     store: str = "sqlite"
+    hosts: bool = False
+    """Each server and platform process on a host of its own (network faults apply)."""
 
     def applies(self, target: Target) -> bool:
         """Whether ``target`` exists in this topology."""
@@ -92,11 +120,15 @@ class Fault:
             return f"{Action.KILL} {who} with a backlog"
         if self.action is Action.JOIN:
             return f"{Action.JOIN} {self.target}"
+        if self.action in NETWORK_ACTIONS:
+            return f"{who} {self.action}"
         return f"{self.action} {who}"
 
     def __str__(self) -> str:
         if self.action is Action.JOIN:
             return f"t+{self.at_s:5.1f}s  one more worker joins"
+        if self.action in NETWORK_ACTIONS:
+            return f"t+{self.at_s:5.1f}s  {self.label} for {self.hold_s:.1f}s"
         verb = {Action.KILL: "dead", Action.PAUSE: "frozen", Action.LONG_PAUSE: "frozen"}.get(
             self.action, "gateways frozen"
         )
@@ -118,6 +150,13 @@ REQUIRED: tuple[tuple[Action, Target], ...] = (
     (Action.JOIN, Target.WORKER),
     (Action.LONG_PAUSE, Target.WORKER),
     (Action.LONG_PAUSE, Target.GATEWAY),
+    (Action.CUT_FROM_PEERS, Target.KAFKA_LEADER),
+    (Action.CUT_FROM_PEERS, Target.KAFKA_CONTROLLER),
+    (Action.CUT_ONE_WAY, Target.KAFKA_LEADER),
+    (Action.CUT_FROM_KAFKA, Target.GATEWAY),
+    (Action.CUT_FROM_KAFKA, Target.WORKER),
+    (Action.CUT_FROM_STORE, Target.WORKER),
+    (Action.LOSSY, Target.GATEWAY),
 )
 """Each fault the suite must inject at least once per run (of those its topology has)."""
 
@@ -145,6 +184,8 @@ COST_S = {
 """About how long a kill of each target takes to repair (restart and ready), for spacing."""
 
 PAUSE_S = (2.0, 5.0)
+CUT_S = (8.0, 14.0)
+"""Links stay cut past a Kafka node's fencing (4 s) and a worker's group session (6 s)."""
 LONG_PAUSE_S = (12.0, 16.0)
 """Past a worker's group session (6 s), a gateway's lease (1 s) and a device's publish
 timeout (15 s), at times."""
@@ -159,6 +200,10 @@ def kinds_for(
     fault hits the partition leader and, as another kind, the active controller."""
     applying = []
     for action, target in kinds:
+        if action in NETWORK_ACTIONS and not topology.hosts:
+            continue
+        if action is Action.CUT_FROM_STORE and topology.store != "postgres":
+            continue
         if target is Target.KAFKA and topology.brokers > 1:
             applying += [(action, Target.KAFKA_LEADER), (action, Target.KAFKA_CONTROLLER)]
         elif action is Action.JOIN and topology.store != "postgres":
@@ -192,9 +237,10 @@ def make_schedule(
             Action.KILL: rng.uniform(0.2, 2.5),
             Action.JOIN: 0.0,
             Action.LONG_PAUSE: rng.uniform(*LONG_PAUSE_S),
-        }.get(action, rng.uniform(*PAUSE_S))
+        }.get(action, rng.uniform(*(CUT_S if action in NETWORK_ACTIONS else PAUSE_S)))
         paused = action in (Action.PAUSE, Action.LONG_PAUSE)
-        cost = hold + (0.5 if paused else COST_S[target])
+        healed = action in NETWORK_ACTIONS
+        cost = hold + (0.5 if paused else 3.0 if healed else COST_S[target])
         if at + cost > duration_s - quiet_tail_s:
             break
         instance = {Target.GATEWAY: topology.gateways, Target.WORKER: topology.workers}.get(

@@ -37,6 +37,7 @@ from devstack.mosquitto import Mosquitto
 from devstack.postgres import Postgres
 from devstack.process import alive, running_pid
 from devstack.service import Service
+from devstack.settings import Host
 from security.kafka import admin_client
 from streams.store import Store
 from streams.store.factory import open_store
@@ -115,10 +116,15 @@ def write_gateway_config(path: Path, settings: DevStackSettings, mode: str, edge
 
 
 class AppProcess:
-    """One platform process (a gateway or a worker), started, killed and paused for real."""
+    """One platform process (a gateway or a worker), started, killed and paused for real;
+    on ``host``, a host of its own (network namespace), when given."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.name, self.argv, self.log = name, argv, log
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], log: Path, host: Host | None
+    ) -> None:
+        self.name, self.log, self.host = name, log, host
+        self.argv = ["ip", "netns", "exec", host.namespace, *argv] if host else argv
+        self.address = host.address if host else "127.0.0.1"
         self.http_port = free_port()
         self.env = {**env, self._port_variable(argv): str(self.http_port)}
         self.process: subprocess.Popen[bytes] | None = None
@@ -144,7 +150,10 @@ class AppProcess:
         return self.process is not None and self.process.poll() is None
 
     def ready(self) -> bool:
-        return self.running() and http_probe(f"http://127.0.0.1:{self.http_port}/readyz", 1).answers
+        return (
+            self.running()
+            and http_probe(f"http://{self.address}:{self.http_port}/readyz", 1).answers
+        )
 
     def wait_ready(self, timeout_s: float = 60) -> float:
         """Blocks until ``/readyz`` answers; returns the seconds it took."""
@@ -190,15 +199,16 @@ class AppProcess:
 
 
 def gateway_process(
-    settings: DevStackSettings, config: Path, number: int, logs: Path
+    settings: DevStackSettings, config: Path, number: int, logs: Path, host: Host | None = None
 ) -> AppProcess:
+    """Gateway ``number``; on ``host``, it serves devices and HTTP on that host's address."""
     client_id = f"faults-gw-{number}"
-    env = process_env(
-        settings,
-        {"IOT_GATEWAY_MQTT__CLIENT_ID": client_id, "IOT_GATEWAY_EDGE__INSTANCE": client_id},
-    )
+    extra = {"IOT_GATEWAY_MQTT__CLIENT_ID": client_id, "IOT_GATEWAY_EDGE__INSTANCE": client_id}
+    if host:
+        extra |= {"IOT_GATEWAY_EDGE__HOST": host.address, "IOT_GATEWAY_HTTP__HOST": host.address}
+    env = process_env(settings, extra)
     argv = [sys.executable, "-m", "iotctl.main", "gateway", "run", "--config", str(config)]
-    return AppProcess(f"gateway-{number}", argv, env, logs / f"gateway-{number}.log")
+    return AppProcess(f"gateway-{number}", argv, env, logs / f"gateway-{number}.log", host)
 
 
 class WorkerStore:
@@ -239,7 +249,12 @@ class WorkerStore:
 
 
 def worker_process(
-    settings: DevStackSettings, store: WorkerStore, rules: Path, work: Path, number: int = 1
+    settings: DevStackSettings,
+    store: WorkerStore,
+    rules: Path,
+    work: Path,
+    number: int = 1,
+    host: Host | None = None,
 ) -> AppProcess:
     env = process_env(
         settings,
@@ -251,11 +266,11 @@ def worker_process(
             "IOT_STREAMS_NOTIFIER__ENABLED": "false",
             "IOT_STREAMS_BATCH_MAX": "500",
             "IOT_STREAMS_DATA_DIR": str(work / f"faust-{number}"),
-            "IOT_STREAMS_HTTP__HOST": settings.host,
+            "IOT_STREAMS_HTTP__HOST": host.address if host else settings.host,
         },
     )
     argv = [sys.executable, "-m", "iotctl.main", "streams", "worker"]
-    return AppProcess(f"worker-{number}", argv, env, work / f"worker-{number}.log")
+    return AppProcess(f"worker-{number}", argv, env, work / f"worker-{number}.log", host)
 
 
 @dataclass(frozen=True, slots=True)

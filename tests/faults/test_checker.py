@@ -23,6 +23,7 @@ from tests.faults.checker import (
     verdicts_json,
 )
 from tests.faults.schedule import (
+    NETWORK_ACTIONS,
     REQUIRED,
     Action,
     Target,
@@ -289,6 +290,30 @@ def test_a_schedule_is_a_function_of_its_seed_and_holds_every_kind_of_fault() ->
     assert all(a.at_s < b.at_s for a, b in itertools.pairwise(first))
     assert first[-1].at_s < 170 - 10
     assert missing_kinds(make_schedule(42, 30)) != []  # too short: the runner refuses it
+
+
+def test_links_are_cut_only_between_hosts_of_their_own() -> None:
+    cluster = Topology(brokers=3, workers=2, store="postgres")
+    hosts = dataclasses.replace(cluster, hosts=True)
+    assert not NETWORK_ACTIONS & {f.action for f in make_schedule(42, 360, cluster)}
+    schedule = make_schedule(42, 360, hosts)
+    assert missing_kinds(schedule, hosts) == []
+    kinds = {(f.action, f.target) for f in schedule}
+    assert {
+        (Action.CUT_FROM_PEERS, Target.KAFKA_LEADER),
+        (Action.CUT_FROM_PEERS, Target.KAFKA_CONTROLLER),
+        (Action.CUT_ONE_WAY, Target.KAFKA_LEADER),
+        (Action.CUT_FROM_KAFKA, Target.GATEWAY),
+        (Action.CUT_FROM_KAFKA, Target.WORKER),
+        (Action.CUT_FROM_STORE, Target.WORKER),
+        (Action.LOSSY, Target.GATEWAY),
+    } <= kinds
+    cut = next(f for f in schedule if f.action is Action.CUT_FROM_STORE)
+    assert cut.label == f"worker-{cut.instance + 1} cut from PostgreSQL"
+    assert str(cut).endswith(f"for {cut.hold_s:.1f}s")
+    assert all(8 <= f.hold_s <= 14 for f in schedule if f.action in NETWORK_ACTIONS)
+    on_sqlite = Topology(brokers=3, hosts=True)  # no PostgreSQL to be cut from
+    assert Action.CUT_FROM_STORE not in {a for a, _ in kinds_for(REQUIRED, on_sqlite)}
 
 
 def test_without_a_broker_crash_no_loss_is_explained_away() -> None:
