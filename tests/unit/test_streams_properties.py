@@ -17,7 +17,13 @@ from streams import BatchProcessor, SkipReason, TelemetryEvent
 from streams.domain import derived_event_id
 from streams.projections import WindowSpec
 from streams.store import Projection, SqliteStore
-from tests.contracts.store import Failpoints, SimulatedCrashError, outbox
+from tests.contracts.store import (
+    Failpoints,
+    SimulatedCrashError,
+    metric_pages,
+    outbox,
+    with_metric,
+)
 from tests.oracle import BASE_TS, RULES, WINDOWS, Log, event, make_log, oracle
 
 METRIC_VALUES = st.one_of(
@@ -126,6 +132,27 @@ def test_committed_projections_equal_the_oracle_of_the_deduplicated_log(
     duplicates = len(events) - len({e.event_id for e in events})
     assert skipped.get(SkipReason.DUPLICATE_EVENT_ID, 0) == duplicates
     assert SkipReason.SEQ_OUT_OF_WINDOW not in skipped
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=telemetry(),
+    plan=consumption(),
+    limit=st.integers(1, 5),
+    seen_since=st.none() | st.integers(0, 150_000),
+)
+def test_metric_pages_answer_the_devices_with_that_metric_whatever_the_crashes(
+    events: list[TelemetryEvent], plan: list[tuple[int, str]], limit: int, seen_since: int | None
+) -> None:
+    since = None if seen_since is None else BASE_TS + seen_since
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "store.db"
+        consume(path, make_log(events), plan)
+        store = SqliteStore(path)
+        for metric in ("temp", "hum"):
+            pages = metric_pages(store, metric, limit, seen_since=since)
+            assert [d for page in pages for d in page] == with_metric(store, metric, since)
+        store.close()
 
 
 RETAINED = tuple(
