@@ -71,13 +71,24 @@ def sqlite_fleet_counts(prefix: str) -> str:
 
 
 def pg_device_page(schema: str) -> str:
-    """Params: after, after, seen_since, seen_since, has_metric, has_metric, limit."""
+    """Params as :func:`sqlite_device_page`."""
     return (
         f'SELECT {_COLS} FROM "{schema}".devices '
         'WHERE (%s::text IS NULL OR device_id COLLATE "C" > %s) '
         "AND (%s::bigint IS NULL OR last_seen >= %s) "
-        "AND (%s::text IS NULL OR jsonb_exists(metrics::jsonb, %s)) "
         'ORDER BY device_id COLLATE "C" LIMIT %s'
+    )
+
+
+def pg_metric_page(schema: str) -> str:
+    """Params and plan as :func:`sqlite_metric_page`. The index's ``device_id`` is of
+    collation "C" (code point order), so its key order is the page order; the join names the
+    devices key's collation, so each row is one lookup of that key."""
+    return (
+        f'SELECT {_DEVICE_COLS} FROM "{schema}".device_metrics m '
+        f'JOIN "{schema}".devices d ON d.device_id = m.device_id COLLATE "default" '
+        "WHERE m.metric = %s AND m.device_id > coalesce(%s::text, '') "
+        "AND (%s::bigint IS NULL OR d.last_seen >= %s) ORDER BY m.device_id LIMIT %s"
     )
 
 

@@ -180,6 +180,8 @@ class InboxStore(Protocol):
         First it moves each partition's offset from ``expected`` to ``offset`` (a compare-and-
         set, in (topic, partition) order); if any stored offset differs it writes nothing and
         raises :class:`~streams.errors.PositionConflictError`. Rows are full replacements (upserts).
+        With the devices' rows it adds each (metric, device) of their latest values to the
+        metric index ``has_metric`` pages read (a device's metrics only grow).
         Outbox rows get increasing ``seq`` in the given order; an ``event_id`` already in the
         outbox is ignored. On PostgreSQL the commit notifies outbox listeners.
         """
@@ -222,7 +224,9 @@ class ProjectionStore(Protocol):
         """Up to ``limit`` devices with ids after ``after`` (code point order), for paging.
 
         ``seen_since`` keeps devices whose ``last_seen`` is at or after it (epoch ms);
-        ``has_metric`` keeps devices that have a latest value of that metric.
+        ``has_metric`` keeps devices that have a latest value of that metric, found through
+        the metric index: the page reads that metric's devices from ``after`` on, in order,
+        never the devices without it.
         """
         ...
 
@@ -400,8 +404,9 @@ class SwapStore(Protocol):
         ...
 
     def swap_in(self, shadow: Store, group: str) -> int:
-        """Makes ``shadow``'s projections (with remembered ids) and ``group``'s offsets this
-        store's state in ONE transaction, and bumps the generation; returns the new one.
+        """Makes ``shadow``'s projections (with remembered ids and the metric index) and
+        ``group``'s offsets this store's state in ONE transaction, and bumps the generation;
+        returns the new one.
 
         The outbox, the idempotent-consumer records and other groups' inbox rows stay. The
         shadow must be the same adapter on the same database (or file system), hold offsets
@@ -428,7 +433,9 @@ class Store(InboxStore, ProjectionStore, OutboxStore, TrackingStore, SwapStore, 
     """A complete store; adapters implement this."""
 
     def migrate(self) -> None:
-        """Creates the schema if missing (idempotent; safe to call from several workers)."""
+        """Creates the schema if missing, or upgrades an older one in place (tables added
+        since are created filled from the state they derive from); idempotent, safe to call
+        from several workers."""
         ...
 
     def close(self) -> None:
