@@ -234,7 +234,8 @@ def fill(store: Store, devices: int) -> float:
     """Writes the query benchmark's devices; returns the seconds it took."""
     started = time.perf_counter()
     for states in query_fleet(devices):
-        store.commit_batch(BatchWrite("bench", (), states, (), (), ()))
+        added = [(metric, state.device_id) for state in states for metric in state.metrics]
+        store.commit_batch(BatchWrite("bench", (), states, (), (), (), metrics_added=added))
     return round(time.perf_counter() - started, 2)
 
 

@@ -7,7 +7,7 @@ text in every adapter.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from streams.domain import DerivedEvent
@@ -87,13 +87,6 @@ def device_row(state: DeviceState) -> tuple[object, ...]:
         state.seq_resets,
         state.restart_ts,
     )
-
-
-def metric_rows(states: Iterable[DeviceState]) -> list[tuple[str, str]]:
-    """(metric, device_id) of every latest value of ``states``: the rows of the metric index
-    that ``has_metric`` pages read. A device's metrics only grow, so the rows of its newer
-    states include those of its older ones."""
-    return [(metric, state.device_id) for state in states for metric in state.metrics]
 
 
 def device_from_row(row: Sequence[Any]) -> DeviceState:

@@ -104,6 +104,11 @@ class BatchWrite:
     """Ids of readings without ``seq`` to remember (per device, within the horizon)."""
     forgotten: Sequence[tuple[str, int]] = ()
     """(device, cutoff): the device's remembered ids dated before the cutoff are deleted."""
+    metrics_added: Sequence[tuple[str, str]] = ()
+    """(metric, device_id) rows added to the metric index ``has_metric`` pages read: each
+    metric of ``devices`` their stored rows did not have yet (at least; one already indexed
+    is ignored). A device's metrics only grow, so the index then holds every metric of every
+    stored device."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +185,7 @@ class InboxStore(Protocol):
         First it moves each partition's offset from ``expected`` to ``offset`` (a compare-and-
         set, in (topic, partition) order); if any stored offset differs it writes nothing and
         raises :class:`~streams.errors.PositionConflictError`. Rows are full replacements (upserts).
-        With the devices' rows it adds each (metric, device) of their latest values to the
-        metric index ``has_metric`` pages read (a device's metrics only grow).
+        ``metrics_added`` go into the metric index in the same transaction.
         Outbox rows get increasing ``seq`` in the given order; an ``event_id`` already in the
         outbox is ignored. On PostgreSQL the commit notifies outbox listeners.
         """

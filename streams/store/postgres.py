@@ -287,7 +287,8 @@ class PostgresStore:
         if write.devices:
             rows = [_codec.device_row(state) for state in write.devices]
             self._copy_upsert(conn, sql.devices_staged, DEVICE_TYPES, rows)
-            conn.execute(sql.index_metrics, _columns(_codec.metric_rows(write.devices), 2))
+        if write.metrics_added:
+            conn.execute(sql.index_metrics, _columns(write.metrics_added, 2))
         if write.windows:
             self._copy_upsert(conn, sql.windows_staged, WINDOW_TYPES, write.windows)
         if write.alerts:

@@ -236,7 +236,7 @@ class SqliteStore:
             self._set_offsets(cur, write.group, write.offsets, "another worker applied it")
             fail("after_offsets")
             cur.executemany(sql["upsert_device"], map(_codec.device_row, write.devices))
-            cur.executemany(sql["index_metrics"], _codec.metric_rows(write.devices))
+            cur.executemany(sql["index_metrics"], write.metrics_added)
             cur.executemany(sql["upsert_window"], write.windows)
             cur.executemany(sql["expire_windows"], ((d, t, n) for d, n, t in write.expired_windows))
             cur.executemany(sql["upsert_alert"], map(_codec.alert_row, write.alerts))
