@@ -80,6 +80,7 @@ test: test-tools up lint typecheck schemas-check ## bring everything up, lint, t
 bench: up bench-venv ## run every benchmark (several minutes); JSON, charts and REPORT.md in bench/results/
 	@$(BIN)/python -m bench.avro_codec
 	@$(BIN)/python -m bench.stream_store
+	@$(BIN)/python -m bench.stream_store --queries
 	@$(BIN)/python -m bench.stream_worker
 	@$(BIN)/python -m bench.gateway_ingest
 	@$(BIN)/python -m bench.query_api

@@ -14,6 +14,15 @@ In the same run it measures the raw limit the numbers compare with: the same pro
 memory with no store at all. Writes ``bench/results/stream_store.json``.
 
     .venv/bin/python bench/stream_store.py [--events 100000] [--runs 3]
+
+``--queries`` measures the query API's reads of the devices instead: a store of 300k devices
+(each with temp_c, humidity_pct and battery_pct, one in 100 also co2_ppm; half of them seen a
+day after the others), written through ``commit_batch``, then the median time of
+``device_page`` pages of 100 (the API's default limit): unfiltered, ``has_metric`` of a common
+and of the rare metric, from the start and from the middle, and with ``seen_since``. Writes
+``bench/results/stream_store_queries.json``.
+
+    .venv/bin/python -m bench.stream_store --queries [--devices 300000] [--repeat 15]
 """
 
 from __future__ import annotations
@@ -29,16 +38,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 
 from devstack import DevStackSettings
 from streams import BatchProcessor, Position, TelemetryEvent
-from streams.projections import AlertRule, Projector
+from streams.projections import AlertRule, DeviceState, LatestValue, Projector
 from streams.store import PostgresStore, SqliteStore
-from streams.store.port import Store
+from streams.store.port import BatchWrite, Store
 
 PARTITIONS = 6
 TOPIC = "iot.telemetry.v1"
@@ -195,13 +204,123 @@ def postgres_factory(dsn: str) -> Factory:
     return make
 
 
+QUERY_T0 = 1_700_000_000_000
+QUERY_METRICS = ("temp_c", "humidity_pct", "battery_pct")
+RECENT = QUERY_T0 + 86_400_000
+RARE_METRIC = "co2_ppm"  # one device in 100
+PAGE = 100  # the query API's default limit
+
+
+def query_fleet(devices: int, chunk: int = 10_000) -> Iterator[list[DeviceState]]:
+    """The devices of the query benchmark, in chunks: alternate blocks of 100 devices were
+    last seen a day apart (``QUERY_T0`` and ``RECENT``), so half of them, and half of those
+    with the rare metric, are seen since ``RECENT``."""
+    for first in range(0, devices, chunk):
+        states = []
+        for i in range(first, min(devices, first + chunk)):
+            last_seen = (RECENT if i // 100 % 2 else QUERY_T0) + i
+            names = (*QUERY_METRICS, RARE_METRIC) if i % 100 == 42 else QUERY_METRICS
+            metrics = {name: LatestValue(float(i % 50), last_seen) for name in names}
+            states.append(
+                DeviceState(
+                    f"dev-{i:07d}", QUERY_T0, last_seen, 1, 1, 1, -63, (), 0, 0, 0, 0, 0,
+                    metrics=metrics,
+                )
+            )  # fmt: skip
+        yield states
+
+
+def fill(store: Store, devices: int) -> float:
+    """Writes the query benchmark's devices; returns the seconds it took."""
+    started = time.perf_counter()
+    for states in query_fleet(devices):
+        added = [(metric, state.device_id) for state in states for metric in state.metrics]
+        store.commit_batch(BatchWrite("bench", (), states, (), (), (), metrics_added=added))
+    return round(time.perf_counter() - started, 2)
+
+
+def time_page(read: Callable[[], list[DeviceState]], repeat: int) -> dict[str, float | int]:
+    """Median and best of ``repeat`` calls after two warm-ups (a warm cache, as a server has)."""
+    rows = len(read())
+    read()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        read()
+        times.append((time.perf_counter() - started) * 1000)
+    return {
+        "median_ms": round(statistics.median(times), 3),
+        "best_ms": round(min(times), 3),
+        "rows": rows,
+    }
+
+
+def query_pages(store: Store, devices: int, repeat: int) -> dict[str, dict[str, float | int]]:
+    """The page reads the query API makes for ``/api/devices``."""
+    middle = f"dev-{devices // 2:07d}"
+    cases: dict[str, Callable[[], list[DeviceState]]] = {
+        "all": lambda: store.device_page(None, PAGE),
+        "has_metric_common": lambda: store.device_page(None, PAGE, has_metric="temp_c"),
+        "has_metric_rare": lambda: store.device_page(None, PAGE, has_metric=RARE_METRIC),
+        "has_metric_rare_from_middle": lambda: store.device_page(
+            middle, PAGE, has_metric=RARE_METRIC
+        ),
+        "has_metric_rare_seen_since": lambda: store.device_page(
+            None, PAGE, seen_since=RECENT, has_metric=RARE_METRIC
+        ),
+        "has_metric_absent": lambda: store.device_page(None, PAGE, has_metric="no_such_metric"),
+    }
+    return {name: time_page(read, repeat) for name, read in cases.items()}
+
+
+def queries(args: argparse.Namespace) -> int:
+    dsn = DevStackSettings.from_env().pg_dsn()
+    results: dict[str, object] = {}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-store-queries-") as tmp:
+        factories = {"sqlite": sqlite_factory(Path(tmp)), "postgres": postgres_factory(dsn)}
+        for name, factory in factories.items():
+            store, cleanup, _ = factory()
+            try:
+                seconds = fill(store, args.devices)
+                pages = query_pages(store, args.devices, args.repeat)
+            finally:
+                cleanup()
+            results[name] = {"fill_seconds": seconds, "pages": pages}
+            for case, timing in pages.items():
+                print(f"{name:8} {case:30} {timing['median_ms']:>9.3f} ms ({timing['rows']} rows)")
+    report = {
+        "benchmark": "stream_store_queries",
+        "what": f"ProjectionStore.device_page, pages of {PAGE}, median of {args.repeat} warm calls",
+        "devices": args.devices,
+        "metrics": {"every_device": QUERY_METRICS, "one_device_in_100": RARE_METRIC},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_before_and_after": [load_before, os.getloadavg()],
+        },
+        "results": results,
+    }
+    out = Path(args.out or Path(__file__).parent / "results/stream_store_queries.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batches", default="500,1000,2000")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results/stream_store.json"))
+    parser.add_argument("--queries", action="store_true", help="measure device pages instead")
+    parser.add_argument("--devices", type=int, default=300_000, help="with --queries")
+    parser.add_argument("--repeat", type=int, default=15, help="with --queries")
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.queries:
+        return queries(args)
+    args.out = args.out or str(Path(__file__).parent / "results/stream_store.json")
     batch_sizes = [int(b) for b in args.batches.split(",")]
     dsn = DevStackSettings.from_env().pg_dsn()
     results: dict[str, dict[str, dict[str, object]]] = {}

@@ -275,6 +275,7 @@ class BatchProcessor:
                 expired_windows=changes.expired,
                 recent=changes.recent,
                 forgotten=changes.forgotten,
+                metrics_added=changes.metrics_added,
             )
             for inbox in touched.values():  # what the next batch expects the store to hold
                 inbox.committed = inbox.offset

@@ -49,6 +49,9 @@ class ProjectionChanges:
     """Ids of readings without ``seq`` remembered since the last take."""
     forgotten: Sequence[tuple[str, int]] = ()
     """(device, cutoff): the device's remembered ids dated before the cutoff may go."""
+    metrics_added: Sequence[tuple[str, str]] = ()
+    """(metric, device_id) of each metric a device got its first latest value of since the
+    last take: with the metrics of the devices loaded, every metric of ``devices``."""
 
 
 class ExpiredWindows(NamedTuple):
@@ -94,6 +97,7 @@ class Projector:
         self._dirty_alerts: dict[tuple[str, str], AlertState] = {}
         self._derived: list[DerivedEvent] = []
         self._recent: list[RecentEvent] = []
+        self._metrics_added: list[tuple[str, str]] = []
 
     # -- cache management -------------------------------------------------------------------
 
@@ -153,6 +157,7 @@ class Projector:
         self._dirty_alerts.clear()
         self._derived.clear()
         self._recent.clear()
+        self._metrics_added.clear()
 
     # -- applying ---------------------------------------------------------------------------
 
@@ -216,6 +221,8 @@ class Projector:
                 continue
             current = metrics.get(name)
             if current is None or ts >= current[1]:
+                if current is None:
+                    self._metrics_added.append((name, device_id))
                 metrics[name] = _new_tuple(LatestValue, (value, ts))
                 rules = self._rules_by_metric.get(name)
                 if rules is not None:
@@ -267,6 +274,7 @@ class Projector:
             expired=self._expired() if self._retained else (),
             recent=list(self._recent),
             forgotten=self._forgotten(),
+            metrics_added=list(self._metrics_added),
         )
         for tracker in self._dirty_devices.values():
             if tracker.last_seen >= tracker.next_close:
@@ -276,6 +284,7 @@ class Projector:
         self._dirty_alerts.clear()
         self._derived.clear()
         self._recent.clear()
+        self._metrics_added.clear()
         return changes
 
     def _forgotten(self) -> list[tuple[str, int]]:

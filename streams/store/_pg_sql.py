@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from streams.store import _codec
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 """The schema's version; a store at an older one in ``UPGRADES_FROM`` is brought up to it by
 running the DDL once. At the current version ``migrate`` runs no DDL, so it takes no lock
-that running workers could deadlock with."""
-UPGRADES_FROM = ("1", "2")
+that running workers could deadlock with. Version 4 added ``device_metrics``."""
+UPGRADES_FROM = ("1", "2", "3")
 
 _NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 """The database's clock in epoch ms: leases are judged by one clock, whichever worker."""
@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS {s}.tracking (
     consumer text NOT NULL, event_id text NOT NULL, PRIMARY KEY (consumer, event_id));
 ALTER TABLE {s}.tracking ADD COLUMN IF NOT EXISTS ts bigint NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS tracking_by_ts ON {s}.tracking (ts);
+CREATE TABLE IF NOT EXISTS {s}.device_metrics (
+    metric text NOT NULL, device_id text COLLATE "C" NOT NULL,
+    PRIMARY KEY (metric, device_id));
+INSERT INTO {s}.device_metrics SELECT m.metric, d.device_id
+    FROM {s}.devices d, jsonb_object_keys(d.metrics::jsonb) AS m(metric) ON CONFLICT DO NOTHING;
 UPDATE {s}.tracking SET ts = (extract(epoch FROM clock_timestamp()) * 1000)::bigint
     WHERE ts = 0;
 """
@@ -98,6 +103,8 @@ _STATEMENTS = {
     "%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[]) "
     "WITH ORDINALITY AS u({outbox_cols}, ord) ORDER BY ord ON CONFLICT (event_id) DO NOTHING",
     "notify": "SELECT pg_notify(%s, '')",
+    "index_metrics": "INSERT INTO {s}.device_metrics SELECT * FROM unnest(%s::text[], %s::text[]) "
+    "ON CONFLICT DO NOTHING",
     "load_devices": "SELECT {device_cols} FROM {s}.devices WHERE device_id = ANY(%s)",
     "load_windows": "SELECT w.* FROM {s}.devices d JOIN {s}.windows w USING (device_id) "
     "WHERE d.device_id = ANY(%s) AND w.start_ms > d.last_seen - %s "
@@ -194,6 +201,7 @@ class Statements:
         self.update_offset = sql["update_offset"]
         self.append_outbox = sql["append_outbox"]
         self.notify = sql["notify"]
+        self.index_metrics = sql["index_metrics"]
         self.load_devices = sql["load_devices"]
         self.load_windows = sql["load_windows"]
         self.load_alerts = sql["load_alerts"]

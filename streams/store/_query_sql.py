@@ -1,6 +1,10 @@
 """Statements of the query reads (``device_page``, ``alert_page``, ``window_range``,
 ``fleet_counts``) for both adapters.
 
+``device_page`` with ``has_metric`` reads the metric index (``device_metrics``: one
+(metric, device_id) row per latest value a device has), which each adapter keeps in the
+transaction that writes the devices' rows.
+
 Kept apart from each adapter's write-path statements so the query API's reads can evolve
 without touching the batch commit's SQL.
 """
@@ -12,15 +16,30 @@ from __future__ import annotations
 from streams.store import _codec
 
 _COLS = ", ".join(_codec.DEVICE_COLUMNS)
+_DEVICE_COLS = ", ".join(f"d.{column}" for column in _codec.DEVICE_COLUMNS)
 
 
 def sqlite_device_page(prefix: str) -> str:
-    """Params: after, after, seen_since, seen_since, has_metric, has_metric, limit."""
+    """Params: after, after, seen_since, seen_since, limit."""
     return (
         f"SELECT {_COLS} FROM {prefix}devices "
         "WHERE (? IS NULL OR device_id > ?) AND (? IS NULL OR last_seen >= ?) "
-        "AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(metrics) WHERE key = ?)) "
         "ORDER BY device_id LIMIT ?"
+    )
+
+
+def sqlite_metric_page(prefix: str) -> str:
+    """Params: has_metric, after, seen_since, seen_since, limit.
+
+    A range of the metric index's primary key (metric, device_id) from ``after`` (None: from
+    the start; no device id is empty), joined to each device's row by its key: a page reads
+    the index entries it answers plus those ``seen_since`` passes over, never the devices
+    without the metric."""
+    return (
+        f"SELECT {_DEVICE_COLS} FROM {prefix}device_metrics m "
+        f"JOIN {prefix}devices d ON d.device_id = m.device_id "
+        "WHERE m.metric = ? AND m.device_id > coalesce(?, '') "
+        "AND (? IS NULL OR d.last_seen >= ?) ORDER BY m.device_id LIMIT ?"
     )
 
 
@@ -57,8 +76,19 @@ def pg_device_page(schema: str) -> str:
         f'SELECT {_COLS} FROM "{schema}".devices '
         'WHERE (%s::text IS NULL OR device_id COLLATE "C" > %s) '
         "AND (%s::bigint IS NULL OR last_seen >= %s) "
-        "AND (%s::text IS NULL OR jsonb_exists(metrics::jsonb, %s)) "
         'ORDER BY device_id COLLATE "C" LIMIT %s'
+    )
+
+
+def pg_metric_page(schema: str) -> str:
+    """Params and plan as :func:`sqlite_metric_page`. The index's ``device_id`` is of
+    collation "C" (code point order), so its key order is the page order; the join names the
+    devices key's collation, so each row is one lookup of that key."""
+    return (
+        f'SELECT {_DEVICE_COLS} FROM "{schema}".device_metrics m '
+        f'JOIN "{schema}".devices d ON d.device_id = m.device_id COLLATE "default" '
+        "WHERE m.metric = %s AND m.device_id > coalesce(%s::text, '') "
+        "AND (%s::bigint IS NULL OR d.last_seen >= %s) ORDER BY m.device_id LIMIT %s"
     )
 
 

@@ -57,6 +57,20 @@ ADDED_COLUMNS = {
 (SQLite has no ADD COLUMN IF NOT EXISTS), at the end of the table in every store."""
 
 
+ADDED_TABLES = {
+    "device_metrics": (
+        "CREATE TABLE {p}device_metrics (metric TEXT NOT NULL, device_id TEXT NOT NULL, "
+        "PRIMARY KEY (metric, device_id)) WITHOUT ROWID",
+        "INSERT INTO {p}device_metrics SELECT m.key, d.device_id "
+        "FROM {p}devices d, json_each(d.metrics) m",
+    ),
+}
+"""Tables added since the schema was first created, each with the statement that fills it
+from the tables it derives from: a store missing one gains it, filled, in one transaction at
+start-up (a new store's is empty). ``device_metrics`` indexes the devices by metric name, one
+row per latest value a device has, for ``has_metric`` pages."""
+
+
 # Every statement of this adapter; {p} is the table prefix.
 _STATEMENTS = {
     "set_version": "INSERT OR IGNORE INTO {p}meta VALUES ('schema_version', ?)",
@@ -80,6 +94,7 @@ _STATEMENTS = {
     "load_recent": "SELECT r.* FROM {p}devices d JOIN {p}recent_events r USING (device_id) "
     "WHERE d.device_id IN (SELECT value FROM json_each(?)) AND r.ts >= d.last_seen - ?",
     "upsert_device": "INSERT OR REPLACE INTO {p}devices ({device_cols}) VALUES ({device_marks})",
+    "index_metrics": "INSERT INTO {p}device_metrics VALUES (?, ?) ON CONFLICT DO NOTHING",
     # An update in place, not OR REPLACE's delete and insert: the index by start is untouched.
     "upsert_window": "INSERT INTO {p}windows VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (device_id, metric, size_ms, start_ms) DO UPDATE SET count = excluded.count, "
@@ -111,6 +126,7 @@ _STATEMENTS = {
     "prune_tracking": "DELETE FROM {p}tracking WHERE ts < ?",
     "date_tracking": "UPDATE {p}tracking SET ts = ? WHERE ts = 0",
     "tracking_by_ts": "CREATE INDEX IF NOT EXISTS {p}tracking_by_ts ON {p}tracking (ts)",
+    "has_table": "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?",
 }
 
 

@@ -9,7 +9,7 @@ that never saw a swap has none, which reads as 0).
 from __future__ import annotations
 
 # The projection tables a swap replaces, and the inbox tables it replaces for one group.
-PROJECTION_TABLES = ("devices", "windows", "alert_states", "recent_events")
+PROJECTION_TABLES = ("devices", "device_metrics", "windows", "alert_states", "recent_events")
 INBOX_TABLES = ("inbox_offsets",)
 
 

@@ -104,6 +104,11 @@ class BatchWrite:
     """Ids of readings without ``seq`` to remember (per device, within the horizon)."""
     forgotten: Sequence[tuple[str, int]] = ()
     """(device, cutoff): the device's remembered ids dated before the cutoff are deleted."""
+    metrics_added: Sequence[tuple[str, str]] = ()
+    """(metric, device_id) rows added to the metric index ``has_metric`` pages read: each
+    metric of ``devices`` their stored rows did not have yet (at least; one already indexed
+    is ignored). A device's metrics only grow, so the index then holds every metric of every
+    stored device."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +185,7 @@ class InboxStore(Protocol):
         First it moves each partition's offset from ``expected`` to ``offset`` (a compare-and-
         set, in (topic, partition) order); if any stored offset differs it writes nothing and
         raises :class:`~streams.errors.PositionConflictError`. Rows are full replacements (upserts).
+        ``metrics_added`` go into the metric index in the same transaction.
         Outbox rows get increasing ``seq`` in the given order; an ``event_id`` already in the
         outbox is ignored. On PostgreSQL the commit notifies outbox listeners.
         """
@@ -222,7 +228,9 @@ class ProjectionStore(Protocol):
         """Up to ``limit`` devices with ids after ``after`` (code point order), for paging.
 
         ``seen_since`` keeps devices whose ``last_seen`` is at or after it (epoch ms);
-        ``has_metric`` keeps devices that have a latest value of that metric.
+        ``has_metric`` keeps devices that have a latest value of that metric, found through
+        the metric index: the page reads that metric's devices from ``after`` on, in order,
+        never the devices without it.
         """
         ...
 
@@ -400,8 +408,9 @@ class SwapStore(Protocol):
         ...
 
     def swap_in(self, shadow: Store, group: str) -> int:
-        """Makes ``shadow``'s projections (with remembered ids) and ``group``'s offsets this
-        store's state in ONE transaction, and bumps the generation; returns the new one.
+        """Makes ``shadow``'s projections (with remembered ids and the metric index) and
+        ``group``'s offsets this store's state in ONE transaction, and bumps the generation;
+        returns the new one.
 
         The outbox, the idempotent-consumer records and other groups' inbox rows stay. The
         shadow must be the same adapter on the same database (or file system), hold offsets
@@ -428,7 +437,9 @@ class Store(InboxStore, ProjectionStore, OutboxStore, TrackingStore, SwapStore, 
     """A complete store; adapters implement this."""
 
     def migrate(self) -> None:
-        """Creates the schema if missing (idempotent; safe to call from several workers)."""
+        """Creates the schema if missing, or upgrades an older one in place (tables added
+        since are created filled from the state they derive from); idempotent, safe to call
+        from several workers."""
         ...
 
     def close(self) -> None:

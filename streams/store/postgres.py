@@ -287,6 +287,8 @@ class PostgresStore:
         if write.devices:
             rows = [_codec.device_row(state) for state in write.devices]
             self._copy_upsert(conn, sql.devices_staged, DEVICE_TYPES, rows)
+        if write.metrics_added:
+            conn.execute(sql.index_metrics, _columns(write.metrics_added, 2))
         if write.windows:
             self._copy_upsert(conn, sql.windows_staged, WINDOW_TYPES, write.windows)
         if write.alerts:
@@ -365,8 +367,13 @@ class PostgresStore:
         seen_since: int | None = None,
         has_metric: str | None = None,
     ) -> list[DeviceState]:
-        sql = _query_sql.pg_device_page(self.schema)
-        params = (after, after, seen_since, seen_since, has_metric, has_metric, limit)
+        params: tuple[object, ...]
+        if has_metric is None:
+            sql = _query_sql.pg_device_page(self.schema)
+            params = (after, after, seen_since, seen_since, limit)
+        else:
+            sql = _query_sql.pg_metric_page(self.schema)
+            params = (has_metric, after, seen_since, seen_since, limit)
         with self._use(self._main, "device_page") as conn:
             rows = conn.execute(sql, params).fetchall()
         return [_codec.device_from_row(row) for row in rows]

@@ -33,7 +33,13 @@ from streams.projections.canonical import hash_rows
 from streams.projections.device import DeviceState, RecentEvent
 from streams.projections.windows import WindowAggregate
 from streams.store import _codec, _query_sql
-from streams.store._sqlite_sql import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION, statements
+from streams.store._sqlite_sql import (
+    ADDED_COLUMNS,
+    ADDED_TABLES,
+    SCHEMA,
+    SCHEMA_VERSION,
+    statements,
+)
 from streams.store._swap_sql import (
     sqlite_generation,
     sqlite_merge,
@@ -129,6 +135,7 @@ class SqliteStore:
             self._conn.executescript(SCHEMA.format(p=self._p))
             self._add_columns()
             with self._transaction() as cur:
+                self._add_tables(cur)
                 cur.execute(self._sql["set_version"], (SCHEMA_VERSION,))
                 row = cur.execute(self._sql["version"]).fetchone()
                 self._generation = self._read_generation(cur)
@@ -145,6 +152,14 @@ class SqliteStore:
         # records kept before they were dated count from now (never forgotten early)
         self._conn.execute(self._sql["date_tracking"], (self._clock(),))
         self._conn.execute(self._sql["tracking_by_ts"])
+
+    def _add_tables(self, cur: sqlite3.Cursor) -> None:
+        """Creates and fills each added table the store lacks (in the caller's transaction,
+        so a table exists only filled)."""
+        for table, (create, fill) in ADDED_TABLES.items():
+            if cur.execute(self._sql["has_table"], (f"{self._p}{table}",)).fetchone() is None:
+                cur.execute(create.format(p=self._p))
+                cur.execute(fill.format(p=self._p))
 
     def close(self) -> None:
         with self._lock:
@@ -221,6 +236,7 @@ class SqliteStore:
             self._set_offsets(cur, write.group, write.offsets, "another worker applied it")
             fail("after_offsets")
             cur.executemany(sql["upsert_device"], map(_codec.device_row, write.devices))
+            cur.executemany(sql["index_metrics"], write.metrics_added)
             cur.executemany(sql["upsert_window"], write.windows)
             cur.executemany(sql["expire_windows"], ((d, t, n) for d, n, t in write.expired_windows))
             cur.executemany(sql["upsert_alert"], map(_codec.alert_row, write.alerts))
@@ -280,8 +296,13 @@ class SqliteStore:
         seen_since: int | None = None,
         has_metric: str | None = None,
     ) -> list[DeviceState]:
-        sql = _query_sql.sqlite_device_page(self._p)
-        params = (after, after, seen_since, seen_since, has_metric, has_metric, limit)
+        params: tuple[object, ...]
+        if has_metric is None:
+            sql = _query_sql.sqlite_device_page(self._p)
+            params = (after, after, seen_since, seen_since, limit)
+        else:
+            sql = _query_sql.sqlite_metric_page(self._p)
+            params = (has_metric, after, seen_since, seen_since, limit)
         with self._guard("device_page"):
             rows = self._conn.execute(sql, params).fetchall()
         return [_codec.device_from_row(row) for row in rows]

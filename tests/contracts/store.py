@@ -8,6 +8,7 @@ processor committed with the oracle computed directly from the de-duplicated log
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +89,38 @@ def outbox(store: OutboxStore) -> list[DerivedEvent]:
     """Every unpublished outbox event, in order (the claim is released)."""
     with store.claim(100_000) as claim:
         return [record.event for record in claim.records]
+
+
+def metric_pages(
+    store: Store, metric: str, limit: int, seen_since: int | None = None
+) -> list[list[str]]:
+    """The device ids of every ``has_metric`` page, paged by ``after`` until a short page."""
+    pages: list[list[str]] = []
+    after: str | None = None
+    while True:
+        page = store.device_page(after, limit, seen_since=seen_since, has_metric=metric)
+        pages.append([d.device_id for d in page])
+        if len(page) < limit:
+            return pages
+        after = page[-1].device_id
+
+
+def with_metric(store: Store, metric: str, seen_since: int | None = None) -> list[str]:
+    """What ``has_metric`` answers by definition: every stored device with a latest value of
+    ``metric`` (seen at or after ``seen_since``), in code point order."""
+    return [
+        d.device_id
+        for d in store.devices()
+        if metric in d.metrics and (seen_since is None or d.last_seen >= seen_since)
+    ]
+
+
+def assert_metric_pages_match(store: Store, metrics: tuple[str, ...] = ("temp", "hum")) -> None:
+    for metric in (*metrics, "nope"):
+        for limit in (1, 2, 5, 1000):
+            pages = metric_pages(store, metric, limit)
+            assert [d for page in pages for d in page] == with_metric(store, metric)
+            assert all(len(page) == limit for page in pages[:-1])
 
 
 def alert_log() -> Log:
@@ -579,6 +612,29 @@ class StoreContract:
         assert store.device_page(None, 10, seen_since=BASE_TS + 3000, has_metric="hum") == []
         assert store.device_page(None, 10, has_metric="nope") == []
         assert store.device_page(None, 10)[0] == store.device(expected[0])
+
+    def test_metric_pages_answer_the_devices_with_a_latest_value_of_it_in_pages(
+        self, store: Store
+    ) -> None:
+        ids = ["b", "a", "Z", "é", "a-1", "a_2", "c", "d"]
+        events = [event(d, 1000 * i, seq=1, temp=20.0) for i, d in enumerate(ids)]
+        events += [event(d, 1000 * i + 500, seq=2, hum=40.0) for i, d in enumerate(ids) if i % 3]
+        events += [event("hum-only", 500, seq=1, hum=40.0), event("none", 0, seq=1, temp=math.nan)]
+        later = [event(d, 9000 + i, seq=3, co2=400.0) for i, d in enumerate(["é", "a", "none"])]
+        log = make_log([*events, *later])
+        worker = processor(store)
+        worker.apply(log[: len(events)])
+        assert store.device("none") is not None
+        assert_metric_pages_match(store)
+        assert with_metric(store, "hum") == sorted([*ids[1:3], *ids[4:6], ids[7], "hum-only"])
+        worker.apply(log[len(events) :])  # a device's metrics only grow
+        assert_metric_pages_match(store, ("temp", "hum", "co2"))
+        assert metric_pages(store, "co2", 2) == [["a", "none"], ["é"]]
+        since = BASE_TS + 3000
+        for limit in (1, 2, 100):
+            got = metric_pages(store, "hum", limit, seen_since=since)
+            assert [d for page in got for d in page] == with_metric(store, "hum", since)
+        assert metric_pages(store, "hum", 10, seen_since=BASE_TS + 10**9) == [[]]
 
     def test_window_range_is_one_device_metric_and_size_by_start(self, store: Store) -> None:
         log = make_log(

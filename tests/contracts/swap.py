@@ -15,11 +15,13 @@ import pytest
 from streams import BatchProcessor, TopicPartition
 from streams.errors import PositionConflictError, StoreError, StoreSwappedError
 from streams.store import OffsetAdvance, Store
+from tests.contracts.store import assert_metric_pages_match, metric_pages
 from tests.oracle import (
     RULES,
     WINDOWS,
     Log,
     apply_in_batches,
+    event,
     make_log,
     oracle,
     random_events,
@@ -117,6 +119,24 @@ class SwapContract:
         snap = live.snapshot(GROUP)
         assert snap.devices == live.devices()
         assert snap.positions == live.positions(GROUP)
+
+    def test_after_a_swap_metric_pages_answer_the_shadows_devices(
+        self, open_side: OpenSide
+    ) -> None:
+        log = make_log(random_events(seed=12, count=200))
+        extra = [event(f"gone-{i}", 90_000 + i, seq=1, co2=400.0) for i in range(3)]
+        live = open_side("live")
+        apply_in_batches(worker(live), make_log([e for _, e in log] + extra), 50)
+        assert metric_pages(live, "co2", 2) == [["gone-0", "gone-1"], ["gone-2"]]
+        shadow = open_side("shadow")
+        apply_in_batches(worker(shadow), log, 50)  # the rebuild: no device ever sent co2
+
+        live.swap_in(shadow, GROUP)
+
+        live.follow_swap()
+        assert_matches(live, log)
+        assert metric_pages(live, "co2", 2) == [[]]
+        assert_metric_pages_match(live)
 
     def test_a_swap_refuses_a_shadow_without_the_groups_offsets(self, open_side: OpenSide) -> None:
         live = open_side("live")

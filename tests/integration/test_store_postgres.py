@@ -17,8 +17,15 @@ from streams import BatchProcessor, StoreError
 from streams.store import OutboxStore, PostgresStore, Projection, Store
 from streams.store._pg_sql import SCHEMA_VERSION
 from streams.store.postgres import Timeouts
-from tests.contracts.store import OpenStore, StoreContract, alert_log
-from tests.oracle import RULES, WINDOWS, apply_in_batches, make_log, random_events
+from tests.contracts.store import (
+    OpenStore,
+    StoreContract,
+    alert_log,
+    assert_metric_pages_match,
+    metric_pages,
+    with_metric,
+)
+from tests.oracle import RULES, WINDOWS, apply_in_batches, event, make_log, random_events
 
 
 def schema_name(unique: Callable[[str], str]) -> str:
@@ -113,11 +120,12 @@ def test_a_store_of_the_previous_version_is_upgraded_once_then_migrate_runs_no_d
             f'ALTER TABLE "{schema}".devices DROP COLUMN boot, DROP COLUMN seq_resets, '
             "DROP COLUMN restart_ts"
         )
-        conn.execute(f'DROP TABLE "{schema}".recent_events')
+        conn.execute(f'DROP TABLE "{schema}".recent_events, "{schema}".device_metrics')
         conn.execute(f"UPDATE \"{schema}\".meta SET value = '1' WHERE key = 'schema_version'")  # noqa: S608 - a test schema's name
     upgraded = open_pg()
     processor = BatchProcessor(upgraded, "workers", windows=WINDOWS, rules=RULES)
     processor.apply(make_log(random_events(seed=3, count=40)))
+    assert_metric_pages_match(upgraded)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         version = conn.execute(
             f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'"  # noqa: S608
@@ -129,6 +137,30 @@ def test_a_store_of_the_previous_version_is_upgraded_once_then_migrate_runs_no_d
         started = time.monotonic()
         open_pg()  # another worker starting meanwhile: no DDL, so no wait on the lock
         assert time.monotonic() - started < 5
+
+
+def test_a_store_of_version_3_gains_the_metric_index_filled_from_its_devices(
+    open_pg: OpenStore, pg_dsn: str
+) -> None:
+    store = open_pg()
+    assert isinstance(store, PostgresStore)
+    schema = store.schema
+    log = make_log([*random_events(seed=4, count=60), event("co2-only", 0, seq=1, co2=400.0)])
+    BatchProcessor(store, "workers", windows=WINDOWS, rules=RULES).apply(log)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:  # as version 3 left it
+        conn.execute(f'DROP TABLE "{schema}".device_metrics')
+        conn.execute(f"UPDATE \"{schema}\".meta SET value = '3' WHERE key = 'schema_version'")  # noqa: S608 - a test schema's name
+
+    upgraded = open_pg()
+
+    assert metric_pages(upgraded, "co2", 10) == [["co2-only"]]
+    assert len(with_metric(upgraded, "temp")) == len(upgraded.devices()) - 1
+    assert_metric_pages_match(upgraded, ("temp", "hum", "co2"))
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        version = conn.execute(
+            f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'"  # noqa: S608
+        ).fetchone()
+    assert version == (SCHEMA_VERSION,) == ("4",)
 
 
 def test_an_unreachable_server_is_a_retriable_store_error() -> None:

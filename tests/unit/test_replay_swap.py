@@ -12,6 +12,7 @@ from streams.errors import StoreError
 from streams.replay.jobs import split
 from streams.replay.rebuild import Plan
 from streams.store import Projection, SqliteStore, Store
+from tests.contracts.store import assert_metric_pages_match
 from tests.contracts.swap import (
     GROUP,
     OpenSide,
@@ -81,6 +82,7 @@ def test_merging_parts_of_a_split_rebuild_equals_one_store_and_refuses_shared_de
 
     for projection in Projection:
         assert merged.state_hash(projection) == whole.state_hash(projection)
+    assert_metric_pages_match(merged)
     assert merged.positions(GROUP) == whole.positions(GROUP)
     for tp in whole.positions(GROUP):
         assert merged.load_inbox(GROUP, tp) == whole.load_inbox(GROUP, tp)

@@ -15,9 +15,15 @@ from hypothesis import strategies as st
 
 from streams import BatchProcessor, SkipReason, TelemetryEvent
 from streams.domain import derived_event_id
-from streams.projections import WindowSpec
+from streams.projections import DeviceState, Projector, WindowSpec
 from streams.store import Projection, SqliteStore
-from tests.contracts.store import Failpoints, SimulatedCrashError, outbox
+from tests.contracts.store import (
+    Failpoints,
+    SimulatedCrashError,
+    metric_pages,
+    outbox,
+    with_metric,
+)
 from tests.oracle import BASE_TS, RULES, WINDOWS, Log, event, make_log, oracle
 
 METRIC_VALUES = st.one_of(
@@ -126,6 +132,59 @@ def test_committed_projections_equal_the_oracle_of_the_deduplicated_log(
     duplicates = len(events) - len({e.event_id for e in events})
     assert skipped.get(SkipReason.DUPLICATE_EVENT_ID, 0) == duplicates
     assert SkipReason.SEQ_OUT_OF_WINDOW not in skipped
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=telemetry(),
+    plan=consumption(),
+    limit=st.integers(1, 5),
+    seen_since=st.none() | st.integers(0, 150_000),
+)
+def test_metric_pages_answer_the_devices_with_that_metric_whatever_the_crashes(
+    events: list[TelemetryEvent], plan: list[tuple[int, str]], limit: int, seen_since: int | None
+) -> None:
+    since = None if seen_since is None else BASE_TS + seen_since
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "store.db"
+        consume(path, make_log(events), plan)
+        store = SqliteStore(path)
+        for metric in ("temp", "hum"):
+            pages = metric_pages(store, metric, limit, seen_since=since)
+            assert [d for page in pages for d in page] == with_metric(store, metric, since)
+        store.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=telemetry(),
+    takes=st.lists(st.integers(1, 8), min_size=1, max_size=10),
+    reload_after=st.integers(0, 10),
+)
+def test_the_metrics_added_index_every_metric_of_the_rows_written_once(
+    events: list[TelemetryEvent], takes: list[int], reload_after: int
+) -> None:
+    """The metric index a store keeps from ``metrics_added`` holds exactly the metrics of the
+    device rows written, whatever the batching, also after the cache is reloaded from them."""
+    projector = Projector(windows=WINDOWS, rules=RULES)
+    rows: dict[str, DeviceState] = {}
+    indexed: set[tuple[str, str]] = set()
+    position = take = 0
+    while position < len(events):
+        if take == reload_after:  # a restart: the cache comes back from the stored rows
+            projector = Projector(windows=WINDOWS, rules=RULES)
+            projector.load(rows, rows.values(), (), ())
+        for item in events[position : position + takes[take % len(takes)]]:
+            projector.apply(item)
+        position += takes[take % len(takes)]
+        take += 1
+        changes = projector.take_changes()
+        added = set(changes.metrics_added)
+        assert len(added) == len(changes.metrics_added)
+        assert not added & indexed
+        indexed |= added
+        rows.update((state.device_id, state) for state in changes.devices)
+        assert indexed == {(name, d.device_id) for d in rows.values() for name in d.metrics}
 
 
 RETAINED = tuple(
