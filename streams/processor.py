@@ -63,6 +63,9 @@ class SkipReason(StrEnum):
     """A record that is not a telemetry event: passed over, but its offset is committed."""
     MISROUTED = "misrouted"
     """A record on a partition the platform's partitioner does not give its device."""
+    REFETCHED = "refetched"
+    """A record fetched from past the partition's stored position: not applied, the
+    partition is fetched again from the stored position (``BatchResult.refetch``)."""
 
 
 _EMPTY: Mapping[SkipReason, int] = MappingProxyType({})
@@ -83,6 +86,8 @@ class BatchResult:
     derived: tuple[DerivedEvent, ...] = ()
     positions: Mapping[TopicPartition, int] = field(default_factory=dict)
     commit_seconds: float = 0.0
+    refetch: Mapping[TopicPartition, int] = field(default_factory=dict)
+    """Partitions to fetch again, from the offset given (see ``refetch_gaps``)."""
 
 
 class BatchProcessor:
@@ -109,6 +114,13 @@ class BatchProcessor:
         self._device_partition: dict[str, tuple[str, int]] = {}
         self._routed: dict[str, tuple[int, int]] = {}  # device -> (partition, count) checked
         self._layouts: dict[str, PartitionLayout | None] = {}
+        self.refetch_gaps = False
+        """Whether a record past the offset after the stored one is left for the consumer to
+        fetch again from there (a worker, whose consumer may be positioned past the store
+        after its partitions moved away and back), instead of taken as it comes (replay,
+        which reads the log in order itself). A log without records there (compacted,
+        truncated) is seen as such when the fetch from there starts past it again."""
+        self._sent_back: dict[tuple[str, int], int] = {}
 
     # -- assignment -------------------------------------------------------------------------
 
@@ -135,6 +147,7 @@ class BatchProcessor:
         gone = {(tp[0], tp[1]) for tp in partitions}
         for tp in gone:
             self._partitions.pop(tp, None)
+            self._sent_back.pop(tp, None)
         devices = [d for d, tp in self._device_partition.items() if tp in gone]
         self._projector.drop(devices)
         for device_id in devices:
@@ -147,6 +160,7 @@ class BatchProcessor:
         self._routed.clear()
         self._layouts.clear()
         self._projector.clear()
+        self._sent_back.clear()
 
     def check_layout(self, topic: str, partitions: int) -> PartitionLayout:
         """The store's layout of ``topic`` (recorded with ``partitions`` if it has none);
@@ -230,12 +244,21 @@ class BatchProcessor:
         projector = self._projector
         device_partition = self._device_partition
         touched: dict[tuple[str, int], PartitionInbox] = {}
-        old = duplicate = out_of_window = undecodable = misrouted = applied = 0
+        refetch: dict[tuple[str, int], int] = {}
+        old = duplicate = out_of_window = undecodable = misrouted = applied = refetched = 0
         for position, event in batch:
             tp = (position.topic, position.partition)
             inbox = parts[tp]
             if position.offset <= inbox.offset:
                 old += 1
+                continue
+            if (
+                position.offset != inbox.offset + 1
+                and inbox.offset >= 0
+                and (tp in refetch or (self.refetch_gaps and self._gap_not_in_log(tp, inbox)))
+            ):
+                refetch.setdefault(tp, inbox.offset + 1)
+                refetched += 1
                 continue
             inbox.offset = position.offset
             touched[tp] = inbox
@@ -285,14 +308,23 @@ class BatchProcessor:
             (SkipReason.SEQ_OUT_OF_WINDOW, out_of_window),
             (SkipReason.UNDECODABLE, undecodable),
             (SkipReason.MISROUTED, misrouted),
+            (SkipReason.REFETCHED, refetched),
         )
+        self._sent_back.update(refetch)
         result = BatchResult(
             applied=applied,
             skipped=MappingProxyType({reason: n for reason, n in counts if n}),
             derived=tuple(changes.derived),
             positions={TopicPartition(*tp): inbox.offset for tp, inbox in touched.items()},
+            refetch={TopicPartition(*tp): offset for tp, offset in refetch.items()},
         )
         return write, result
+
+    def _gap_not_in_log(self, tp: tuple[str, int], inbox: PartitionInbox) -> bool:
+        """A fetch starts past the offset after the stored one: whether to fetch again from
+        there; not when the fetch from there already started past it (the log has no
+        records there)."""
+        return self._sent_back.pop(tp, None) != inbox.offset + 1
 
     def _load(
         self, batch: Sequence[tuple[Position, TelemetryEvent | None]]

@@ -79,7 +79,7 @@ async def consume_batches(runtime: WorkerRuntime, settings: WorkerSettings) -> N
             else:
                 consumer.seek(partition, offset)
 
-    runtime.reseek = reseek
+    runtime.seek_with(reseek)
     await consumer.start()
     wait_ms = int(settings.batch_within_s * 1000)
     checked = time.monotonic()
@@ -96,9 +96,9 @@ async def consume_batches(runtime: WorkerRuntime, settings: WorkerSettings) -> N
                     checked = time.monotonic()
                     await runtime.check_swap()
                 continue
-            swaps = runtime.swaps
+            reseeks = runtime.reseeks
             await runtime.handle(records)
-            if runtime.swaps != swaps:  # the batch was dropped; the consumer was re-seeked
+            if runtime.reseeks != reseeks:  # the consumer was seeked: no hint past the batch
                 continue
             for tp, batch in fetched.items():
                 highwater = consumer.highwater(tp)

@@ -30,7 +30,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import NamedTuple, TypeVar
 
@@ -52,6 +52,8 @@ from streams.store import Store, open_store
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.publisher import KafkaOutboxPublisher
 
+Seek = Callable[[dict[TopicPartition, int | None]], Awaitable[None]]
+"""Seeks partitions of the consumer (None: to the log's start)."""
 log = logging.getLogger("streams.worker")
 
 T = TypeVar("T")
@@ -95,10 +97,23 @@ class WorkerRuntime:
         self.refusal: str | None = None
         """Why the worker refuses to apply anything (an unplanned partition count)."""
         self.registry: SchemaCache | None = None
-        self.reseek: Callable[[dict[TopicPartition, int | None]], Awaitable[None]] | None = None
-        """Seeks the consumer after a swap (None: position unknown, start from the log's
-        beginning); without it a swap stops the worker, and its restart seeks on assignment."""
-        self.swaps = 0
+        self.reseek: Seek | None = None
+        """Seeks the consumer (None: position unknown, start from the log's beginning): after
+        a swap, and back to the store's position when a fetch started past it; without it a
+        swap stops the worker, and its restart seeks on assignment. Set by ``seek_with``."""
+        self.reseeks = 0
+        """Batches after which the consumer was seeked (what it fetched next is not where
+        the batch ended)."""
+
+    def seek_with(
+        self, reseek: Callable[[dict[TopicPartition, int | None]], Awaitable[None]]
+    ) -> None:
+        """The consumer's seek: from now on a fetch that starts past a partition's stored
+        position is fetched again from it (``BatchProcessor.refetch_gaps``), never applied
+        over the records in between (start() ran)."""
+        assert self.processor is not None  # noqa: S101 - start() ran
+        self.reseek = reseek
+        self.processor.refetch_gaps = True
 
     async def start(self) -> None:
         """Opens the store (migrating it), the registry and the producer; starts the relay."""
@@ -268,7 +283,7 @@ class WorkerRuntime:
                     else batch
                 )
                 try:
-                    return await self._on_store(partial(self.processor.apply, mine))
+                    result = await self._on_store(partial(self.processor.apply, mine))
                 except StoreSwappedError:
                     await self._follow_swap()
                     return BatchResult(applied=0)
@@ -276,6 +291,10 @@ class WorkerRuntime:
                     if not exc.retriable:
                         raise
                     failure = exc
+                else:
+                    if result.refetch:
+                        await self._refetch(result.refetch)
+                    return result
             log.warning("store: %s; retrying the batch in %.1fs", failure, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -297,6 +316,20 @@ class WorkerRuntime:
             await self._follow_swap()
         return True
 
+    async def _refetch(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """(Holding the lock.) Seeks partitions whose fetch started past the store's position
+        back to it: their records in between were never applied here or elsewhere."""
+        assert self.reseek is not None  # noqa: S101 - only seek_with enables refetching
+        owned: dict[TopicPartition, int | None] = {
+            tp: offset for tp, offset in offsets.items() if tp in self._assignment
+        }
+        await self.reseek(owned)
+        self.reseeks += 1
+        log.warning(
+            "fetched from past the store's position; fetching again from %s",
+            {f"{tp.topic}[{tp.partition}]": offset for tp, offset in sorted(owned.items())},
+        )
+
     async def _follow_swap(self) -> None:
         """(Holding the lock.) Drops every cache, adopts the swapped-in generation and seeks
         the owned partitions to the swapped-in store's offsets."""
@@ -316,7 +349,7 @@ class WorkerRuntime:
                 retriable=False,
             )
         await self.reseek(offsets)
-        self.swaps += 1
+        self.reseeks += 1
         log.warning(
             "store swapped to generation %d: caches dropped, seeking to %s",
             generation,

@@ -13,13 +13,14 @@ import pytest
 
 from contracts.avro import UnknownSchemaIdError
 from contracts.registry.errors import RegistryUnavailableError
-from streams import BatchProcessor
+from streams import BatchProcessor, Position
+from streams.domain import TopicPartition
 from streams.errors import StoreUnavailableError
 from streams.notifier import AlertCommandNotifier
 from streams.settings import WorkerSettings
 from streams.store import SqliteStore
 from streams.worker.runtime import WorkerRuntime
-from tests.oracle import RULES, event, make_log
+from tests.oracle import RULES, TOPIC, event, make_log
 
 ALERT = {
     "event_id": "a1",
@@ -198,3 +199,33 @@ async def test_an_idle_worker_rides_through_a_store_lost_while_it_checks_for_a_s
     store.stored_generation = lost  # type: ignore[method-assign]
     assert await worker.check_swap() is False  # no swap followed, and no crash
     assert not worker.ready  # until the store answers again
+
+
+async def test_a_fetch_past_the_store_seeks_the_consumer_back_and_commits_nothing_of_it(
+    tmp_path: Path,
+) -> None:
+    """The consumer of a worker whose partition came back to it may be positioned past the
+    store (see ``test_streams_refetch``): it is seeked back to the stored position."""
+    store = SqliteStore(tmp_path / "s.db")
+    store.migrate()
+    worker = WorkerRuntime(WorkerSettings())
+    worker.processor = BatchProcessor(store, "workers")
+    seeks: list[dict[TopicPartition, int | None]] = []
+
+    async def reseek(offsets: dict[TopicPartition, int | None]) -> None:
+        seeks.append(offsets)
+
+    worker.seek_with(reseek)
+    tp = TopicPartition(TOPIC, 0)
+    assert await worker.assigned([tp]) == {tp: None}
+    log = [
+        (Position(TOPIC, 0, offset), event("dev-1", 1_000 * (offset + 1), seq=offset + 1, t=1.0))
+        for offset in range(8)
+    ]
+    assert (await worker._apply(log[:3])).applied == 3
+    assert (await worker._apply(log[5:])).applied == 0
+    assert seeks == [{tp: 3}]
+    assert worker.reseeks == 1
+    assert store.positions("workers")[tp] == 2
+    assert (await worker._apply(log[3:])).applied == 5
+    assert worker.reseeks == 1
