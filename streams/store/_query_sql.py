@@ -117,3 +117,13 @@ def pg_fleet_counts(schema: str) -> str:
         f'(SELECT count(*) FROM "{schema}".devices WHERE last_seen >= %s), '
         f'(SELECT count(*) FROM "{schema}".alert_states WHERE active)'
     )
+
+
+def page_params(
+    after: str | None, limit: int, seen_since: int | None, has_metric: str | None
+) -> tuple[object, ...]:
+    """The parameters of a device page: ``*_device_page``'s, or ``*_metric_page``'s with
+    ``has_metric``."""
+    if has_metric is None:
+        return (after, after, seen_since, seen_since, limit)
+    return (has_metric, after, seen_since, seen_since, limit)

@@ -367,13 +367,12 @@ class PostgresStore:
         seen_since: int | None = None,
         has_metric: str | None = None,
     ) -> list[DeviceState]:
-        params: tuple[object, ...]
-        if has_metric is None:
-            sql = _query_sql.pg_device_page(self.schema)
-            params = (after, after, seen_since, seen_since, limit)
-        else:
-            sql = _query_sql.pg_metric_page(self.schema)
-            params = (has_metric, after, seen_since, seen_since, limit)
+        sql = (
+            _query_sql.pg_device_page(self.schema)
+            if has_metric is None
+            else _query_sql.pg_metric_page(self.schema)
+        )
+        params = _query_sql.page_params(after, limit, seen_since, has_metric)
         with self._use(self._main, "device_page") as conn:
             rows = conn.execute(sql, params).fetchall()
         return [_codec.device_from_row(row) for row in rows]

@@ -296,13 +296,12 @@ class SqliteStore:
         seen_since: int | None = None,
         has_metric: str | None = None,
     ) -> list[DeviceState]:
-        params: tuple[object, ...]
-        if has_metric is None:
-            sql = _query_sql.sqlite_device_page(self._p)
-            params = (after, after, seen_since, seen_since, limit)
-        else:
-            sql = _query_sql.sqlite_metric_page(self._p)
-            params = (has_metric, after, seen_since, seen_since, limit)
+        sql = (
+            _query_sql.sqlite_device_page(self._p)
+            if has_metric is None
+            else _query_sql.sqlite_metric_page(self._p)
+        )
+        params = _query_sql.page_params(after, limit, seen_since, has_metric)
         with self._guard("device_page"):
             rows = self._conn.execute(sql, params).fetchall()
         return [_codec.device_from_row(row) for row in rows]
