@@ -131,7 +131,9 @@ class Gateway:
                     "session up: %s as %s", self.config.subscriptions, self.config.mqtt.client_id
                 )
                 self.ready = True
-                sink = KafkaSink(producer, self.metrics)
+                sink = KafkaSink(
+                    producer, self.metrics, leader_stall_s=self.config.kafka.leader_stall_s
+                )
                 try:
                     await self._pump(client, sink)
                 finally:

@@ -134,7 +134,13 @@ class KafkaSettings(KafkaClientSettings):
     linger_ms: int = Field(5, ge=0)
     """How long a batch of received messages waits for more before it is produced."""
     max_batch_bytes: int = Field(512 * 1024, ge=1024)
-    request_timeout_ms: int = Field(30_000, ge=1_000)
+    request_timeout_ms: int = Field(5_000, ge=1_000)
+    """How long Kafka may hold a produce (waiting for its replicas) before it is retried:
+    below a device's publish timeout, so that a leader cut off from its replicas costs
+    seconds, not the device's patience."""
+    leader_stall_s: float = Field(1.0, gt=0)
+    """A batch unacknowledged this long has its partition's leader looked for anew, on
+    nodes other than the current one (``iot_gateway.leaders``)."""
     client_id: str = "iot-gateway"
 
 

@@ -31,6 +31,11 @@ class GatewayMetrics:
             registry=r,
         ).set_function(lambda: received_now.steps_back)
         self.acked = Counter("iot_gateway_pubacks", "PUBACKs sent to the broker", registry=r)
+        self.leaders_rediscovered = Counter(
+            "iot_gateway_leaders_rediscovered",
+            "partitions whose new leader was found after their old one held records",
+            registry=r,
+        )
         self.throttled = Counter(
             "iot_gateway_throttled_seconds",
             "time spent holding messages of devices over their rate (back-pressure)",

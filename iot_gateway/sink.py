@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from prometheus_client import Counter
 
@@ -37,6 +38,7 @@ from contracts.partitioning import partition_for
 from iot_gateway.config import GatewayConfig
 from iot_gateway.errors import ProduceFailedError
 from iot_gateway.ingest import KafkaRecord
+from iot_gateway.leaders import LeaderWatch
 from iot_gateway.metrics import GatewayMetrics
 
 Done = Callable[[BaseException | None], object]
@@ -117,6 +119,7 @@ class KafkaSink:
         linger_s: float = 0.0,
         max_in_flight: int = 10_000,
         gate: Callable[[], Awaitable[None]] | None = None,
+        leader_stall_s: float | None = None,
     ) -> None:
         self._producer = producer
         self._metrics = metrics
@@ -131,6 +134,11 @@ class KafkaSink:
         self._lanes: dict[tuple[str, int], _Lane] = {}
         self.in_flight = 0
         self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._leaders = (
+            LeaderWatch(producer, metrics.leaders_rediscovered, leader_stall_s)
+            if leader_stall_s
+            else None
+        )
 
     @property
     def saturated(self) -> bool:
@@ -227,6 +235,8 @@ class KafkaSink:
 
     async def close(self) -> None:
         """Stops the lanes (the owner is done with this sink and its producer)."""
+        if self._leaders is not None:
+            self._leaders.close()
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
         for task in tasks:
             task.cancel()
@@ -266,10 +276,21 @@ class KafkaSink:
 
     async def _submit(self, batch: _Batch) -> None:
         batch.builder.close()
-        future = await self._producer.send_batch(
-            batch.builder, batch.topic, partition=batch.partition
-        )
+        while True:
+            try:
+                future = await self._producer.send_batch(
+                    batch.builder, batch.topic, partition=batch.partition
+                )
+                break
+            except KafkaTimeoutError:
+                # Not taken: the partition's earlier batch still waits for its leader (or
+                # its metadata for Kafka). Nothing was handed over, so waiting again keeps
+                # the order and writes nothing twice.
+                if self.failed.done():
+                    raise
         future.add_done_callback(functools.partial(self._delivered, batch))
+        if self._leaders is not None:
+            self._leaders.watch(batch.topic, batch.partition, future)
 
     def _delivered(self, batch: _Batch, future: asyncio.Future[object]) -> None:
         if future.cancelled() or future.exception() is not None:

@@ -526,6 +526,7 @@ class EdgeServer:
                 linger_s=self.config.kafka.linger_ms / 1000,
                 max_in_flight=self.settings.max_in_flight,
                 gate=None if sessions is None else sessions.until_fresh,
+                leader_stall_s=self.config.kafka.leader_stall_s,
             )
             stack.push_async_callback(sink.close)
             self._sink = sink

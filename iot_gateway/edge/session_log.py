@@ -205,9 +205,13 @@ class SessionLog:
 
     async def until_fresh(self) -> None:
         """Returns once the view is fresh (at once, nearly always)."""
+        started = time.monotonic()
         while not self.fresh:
             self._confirmed.clear()
             await self._confirmed.wait()
+        held = time.monotonic() - started
+        if held > 1.0:
+            log.info("records held %.1fs until the session claims were confirmed", held)
 
     async def claim(
         self, client_id: str, principal: str, *, clean_start: bool, expiry_s: int

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from contracts.partitioning import partition_for
@@ -100,3 +101,37 @@ async def test_closing_the_sink_answers_what_its_lanes_still_hold() -> None:
     assert len(errors) == 1  # the batch still waiting for room; the sent one is aiokafka's
     assert isinstance(errors[0], ProduceFailedError)
     assert sink.in_flight == 1
+
+
+class SlowAccumulatorProducer(LeaderlessProducer):
+    """aiokafka's ``send_batch`` giving up with KafkaTimeoutError while the partition's
+    earlier batch waits (``request_timeout_ms``), twice, then taking the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusals = 2
+
+    async def send_batch(
+        self, builder: BatchBuilder, topic: str, *, partition: int
+    ) -> asyncio.Future[object]:
+        if self.refusals:
+            self.refusals -= 1
+            raise KafkaTimeoutError()
+        self.sent.append((partition, builder.record_count()))
+        done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_a_batch_not_taken_in_time_is_offered_again_not_failed() -> None:
+    producer = SlowAccumulatorProducer()
+    sink = KafkaSink(producer, GatewayMetrics())  # type: ignore[arg-type]
+    outcomes: list[BaseException | None] = []
+    for n in range(3):
+        sink.put(record(1, n), outcomes.append, 0.0)
+    await sink.flush()
+    await asyncio.sleep(0.05)
+    assert outcomes == [None, None, None]
+    assert producer.sent == [(1, 3)]  # once, whole, in order
+    assert not sink.failed.done()
+    await sink.close()
