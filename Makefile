@@ -93,16 +93,16 @@ soak: bootstrap venv ## soak (~32 min, not in CI): 2k msg/s for 30 min on an iso
 
 FAULTS_SEED ?=
 FAULTS_ARGS ?=
-faults: bootstrap venv ## fault suite (~4 min): kill/pause gateways, PostgreSQL workers (a third joins), PostgreSQL, the Kafka cluster's leader and controller under load on an isolated stack (direct mode), then check the guarantees and what each fault cost
-	@$(BIN)/python -m tests.faults.run --store postgres $(if $(FAULTS_SEED),--seed $(FAULTS_SEED)) $(FAULTS_ARGS)
+faults: test-tools venv ## fault suite (~8 min): each server and process on a host of its own; kill/pause/cut off gateways, PostgreSQL workers (a third joins), PostgreSQL, the Kafka cluster's leader and controller under load on an isolated stack (direct mode), then check the guarantees and what each fault cost
+	@$(BIN)/python -m tests.faults.run --store postgres --hosts $(if $(FAULTS_SEED),--seed $(FAULTS_SEED)) $(FAULTS_ARGS)
 
 faults-bridge: bootstrap venv ## the fault suite in bridge mode, one SQLite worker (devices on Mosquitto, whose crashes lose data: reported as such)
 	@$(BIN)/python -m tests.faults.run --mode bridge $(if $(FAULTS_SEED),--seed $(FAULTS_SEED)) $(FAULTS_ARGS)
 
 SEED ?=
 DURATION ?= 600
-jepsen: bootstrap venv ## a longer fault run (DURATION=600 s, SEED=...): more faults of every kind on the cluster, same checks
-	@$(BIN)/python -m tests.faults.run --store postgres --duration $(DURATION) $(if $(SEED),--seed $(SEED)) $(FAULTS_ARGS)
+jepsen: test-tools venv ## a longer fault run (DURATION=600 s, SEED=...): more faults of every kind on the cluster, same checks
+	@$(BIN)/python -m tests.faults.run --store postgres --hosts --duration $(DURATION) $(if $(SEED),--seed $(SEED)) $(FAULTS_ARGS)
 
 clean: down ## stop services and delete .local/ (all local data)
 	rm -rf .local
