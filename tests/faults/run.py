@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import json
 import logging
 import random
 import signal
@@ -382,6 +383,20 @@ async def sample_applied(world: World) -> None:
         await asyncio.sleep(0.5)
 
 
+def write_differences(history: History, path: Path, most: int = 20) -> None:
+    """The device states the store and the oracle disagree on (``most`` of them, both
+    sides), beside the run's logs: where to start when ``projections_equal_oracle`` fails."""
+    expected = {state.device_id: state for state in history.oracle.devices}
+    differing = [
+        {"store": state._asdict(), "oracle": oracle_state._asdict()}
+        for state in history.projections.devices
+        if (oracle_state := expected.get(state.device_id)) is not None and oracle_state != state
+    ]
+    if differing:
+        path.write_text(json.dumps(differing[:most], indent=1, default=str) + "\n")
+        say(f"{len(differing)} device states differ; the first {most} in {path}")
+
+
 def report_availability(
     world: World, args: argparse.Namespace, seed: int, load_started: float, load_ended: float
 ) -> tuple[list[Cost], Path]:
@@ -627,6 +642,7 @@ async def run(args: argparse.Namespace) -> int:
         history = dataclasses.replace(
             await collect(world, rules, args.mode, exits), unready=unready
         )
+        write_differences(history, folder / "differences.json")
         found, chart = report_availability(world, args, seed, load_started, load_ended)
         verdicts = check(history)
         if args.brokers > 1:
