@@ -341,6 +341,13 @@ class BatchProcessor:
                 unknown, self._horizon_ms, self._reach_ms, projector.seq_window.horizon_ms
             )
             projector.load(unknown, loaded.devices, loaded.windows, loaded.alerts, loaded.recent)
+            # Each loaded device is its partition's from now on, applied or not (a batch of
+            # records another worker applied loads them all): a revocation must drop it,
+            # or it outlives the partition's return as a state older than the store's.
+            loaded_now = set(unknown)
+            for position, event in batch:
+                if event is not None and event.device_id in loaded_now:
+                    self._device_partition[event.device_id] = (position.topic, position.partition)
         return parts
 
 
