@@ -41,6 +41,9 @@ class FaultSpan:
     repaired: float
     kafka_node: bool
     """Whether the fault hit a Kafka node (the cluster target applies)."""
+    overlaps: bool = False
+    """Started while the fault before it held: both are charged the stalls of their joint
+    window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +133,9 @@ def costs(
     for index, fault in enumerate(faults):
         begin = fault.started
         end = min(fault.repaired + SETTLE_S, load_ended)
-        if index + 1 < len(faults):
-            end = min(end, faults[index + 1].started)
+        after = [later for later in faults[index + 1 :] if not later.overlaps]
+        if after:
+            end = min(end, after[0].started)
         end = max(end, begin)
         ingest = _window_gaps(acked, begin, end)
         stalls = [b for a, b in ingest if b - a > GAP_S]

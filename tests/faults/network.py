@@ -105,6 +105,9 @@ class HostNetwork:
         address = self.layout.address_for(name)
         namespace = self.layout.prefix + name
         outside = f"{self.layout.bridge}-{address.rsplit('.', 1)[1]}"
+        # a namespace deleted just before is torn down by the kernel in the background,
+        # its veth with it: one still there is deleted now
+        subprocess.run(["ip", "link", "delete", outside], capture_output=True, check=False)
         _run("ip", "netns", "add", namespace)
         _run(
             "ip", "link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", namespace

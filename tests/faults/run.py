@@ -205,6 +205,8 @@ class World:
     applied: list[AppliedSample] = field(default_factory=list)
     """The worker's position on each partition, sampled (for the applied stalls)."""
     unexpected_exits: list[dict[str, Any]] = field(default_factory=list)
+    load_started: float = 0.0
+    """When the devices started (``time.monotonic()``)."""
     network: HostNetwork | None = None
     """Hosts of their own for servers and processes (``--hosts``), else None: loopback."""
 
@@ -406,8 +408,8 @@ def report_availability(
     acked = ack_times(acks, world.settings.kafka_partitions)
     applied = applied_times(world.applied)
     spans = [
-        FaultSpan(mark["label"], mark["at"], mark["repaired"], mark["kafka_node"])
-        for mark in world.done
+        FaultSpan(mark["label"], mark["at"], mark["repaired"], mark["kafka_node"], mark["overlaps"])
+        for mark in sorted(world.done, key=lambda mark: mark["at"])
     ]
     found = costs(spans, acked, applied, load_started, load_ended)
     say(format_costs(found))
@@ -427,31 +429,43 @@ def report_availability(
 async def run_faults(
     world: World, faults: list[Fault], load_started: float, duration: float
 ) -> None:
+    """Injects each fault at its time; one that overlaps the one before starts while that one
+    still holds, and the next that does not waits until both are repaired."""
+    holding: list[asyncio.Task[None]] = []
     for number, fault in enumerate(faults, 1):
+        if not fault.overlaps:
+            await asyncio.gather(*holding)
+            holding = []
         delay = load_started + fault.at_s - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        at = time.monotonic() - load_started
-        say(f"[{world.clock():6.1f}s] fault {number}/{len(faults)}: {fault} (at t+{at:.1f}s)")
-        began = time.monotonic()
-        outcome = await inject(world, fault)
-        took = time.monotonic() - began
-        say(f"[{world.clock():6.1f}s]   ... {outcome} ({took:.1f}s)")
-        world.done.append(
-            {
-                "at": began,
-                "repaired": time.monotonic(),
-                "kafka_node": fault.target in KAFKA_NODES,
-                "label": fault.label,
-                "fault": str(fault),
-                "started_s": round(at, 1),
-                "repaired_after_s": round(took, 1),
-                "outcome": outcome,
-            }
-        )
+        holding.append(asyncio.create_task(_inject_one(world, fault, number, len(faults))))
+    await asyncio.gather(*holding)
     rest = load_started + duration - time.monotonic()
     if rest > 0:
         await asyncio.sleep(rest)
+
+
+async def _inject_one(world: World, fault: Fault, number: int, faults: int) -> None:
+    at = time.monotonic() - world.load_started
+    say(f"[{world.clock():6.1f}s] fault {number}/{faults}: {fault} (at t+{at:.1f}s)")
+    began = time.monotonic()
+    outcome = await inject(world, fault)
+    took = time.monotonic() - began
+    say(f"[{world.clock():6.1f}s]   ... {outcome} ({took:.1f}s)")
+    world.done.append(
+        {
+            "at": began,
+            "repaired": time.monotonic(),
+            "kafka_node": fault.target in KAFKA_NODES,
+            "overlaps": fault.overlaps,
+            "label": fault.label,
+            "fault": str(fault),
+            "started_s": round(at, 1),
+            "repaired_after_s": round(took, 1),
+            "outcome": outcome,
+        }
+    )
 
 
 async def _until(what: str, condition: Callable[[], Awaitable[bool]], timeout_s: float) -> float:
@@ -619,7 +633,7 @@ async def run(args: argparse.Namespace) -> int:
             "devices start"
         )
         world.load.start()
-        load_started = time.monotonic()
+        load_started = world.load_started = time.monotonic()
         tasks = [
             asyncio.create_task(world.load.sampling()),
             asyncio.create_task(supervise(world, faults)),
@@ -713,8 +727,8 @@ def main(argv: list[str] | None = None) -> int:
         "--duration",
         type=float,
         default=None,
-        help="seconds of load (170 in direct mode on sqlite; 220 in bridge mode or on postgres, "
-        "which have more kinds of fault to fit; 360 with --hosts, whose links are cut too)",
+        help="seconds of load (190 in direct mode on sqlite; 230 in bridge mode or on postgres, "
+        "which have more kinds of fault to fit; 380 with --hosts, whose links are cut too)",
     )
     parser.add_argument(
         "--devices", type=int, default=None, help="simulated devices (300 direct, 200 bridge)"
@@ -776,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
     args.devices = args.devices or (300 if direct else 200)
     args.rate = args.rate or (1500.0 if direct else 200.0)
     args.duration = args.duration or (
-        360.0 if args.hosts else 170.0 if direct and args.store == "sqlite" else 220.0
+        380.0 if args.hosts else 190.0 if direct and args.store == "sqlite" else 230.0
     )
     args.workers = args.workers or (2 if args.store == "postgres" else 1)
     if args.store == "sqlite" and args.workers != 1:

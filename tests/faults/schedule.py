@@ -1,12 +1,14 @@
 """The fault schedule: (time, fault) steps, random but fully determined by a seed.
 
 Every kind of fault appears at least once (in a seeded order), then random ones fill the
-run; a failing run is repeated with ``--seed``. Faults do not overlap: a step whose time
-comes while the previous fault is still being repaired waits for it.
+run; a failing run is repeated with ``--seed``. Faults follow one another, except pairs
+made to overlap (``OVERLAPPING``): the second starts while the first still holds.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,6 +112,8 @@ class Fault:
     """Seconds dead (before the restart) or frozen (before SIGCONT)."""
     instance: int = 0
     """Which process of the target's kind (gateways run as several)."""
+    overlaps: bool = False
+    """Starts while the fault before it still holds (they are repaired together)."""
 
     @property
     def label(self) -> str:
@@ -125,6 +129,9 @@ class Fault:
         return f"{self.action} {who}"
 
     def __str__(self) -> str:
+        return ("  + " if self.overlaps else "") + self._text()
+
+    def _text(self) -> str:
         if self.action is Action.JOIN:
             return f"t+{self.at_s:5.1f}s  one more worker joins"
         if self.action in NETWORK_ACTIONS:
@@ -171,6 +178,18 @@ EXTRA: tuple[tuple[Action, Target], ...] = (
     (Action.PAUSE, Target.WORKER),
 )
 """What fills the rest of a run, drawn at random (processes more often than servers)."""
+
+Kind = tuple[Action, Target]
+Step = tuple[Kind, ...]
+"""One kind of fault, or kinds injected together."""
+
+OVERLAPPING: tuple[tuple[Kind, Kind], ...] = (
+    ((Action.KILL, Target.KAFKA_LEADER), (Action.KILL, Target.GATEWAY)),
+    ((Action.PAUSE, Target.POSTGRES), (Action.KILL, Target.WORKER)),
+)
+"""Pairs injected together at least once per run (of those the topology has): the second
+fault OVERLAP_S after the first, while it still holds."""
+OVERLAP_S = 1.0
 
 COST_S = {
     Target.GATEWAY: 2.0,
@@ -226,36 +245,66 @@ def make_schedule(
     spaced by ``gap_s`` plus each fault's own repair time, all starting before
     ``duration_s - quiet_tail_s`` (the load's last seconds run without faults)."""
     rng = random.Random(seed)
-    kinds = kinds_for(REQUIRED, topology)
+    steps: list[tuple[tuple[Action, Target], ...]] = [
+        (kind,) for kind in kinds_for(REQUIRED, topology)
+    ]
+    steps += pairs_for(topology)
     extra = kinds_for(EXTRA, topology)
-    rng.shuffle(kinds)
+    rng.shuffle(steps)
     faults: list[Fault] = []
     at = start_s
     while True:
-        action, target = kinds.pop(0) if kinds else rng.choice(extra)
-        hold = {
-            Action.KILL: rng.uniform(0.2, 2.5),
-            Action.JOIN: 0.0,
-            Action.LONG_PAUSE: rng.uniform(*LONG_PAUSE_S),
-        }.get(action, rng.uniform(*(CUT_S if action in NETWORK_ACTIONS else PAUSE_S)))
-        paused = action in (Action.PAUSE, Action.LONG_PAUSE)
-        healed = action in NETWORK_ACTIONS
-        cost = hold + (0.5 if paused else 3.0 if healed else COST_S[target])
+        step = steps.pop(0) if steps else (rng.choice(extra),)
+        drawn = [_draw(rng, kind, topology, at + OVERLAP_S * n) for n, kind in enumerate(step)]
+        cost = max(fault.at_s - at + _cost(fault) for fault in drawn)
         if at + cost > duration_s - quiet_tail_s:
             break
-        instance = {Target.GATEWAY: topology.gateways, Target.WORKER: topology.workers}.get(
-            target, 1
-        )
-        instance = rng.randrange(instance)
-        faults.append(Fault(round(at, 1), action, target, round(hold, 1), instance))
+        faults += [dataclasses.replace(fault, overlaps=n > 0) for n, fault in enumerate(drawn)]
         at += cost + rng.uniform(*gap_s)
     return faults
+
+
+def _draw(rng: random.Random, kind: Kind, topology: Topology, at: float) -> Fault:
+    action, target = kind
+    hold = {
+        Action.KILL: rng.uniform(0.2, 2.5),
+        Action.JOIN: 0.0,
+        Action.LONG_PAUSE: rng.uniform(*LONG_PAUSE_S),
+    }.get(action, rng.uniform(*(CUT_S if action in NETWORK_ACTIONS else PAUSE_S)))
+    instances = {Target.GATEWAY: topology.gateways, Target.WORKER: topology.workers}
+    instance = rng.randrange(instances.get(target, 1))
+    return Fault(round(at, 1), action, target, round(hold, 1), instance)
+
+
+def _cost(fault: Fault) -> float:
+    """About how long ``fault`` takes from its start until it is repaired."""
+    if fault.action in (Action.PAUSE, Action.LONG_PAUSE):
+        return fault.hold_s + 0.5
+    if fault.action in NETWORK_ACTIONS:
+        return fault.hold_s + 3.0
+    return fault.hold_s + COST_S[fault.target]
+
+
+def pairs_for(topology: Topology) -> list[Step]:
+    """The ``OVERLAPPING`` pairs whose two kinds both apply to ``topology``."""
+    return [
+        (first[0], second[0])
+        for pair in OVERLAPPING
+        if len(first := kinds_for(pair[:1], topology)) == 1
+        and len(second := kinds_for(pair[1:], topology)) == 1
+    ]
 
 
 def missing_kinds(
     faults: Sequence[Fault],
     topology: Topology = Topology(),
-) -> list[tuple[Action, Target]]:
-    """Required kinds a schedule lacks (a run too short to inject them all)."""
+) -> list[Step]:
+    """Required kinds, and pairs, a schedule lacks (a run too short to inject them all)."""
     present = {(f.action, f.target) for f in faults}
-    return [kind for kind in kinds_for(REQUIRED, topology) if kind not in present]
+    together = {
+        ((a.action, a.target), (b.action, b.target))
+        for a, b in itertools.pairwise(faults)
+        if b.overlaps
+    }
+    missing: list[Step] = [(k,) for k in kinds_for(REQUIRED, topology) if k not in present]
+    return missing + [pair for pair in pairs_for(topology) if pair not in together]

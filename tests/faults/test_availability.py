@@ -41,6 +41,17 @@ def test_a_window_ends_at_the_next_fault_and_a_silent_partition_stalls_to_its_en
     assert late.applied_stall_s == 0.0  # nothing sampled
 
 
+def test_faults_that_overlap_are_both_charged_their_joint_stall() -> None:
+    acked = {0: [*_every(0, 10), *_every(18, 60)]}  # nothing from 10 to 18
+    kafka = FaultSpan("kill -9 kafka-leader", 10.0, 14.0, kafka_node=True)
+    gateway = FaultSpan("kill -9 gateway-1", 11.0, 12.0, kafka_node=False, overlaps=True)
+    later = FaultSpan("pause worker-1", 40.0, 42.0, kafka_node=False)
+    first, second, third = costs([kafka, gateway, later], acked, {}, 0.0, 60.0)
+    assert first.ingest_stall_s == 8.0  # not cut short where its partner started
+    assert second.ingest_stall_s == 18.0 - 11.0
+    assert round(third.ingest_stall_s, 3) == 0.2  # readings every 0.2 s
+
+
 def test_readings_are_counted_on_their_device_partition_and_bad_payloads_not_at_all() -> None:
     acks = [
         Ack("dev-1", 1, "ok", 0.0, 0.1),

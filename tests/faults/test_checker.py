@@ -280,8 +280,15 @@ def test_a_schedule_is_a_function_of_its_seed_and_holds_every_kind_of_fault() ->
     assert missing_kinds(bridge, bridge_topology) == []
     assert Target.MOSQUITTO in {f.target for f in bridge}
     cluster = Topology(brokers=3, workers=2, store="postgres")
-    on_postgres = make_schedule(42, 220, cluster)
+    on_postgres = make_schedule(42, 230, cluster)
     assert missing_kinds(on_postgres, cluster) == []
+    together = [(a, b) for a, b in itertools.pairwise(on_postgres) if b.overlaps]
+    assert {((a.action, a.target), (b.action, b.target)) for a, b in together} == {
+        ((Action.KILL, Target.KAFKA_LEADER), (Action.KILL, Target.GATEWAY)),
+        ((Action.PAUSE, Target.POSTGRES), (Action.KILL, Target.WORKER)),
+    }
+    assert all(round(b.at_s - a.at_s, 1) == 1.0 for a, b in together)  # the first holds
+    assert all(str(b).startswith("  + ") for _, b in together)
     kinds = {(f.action, f.target) for f in on_postgres}
     assert {(Action.KILL, Target.POSTGRES), (Action.JOIN, Target.WORKER)} <= kinds
     assert {(Action.LONG_PAUSE, Target.WORKER), (Action.LONG_PAUSE, Target.GATEWAY)} <= kinds
