@@ -1,10 +1,10 @@
 """A worker whose consumer fetches from past the store's position fetches again, never skips.
 
-Found by the fault suite on hosts of their own (seed 11): a worker cut from Kafka, whose
-partitions the group gave to another worker meanwhile, came back with its consumer still
-positioned past what the store held; the records in between were never applied by anyone
-(28 devices each short of 2 or 3 readings, all in the log). The inbox took any offset above
-the stored one.
+The inbox took any offset above the stored one, so a consumer positioned past the store
+would have skipped the records in between without a trace. This was first suspected for
+the fault suite's lost readings (seed 11); their cause turned out to be a stale device
+cache (``test_streams_takeover``). The guard stays: a gap is now fetched again, and one
+the log really has is taken on the second fetch.
 """
 
 from __future__ import annotations
