@@ -30,7 +30,7 @@ def _cmd_gateway_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def main() -> None:
-        async with open_registry(args.registry, config.kafka) as registry:
+        async with open_registry(args.registry, config.kafka, patient=True) as registry:
             await serve(config, registry)
 
     if config.event_loop == "uvloop":

@@ -121,7 +121,7 @@ class WorkerRuntime:
         self.store = store = await asyncio.to_thread(open_store, settings.store)
         self._stack.callback(store.close)
         self.registry = await self._stack.enter_async_context(
-            open_registry(settings.registry, settings.kafka)
+            open_registry(settings.registry, settings.kafka, patient=True)
         )
         self.processor = processor_for(settings, store)
         if settings.relay:
