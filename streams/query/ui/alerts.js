@@ -79,7 +79,18 @@ async function start() {
   showRules();
   showTransitions();
   const stream = "/api/alerts/stream" + (device ? "?device_id=" + encodeURIComponent(device) : "");
-  follow(stream, onAlert, (text) => say("status", text === "live" ? "live" : text, text !== "live"), new AbortController().signal);
+  follow(stream, onAlert, (text) => {
+    say("status", text === "live" ? "live" : text, text !== "live");
+    if (text === "live") catchUp().catch(() => {});  // the stream starts at its own now
+  }, new AbortController().signal);
+}
+
+async function catchUp() {
+  transitions = await recentTransitions(scope());
+  for (const a of transitions) rules.add(a.rule);
+  showRules();
+  showTransitions();
+  reloadActive();
 }
 
 start();

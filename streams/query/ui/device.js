@@ -184,7 +184,9 @@ async function start() {
   const [partition] = Object.keys(device.consistency.applied);
   const position = partition + ":" + device.consistency.applied[partition];
   follow(base + "/stream", onReading, (text) => say("status", text, text !== "live"), stop.signal, position);
-  follow("/api/alerts/stream?device_id=" + encodeURIComponent(deviceId), onAlert, () => {}, stop.signal);
+  // The stream starts at its own now: once it is live, what came before it is read again.
+  follow("/api/alerts/stream?device_id=" + encodeURIComponent(deviceId), onAlert,
+    (text) => { if (text === "live") loadAlerts().catch(() => {}); }, stop.signal);
   await Promise.all([
     loadLoss().catch((error) => say("status", "loss: " + explain(error), true)),
     loadAlerts().catch((error) => fillRows($("alert-history"), [], explain(error))),
