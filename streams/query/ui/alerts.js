@@ -1,7 +1,7 @@
 // Active alerts and recent transitions, live from the alert stream, filtered by device
 // (by the API, so a device-scoped token can read its device's alerts) and by rule.
 
-import { $, api, chrome, deviceLink, el, explain, fillRows, follow, number, recentTransitions, say } from "/ui/static/common.js";
+import { $, api, chrome, deviceLink, el, explain, fillRows, follow, number, recentTransitions, say, withLive } from "/ui/static/common.js";
 
 const SHOWN = 100;
 const query = new URLSearchParams(location.search);
@@ -86,7 +86,7 @@ async function start() {
 }
 
 async function catchUp() {
-  transitions = await recentTransitions(scope());
+  transitions = withLive(await recentTransitions(scope()), transitions);
   for (const a of transitions) rules.add(a.rule);
   showRules();
   showTransitions();

@@ -184,3 +184,10 @@ export async function recentTransitions(query, days = 7, pages = 5) {
   }
   return found.sort((a, b) => b.ts_ms - a.ts_ms);
 }
+
+// The transitions of a history read together with those the live stream brought meanwhile:
+// a history read may have begun before an alert the stream already showed.
+export function withLive(history, shown) {
+  const seen = new Set(history.map((a) => a.event_id));
+  return history.concat(shown.filter((a) => !seen.has(a.event_id))).sort((a, b) => b.ts_ms - a.ts_ms);
+}

@@ -1,7 +1,7 @@
 // One device: latest values, a chart of its window aggregates with live readings on top,
 // loss accounting, alerts, presence, and a form to send it a command.
 
-import { $, ApiError, api, chrome, explain, fillRows, follow, number, recentTransitions, say } from "/ui/static/common.js";
+import { $, ApiError, api, chrome, explain, fillRows, follow, number, recentTransitions, say, withLive } from "/ui/static/common.js";
 import { drawChart, legend } from "/ui/static/chart.js";
 
 const MINUTE = 60000, HOUR = 3600000;
@@ -101,7 +101,7 @@ function showTransitions() {
 async function loadAlerts() {
   const states = await api("/api/alerts?active=false&device_id=" + encodeURIComponent(deviceId));
   fillRows($("alert-states"), states.alerts.map((a) => [a.rule, a.active ? "RAISED" : "clear", a.since, number(a.value)]), "no rule has fired for this device");
-  transitions = await recentTransitions({ device_id: deviceId });
+  transitions = withLive(await recentTransitions({ device_id: deviceId }), transitions);
   showTransitions();
 }
 
