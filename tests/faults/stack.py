@@ -35,7 +35,7 @@ from devstack.clients import kafka_client
 from devstack.kafka import Kafka, kafka_nodes
 from devstack.mosquitto import Mosquitto
 from devstack.postgres import Postgres
-from devstack.process import alive, running_pid
+from devstack.process import LaunchSpec, alive, in_namespace, running_pid
 from devstack.service import Service
 from devstack.settings import Host
 from security.kafka import admin_client
@@ -123,7 +123,7 @@ class AppProcess:
         self, name: str, argv: list[str], env: dict[str, str], log: Path, host: Host | None
     ) -> None:
         self.name, self.log, self.host = name, log, host
-        self.argv = ["ip", "netns", "exec", host.namespace, *argv] if host else argv
+        self.argv = list(in_namespace(LaunchSpec(argv, log), host.namespace).argv) if host else argv
         self.address = host.address if host else "127.0.0.1"
         self.http_port = free_port()
         self.env = {**env, self._port_variable(argv): str(self.http_port)}
