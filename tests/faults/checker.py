@@ -212,6 +212,9 @@ class History:
     """Each platform process's exit code when stopped with SIGTERM at the end."""
     unready: Sequence[str] = ()
     """Processes not ready once the run drained (alive, but a part of them stopped)."""
+    unfelt: Sequence[str] = ()
+    """Faults whose effect was not seen where they were aimed, and why: a run whose faults
+    did not happen proves nothing about them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,6 +657,18 @@ def check_ride_through(history: History) -> Verdict:
     )
 
 
+def check_faults_took_effect(history: History) -> Verdict:
+    """Each fault whose effect the suite can see took effect: a stepped clock was seen going
+    back by its gateway, a full disk stopped its server or had its writes refused."""
+    return Verdict(
+        "faults_took_effect",
+        _status(bool(history.unfelt)),
+        f"{len(history.faults)} faults injected, {len(history.unfelt)} not seen taking effect",
+        {"unfelt": len(history.unfelt)},
+        _examples(list(history.unfelt)),
+    )
+
+
 CHECKS: tuple[Callable[[History], Verdict], ...] = (
     check_no_acked_loss,
     check_mosquitto_crash_loss,
@@ -663,6 +678,7 @@ CHECKS: tuple[Callable[[History], Verdict], ...] = (
     check_alerts,
     check_dlq,
     check_ride_through,
+    check_faults_took_effect,
 )
 
 

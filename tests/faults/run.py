@@ -45,9 +45,12 @@ from contracts.topics import ALERTS
 from devstack import DevStackSettings
 from devstack.device_models import REALISTIC, TIDY, DeviceMix
 from devstack.kafka import kafka_nodes
+from devstack.postgres import Postgres
+from devstack.process import running_pid
 from devstack.simulator import Simulation, SimulationReport, SimulationSettings
 from streams.projections.alerts import load_alert_rules
 from streams.projections.windows import DEFAULT_WINDOWS
+from tests.disks import fill, small_disk
 from tests.e2e.gateway_harness import kill_leftovers
 from tests.e2e.streams_harness import RULES
 from tests.faults import stack
@@ -71,6 +74,7 @@ from tests.faults.checker import (
     format_verdicts,
     verdicts_json,
 )
+from tests.faults.clocks import RELOAD_S, HostClock
 from tests.faults.collect import AckClock, end_offsets, read_header, read_log
 from tests.faults.network import HostNetwork
 from tests.faults.schedule import (
@@ -87,6 +91,9 @@ from tests.faults.schedule import (
 from tests.oracle import oracle
 from tests.stacks import isolated_settings
 
+CLOCK_STEPS_BACK = "iot_gateway_clock_steps_back"
+DISK_SIZE = "1g"
+"""Each server's small disk: room for a run's data (a fill takes what is left)."""
 SAVE_MARGIN_S = 0.05
 """Mosquitto's snapshot is taken when a save starts; the file's mtime is when it ended."""
 
@@ -209,6 +216,13 @@ class World:
     """When the devices started (``time.monotonic()``)."""
     network: HostNetwork | None = None
     """Hosts of their own for servers and processes (``--hosts``), else None: loopback."""
+    clocks: dict[str, HostClock] = field(default_factory=dict)
+    """The gateway hosts' wall clocks, by gateway (``--hosts``)."""
+    disks: dict[str, Path] = field(default_factory=dict)
+    """The small disks under the Kafka nodes' log dirs and PostgreSQL, by server
+    (``--hosts``)."""
+    unfelt: list[str] = field(default_factory=list)
+    """Faults whose effect was not seen where they were aimed (the injection failed)."""
 
     @property
     def apps(self) -> list[stack.AppProcess]:
@@ -261,10 +275,61 @@ async def cut_links(world: World, fault: Fault) -> str:
     return f"{host}'s links to {', '.join(peers)} healed"
 
 
+async def step_clock(world: World, fault: Fault) -> str:
+    """Steps a gateway host's wall clock by ``fault.step_s`` for its hold time, then back
+    to the true time. Either way the gateway's clock went back once (at the step, or when
+    set right), which its receive clock must have seen and held its pace through."""
+    gateway = world.gateways[fault.instance]
+    clock = world.clocks[gateway.name]
+    before = await _blocking(gateway.metric, CLOCK_STEPS_BACK)
+    clock.step(fault.step_s)
+    try:
+        await asyncio.sleep(fault.hold_s)
+    finally:
+        clock.step(0.0)
+    await asyncio.sleep(RELOAD_S + 1.0)  # the gateway reads its clock again, stamps again
+    seen = await _blocking(gateway.metric, CLOCK_STEPS_BACK) - before
+    if seen < 1:
+        world.unfelt.append(f"{fault.label}: the gateway never saw its clock go back")
+    return f"{gateway.name}'s clock set right; it saw its clock go back {seen:.0f} times"
+
+
+async def fill_disk(world: World, fault: Fault) -> str:
+    """Fills the disk under a Kafka node's log dir or PostgreSQL's data for the fault's hold
+    time, then gives it room again and restarts the server if it stopped."""
+    if fault.target in KAFKA_NODES:
+        server = await _blocking(stack.kafka_server, world.settings, fault.target)
+    else:
+        server = stack.postgres_server(world.settings)
+    log = server.service.log_file
+    logged = log.stat().st_size if log.exists() else 0
+    filler = await _blocking(fill, world.disks[server.name])
+    try:
+        await asyncio.sleep(fault.hold_s)
+    finally:
+        filler.unlink()
+    stopped = running_pid(server.service.handle) is None
+    with log.open("rb") as text:
+        text.seek(logged)
+        refused = b"No space left on device" in text.read()
+    if not (refused or stopped):
+        world.unfelt.append(f"{fault.label}: {server.name} neither stopped nor logged ENOSPC")
+    took = await _blocking(stack.restart_servers, world.settings, lambda _: None)
+    what = "stopped" if stopped else "kept running"
+    return (
+        f"{server.name} {what}{', its writes refused' if refused else ''}; room again, "
+        f"the stack up in {took:.1f}s"
+    )
+
+
 async def inject(world: World, fault: Fault) -> str:
     """Applies ``fault`` and repairs it; returns what happened, for the progress output."""
     if fault.action in NETWORK_ACTIONS:
         return await cut_links(world, fault)
+    if fault.action is Action.CLOCK_STEP:
+        return await step_clock(world, fault)
+    if fault.action is Action.DISK_FULL:
+        return await fill_disk(world, fault)
     if fault.action is Action.JOIN:
         joining = world.new_worker()
         joining.start()
@@ -544,6 +609,21 @@ def _network(brokers: int, gateways: int) -> HostNetwork:
     )
 
 
+def _mount_disks(settings: DevStackSettings, mounts: contextlib.ExitStack) -> dict[str, Path]:
+    """A small disk of its own (tmpfs of ``DISK_SIZE``) under each Kafka node's log dir and
+    under PostgreSQL's folder, owned by the server's user and mounted before the stack
+    prepares them; the disk-full faults fill them."""
+    postgres = Postgres(settings)
+    folders: dict[str, tuple[Path, str | None]] = {
+        node.name: (node.data_dir, None) for node in kafka_nodes(settings)
+    }
+    folders[postgres.name] = (postgres.home, postgres.run_as)
+    return {
+        name: mounts.enter_context(small_disk(folder, DISK_SIZE, owner))
+        for name, (folder, owner) in folders.items()
+    }
+
+
 def _remove_hosts(balancer: Balancer | None, network: HostNetwork | None) -> None:
     if balancer is not None:
         balancer.stop()
@@ -590,7 +670,14 @@ async def run(args: argparse.Namespace) -> int:
     world: World | None = None
     balancer: Balancer | None = None
     tasks: list[asyncio.Task[None]] = []
+    mounts = contextlib.ExitStack()
     try:
+        disks = _mount_disks(settings, mounts) if network else {}
+        clocks = {
+            f"gateway-{n}": HostClock(folder / f"clock-gateway-{n}")
+            for n in range(1, gateways + 1)
+            if network
+        }
         await _blocking(stack.start_stack, settings, lambda _: None)
         rules = folder / "alerts.yaml"
         rules.write_text(RULES)
@@ -606,7 +693,12 @@ async def run(args: argparse.Namespace) -> int:
             settings=settings,
             gateways=[
                 stack.gateway_process(
-                    settings, config, n, folder, network.hosts[f"gateway-{n}"] if network else None
+                    settings,
+                    config,
+                    n,
+                    folder,
+                    network.hosts[f"gateway-{n}"] if network else None,
+                    clocks.get(f"gateway-{n}"),
                 )
                 for n in range(1, gateways + 1)
             ],
@@ -617,6 +709,8 @@ async def run(args: argparse.Namespace) -> int:
             rules=rules,
             folder=folder,
             network=network,
+            clocks=clocks,
+            disks=disks,
         )
         for _ in range(args.workers):
             world.new_worker()
@@ -654,7 +748,7 @@ async def run(args: argparse.Namespace) -> int:
         exits = {app.name: app.terminate() for app in world.apps}
         say(f"[{clock():6.1f}s] processes stopped with SIGTERM: {exits}")
         history = dataclasses.replace(
-            await collect(world, rules, args.mode, exits), unready=unready
+            await collect(world, rules, args.mode, exits), unready=unready, unfelt=world.unfelt
         )
         write_differences(history, folder / "differences.json")
         found, chart = report_availability(world, args, seed, load_started, load_ended)
@@ -704,6 +798,7 @@ async def run(args: argparse.Namespace) -> int:
                 world.store.close()
         kill_leftovers()
         await _blocking(stack.stop_stack, settings, lambda _: None)
+        mounts.close()
         _remove_hosts(balancer, network)
         say(f"[{clock():6.1f}s] isolated stack stopped (seed {seed})")
 
@@ -728,7 +823,8 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="seconds of load (190 in direct mode on sqlite; 230 in bridge mode or on postgres, "
-        "which have more kinds of fault to fit; 380 with --hosts, whose links are cut too)",
+        "which have more kinds of fault to fit; 460 with --hosts, whose links are cut, clocks "
+        "stepped and disks filled too)",
     )
     parser.add_argument(
         "--devices", type=int, default=None, help="simulated devices (300 direct, 200 bridge)"
@@ -782,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="each Kafka node, PostgreSQL, gateway and worker on a host of its own (network "
         "namespaces on a bridge, devices behind HAProxy; needs root): links are cut and made "
-        "lossy too (direct mode)",
+        "lossy, gateway clocks stepped and server disks filled too (direct mode)",
     )
     parser.add_argument("--out", type=Path, default=Path(".local/faults"))
     args = parser.parse_args(argv)
@@ -790,7 +886,7 @@ def main(argv: list[str] | None = None) -> int:
     args.devices = args.devices or (300 if direct else 200)
     args.rate = args.rate or (1500.0 if direct else 200.0)
     args.duration = args.duration or (
-        380.0 if args.hosts else 190.0 if direct and args.store == "sqlite" else 230.0
+        460.0 if args.hosts else 190.0 if direct and args.store == "sqlite" else 230.0
     )
     args.workers = args.workers or (2 if args.store == "postgres" else 1)
     if args.store == "sqlite" and args.workers != 1:

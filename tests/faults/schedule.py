@@ -60,6 +60,12 @@ class Action(StrEnum):
     """A worker's link to its store dropped (it still reaches Kafka)."""
     LOSSY = "lossy link to Kafka"
     """A gateway's packets to and from Kafka lost at random (``LOSS_PERCENT``)."""
+    CLOCK_STEP = "clock step"
+    """A gateway host's wall clock stepped by ``step_s`` (back or ahead) for ``hold_s``, then
+    stepped back to the true time (its monotonic clock runs on untouched)."""
+    DISK_FULL = "disk full"
+    """The disk under a Kafka node's log dir, or under PostgreSQL's data, filled up for
+    ``hold_s``, then given room again (and the server restarted if it stopped)."""
 
 
 NETWORK_ACTIONS = frozenset(
@@ -72,7 +78,12 @@ NETWORK_ACTIONS = frozenset(
     }
 )
 """Faults of links between hosts: only where each component has a host of its own."""
+HOST_ACTIONS = NETWORK_ACTIONS | {Action.CLOCK_STEP, Action.DISK_FULL}
+"""Faults of a host: its links, its clock, its disk (hosts of their own only)."""
 LOSS_PERCENT = 20
+STEP_S = (60.0, 600.0)
+"""How far a clock is stepped, back or ahead (NTP steps past 128 ms; a VM resumed, an
+operator's ``date``, a bad time server step by minutes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +125,8 @@ class Fault:
     """Which process of the target's kind (gateways run as several)."""
     overlaps: bool = False
     """Starts while the fault before it still holds (they are repaired together)."""
+    step_s: float = 0.0
+    """How far a clock step moves the host's wall clock (negative: back)."""
 
     @property
     def label(self) -> str:
@@ -126,6 +139,10 @@ class Fault:
             return f"{Action.JOIN} {self.target}"
         if self.action in NETWORK_ACTIONS:
             return f"{who} {self.action}"
+        if self.action is Action.CLOCK_STEP:
+            return f"{who}'s clock stepped {'back' if self.step_s < 0 else 'ahead'}"
+        if self.action is Action.DISK_FULL:
+            return f"{who}'s disk full"
         return f"{self.action} {who}"
 
     def __str__(self) -> str:
@@ -134,8 +151,12 @@ class Fault:
     def _text(self) -> str:
         if self.action is Action.JOIN:
             return f"t+{self.at_s:5.1f}s  one more worker joins"
-        if self.action in NETWORK_ACTIONS:
+        if self.action in NETWORK_ACTIONS or self.action is Action.DISK_FULL:
             return f"t+{self.at_s:5.1f}s  {self.label} for {self.hold_s:.1f}s"
+        if self.action is Action.CLOCK_STEP:
+            return (
+                f"t+{self.at_s:5.1f}s  {self.label} {abs(self.step_s):.0f}s for {self.hold_s:.1f}s"
+            )
         verb = {Action.KILL: "dead", Action.PAUSE: "frozen", Action.LONG_PAUSE: "frozen"}.get(
             self.action, "gateways frozen"
         )
@@ -164,6 +185,9 @@ REQUIRED: tuple[tuple[Action, Target], ...] = (
     (Action.CUT_FROM_KAFKA, Target.WORKER),
     (Action.CUT_FROM_STORE, Target.WORKER),
     (Action.LOSSY, Target.GATEWAY),
+    (Action.CLOCK_STEP, Target.GATEWAY),
+    (Action.DISK_FULL, Target.KAFKA_LEADER),
+    (Action.DISK_FULL, Target.POSTGRES),
 )
 """Each fault the suite must inject at least once per run (of those its topology has)."""
 
@@ -204,7 +228,8 @@ COST_S = {
 
 PAUSE_S = (2.0, 5.0)
 CUT_S = (8.0, 14.0)
-"""Links stay cut past a Kafka node's fencing (4 s) and a worker's group session (6 s)."""
+"""Links stay cut (clocks stepped, disks full) past a Kafka node's fencing (4 s) and a
+worker's group session (6 s)."""
 LONG_PAUSE_S = (12.0, 16.0)
 """Past a worker's group session (6 s), a gateway's lease (1 s) and a device's publish
 timeout (15 s), at times."""
@@ -219,7 +244,7 @@ def kinds_for(
     fault hits the partition leader and, as another kind, the active controller."""
     applying = []
     for action, target in kinds:
-        if action in NETWORK_ACTIONS and not topology.hosts:
+        if action in HOST_ACTIONS and not topology.hosts:
             continue
         if action is Action.CUT_FROM_STORE and topology.store != "postgres":
             continue
@@ -270,17 +295,20 @@ def _draw(rng: random.Random, kind: Kind, topology: Topology, at: float) -> Faul
         Action.KILL: rng.uniform(0.2, 2.5),
         Action.JOIN: 0.0,
         Action.LONG_PAUSE: rng.uniform(*LONG_PAUSE_S),
-    }.get(action, rng.uniform(*(CUT_S if action in NETWORK_ACTIONS else PAUSE_S)))
+    }.get(action, rng.uniform(*(CUT_S if action in HOST_ACTIONS else PAUSE_S)))
     instances = {Target.GATEWAY: topology.gateways, Target.WORKER: topology.workers}
     instance = rng.randrange(instances.get(target, 1))
-    return Fault(round(at, 1), action, target, round(hold, 1), instance)
+    step = 0.0
+    if action is Action.CLOCK_STEP:
+        step = rng.choice((-1, 1)) * rng.uniform(*STEP_S)
+    return Fault(round(at, 1), action, target, round(hold, 1), instance, step_s=round(step))
 
 
 def _cost(fault: Fault) -> float:
     """About how long ``fault`` takes from its start until it is repaired."""
     if fault.action in (Action.PAUSE, Action.LONG_PAUSE):
         return fault.hold_s + 0.5
-    if fault.action in NETWORK_ACTIONS:
+    if fault.action in NETWORK_ACTIONS or fault.action is Action.CLOCK_STEP:
         return fault.hold_s + 3.0
     return fault.hold_s + COST_S[fault.target]
 

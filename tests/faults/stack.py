@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -43,6 +44,7 @@ from streams.store import Store
 from streams.store.factory import open_store
 from tests import clients
 from tests.e2e.gateway_harness import track
+from tests.faults.clocks import HostClock
 from tests.faults.schedule import Target
 from tests.stacks import free_port, remove_state
 
@@ -155,6 +157,16 @@ class AppProcess:
             and http_probe(f"http://{self.address}:{self.http_port}/readyz", 1).answers
         )
 
+    def metric(self, name: str) -> float:
+        """The value of the process's unlabelled metric ``name`` (``/metrics``)."""
+        url = f"http://{self.address}:{self.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        for line in text.splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+        raise LookupError(f"{self.name} has no metric {name}")
+
     def wait_ready(self, timeout_s: float = 60) -> float:
         """Blocks until ``/readyz`` answers; returns the seconds it took."""
         started = time.monotonic()
@@ -199,13 +211,21 @@ class AppProcess:
 
 
 def gateway_process(
-    settings: DevStackSettings, config: Path, number: int, logs: Path, host: Host | None = None
+    settings: DevStackSettings,
+    config: Path,
+    number: int,
+    logs: Path,
+    host: Host | None = None,
+    clock: HostClock | None = None,
 ) -> AppProcess:
-    """Gateway ``number``; on ``host``, it serves devices and HTTP on that host's address."""
+    """Gateway ``number``; on ``host``, it serves devices and HTTP on that host's address,
+    and reads the host's wall ``clock`` (one the suite steps) when given."""
     client_id = f"faults-gw-{number}"
     extra = {"IOT_GATEWAY_MQTT__CLIENT_ID": client_id, "IOT_GATEWAY_EDGE__INSTANCE": client_id}
     if host:
         extra |= {"IOT_GATEWAY_EDGE__HOST": host.address, "IOT_GATEWAY_HTTP__HOST": host.address}
+    if clock:
+        extra |= clock.env()
     env = process_env(settings, extra)
     argv = [sys.executable, "-m", "iotctl.main", "gateway", "run", "--config", str(config)]
     return AppProcess(f"gateway-{number}", argv, env, logs / f"gateway-{number}.log", host)

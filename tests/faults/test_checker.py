@@ -23,7 +23,7 @@ from tests.faults.checker import (
     verdicts_json,
 )
 from tests.faults.schedule import (
-    NETWORK_ACTIONS,
+    HOST_ACTIONS,
     REQUIRED,
     Action,
     Target,
@@ -108,6 +108,16 @@ def test_a_process_that_exits_by_itself_or_stops_uncleanly_fails_the_run() -> No
     assert _failed(relay_stopped) == {"processes_ride_through"}
     verdict = _by_name(relay_stopped)["processes_ride_through"]
     assert "worker-2 not ready after the faults" in verdict.examples
+
+
+def test_a_fault_not_seen_taking_effect_fails_the_run() -> None:
+    """A clock step its gateway never saw proves nothing about clock steps."""
+    assert _by_name(_clean())["faults_took_effect"].ok
+    unfelt = dataclasses.replace(
+        _clean(), unfelt=["gateway-1's clock stepped back: the gateway never saw it go back"]
+    )
+    assert _failed(unfelt) == {"faults_took_effect"}
+    assert _by_name(unfelt)["faults_took_effect"].counts == {"unfelt": 1}
 
 
 def test_an_acknowledged_reading_missing_from_the_log_is_lost() -> None:
@@ -299,11 +309,11 @@ def test_a_schedule_is_a_function_of_its_seed_and_holds_every_kind_of_fault() ->
     assert missing_kinds(make_schedule(42, 30)) != []  # too short: the runner refuses it
 
 
-def test_links_are_cut_only_between_hosts_of_their_own() -> None:
+def test_links_clocks_and_disks_fail_only_on_hosts_of_their_own() -> None:
     cluster = Topology(brokers=3, workers=2, store="postgres")
     hosts = dataclasses.replace(cluster, hosts=True)
-    assert not NETWORK_ACTIONS & {f.action for f in make_schedule(42, 360, cluster)}
-    schedule = make_schedule(42, 360, hosts)
+    assert not HOST_ACTIONS & {f.action for f in make_schedule(42, 360, cluster)}
+    schedule = make_schedule(42, 480, hosts)
     assert missing_kinds(schedule, hosts) == []
     kinds = {(f.action, f.target) for f in schedule}
     assert {
@@ -315,10 +325,23 @@ def test_links_are_cut_only_between_hosts_of_their_own() -> None:
         (Action.CUT_FROM_STORE, Target.WORKER),
         (Action.LOSSY, Target.GATEWAY),
     } <= kinds
+    assert {
+        (Action.CLOCK_STEP, Target.GATEWAY),
+        (Action.DISK_FULL, Target.KAFKA_LEADER),
+        (Action.DISK_FULL, Target.POSTGRES),
+    } <= kinds
+    steps = [f for f in schedule if f.action is Action.CLOCK_STEP]
+    assert all(60 <= abs(f.step_s) <= 600 for f in steps)
+    step = steps[0]
+    back_or_ahead = "back" if step.step_s < 0 else "ahead"
+    assert step.label == f"gateway-{step.instance + 1}'s clock stepped {back_or_ahead}"
+    assert str(step).endswith(f"{abs(step.step_s):.0f}s for {step.hold_s:.1f}s")
+    disk = next(f for f in schedule if f.action is Action.DISK_FULL)
+    assert disk.label in ("kafka-leader's disk full", "postgres's disk full")
     cut = next(f for f in schedule if f.action is Action.CUT_FROM_STORE)
     assert cut.label == f"worker-{cut.instance + 1} cut from PostgreSQL"
     assert str(cut).endswith(f"for {cut.hold_s:.1f}s")
-    assert all(8 <= f.hold_s <= 14 for f in schedule if f.action in NETWORK_ACTIONS)
+    assert all(8 <= f.hold_s <= 14 for f in schedule if f.action in HOST_ACTIONS)
     on_sqlite = Topology(brokers=3, hosts=True)  # no PostgreSQL to be cut from
     assert Action.CUT_FROM_STORE not in {a for a, _ in kinds_for(REQUIRED, on_sqlite)}
 
