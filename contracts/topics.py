@@ -32,8 +32,15 @@ DEVICE_EVENTS = TopicSpec(
 EDGE_SESSIONS = TopicSpec(
     "iot.edge-sessions.v1",
     "the gateways' MQTT sessions (direct mode): claims and state, key = client id, JSON",
-    # A state topic: compact it within the hour, so a restarted gateway reads little.
-    config=MappingProxyType({"cleanup.policy": "compact", "segment.ms": "3600000"}),
+    # A state topic: compact it within the hour, so a restarted gateway reads little. The
+    # broker dates each record: session expiry is measured on its clock, not a gateway's.
+    config=MappingProxyType(
+        {
+            "cleanup.policy": "compact",
+            "segment.ms": "3600000",
+            "message.timestamp.type": "LogAppendTime",
+        }
+    ),
 )
 
 PLATFORM_TOPICS: tuple[TopicSpec, ...] = (

@@ -28,9 +28,11 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
-from contracts.topics import PLATFORM_TOPICS
+from contracts.topics import PLATFORM_TOPICS, TopicSpec
 from devstack.clients import write_kcat_config
 from devstack.errors import ServiceStartError
 from devstack.process import LaunchSpec, ProcessHandle
@@ -419,6 +421,7 @@ def create_topics(admin: AdminClient, settings: DevStackSettings, progress: Prog
     times with ``min.insync.replicas`` ``kafka_min_insync`` and unclean election off."""
     existing = set(admin.list_topics(timeout=10).topics)
     missing = [topic for topic in PLATFORM_TOPICS if topic.name not in existing]
+    align_topics(admin, [topic for topic in PLATFORM_TOPICS if topic.name in existing])
     if not missing:
         return
     progress("creating topics " + ", ".join(topic.name for topic in missing))
@@ -444,3 +447,27 @@ def create_topics(admin: AdminClient, settings: DevStackSettings, progress: Prog
         except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise ServiceStartError(f"could not create topic {name}: {exc}") from exc
+
+
+def align_topics(admin: AdminClient, topics: list[TopicSpec]) -> None:
+    """Sets the catalog's settings on topics that exist (a setting added to the catalog
+    reaches a stack made before it; setting one it already has changes nothing)."""
+    resources = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            topic.name,
+            incremental_configs=[
+                ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+                for name, value in topic.config.items()
+            ],
+        )
+        for topic in topics
+        if topic.config
+    ]
+    if not resources:
+        return
+    for resource, future in admin.incremental_alter_configs(resources).items():
+        try:
+            future.result()
+        except Exception as exc:
+            raise ServiceStartError(f"could not set {resource.name}'s settings: {exc}") from exc

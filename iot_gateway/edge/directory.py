@@ -15,12 +15,18 @@ id) from its start and folds it here. Two kinds of records:
 The holder of an older epoch learns from the same fold that it lost the session
 (:class:`Takeover`) and closes its connection; until its view is fresh again it produces
 nothing (``session_log.SessionLog.fresh``).
+
+Session expiry is measured on the log's clock (:class:`LogClock`), never on a gateway's wall
+clock: a holder whose clock jumps ahead would end sessions that left a moment ago, and a
+claim stamped by such a clock would find them expired.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -127,10 +133,49 @@ class Claimed:
     present: bool
 
 
+LOG_APPEND_TIME = 1
+"""A record's ``timestamp_type`` when the broker stamped it (the topic's
+``message.timestamp.type=LogAppendTime``)."""
+
+
+class LogClock:
+    """The sessions log's time in ms: the newest time a broker stamped on a record this
+    process read or wrote (``LogAppendTime``), carried forward by this process's monotonic
+    clock. Until it has seen one (a topic that keeps the writers' own times), it is the wall
+    clock, as every gateway's view of expiry then is."""
+
+    def __init__(
+        self,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._wall, self._mono = wall, mono
+        self._base: float | None = None  # log time minus monotonic time, in ms
+
+    @property
+    def from_log(self) -> bool:
+        """Whether a broker's time was seen (else this is the wall clock)."""
+        return self._base is not None
+
+    def seen(self, timestamp_ms: int | None, timestamp_type: int) -> None:
+        """A record's time: taken if a broker stamped it and it is ahead of this clock."""
+        if timestamp_ms is None or timestamp_type != LOG_APPEND_TIME or timestamp_ms < 0:
+            return
+        base = timestamp_ms - self._mono() * 1000
+        if self._base is None or base > self._base:
+            self._base = base
+
+    def now_ms(self) -> int:
+        if self._base is None:
+            return int(self._wall() * 1000)
+        return int(self._base + self._mono() * 1000)
+
+
 class Directory:
     """The fold of the sessions topic (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: LogClock | None = None) -> None:
+        self.clock = clock or LogClock()
         self._latest: dict[str, SessionRecord] = {}
         self._claimed: dict[tuple[str, int], Claimed] = {}  # (client id, offset) of claims
         self.fenced = 0
@@ -147,8 +192,17 @@ class Directory:
         """The outcome of the claim written at ``offset``, once it was folded (then forgotten)."""
         return self._claimed.pop((client_id, offset), None)
 
-    def apply(self, client_id: str, value: bytes | None, offset: int) -> Takeover | None:
-        """Folds one record; returns a :class:`Takeover` for a claim."""
+    def apply(
+        self,
+        client_id: str,
+        value: bytes | None,
+        offset: int,
+        timestamp_ms: int | None = None,
+        timestamp_type: int = 0,
+    ) -> Takeover | None:
+        """Folds one record; returns a :class:`Takeover` for a claim. A claim the broker
+        stamped (``LOG_APPEND_TIME``) is dated by that stamp, else by its writer's clock."""
+        self.clock.seen(timestamp_ms, timestamp_type)
         if value is None:
             self._latest.pop(client_id, None)
             return None
@@ -159,14 +213,17 @@ class Directory:
             self.malformed += 1
             return None
         if kind == "claim":
-            return self._claim(client_id, document, offset)
+            logged = timestamp_ms if timestamp_type == LOG_APPEND_TIME else None
+            return self._claim(client_id, document, offset, logged)
         if kind == "update":
             self._update(client_id, document)
         else:
             self.malformed += 1
         return None
 
-    def _claim(self, client_id: str, document: dict[str, Any], offset: int) -> Takeover | None:
+    def _claim(
+        self, client_id: str, document: dict[str, Any], offset: int, logged_ms: int | None
+    ) -> Takeover | None:
         try:
             principal, owner = str(document["principal"]), str(document["owner"])
             clean, expiry_s, at_ms = (
@@ -177,6 +234,7 @@ class Directory:
         except (KeyError, TypeError, ValueError):
             self.malformed += 1
             return None
+        at_ms = at_ms if logged_ms is None else logged_ms
         before = self._latest.get(client_id)
         present = not (
             clean or before is None or before.principal != principal or before.expired(at_ms)

@@ -158,7 +158,7 @@ class EdgeServer:
         self.metrics.connections.set(len(self.connections))
         if connection.session is not None:
             session = connection.session
-            self.sessions.release(session, connection, time.monotonic(), _now_ms())
+            self.sessions.release(session, connection, time.monotonic(), self._session_now_ms())
             if not connection.taken_over and session.holder is None:
                 self._persist(session)
             if not connection.taken_over:
@@ -244,7 +244,11 @@ class EdgeServer:
             self._open(request, None)
             return
         known = log_.directory.get(client_id)
-        if known is not None and known.principal != principal and not known.expired(_now_ms()):
+        if (
+            known is not None
+            and known.principal != principal
+            and not known.expired(log_.directory.clock.now_ms())
+        ):
             connection.refuse(0x87, f"client id {client_id!r} belongs to another principal")
             return
         connection.hold_for_connect()
@@ -322,6 +326,12 @@ class EdgeServer:
                 self.metrics.downlink.labels("expired").inc()
                 continue
             connection.send(outgoing.publish(packet_id, again=present))
+
+    def _session_now_ms(self) -> int:
+        """Now, for session expiry: the sessions log's clock (see ``directory.LogClock``)."""
+        if self._log is None:
+            return _now_ms()
+        return self._log.directory.clock.now_ms()
 
     def _persist(self, session: Session) -> None:
         """Writes the session's state to the sessions topic (when there is one)."""
@@ -608,7 +618,7 @@ class EdgeServer:
             self.sessions.expire(time.monotonic())
             self.metrics.sessions.set(len(self.sessions))
             if self._log is not None:
-                for record in self._log.directory.expired(_now_ms()):
+                for record in self._log.directory.expired(self._session_now_ms()):
                     if record.owner == self.settings.instance:
                         self._log.delete(record.client_id)
 

@@ -36,7 +36,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from iot_gateway.config import GatewayConfig
-from iot_gateway.edge.directory import Claimed, Directory, SessionRecord, Takeover, claim
+from iot_gateway.edge.directory import (
+    LOG_APPEND_TIME,
+    Claimed,
+    Directory,
+    SessionRecord,
+    Takeover,
+    claim,
+)
 from iot_gateway.errors import GatewayError
 
 log = logging.getLogger("iot_gateway.edge")
@@ -69,6 +76,7 @@ class SessionLog:
         self.lease_s = lease_s
         self._confirm_every_s = confirm_every_s
         self.directory = Directory()
+        self._warned_clock = False
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
@@ -224,12 +232,13 @@ class SessionLog:
             owner=self._config.edge.instance,
             clean_start=clean_start,
             expiry_s=expiry_s,
-            at_ms=int(time.time() * 1000),
+            at_ms=self.directory.clock.now_ms(),  # the broker's stamp decides, if it stamps
         )
         try:
             metadata = await producer.send_and_wait(self.topic, value, key=client_id.encode())
         except KafkaError as exc:
             raise SessionLogError(f"the claim of {client_id!r} was not written: {exc}") from exc
+        self.directory.clock.seen(metadata.timestamp, metadata.timestamp_type)
         async with asyncio.timeout(self._config.kafka.request_timeout_ms / 1000):
             async with self._folded:
                 while (claimed := self.directory.claimed(client_id, metadata.offset)) is None:
@@ -263,10 +272,20 @@ class SessionLog:
                 key = getattr(record, "key", None)
                 if key is None:
                     continue
+                stamp = getattr(record, "timestamp_type", 0)
+                if stamp != LOG_APPEND_TIME and not self._warned_clock:
+                    self._warned_clock = True
+                    log.warning(
+                        "%s keeps its writers' timestamps: session expiry follows the "
+                        "gateways' wall clocks; set its message.timestamp.type=LogAppendTime",
+                        self.topic,
+                    )
                 taken = self.directory.apply(
                     key.decode(errors="replace"),
                     getattr(record, "value", None),
                     record.offset,  # type: ignore[attr-defined]
+                    getattr(record, "timestamp", None),
+                    stamp,
                 )
                 if taken is not None:
                     takeovers.append(taken)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -148,12 +148,19 @@ class GatewayProcess:
     """One ``iotctl gateway run`` process with its own client id and HTTP port."""
 
     def __init__(
-        self, config: Path, client_id: str, log: Path, stack: DevStackSettings | None = None
+        self,
+        config: Path,
+        client_id: str,
+        log: Path,
+        stack: DevStackSettings | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.config, self.client_id, self.log = config, client_id, log
         self.stack = stack or DevStackSettings.from_env()
         self.http_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_env = dict(env or {})
+        """More of the process's environment (a stepped clock's, say)."""
 
     def start(self) -> None:
         env = {
@@ -161,6 +168,7 @@ class GatewayProcess:
             **process_env(self.stack),
             "IOT_GATEWAY_MQTT__CLIENT_ID": self.client_id,
             "IOT_GATEWAY_HTTP__PORT": str(self.http_port),
+            **self.extra_env,
         }
         with self.log.open("ab") as log:
             self.process = track(

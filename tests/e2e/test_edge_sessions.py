@@ -22,8 +22,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from contracts.avro import SchemaCatalog, encode
 from contracts.registry.factory import open_registry
+from contracts.topics import EDGE_SESSIONS
 from devstack import DevStackSettings
 from devstack.clients import kafka_client
+from tests.clocks import RELOAD_S, HostClock
 from tests.e2e.gateway_harness import (
     GatewayProcess,
     create_topics,
@@ -43,6 +45,8 @@ class Pair:
     topic: str
     commands: str
     settings: DevStackSettings
+    clocks: tuple[HostClock, HostClock]
+    """Each process's wall clock, which a test may step."""
 
 
 @pytest.fixture
@@ -56,11 +60,12 @@ async def pair(
     await admin.start()
     try:
         await admin.create_topics(
-            [NewTopic(sessions, 3, 1, topic_configs={"cleanup.policy": "compact"})]
+            [NewTopic(sessions, 3, 1, topic_configs=dict(EDGE_SESSIONS.config))]
         )
     finally:
         await admin.close()
     ports = free_ports(2)
+    clocks = (HostClock(tmp_path / "clock-1"), HostClock(tmp_path / "clock-2"))
     gateways = [
         GatewayProcess(
             write_direct_config(
@@ -76,6 +81,7 @@ async def pair(
             f"gw-{n}",
             tmp_path / f"gw-{n}.log",
             settings,
+            clocks[n - 1].env(),
         )
         for n, port in enumerate(ports, 1)
     ]
@@ -83,7 +89,9 @@ async def pair(
         gateway.start()
     await asyncio.gather(*(gateway.wait_ready() for gateway in gateways))
     try:
-        yield Pair(gateways[0], gateways[1], (ports[0], ports[1]), topic, commands, settings)
+        yield Pair(
+            gateways[0], gateways[1], (ports[0], ports[1]), topic, commands, settings, clocks
+        )
     finally:
         for gateway in gateways:
             gateway.resume()
@@ -98,13 +106,16 @@ class Device:
         self._buffer = b""
 
     @classmethod
-    async def connect(cls, port: int, client_id: str, *, clean: bool) -> tuple[Device, bool]:
-        """Connects with a one-hour session expiry; returns the device and session present."""
+    async def connect(
+        cls, port: int, client_id: str, *, clean: bool, expiry_s: int = 3600
+    ) -> tuple[Device, bool]:
+        """Connects with a session expiry of ``expiry_s`` (an hour); returns the device and
+        session present."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         device = cls(reader, writer)
         device.send(
             mqtt5.ConnectPacket(
-                client_id, clean_start=clean, session_expiry_interval=3600, keep_alive=60
+                client_id, clean_start=clean, session_expiry_interval=expiry_s, keep_alive=60
             )
         )
         connack = await device.next_packet()
@@ -165,6 +176,54 @@ async def test_a_persistent_session_moves_to_another_process_with_its_subscripti
     elsewhere, present = await Device.connect(pair.ports[1], "dev-move", clean=False)
     assert present  # session present: the second process knew the session
     elsewhere.close()
+
+
+async def _leave_a_session(pair: Pair, client_id: str, expiry_s: int) -> None:
+    """A device with a subscription disconnects from the first process, keeping its session."""
+    device, _ = await Device.connect(pair.ports[0], client_id, clean=False, expiry_s=expiry_s)
+    device.send(
+        mqtt5.SubscribePacket(
+            1, [mqtt5.TopicFilter(f"devices/{client_id}/commands", max_qos=mqtt5.QoS.AT_LEAST_ONCE)]
+        )
+    )
+    assert isinstance(await device.next_packet(), mqtt5.SubAckPacket)
+    device.send(mqtt5.DisconnectPacket())
+    device.close()
+    await asyncio.sleep(1.0)  # the release is written and read back by both processes
+
+
+async def test_a_holder_whose_clock_jumps_ahead_keeps_a_session_that_has_not_expired(
+    pair: Pair,
+) -> None:
+    """Expiry is counted on the log's clock: the holder's wall clock stepped an hour ahead
+    (a bad time server, a VM resumed) must not end a session that left a second ago."""
+    await _leave_a_session(pair, "dev-ahead", expiry_s=600)
+    pair.clocks[0].step(3600.0)
+    await asyncio.sleep(RELOAD_S + 2.0)  # the holder reads its clock again and sweeps twice
+    back, present = await Device.connect(pair.ports[1], "dev-ahead", clean=False, expiry_s=600)
+    assert present
+    back.close()
+
+
+async def test_a_claim_from_a_process_whose_clock_is_ahead_resumes_the_session(
+    pair: Pair,
+) -> None:
+    """The process a device moves to has its clock an hour ahead: the session it claims
+    left a second ago and is resumed, not found expired by that clock."""
+    await _leave_a_session(pair, "dev-claim", expiry_s=600)
+    pair.clocks[1].step(3600.0)
+    await asyncio.sleep(RELOAD_S + 0.5)
+    back, present = await Device.connect(pair.ports[1], "dev-claim", clean=False, expiry_s=600)
+    assert present
+    back.close()
+
+
+async def test_a_session_past_its_expiry_is_gone_wherever_the_device_returns(pair: Pair) -> None:
+    await _leave_a_session(pair, "dev-gone", expiry_s=1)
+    await asyncio.sleep(2.5)  # past its expiry, and a sweep of the holder's
+    back, present = await Device.connect(pair.ports[1], "dev-gone", clean=False, expiry_s=1)
+    assert not present
+    back.close()
 
 
 async def test_a_newer_connection_on_another_process_takes_the_session_over(pair: Pair) -> None:

@@ -74,7 +74,7 @@ from tests.faults.checker import (
     format_verdicts,
     verdicts_json,
 )
-from tests.faults.clocks import RELOAD_S, HostClock
+from tests.clocks import RELOAD_S, HostClock
 from tests.faults.collect import AckClock, end_offsets, read_header, read_log
 from tests.faults.network import HostNetwork
 from tests.faults.schedule import (

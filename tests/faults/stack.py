@@ -44,7 +44,7 @@ from streams.store import Store
 from streams.store.factory import open_store
 from tests import clients
 from tests.e2e.gateway_harness import track
-from tests.faults.clocks import HostClock
+from tests.clocks import HostClock
 from tests.faults.schedule import Target
 from tests.stacks import free_port, remove_state
 

@@ -7,7 +7,14 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iot_gateway.edge.directory import Directory, SessionRecord, Takeover, claim
+from iot_gateway.edge.directory import (
+    LOG_APPEND_TIME,
+    Directory,
+    LogClock,
+    SessionRecord,
+    Takeover,
+    claim,
+)
 from iot_gateway.edge.sessions import Outgoing
 
 
@@ -124,3 +131,63 @@ def test_queued_commands_follow_the_session_to_its_next_holder() -> None:
     claimed = directory.claimed("c1", 3)
     assert claimed is not None
     assert claimed.record.outgoing == away.outgoing
+
+
+class _Clocks:
+    """A wall clock and a monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.wall, self.mono = 1_000.0, 50.0
+
+    def clock(self) -> LogClock:
+        return LogClock(lambda: self.wall, lambda: self.mono)
+
+
+def test_the_log_clock_follows_the_brokers_stamps_and_not_the_wall_clock() -> None:
+    clocks = _Clocks()
+    clock = clocks.clock()
+    assert clock.now_ms() == 1_000_000  # nothing stamped by a broker yet: the wall clock
+    clock.seen(5_000_000, 0)  # a writer's own time (CreateTime) is not taken
+    assert not clock.from_log
+    clock.seen(2_000_000, LOG_APPEND_TIME)
+    assert clock.now_ms() == 2_000_000
+    clocks.wall += 3_600  # the host's clock jumps an hour ahead
+    clocks.mono += 2.5
+    assert clock.now_ms() == 2_002_500  # only the monotonic time that passed counts
+    clock.seen(1_900_000, LOG_APPEND_TIME)  # an older stamp (a record read late)
+    assert clock.now_ms() == 2_002_500  # never moves it back
+    clock.seen(2_010_000, LOG_APPEND_TIME)
+    assert clock.now_ms() == 2_010_000
+
+
+def test_a_claim_stamped_by_the_broker_is_dated_by_the_stamp_not_by_its_writer() -> None:
+    """The writer of the claim had its clock an hour ahead (``at_ms``): the broker's stamp,
+    a second after the release, decides that the session is resumed."""
+    clocks = _Clocks()
+    directory = Directory(clocks.clock())
+    directory.apply("c1", _claim(), 5, 1_000_000, LOG_APPEND_TIME)
+    directory.apply("c1", _state(5, connected=False, disconnected_at_ms=1_001_000), 6)
+    ahead = claim(principal="dev-1", owner="gw-2", clean_start=False, expiry_s=60, at_ms=4_601_000)
+    directory.apply("c1", ahead, 9, 1_002_000, LOG_APPEND_TIME)
+    resumed = directory.claimed("c1", 9)
+    assert resumed is not None
+    assert resumed.present
+    directory.apply("c1", _state(9, connected=False, disconnected_at_ms=1_003_000), 10)
+    late = claim(principal="dev-1", owner="gw-1", clean_start=False, expiry_s=60, at_ms=0)
+    directory.apply("c1", late, 12, 1_063_000, LOG_APPEND_TIME)  # 60 s after it left
+    claimed = directory.claimed("c1", 12)
+    assert claimed is not None
+    assert not claimed.present
+    clocks.mono += 1.0
+    assert directory.clock.now_ms() == 1_064_000
+
+
+def test_on_a_topic_without_broker_stamps_a_claim_keeps_its_writers_time() -> None:
+    directory = Directory(_Clocks().clock())
+    directory.apply("c1", _claim(), 5, 10_000, 0)
+    directory.apply("c1", _state(5, connected=False, disconnected_at_ms=10_000), 6)
+    ahead = claim(principal="dev-1", owner="gw-2", clean_start=False, expiry_s=60, at_ms=80_000)
+    directory.apply("c1", ahead, 9, 80_000, 0)
+    claimed = directory.claimed("c1", 9)
+    assert claimed is not None
+    assert not claimed.present  # 70 s by its writer's clock: expired

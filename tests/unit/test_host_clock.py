@@ -1,4 +1,4 @@
-"""A host clock the suite steps is what a process started on it reads: its wall clock moves
+"""A host clock the tests step is what a process started on it reads: its wall clock moves
 by the step (within ``RELOAD_S``), its monotonic clock does not, and the gateway's receive
 clock, run in that process, holds its pace through a step back."""
 
@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import pytest
 
-from tests.faults.clocks import RELOAD_S, HostClock
+from tests.clocks import RELOAD_S, HostClock
 
 PROBE = """
 import sys, time

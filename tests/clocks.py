@@ -1,4 +1,4 @@
-"""Wall clocks the suite can step, one per host: a process started with ``HostClock.env()``
+"""Wall clocks the tests can step, one per host: a process started with ``HostClock.env()``
 reads the wall clock (``CLOCK_REALTIME``: ``time.time``, ``datetime.now``) through
 libfaketime, offset by what the clock's file says, while its monotonic clocks stay true, as
 when NTP or an operator steps a real host's clock.
@@ -22,7 +22,7 @@ RELOAD_S = CACHE_S + 1
 
 
 class HostClock:
-    """The wall clock of one host, stepped by writing its offset to ``path``."""
+    """The wall clock of one host (or process), stepped by writing its offset to ``path``."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
