@@ -93,7 +93,7 @@ soak: bootstrap venv ## soak (~32 min, not in CI): 2k msg/s for 30 min on an iso
 
 FAULTS_SEED ?=
 FAULTS_ARGS ?=
-faults: test-tools venv ## fault suite (~8 min): each server and process on a host of its own; kill/pause/cut off gateways, PostgreSQL workers (a third joins), PostgreSQL, the Kafka cluster's leader and controller under load on an isolated stack (direct mode), then check the guarantees and what each fault cost
+faults: test-tools venv ## fault suite (~10 min): each server and process on a host of its own; kill/pause/cut off gateways, step their clocks, PostgreSQL workers (a third joins), PostgreSQL, the Kafka cluster's leader and controller, fill the leader's and PostgreSQL's disks, under load on an isolated stack (direct mode), then check the guarantees and what each fault cost
 	@$(BIN)/python -m tests.faults.run --store postgres --hosts $(if $(FAULTS_SEED),--seed $(FAULTS_SEED)) $(FAULTS_ARGS)
 
 faults-bridge: bootstrap venv ## the fault suite in bridge mode, one SQLite worker (devices on Mosquitto, whose crashes lose data: reported as such)
