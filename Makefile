@@ -10,7 +10,7 @@ IOTCTL := $(BIN)/iotctl
 MAKE_STARTED := $(shell date +%s.%N)
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap test-tools venv bench-venv up down status run test lint typecheck schemas-check unit bench soak faults faults-bridge jepsen clean screenshots
+.PHONY: help bootstrap test-packages test-tools venv bench-venv up down status run test lint typecheck schemas-check unit bench soak faults faults-bridge jepsen clean screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,8 +65,17 @@ unit: venv ## fast tests that need no services
 schemas-check: venv ## every schema parses; each subject's history is compatible under its mode
 	@$(IOTCTL) schemas check
 
-test-tools: ## install what only the tests need (Chromium for the operator pages' tests)
+test-packages:
 	@scripts/bootstrap.sh --tests
+
+# The fault suite's delayed links need NetfilterQueue, which pip compiles against the
+# libnetfilter_queue that `bootstrap.sh --tests` installs: so into .venv after it.
+$(BIN)/.test-tools: $(BIN)/.installed | test-packages
+	@echo "installing the fault suite's extra (.[faults]: NetfilterQueue) into $(VENV) ..." >&2
+	@$(BIN)/python -m pip install --quiet -e '.[faults]'
+	@touch $@
+
+test-tools: test-packages $(BIN)/.test-tools ## install what only the tests need (Chromium for the operator pages' tests, iptables and NetfilterQueue for the fault suite's delayed links)
 
 screenshots: test-tools venv ## PNGs of the operator pages from the running stack (`make run` first) into docs/images/
 	@$(BIN)/python -m tests.screenshots

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs from Debian's packages, only what is missing; with
 # --tests also what only the tests need (a headless browser for the operator pages' tests
-# and screenshots, HAProxy, nftables for the fault suite, Prometheus's promtool).
+# and screenshots, HAProxy, nftables, iptables and libnetfilter_queue for the fault suite,
+# Prometheus's promtool).
 # Idempotent and quick when everything is present; `make up` runs it every time.
 set -euo pipefail
 
@@ -22,6 +23,15 @@ if [ "${1:-}" = "--tests" ]; then
   command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
   # The fault suite cuts links between its hosts (network namespaces) with nft.
   command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+  # It delays links in userspace (this kernel has no netem): iptables queues their packets
+  # (NFQUEUE) to tests.faults.delay, whose binding (NetfilterQueue) pip compiles against
+  # libnetfilter_queue, so these come before `make test-tools` runs pip.
+  command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
+  [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || missing+=(libnetfilter-queue-dev)
+  command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  python3 -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || missing+=(python3-dev)
   # promtool checks the Prometheus rules and scrape config (config/prometheus/).
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 fi
