@@ -50,6 +50,7 @@ from devstack.process import running_pid
 from devstack.simulator import Simulation, SimulationReport, SimulationSettings
 from streams.projections.alerts import load_alert_rules
 from streams.projections.windows import DEFAULT_WINDOWS
+from tests.clocks import RELOAD_S, HostClock
 from tests.disks import fill, small_disk
 from tests.e2e.gateway_harness import kill_leftovers
 from tests.e2e.streams_harness import RULES
@@ -74,13 +75,14 @@ from tests.faults.checker import (
     format_verdicts,
     verdicts_json,
 )
-from tests.clocks import RELOAD_S, HostClock
 from tests.faults.collect import AckClock, end_offsets, read_header, read_log
 from tests.faults.network import HostNetwork
 from tests.faults.schedule import (
+    DELAY_MS,
     KAFKA_NODES,
     LOSS_PERCENT,
     NETWORK_ACTIONS,
+    SLOW_LOSS,
     Action,
     Fault,
     Target,
@@ -263,15 +265,23 @@ async def cut_links(world: World, fault: Fault) -> str:
     else:
         host = f"{fault.target}-{fault.instance + 1}"
         peers = ["postgres"] if fault.action is Action.CUT_FROM_STORE else kafka
+    network = world.network
     if fault.action is Action.LOSSY:
-        world.network.lossy(host, peers, LOSS_PERCENT, tag="fault")
+        network.lossy(host, peers, LOSS_PERCENT, tag="fault")
+    elif fault.action is Action.SLOW:
+        at_most = fault.hold_s + 30  # the programs stop by themselves even if this one dies
+        await _blocking(
+            lambda: network.delay(
+                host, peers, DELAY_MS, tag="fault", loss_percent=SLOW_LOSS, at_most_s=at_most
+            )
+        )
     else:
         one_way = fault.action is Action.CUT_ONE_WAY
-        world.network.cut(host, peers, tag="fault", inbound=not one_way)
+        network.cut(host, peers, tag="fault", inbound=not one_way)
     try:
         await asyncio.sleep(fault.hold_s)
     finally:
-        world.network.heal(host, "fault")
+        await _blocking(network.heal, host, "fault")  # a delay's heal waits out what it holds
     return f"{host}'s links to {', '.join(peers)} healed"
 
 
@@ -823,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="seconds of load (190 in direct mode on sqlite; 230 in bridge mode or on postgres, "
-        "which have more kinds of fault to fit; 460 with --hosts, whose links are cut, clocks "
+        "which have more kinds of fault to fit; 480 with --hosts, whose links are cut, clocks "
         "stepped and disks filled too)",
     )
     parser.add_argument(
@@ -886,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
     args.devices = args.devices or (300 if direct else 200)
     args.rate = args.rate or (1500.0 if direct else 200.0)
     args.duration = args.duration or (
-        460.0 if args.hosts else 190.0 if direct and args.store == "sqlite" else 230.0
+        480.0 if args.hosts else 190.0 if direct and args.store == "sqlite" else 230.0
     )
     args.workers = args.workers or (2 if args.store == "postgres" else 1)
     if args.store == "sqlite" and args.workers != 1:

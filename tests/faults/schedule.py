@@ -14,6 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+DELAY_MS = 200
+SLOW_LOSS = 2
+"""A slow link's delay each way (ms) and the share of its packets lost (%)."""
+
 
 class Target(StrEnum):
     GATEWAY = "gateway"
@@ -60,6 +64,9 @@ class Action(StrEnum):
     """A worker's link to its store dropped (it still reaches Kafka)."""
     LOSSY = "lossy link to Kafka"
     """A gateway's packets to and from Kafka lost at random (``LOSS_PERCENT``)."""
+    SLOW = f"slow link to Kafka ({DELAY_MS} ms each way, {SLOW_LOSS}% lost)"
+    """A gateway's packets to and from Kafka held ``DELAY_MS`` each way and ``SLOW_LOSS``
+    percent of them lost: a congested or far-away link."""
     CLOCK_STEP = "clock step"
     """A gateway host's wall clock stepped by ``step_s`` (back or ahead) for ``hold_s``, then
     stepped back to the true time (its monotonic clock runs on untouched)."""
@@ -75,6 +82,7 @@ NETWORK_ACTIONS = frozenset(
         Action.CUT_FROM_KAFKA,
         Action.CUT_FROM_STORE,
         Action.LOSSY,
+        Action.SLOW,
     }
 )
 """Faults of links between hosts: only where each component has a host of its own."""
@@ -185,6 +193,7 @@ REQUIRED: tuple[tuple[Action, Target], ...] = (
     (Action.CUT_FROM_KAFKA, Target.WORKER),
     (Action.CUT_FROM_STORE, Target.WORKER),
     (Action.LOSSY, Target.GATEWAY),
+    (Action.SLOW, Target.GATEWAY),
     (Action.CLOCK_STEP, Target.GATEWAY),
     (Action.DISK_FULL, Target.KAFKA_LEADER),
     (Action.DISK_FULL, Target.POSTGRES),

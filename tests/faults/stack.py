@@ -43,8 +43,8 @@ from security.kafka import admin_client
 from streams.store import Store
 from streams.store.factory import open_store
 from tests import clients
-from tests.e2e.gateway_harness import track
 from tests.clocks import HostClock
+from tests.e2e.gateway_harness import track
 from tests.faults.schedule import Target
 from tests.stacks import free_port, remove_state
 

@@ -324,6 +324,7 @@ def test_links_clocks_and_disks_fail_only_on_hosts_of_their_own() -> None:
         (Action.CUT_FROM_KAFKA, Target.WORKER),
         (Action.CUT_FROM_STORE, Target.WORKER),
         (Action.LOSSY, Target.GATEWAY),
+        (Action.SLOW, Target.GATEWAY),
     } <= kinds
     assert {
         (Action.CLOCK_STEP, Target.GATEWAY),
