@@ -659,7 +659,8 @@ def check_ride_through(history: History) -> Verdict:
 
 def check_faults_took_effect(history: History) -> Verdict:
     """Each fault whose effect the suite can see took effect: a stepped clock was seen going
-    back by its gateway, a full disk stopped its server or had its writes refused."""
+    back by its gateway, a full disk stopped its server or had its writes refused, a slow link
+    made its gateway's records take at least its round trip to Kafka."""
     return Verdict(
         "faults_took_effect",
         _status(bool(history.unfelt)),

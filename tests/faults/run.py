@@ -266,6 +266,8 @@ async def cut_links(world: World, fault: Fault) -> str:
         host = f"{fault.target}-{fault.instance + 1}"
         peers = ["postgres"] if fault.action is Action.CUT_FROM_STORE else kafka
     network = world.network
+    slowed = world.gateways[fault.instance] if fault.action is Action.SLOW else None
+    before = await _blocking(_produce_latency, slowed) if slowed else (0.0, 0.0)
     if fault.action is Action.LOSSY:
         network.lossy(host, peers, LOSS_PERCENT, tag="fault")
     elif fault.action is Action.SLOW:
@@ -280,9 +282,27 @@ async def cut_links(world: World, fault: Fault) -> str:
         network.cut(host, peers, tag="fault", inbound=not one_way)
     try:
         await asyncio.sleep(fault.hold_s)
+        if slowed is not None:
+            after = await _blocking(_produce_latency, slowed)
     finally:
         await _blocking(network.heal, host, "fault")  # a delay's heal waits out what it holds
-    return f"{host}'s links to {', '.join(peers)} healed"
+    healed = f"{host}'s links to {', '.join(peers)} healed"
+    if slowed is None:
+        return healed
+    (total, count), round_trip = (after[0] - before[0], after[1] - before[1]), 2 * DELAY_MS / 1000
+    mean = total / count if count else 0.0
+    if mean < round_trip / 2:  # undelayed, it is tens of ms; records begun before the
+        world.unfelt.append(  # delay took hold, or acknowledged as it began, pull it down
+            f"{fault.label}: the gateway's produce latency averaged {mean:.3f}s over "
+            f"{count:.0f} records, under half the {round_trip:.1f}s round trip"
+        )
+    return f"{healed}; meanwhile its records took {mean:.2f}s on average to Kafka"
+
+
+def _produce_latency(gateway: stack.AppProcess) -> tuple[float, float]:
+    """The gateway's produce latency histogram so far: its sum (s) and count."""
+    name = "iot_gateway_produce_latency_seconds"
+    return gateway.metric(f"{name}_sum"), gateway.metric(f"{name}_count")
 
 
 async def step_clock(world: World, fault: Fault) -> str:
