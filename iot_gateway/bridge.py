@@ -223,11 +223,9 @@ class Gateway:
                     result, topic, payload, stamp, dlq_topic=dlq_topic, keep=max_payload
                 )
                 if message.qos > 0:
-                    sink.put(
-                        record, self._completer(window, window.admit(message.mid)), received_at
-                    )
+                    sink.put(record, self._completer(window, window.admit(message.mid)))
                 else:
-                    sink.put(record, _ignore, received_at)
+                    sink.put(record, _ignore)
                 name = result.route or "-"
                 counts[name] = counts.get(name, 0) + 1
             await sink.flush()

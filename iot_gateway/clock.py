@@ -1,10 +1,14 @@
 """The time the gateway stamps on what it receives (``received_at``, and ``ts`` when a device
 sends none): wall-clock time that never goes back.
 
-A wall clock stepped back (a bad NTP answer, an operator's ``date``) would date new readings
-before older ones, so the processors would count them late and keep stale values as the
-latest. :class:`ReceiveClock` follows the wall clock forward and, when it steps back, keeps
-counting from its last reading at the monotonic clock's rate until the wall clock catches up.
+A wall clock stepped back (a bad NTP answer, an operator's ``date``, a wrong step ahead set
+right) would date new readings before older ones, so the processors would count them late
+and keep stale values as the latest. :class:`ReceiveClock` follows the wall clock forward
+and, when it steps back, keeps counting from its last reading at half the monotonic clock's
+rate, so the wall clock catches up within twice the step: never back, and never ahead for
+good (at full rate, a clock set right after a step ahead would never be caught up with, and
+every reading would be dated that far in the future until the gateway restarted, and then
+back).
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ import time
 from collections.abc import Callable
 
 __all__ = ["ReceiveClock", "received_now"]
+
+
+SLEW = 0.5
+"""The receive clock's rate, against the monotonic clock's, while the wall clock is behind."""
 
 
 class ReceiveClock:
@@ -34,7 +42,7 @@ class ReceiveClock:
 
     def __call__(self) -> float:
         wall, mono = self._wall(), self._mono()
-        projected = self._last + (mono - self._last_mono)
+        projected = self._last + (mono - self._last_mono) * SLEW
         if wall < projected:
             if wall < self._last:
                 self.steps_back += 1

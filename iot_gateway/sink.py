@@ -75,7 +75,8 @@ def kafka_producer(config: GatewayConfig, instance: str) -> AIOKafkaProducer:
 class _Queued:
     record: KafkaRecord
     done: Done
-    received_at: float
+    taken_at: float
+    """When the sink took it, on the monotonic clock (the produce latency's start)."""
     fence: Fence | None = None
 
 
@@ -87,7 +88,7 @@ class _Batch:
     partition: int
     builder: BatchBuilder
     done: list[Done] = field(default_factory=list)
-    received: list[float] = field(default_factory=list)
+    taken: list[float] = field(default_factory=list)
 
     def add(self, queued: _Queued) -> bool:
         """Appends one record; False (nothing added) when the batch is full."""
@@ -98,7 +99,7 @@ class _Batch:
         if appended is None:
             return False
         self.done.append(queued.done)
-        self.received.append(queued.received_at)
+        self.taken.append(queued.taken_at)
         return True
 
 
@@ -150,15 +151,13 @@ class KafkaSink:
         fails)."""
         self._relief.append(callback)
 
-    def put(
-        self, record: KafkaRecord, done: Done, received_at: float, fence: Fence | None = None
-    ) -> None:
+    def put(self, record: KafkaRecord, done: Done, fence: Fence | None = None) -> None:
         """Queues ``record``; ``done`` is called once its fate is known (see the module)."""
         if self.failed.done():
             done(self.failed.exception())
             return
         self.in_flight += 1
-        self._queue.append(_Queued(record, done, received_at, fence))
+        self._queue.append(_Queued(record, done, time.monotonic(), fence))
         self._wake.set()
 
     async def run(self) -> None:
@@ -303,10 +302,10 @@ class KafkaSink:
         if produced is None:
             produced = self._produced[batch.topic] = self._metrics.produced.labels(batch.topic)
         produced.inc(len(batch.done))
-        now = time.time()
+        now = time.monotonic()  # the wall clock may have been stepped meanwhile
         observe = self._metrics.produce_latency.observe
-        for received_at in batch.received:
-            observe(now - received_at)
+        for taken_at in batch.taken:
+            observe(now - taken_at)
         self._complete_batch(batch, None)
 
     def _complete_batch(self, batch: _Batch, error: BaseException | None) -> None:

@@ -271,10 +271,10 @@ class EdgeConnection(asyncio.Protocol):
             reason = PUBACK_REASONS[result.reason]
         record = server.record_of(result, topic, payload, stamp)
         if qos == 0:
-            server.sink.put(record, _ignore, received_at, self)
+            server.sink.put(record, _ignore, self)
         else:
             slot = self._window.admit(_ack(_PUBACK if qos == 1 else _PUBREC, packet_id, reason))
-            server.sink.put(record, self._completer(slot, qos, packet_id), received_at, self)
+            server.sink.put(record, self._completer(slot, qos, packet_id), self)
             if self.version != 5 and len(self._window) >= self._receive_maximum:
                 self._hold()  # 3.1.1 has no Receive Maximum: stop reading instead
         if server.sink.saturated:

@@ -197,7 +197,7 @@ class EdgeServer:
             ("ts", str(stamp).encode()),
             *((("reason", reason.encode()),) if reason else ()),
         )
-        sink.put(KafkaRecord(self.settings.presence_topic, key, value, headers), _ignore, now)
+        sink.put(KafkaRecord(self.settings.presence_topic, key, value, headers), _ignore)
 
     def record_of(
         self, result: Accepted | Rejected, topic: str, payload: bytes, stamp: int
@@ -466,7 +466,7 @@ class EdgeServer:
         result = self.ingest.process(will.topic, payload, stamp, connection.principal)
         if isinstance(result, Throttled):
             return  # a will is not worth holding a closed connection for
-        self._sink.put(self.record_of(result, will.topic, payload, stamp), _ignore, received_at)
+        self._sink.put(self.record_of(result, will.topic, payload, stamp), _ignore)
 
     def dead_letter_too_large(
         self, connection: EdgeConnection, rest: memoryview, exc: PacketTooLarge
@@ -483,7 +483,7 @@ class EdgeServer:
         def done(error: BaseException | None) -> None:
             connection.disconnect(0x95, str(exc))
 
-        self.sink.put(record, done, time.time())
+        self.sink.put(record, done)
 
     # -- running ---------------------------------------------------------------------------
 

@@ -70,7 +70,7 @@ async def test_a_partition_without_a_leader_holds_back_only_its_own_records() ->
 
     def put(partition: int, n: int) -> None:
         name = f"p{partition}-{n}"
-        sink.put(record(partition, n), lambda error: outcomes.__setitem__(name, error), 0.0)
+        sink.put(record(partition, n), lambda error: outcomes.__setitem__(name, error))
 
     for n in range(3):  # three rounds, each with a record of either partition
         put(0, n)
@@ -94,7 +94,7 @@ async def test_closing_the_sink_answers_what_its_lanes_still_hold() -> None:
     sink = KafkaSink(producer, GatewayMetrics())  # type: ignore[arg-type]
     errors: list[BaseException | None] = []
     for n in range(2):
-        sink.put(record(0, n), errors.append, 0.0)
+        sink.put(record(0, n), errors.append)
         await sink.flush()
         await asyncio.sleep(0.01)
     await sink.close()
@@ -128,7 +128,7 @@ async def test_a_batch_not_taken_in_time_is_offered_again_not_failed() -> None:
     sink = KafkaSink(producer, GatewayMetrics())  # type: ignore[arg-type]
     outcomes: list[BaseException | None] = []
     for n in range(3):
-        sink.put(record(1, n), outcomes.append, 0.0)
+        sink.put(record(1, n), outcomes.append)
     await sink.flush()
     await asyncio.sleep(0.05)
     assert outcomes == [None, None, None]
