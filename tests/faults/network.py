@@ -3,9 +3,10 @@ namespace of its own, all on one bridge, so that the links between them can be c
 and delayed (``nft`` and ``iptables`` in the namespace of the host whose traffic is dropped or
 held).
 
-    10.77.0.1     this host: the suite, its simulated devices, HAProxy in front of the gateways
-    10.77.0.11-13 Kafka nodes 1-3         10.77.0.20    PostgreSQL
-    10.77.0.31-   gateways                10.77.0.41-   stream workers
+    10.77.0.1     this host (the bridge)   10.77.0.2     the devices: the suite itself, its
+                                           simulated devices, HAProxy in front of the gateways
+    10.77.0.11-13 Kafka nodes 1-3          10.77.0.20    PostgreSQL
+    10.77.0.31-   gateways                 10.77.0.41-   stream workers
 
 Only these addresses of the project's own test network are ever used. Needs root, ``ip``
 (iproute2), ``nft`` (nftables) and ``iptables``. This kernel has no ``netem`` queueing
@@ -18,6 +19,7 @@ NetfilterQueue, which ``make test-tools`` installs).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import ipaddress
 import os
@@ -31,9 +33,11 @@ from pathlib import Path
 
 from devstack.settings import Host
 
-_FIRST = {"kafka": 11, "postgres": 20, "gateway": 31, "worker": 41}
+_FIRST = {"devices": 2, "kafka": 11, "postgres": 20, "gateway": 31, "worker": 41}
 """Where each role's hosts start: kafka-2 is .12, worker-1 is .41; up to 9 of a role (one
-PostgreSQL)."""
+PostgreSQL, one host of devices)."""
+_SINGLE = frozenset({"postgres", "devices"})
+_CLONE_NEWNET = 0x40000000
 
 DELAY_MARGIN_S = 0.3
 """How long past its delay a heal waits before stopping a delay program: by then the program
@@ -76,7 +80,7 @@ class Layout:
     def address_for(self, name: str) -> str:
         """Host ``name``'s address (``kafka``, ``kafka-3``, ``postgres``, ``gateway-1``)."""
         role, _, number = name.partition("-")
-        most = 1 if role == "postgres" else 9
+        most = 1 if role in _SINGLE else 9
         if role not in _FIRST or number not in ("", *map(str, range(1, most + 1))):
             raise ValueError(f"no address for a host named {name!r}")
         return str(self.network.network_address + _FIRST[role] + int(number or 1) - 1)
@@ -124,6 +128,8 @@ class HostNetwork:
     layout: Layout = FAULTS
     hosts: dict[str, Host] = field(default_factory=dict)
     delays: dict[tuple[str, str], _Delay] = field(default_factory=dict)
+    _home: int | None = None
+    """While this process is in one of the hosts (``enter``): its own namespace, open."""
 
     @classmethod
     def create(cls, names: Iterable[str], layout: Layout = FAULTS) -> HostNetwork:
@@ -148,12 +154,15 @@ class HostNetwork:
         outside = f"{self.layout.bridge}-{address.rsplit('.', 1)[1]}"
         # a namespace deleted just before is torn down by the kernel in the background,
         # its veth with it: one still there is deleted now
-        subprocess.run(["ip", "link", "delete", outside], capture_output=True, check=False)
+        root = self._at_bridge()
+        subprocess.run([*root, "ip", "link", "delete", outside], capture_output=True, check=False)
         _run("ip", "netns", "add", namespace)
         _run(
-            "ip", "link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", namespace
+            *root,
+            *("ip", "link", "add", outside, "type", "veth"),
+            *("peer", "name", "eth0", "netns", namespace),
         )
-        _run("ip", "link", "set", outside, "master", self.layout.bridge, "up")
+        _run(*root, "ip", "link", "set", outside, "master", self.layout.bridge, "up")
         inside = ("ip", "netns", "exec", namespace)
         cidr = f"{address}/{self.layout.network.prefixlen}"
         _run(*inside, "ip", "addr", "add", cidr, "dev", "eth0")
@@ -161,6 +170,39 @@ class HostNetwork:
         _run(*inside, "ip", "link", "set", "lo", "up")
         self.hosts[name] = Host(namespace, address, self.layout.subnet)
         return self.hosts[name]
+
+    def enter(self, name: str) -> None:
+        """Moves this process into host ``name``: its calling thread, and so every socket it
+        opens and every process and thread it starts from then on (call it before any other
+        thread starts). Servers and processes launched into hosts of their own are not
+        affected; ``leave`` comes back."""
+        if self._home is not None:
+            raise NetworkError("this process is in a host already")
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{self.hosts[name].namespace}", os.O_RDONLY)
+        try:
+            _setns(target)
+        except OSError:
+            os.close(home)
+            raise
+        finally:
+            os.close(target)
+        self._home = home
+
+    def leave(self) -> None:
+        """Back to the namespace ``enter`` left (nothing if it was not called)."""
+        if self._home is None:
+            return
+        _setns(self._home)
+        os.close(self._home)
+        self._home = None
+
+    def _at_bridge(self) -> tuple[str, ...]:
+        """What runs a command in the namespace the bridge is in (this process's own, unless
+        it entered a host)."""
+        if self._home is None:
+            return ()
+        return ("nsenter", f"--net=/proc/{os.getpid()}/fd/{self._home}")
 
     def servers(self) -> tuple[tuple[str, Host], ...]:
         """The servers' hosts, for ``DevStackSettings.server_hosts``."""
@@ -340,6 +382,7 @@ class HostNetwork:
             raise NetworkError(f"nft refused the rules for {name}: {result.stderr.strip()}")
 
     def remove(self) -> None:
+        self.leave()
         for delayed in self.delays.values():
             for hold in delayed.holds:
                 _stop(hold.program)
@@ -423,6 +466,15 @@ def _stop(program: subprocess.Popen[bytes]) -> str:
         program.kill()
         _, error = program.communicate(timeout=5)
     return (error or b"").decode(errors="replace").strip()
+
+
+def _setns(fd: int) -> None:
+    """Moves the calling thread into the network namespace open at ``fd`` (Python 3.11 has
+    no ``os.setns``)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"setns: {os.strerror(error)}")
 
 
 def remove_leftovers(layout: Layout) -> None:

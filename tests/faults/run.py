@@ -264,7 +264,9 @@ async def cut_links(world: World, fault: Fault) -> str:
         peers = [node for node in kafka if node != host]
     else:
         host = f"{fault.target}-{fault.instance + 1}"
-        peers = ["postgres"] if fault.action is Action.CUT_FROM_STORE else kafka
+        peers = {Action.CUT_FROM_STORE: ["postgres"], Action.CUT_FROM_DEVICES: ["devices"]}.get(
+            fault.action, kafka
+        )
     network = world.network
     slowed = world.gateways[fault.instance] if fault.action is Action.SLOW else None
     before = await _blocking(_produce_latency, slowed) if slowed else (0.0, 0.0)
@@ -627,16 +629,20 @@ async def collect(
 
 
 def _network(brokers: int, gateways: int) -> HostNetwork:
-    """Hosts of their own for the Kafka nodes, PostgreSQL and the gateways (workers get
-    theirs as they are made)."""
+    """Hosts of their own for the Kafka nodes, PostgreSQL, the gateways (workers get theirs
+    as they are made) and the devices, where this process moves: the devices it simulates,
+    HAProxy and what the suite itself connects to come from there."""
     nodes = DevStackSettings(kafka_brokers=brokers).kafka_nodes
-    return HostNetwork.create(
+    network = HostNetwork.create(
         [
             *(node.name for node in nodes),
             "postgres",
             *(f"gateway-{n}" for n in range(1, gateways + 1)),
+            "devices",
         ]
     )
+    network.enter("devices")  # before any other thread starts: they follow
+    return network
 
 
 def _mount_disks(settings: DevStackSettings, mounts: contextlib.ExitStack) -> dict[str, Path]:
@@ -853,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="seconds of load (190 in direct mode on sqlite; 230 in bridge mode or on postgres, "
-        "which have more kinds of fault to fit; 480 with --hosts, whose links are cut, clocks "
+        "which have more kinds of fault to fit; 500 with --hosts, whose links are cut, clocks "
         "stepped and disks filled too)",
     )
     parser.add_argument(
@@ -916,7 +922,7 @@ def main(argv: list[str] | None = None) -> int:
     args.devices = args.devices or (300 if direct else 200)
     args.rate = args.rate or (1500.0 if direct else 200.0)
     args.duration = args.duration or (
-        480.0 if args.hosts else 190.0 if direct and args.store == "sqlite" else 230.0
+        500.0 if args.hosts else 190.0 if direct and args.store == "sqlite" else 230.0
     )
     args.workers = args.workers or (2 if args.store == "postgres" else 1)
     if args.store == "sqlite" and args.workers != 1:

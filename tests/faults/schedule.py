@@ -60,6 +60,9 @@ class Action(StrEnum):
     CUT_FROM_KAFKA = "cut from Kafka"
     """A gateway's or worker's links to every Kafka node dropped (a worker still reaches
     PostgreSQL: a zombie whose partitions another worker takes over)."""
+    CUT_FROM_DEVICES = "cut from its devices"
+    """A gateway's links to the devices' host (the load balancer in front of the gateways)
+    dropped: the devices must find the other gateway, which takes their sessions over."""
     CUT_FROM_STORE = "cut from PostgreSQL"
     """A worker's link to its store dropped (it still reaches Kafka)."""
     LOSSY = "lossy link to Kafka"
@@ -80,6 +83,7 @@ NETWORK_ACTIONS = frozenset(
         Action.CUT_FROM_PEERS,
         Action.CUT_ONE_WAY,
         Action.CUT_FROM_KAFKA,
+        Action.CUT_FROM_DEVICES,
         Action.CUT_FROM_STORE,
         Action.LOSSY,
         Action.SLOW,
@@ -191,6 +195,7 @@ REQUIRED: tuple[tuple[Action, Target], ...] = (
     (Action.CUT_ONE_WAY, Target.KAFKA_LEADER),
     (Action.CUT_FROM_KAFKA, Target.GATEWAY),
     (Action.CUT_FROM_KAFKA, Target.WORKER),
+    (Action.CUT_FROM_DEVICES, Target.GATEWAY),
     (Action.CUT_FROM_STORE, Target.WORKER),
     (Action.LOSSY, Target.GATEWAY),
     (Action.SLOW, Target.GATEWAY),

@@ -313,7 +313,7 @@ def test_links_clocks_and_disks_fail_only_on_hosts_of_their_own() -> None:
     cluster = Topology(brokers=3, workers=2, store="postgres")
     hosts = dataclasses.replace(cluster, hosts=True)
     assert not HOST_ACTIONS & {f.action for f in make_schedule(42, 360, cluster)}
-    schedule = make_schedule(42, 480, hosts)
+    schedule = make_schedule(42, 500, hosts)
     assert missing_kinds(schedule, hosts) == []
     kinds = {(f.action, f.target) for f in schedule}
     assert {
@@ -323,6 +323,7 @@ def test_links_clocks_and_disks_fail_only_on_hosts_of_their_own() -> None:
         (Action.CUT_FROM_KAFKA, Target.GATEWAY),
         (Action.CUT_FROM_KAFKA, Target.WORKER),
         (Action.CUT_FROM_STORE, Target.WORKER),
+        (Action.CUT_FROM_DEVICES, Target.GATEWAY),
         (Action.LOSSY, Target.GATEWAY),
         (Action.SLOW, Target.GATEWAY),
     } <= kinds

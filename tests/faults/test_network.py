@@ -4,7 +4,9 @@ NetfilterQueue, as the fault suite needs)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -49,10 +51,11 @@ def test_each_role_has_its_own_addresses() -> None:
         "10.77.0.13",
     ]
     assert FAULTS.address_for("postgres") == "10.77.0.20"
+    assert FAULTS.address_for("devices") == "10.77.0.2"
     assert FAULTS.address_for("gateway-2") == "10.77.0.32"
     assert FAULTS.address_for("worker-3") == "10.77.0.43"
     assert OWN.address_for("worker-1") == "10.77.1.41"
-    for wrong in ("mosquitto", "worker-x", "worker-10", "worker-0", "postgres-2"):
+    for wrong in ("mosquitto", "worker-x", "worker-10", "worker-0", "postgres-2", "devices-2"):
         with pytest.raises(ValueError, match="no address"):
             FAULTS.address_for(wrong)
 
@@ -67,7 +70,8 @@ def test_addresses_stay_in_the_network_and_never_collide(role: str, number: int)
         for n in range(1, 10)
         if other != role
     }
-    assert address not in others | {FAULTS.this_host, FAULTS.address_for("postgres")}
+    single = {FAULTS.this_host, FAULTS.address_for("postgres"), FAULTS.address_for("devices")}
+    assert address not in others | single
 
 
 @pytest.fixture
@@ -109,6 +113,35 @@ def _talks(network: HostNetwork, source: str, *, attempts: int = 30) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def _source_address(network: HostNetwork) -> str:
+    """The address this process's connection to worker-1's echo comes from."""
+    target = network.hosts["worker-1"].address
+    for _ in range(30):  # the echo server may still be starting
+        with contextlib.suppress(OSError), socket.create_connection((target, 7000), 1) as link:
+            return str(link.getsockname()[0])
+        time.sleep(0.1)
+    raise AssertionError("worker-1's echo never answered")
+
+
+def test_this_process_enters_a_host_works_from_it_and_leaves(network: HostNetwork) -> None:
+    """The suite runs in the devices' host: its sockets and the processes it starts are
+    there, and it still makes hosts and cuts links; leaving brings it back."""
+    network.add("devices")
+    network.enter("devices")
+    try:
+        assert _source_address(network) == OWN.address_for("devices")
+        network.add("gateway-2")  # made at the bridge, from inside a host
+        assert _talks(network, "gateway-2")
+        network.cut("worker-1", ["devices"], tag="edge")
+        assert not _talks(network, "", attempts=3)  # a process started here is here too
+        assert _talks(network, "gateway-2")
+        network.heal("worker-1", "edge")
+        assert _talks(network, "")
+    finally:
+        network.leave()
+    assert _source_address(network) == OWN.this_host
 
 
 def test_a_cut_drops_both_ways_a_one_way_cut_one_way_and_heal_restores(
