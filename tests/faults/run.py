@@ -298,7 +298,11 @@ async def cut_links(world: World, fault: Fault) -> str:
             f"{fault.label}: the gateway's produce latency averaged {mean:.3f}s over "
             f"{count:.0f} records, under half the {round_trip:.1f}s round trip"
         )
-    return f"{healed}; meanwhile its records took {mean:.2f}s on average to Kafka"
+    devices = await _blocking(slowed.metric, "iot_gateway_edge_connections")
+    return (
+        f"{healed}; meanwhile its {count:.0f} records took {mean:.2f}s on average to Kafka "
+        f"({devices:.0f} devices connected to it)"
+    )
 
 
 def _produce_latency(gateway: stack.AppProcess) -> tuple[float, float]:
@@ -859,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="seconds of load (190 in direct mode on sqlite; 230 in bridge mode or on postgres, "
-        "which have more kinds of fault to fit; 500 with --hosts, whose links are cut, clocks "
+        "which have more kinds of fault to fit; 540 with --hosts, whose links are cut, clocks "
         "stepped and disks filled too)",
     )
     parser.add_argument(
@@ -922,7 +926,7 @@ def main(argv: list[str] | None = None) -> int:
     args.devices = args.devices or (300 if direct else 200)
     args.rate = args.rate or (1500.0 if direct else 200.0)
     args.duration = args.duration or (
-        500.0 if args.hosts else 190.0 if direct and args.store == "sqlite" else 230.0
+        540.0 if args.hosts else 190.0 if direct and args.store == "sqlite" else 230.0
     )
     args.workers = args.workers or (2 if args.store == "postgres" else 1)
     if args.store == "sqlite" and args.workers != 1:

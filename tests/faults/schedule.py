@@ -322,6 +322,8 @@ def _cost(fault: Fault) -> float:
     """About how long ``fault`` takes from its start until it is repaired."""
     if fault.action in (Action.PAUSE, Action.LONG_PAUSE):
         return fault.hold_s + 0.5
+    if fault.target in KAFKA_NODES:  # cut off or killed, a node must rejoin and catch up
+        return fault.hold_s + COST_S[fault.target]
     if fault.action in NETWORK_ACTIONS or fault.action is Action.CLOCK_STEP:
         return fault.hold_s + 3.0
     return fault.hold_s + COST_S[fault.target]

@@ -313,7 +313,7 @@ def test_links_clocks_and_disks_fail_only_on_hosts_of_their_own() -> None:
     cluster = Topology(brokers=3, workers=2, store="postgres")
     hosts = dataclasses.replace(cluster, hosts=True)
     assert not HOST_ACTIONS & {f.action for f in make_schedule(42, 360, cluster)}
-    schedule = make_schedule(42, 500, hosts)
+    schedule = make_schedule(42, 540, hosts)
     assert missing_kinds(schedule, hosts) == []
     kinds = {(f.action, f.target) for f in schedule}
     assert {
