@@ -371,15 +371,7 @@ class HostNetwork:
 
     def _table(self, name: str, tag: str, chains: list[str]) -> None:
         ruleset = f"table inet {tag} {{\n" + "\n".join(chains) + "\n}\n"
-        result = subprocess.run(
-            ["ip", "netns", "exec", self.hosts[name].namespace, "nft", "-f", "-"],
-            input=ruleset,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise NetworkError(f"nft refused the rules for {name}: {result.stderr.strip()}")
+        _load(self.hosts[name].namespace, ["nft", "-f", "-"], ruleset, f"nft, for {name}")
 
     def remove(self) -> None:
         self.leave()
@@ -403,15 +395,20 @@ def _iptables(namespace: str, *lines: str) -> None:
     """Applies iptables ``lines`` (``-A``, ``-D``, ``-X``, ``:chain``) to the filter table of
     ``namespace`` in one go: all of them or, if one fails, none."""
     ruleset = "*filter\n" + "\n".join(lines) + "\nCOMMIT\n"
+    _load(namespace, ["iptables-restore", "--noflush"], ruleset, f"iptables, in {namespace}")
+
+
+def _load(namespace: str, tool: list[str], ruleset: str, who: str) -> None:
+    """Feeds ``ruleset`` to ``tool`` (which reads it on stdin) in ``namespace``."""
     result = subprocess.run(
-        ["ip", "netns", "exec", namespace, "iptables-restore", "--noflush"],
+        ["ip", "netns", "exec", namespace, *tool],
         input=ruleset,
         capture_output=True,
         text=True,
         check=False,
     )
     if result.returncode != 0:
-        raise NetworkError(f"iptables refused the rules in {namespace}: {result.stderr.strip()}")
+        raise NetworkError(f"{who} refused the rules: {result.stderr.strip()}")
 
 
 def _start_delay(
