@@ -247,7 +247,7 @@ class EdgeServer:
         if (
             known is not None
             and known.principal != principal
-            and not known.expired(log_.directory.clock.now_ms())
+            and not known.expired(self._session_now_ms())
         ):
             connection.refuse(0x87, f"client id {client_id!r} belongs to another principal")
             return

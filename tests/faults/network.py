@@ -227,13 +227,9 @@ class HostNetwork:
         addresses = self._addresses(peers)
         rules = []
         if outbound:
-            rules.append(
-                f"chain output {{ type filter hook output priority 0; ip daddr {addresses} drop; }}"
-            )
+            rules.append(_chain("output", "daddr", addresses, "drop"))
         if inbound:
-            rules.append(
-                f"chain input {{ type filter hook input priority 0; ip saddr {addresses} drop; }}"
-            )
+            rules.append(_chain("input", "saddr", addresses, "drop"))
         self._table(name, tag, rules)
 
     def lossy(self, name: str, peers: Iterable[str], percent: int, *, tag: str) -> None:

@@ -260,37 +260,46 @@ async def cut_links(world: World, fault: Fault) -> str:
     assert world.network is not None, "network faults need hosts of their own"
     kafka = [node.name for node in kafka_nodes(world.settings)]
     if fault.target in KAFKA_NODES:
-        host = (await _blocking(stack.kafka_server, world.settings, fault.target)).name
+        host = (await _server(world, fault.target)).name
         peers = [node for node in kafka if node != host]
     else:
         host = f"{fault.target}-{fault.instance + 1}"
         peers = {Action.CUT_FROM_STORE: ["postgres"], Action.CUT_FROM_DEVICES: ["devices"]}.get(
             fault.action, kafka
         )
+    if fault.action is Action.SLOW:
+        return await slow_link(world, fault, host, peers)
     network = world.network
-    slowed = world.gateways[fault.instance] if fault.action is Action.SLOW else None
-    before = await _blocking(_produce_latency, slowed) if slowed else (0.0, 0.0)
     if fault.action is Action.LOSSY:
         network.lossy(host, peers, LOSS_PERCENT, tag="fault")
-    elif fault.action is Action.SLOW:
-        at_most = fault.hold_s + 30  # the programs stop by themselves even if this one dies
-        await _blocking(
-            lambda: network.delay(
-                host, peers, DELAY_MS, tag="fault", loss_percent=SLOW_LOSS, at_most_s=at_most
-            )
-        )
     else:
         one_way = fault.action is Action.CUT_ONE_WAY
         network.cut(host, peers, tag="fault", inbound=not one_way)
     try:
         await asyncio.sleep(fault.hold_s)
-        if slowed is not None:
-            after = await _blocking(_produce_latency, slowed)
     finally:
-        await _blocking(network.heal, host, "fault")  # a delay's heal waits out what it holds
+        network.heal(host, "fault")
+    return f"{host}'s links to {', '.join(peers)} healed"
+
+
+async def slow_link(world: World, fault: Fault, host: str, peers: list[str]) -> str:
+    """Delays a gateway's links to Kafka (and loses a few of their packets) for the fault's
+    hold time; its produce latency meanwhile must show at least half the added round trip."""
+    assert world.network is not None, "network faults need hosts of their own"
+    network, slowed = world.network, world.gateways[fault.instance]
+    before = await _blocking(_produce_latency, slowed)
+    at_most = fault.hold_s + 30  # the programs stop by themselves even if this one dies
+    await _blocking(
+        lambda: network.delay(
+            host, peers, DELAY_MS, tag="fault", loss_percent=SLOW_LOSS, at_most_s=at_most
+        )
+    )
+    try:
+        await asyncio.sleep(fault.hold_s)
+        after = await _blocking(_produce_latency, slowed)
+    finally:
+        await _blocking(network.heal, host, "fault")  # it waits out what the link holds
     healed = f"{host}'s links to {', '.join(peers)} healed"
-    if slowed is None:
-        return healed
     (total, count), round_trip = (after[0] - before[0], after[1] - before[1]), 2 * DELAY_MS / 1000
     mean = total / count if count else 0.0
     if mean < round_trip / 2:  # undelayed, it is tens of ms; records begun before the
@@ -333,10 +342,7 @@ async def step_clock(world: World, fault: Fault) -> str:
 async def fill_disk(world: World, fault: Fault) -> str:
     """Fills the disk under a Kafka node's log dir or PostgreSQL's data for the fault's hold
     time, then gives it room again and restarts the server if it stopped."""
-    if fault.target in KAFKA_NODES:
-        server = await _blocking(stack.kafka_server, world.settings, fault.target)
-    else:
-        server = stack.postgres_server(world.settings)
+    server = await _server(world, fault.target)
     log = server.service.log_file
     logged = log.stat().st_size if log.exists() else 0
     filler = await _blocking(fill, world.disks[server.name])
@@ -392,14 +398,19 @@ async def hit_process(world: World, fault: Fault) -> str:
     return f"{app.name} restarted, ready in {took:.1f}s"
 
 
+async def _server(world: World, target: Target) -> stack.Server:
+    """The server a fault on ``target`` hits (a Kafka node found by its role)."""
+    if target in KAFKA_NODES:
+        node: stack.Server = await _blocking(stack.kafka_server, world.settings, target)
+        return node
+    if target is Target.POSTGRES:
+        return stack.postgres_server(world.settings)
+    return stack.mosquitto_server(world.settings)
+
+
 async def hit_server(world: World, fault: Fault) -> str:
     """Kills or freezes a Kafka node, PostgreSQL or Mosquitto, then restarts or resumes it."""
-    if fault.target in KAFKA_NODES:
-        server = await _blocking(stack.kafka_server, world.settings, fault.target)
-    elif fault.target is Target.POSTGRES:
-        server = stack.postgres_server(world.settings)
-    else:
-        server = stack.mosquitto_server(world.settings)
+    server = await _server(world, fault.target)
     if fault.action is Action.PAUSE:
         pid = server.pause()
         await asyncio.sleep(fault.hold_s)
@@ -713,11 +724,8 @@ async def run(args: argparse.Namespace) -> int:
     mounts = contextlib.ExitStack()
     try:
         disks = _mount_disks(settings, mounts) if network else {}
-        clocks = {
-            f"gateway-{n}": HostClock(folder / f"clock-gateway-{n}")
-            for n in range(1, gateways + 1)
-            if network
-        }
+        names = [f"gateway-{n}" for n in range(1, gateways + 1)] if network else []
+        clocks = {name: HostClock(folder / f"clock-{name}") for name in names}
         await _blocking(stack.start_stack, settings, lambda _: None)
         rules = folder / "alerts.yaml"
         rules.write_text(RULES)
